@@ -1,0 +1,253 @@
+// Options, defaults and validation. Knows msm's attribute names and syntax; knows nothing of memcached or HTTP.
+import type { Transcoder } from './transcoders/transcoder';
+import type { Logger } from './logger';
+
+export type LockingModeName = 'none' | 'all' | 'auto' | `uriPattern:${string}`;
+
+export interface MemcachedStoreOptions {
+  /** msm syntax: `n1:host:11211,n2:host:11212` (commas or spaces), or a single `host:port` without node id. */
+  memcachedNodes: string;
+  /** Node ids used only when no other node is available (msm `failoverNodes`). */
+  failoverNodes?: string;
+  /** msm `sticky`: local primary + memcached backup (true) or memcached primary + backup node (false, default). */
+  sticky?: boolean;
+  /** This instance's name (Tomcat's jvmRoute); required when sticky. */
+  route?: string;
+  /** ms, deadline of one memcached operation (msm `operationTimeout`). */
+  operationTimeout?: number;
+  /** Backup writes after the response (true) or awaited up to sessionBackupTimeout (false). */
+  sessionBackupAsync?: boolean;
+  /** ms, how long a synchronous backup is awaited. */
+  sessionBackupTimeout?: number;
+  /** msm `storageKeyPrefix`: comma-separated `static:<x>`, `host`, `host.hash`. */
+  storageKeyPrefix?: string;
+  /** s, for sessions whose cookie has no maxAge/expires. */
+  defaultMaxInactiveInterval?: number;
+  /** SASL PLAIN credentials, passed to each node's client. */
+  username?: string;
+  password?: string;
+  /** Session <-> bytes. JSON by default. */
+  transcoder?: Transcoder;
+  /** Regex over top-level attribute names; only matching attributes are stored (msm `sessionAttributeFilter`). */
+  sessionAttributeFilter?: string | RegExp;
+  /** ms, how long a node's availability is trusted before it is probed again (msm: 1000). */
+  nodeAvailabilityCacheTTL?: number;
+  /** Sticky: bounds of the local primary store. */
+  localMaxSessions?: number;
+  localMaxBytes?: number;
+  /** Locking (middleware, non-sticky only). */
+  lockingMode?: LockingModeName | string;
+  lockExpiration?: number;
+  lockTimeoutAction?: 'proceed' | 'reject';
+  /** Middleware: requests whose path (plus query) fully matches get no session. */
+  requestUriIgnorePattern?: string | RegExp;
+  /** Where failover, relocation and decode failures are reported. Silent unless DEBUG includes express-msm. */
+  logger?: Logger;
+  /** Test hook: called with every key before it reaches memcached. */
+  onKey?: (key: string) => void;
+}
+
+export interface MemcachedNodeConfig {
+  id: string;
+  host: string;
+  port: number;
+}
+
+export interface ResolvedConfig {
+  nodes: MemcachedNodeConfig[];
+  /** false for a single `host:port` without id: ids then carry no node suffix (as msm). */
+  encodeNodeId: boolean;
+  failoverNodeIds: string[];
+  sticky: boolean;
+  route: string | undefined;
+  operationTimeout: number;
+  sessionBackupAsync: boolean;
+  sessionBackupTimeout: number;
+  storageKeyPrefix: string;
+  defaultMaxInactiveInterval: number;
+  username: string | undefined;
+  password: string | undefined;
+  sessionAttributeFilter: RegExp | undefined;
+  nodeAvailabilityCacheTTL: number;
+  localMaxSessions: number;
+  localMaxBytes: number;
+}
+
+export const DEFAULTS = {
+  sticky: false,
+  operationTimeout: 1000,
+  sessionBackupAsync: true,
+  sessionBackupTimeout: 100,
+  defaultMaxInactiveInterval: 1800,
+  nodeAvailabilityCacheTTL: 1000,
+  localMaxSessions: 100_000,
+  localMaxBytes: 256 * 1024 * 1024,
+  lockExpiration: 5,
+} as const;
+
+/** Node ids and routes separate parts of a session id, so they may not contain `-` or `.`. */
+export const NODE_ID_PATTERN = /^[A-Za-z0-9_]{1,32}$/;
+export const ROUTE_PATTERN = /^[A-Za-z0-9_]{1,32}$/;
+const HOST_PATTERN = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])$/;
+
+export class ConfigError extends Error {
+  constructor(option: string, value: unknown, why: string) {
+    super(`express-msm: invalid ${option} ${JSON.stringify(value)}: ${why}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function parsePort(option: string, raw: string, entry: string): number {
+  const port = /^\d{1,5}$/.test(raw) ? Number(raw) : NaN;
+  if (!(port >= 1 && port <= 65535)) throw new ConfigError(option, entry, `port "${raw}" is not 1-65535`);
+  return port;
+}
+
+function parseHost(option: string, raw: string, entry: string): string {
+  if (!HOST_PATTERN.test(raw)) throw new ConfigError(option, entry, `host "${raw}" is not a hostname or address`);
+  return raw.startsWith('[') ? raw.slice(1, -1) : raw;
+}
+
+/** Splits `host:port`, allowing a bracketed IPv6 host. */
+function splitHostPort(s: string): [string, string] | null {
+  const i = s.lastIndexOf(':');
+  if (i <= 0) return null;
+  return [s.slice(0, i), s.slice(i + 1)];
+}
+
+/** Parses msm's memcachedNodes: `id:host:port` entries separated by commas or spaces, or one `host:port`. */
+export function parseMemcachedNodes(value: unknown): { nodes: MemcachedNodeConfig[]; encodeNodeId: boolean } {
+  const option = 'memcachedNodes';
+  if (typeof value !== 'string' || value.trim() === '') {
+    throw new ConfigError(option, value, 'expected "n1:host:port,n2:host:port" or "host:port"');
+  }
+  const entries = value.trim().split(/[\s,]+/);
+  if (entries.length === 1 && (entries[0].split(':').length === 2 || entries[0].startsWith('['))) {
+    // msm's single-node form: no id, and so no node id in session ids.
+    const hp = splitHostPort(entries[0]);
+    if (!hp) throw new ConfigError(option, entries[0], 'expected host:port');
+    return {
+      nodes: [{ id: 'n1', host: parseHost(option, hp[0], entries[0]), port: parsePort(option, hp[1], entries[0]) }],
+      encodeNodeId: false,
+    };
+  }
+  const nodes: MemcachedNodeConfig[] = [];
+  for (const entry of entries) {
+    const first = entry.indexOf(':');
+    if (first <= 0) throw new ConfigError(option, entry, 'each entry must be id:host:port');
+    const id = entry.slice(0, first);
+    const hp = splitHostPort(entry.slice(first + 1));
+    if (!hp) throw new ConfigError(option, entry, 'each entry must be id:host:port');
+    if (!NODE_ID_PATTERN.test(id)) {
+      throw new ConfigError(option, entry, `node id "${id}" must be 1-32 of [A-Za-z0-9_] (no "-" or ".": they separate id parts)`);
+    }
+    if (nodes.some((n) => n.id === id)) throw new ConfigError(option, value, `duplicate node id "${id}"`);
+    nodes.push({ id, host: parseHost(option, hp[0], entry), port: parsePort(option, hp[1], entry) });
+  }
+  return { nodes, encodeNodeId: true };
+}
+
+function parseIdList(option: string, value: unknown, known: MemcachedNodeConfig[]): string[] {
+  if (value === undefined || value === null || value === '') return [];
+  if (typeof value !== 'string') throw new ConfigError(option, value, 'expected node ids separated by commas or spaces');
+  const ids = value.trim().split(/[\s,]+/).filter(Boolean);
+  for (const id of ids) {
+    if (!known.some((n) => n.id === id)) {
+      throw new ConfigError(option, value, `unknown node id "${id}" (memcachedNodes has ${known.map((n) => n.id).join(', ')})`);
+    }
+  }
+  return [...new Set(ids)];
+}
+
+function nonNegative(option: string, value: unknown, dflt: number, opts: { integer?: boolean; min?: number } = {}): number {
+  if (value === undefined) return dflt;
+  const min = opts.min ?? 0;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || (opts.integer && !Number.isInteger(value))) {
+    throw new ConfigError(option, value, `expected a${opts.integer ? 'n integer' : ' number'} >= ${min}`);
+  }
+  return value;
+}
+
+function bool(option: string, value: unknown, dflt: boolean): boolean {
+  if (value === undefined) return dflt;
+  if (typeof value !== 'boolean') throw new ConfigError(option, value, 'expected true or false');
+  return value;
+}
+
+function regex(option: string, value: unknown): RegExp | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (value instanceof RegExp) return value;
+  if (typeof value !== 'string') throw new ConfigError(option, value, 'expected a regular expression');
+  try {
+    return new RegExp(value);
+  } catch (e) {
+    throw new ConfigError(option, value, (e as Error).message);
+  }
+}
+
+/** msm's storageKeyPrefix tokens: `static:x`, `host`, `host.hash`; joined with ':' and ended with '_'. */
+export function parseStorageKeyPrefix(value: unknown, hostname: () => string): string {
+  const option = 'storageKeyPrefix';
+  if (value === undefined || value === null || value === '') return '';
+  if (typeof value !== 'string') throw new ConfigError(option, value, 'expected e.g. "static:shop"');
+  const parts: string[] = [];
+  for (const token of value.split(',').map((t) => t.trim()).filter(Boolean)) {
+    let part: string;
+    if (token.startsWith('static:')) part = token.slice('static:'.length);
+    else if (token === 'host') part = hostname();
+    else if (token === 'host.hash') part = require('crypto').createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+    else if (token === 'context' || token === 'context.hash' || token === 'webappVersion') {
+      throw new ConfigError(option, value, `"${token}" is a Tomcat concept; use "static:<name>" for one prefix per application`);
+    } else throw new ConfigError(option, value, `unknown token "${token}" (use static:<name>, host or host.hash)`);
+    if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(part)) {
+      throw new ConfigError(option, value, `"${part}" must be 1-64 of [A-Za-z0-9_.:-]`);
+    }
+    parts.push(part);
+  }
+  return parts.length ? parts.join(':') + '_' : '';
+}
+
+export function resolveConfig(options: MemcachedStoreOptions): ResolvedConfig {
+  if (!options || typeof options !== 'object') throw new ConfigError('options', options, 'expected an object');
+  const { nodes, encodeNodeId } = parseMemcachedNodes(options.memcachedNodes);
+  const failoverNodeIds = parseIdList('failoverNodes', options.failoverNodes, nodes);
+  if (failoverNodeIds.length && nodes.length === 1) {
+    throw new ConfigError('failoverNodes', options.failoverNodes, 'needs more than one memcached node');
+  }
+  if (failoverNodeIds.length === nodes.length) {
+    throw new ConfigError('failoverNodes', options.failoverNodes, 'names every node: at least one node must be a primary');
+  }
+  const sticky = bool('sticky', options.sticky, DEFAULTS.sticky);
+  let route: string | undefined;
+  if (options.route !== undefined && options.route !== null && options.route !== '') {
+    if (typeof options.route !== 'string' || !ROUTE_PATTERN.test(options.route)) {
+      throw new ConfigError('route', options.route, 'must be 1-32 of [A-Za-z0-9_]');
+    }
+    route = options.route;
+  }
+  if (sticky && !route) throw new ConfigError('route', options.route, 'is required when sticky is true (like Tomcat\'s jvmRoute)');
+  const timeoutOpt = { min: 1 };
+  const cfg: ResolvedConfig = {
+    nodes,
+    encodeNodeId,
+    failoverNodeIds,
+    sticky,
+    route,
+    operationTimeout: nonNegative('operationTimeout', options.operationTimeout, DEFAULTS.operationTimeout, timeoutOpt),
+    sessionBackupAsync: bool('sessionBackupAsync', options.sessionBackupAsync, DEFAULTS.sessionBackupAsync),
+    sessionBackupTimeout: nonNegative('sessionBackupTimeout', options.sessionBackupTimeout, DEFAULTS.sessionBackupTimeout),
+    storageKeyPrefix: parseStorageKeyPrefix(options.storageKeyPrefix, () => require('os').hostname()),
+    defaultMaxInactiveInterval: nonNegative(
+      'defaultMaxInactiveInterval', options.defaultMaxInactiveInterval, DEFAULTS.defaultMaxInactiveInterval, { integer: true, min: 1 }),
+    username: options.username,
+    password: options.password,
+    sessionAttributeFilter: regex('sessionAttributeFilter', options.sessionAttributeFilter),
+    nodeAvailabilityCacheTTL: nonNegative('nodeAvailabilityCacheTTL', options.nodeAvailabilityCacheTTL, DEFAULTS.nodeAvailabilityCacheTTL),
+    localMaxSessions: nonNegative('localMaxSessions', options.localMaxSessions, DEFAULTS.localMaxSessions, { integer: true, min: 1 }),
+    localMaxBytes: nonNegative('localMaxBytes', options.localMaxBytes, DEFAULTS.localMaxBytes, { integer: true, min: 1 }),
+  };
+  if ((cfg.username === undefined) !== (cfg.password === undefined)) {
+    throw new ConfigError(cfg.username === undefined ? 'username' : 'password', undefined, 'username and password go together (SASL)');
+  }
+  return cfg;
+}

@@ -1,0 +1,38 @@
+// Key names exactly as Java msm builds them (SessionIdFormat / StorageKeyFormat). Knows no bytes, no HTTP.
+export const MEMCACHED_MAX_KEY_LENGTH = 250;
+
+export class KeyFormat {
+  /** Longest session id for which every derived key (the longest is the backup validity key) fits 250 bytes. */
+  readonly maxIdLength: number;
+
+  constructor(readonly prefix: string) {
+    this.maxIdLength = MEMCACHED_MAX_KEY_LENGTH - this.backupValidity('').length;
+  }
+
+  /** msm StorageKeyFormat.format: `<prefix><id>`. */
+  session(id: string): string {
+    return this.prefix + id;
+  }
+  validity(id: string): string {
+    return 'validity:' + this.prefix + id;
+  }
+  backup(id: string): string {
+    return 'bak:' + this.prefix + id;
+  }
+  /** msm: `"bak:" + fmt("validity:" + fmt(id))`: with prefix `x_` that is `bak:x_validity:x_<id>`. */
+  backupValidity(id: string): string {
+    return 'bak:' + this.prefix + 'validity:' + this.prefix + id;
+  }
+  lock(id: string): string {
+    return 'lock:' + this.prefix + id;
+  }
+  /** msm probes `fmt("ping-" + nodeId)` with a get; a miss means the node answers. */
+  ping(nodeId: string): string {
+    return this.prefix + 'ping-' + nodeId;
+  }
+}
+
+/** Memcached text/binary keys: 1-250 bytes, no whitespace or control characters. Last line of defence. */
+export function isValidMemcachedKey(key: string): boolean {
+  return key.length > 0 && Buffer.byteLength(key) <= MEMCACHED_MAX_KEY_LENGTH && /^[\x21-\x7e]+$/.test(key);
+}

@@ -1,0 +1,55 @@
+// What a mode (non-sticky, sticky) is given and must provide. The store speaks express-session; a mode speaks nodes.
+import type { ResolvedConfig } from './config';
+import type { KeyFormat } from './keys';
+import type { Logger } from './logger';
+import type { NodeSet } from './nodes';
+import type { SessionId, SessionIdFormat } from './session-id';
+import type { Statistics } from './stats';
+import type { StoredSession, Transcoder } from './transcoders/transcoder';
+import type { Validity } from './validity';
+import type { BackupRunner } from './backup';
+
+/** What a load remembers about the session, carried on the session object (non-enumerable) until set/touch. */
+export interface LoadedMeta {
+  /** The id the bytes were loaded under (after relocation or takeover: the new id). */
+  id: string;
+  /** Encoded bytes as loaded or last written: equal bytes at save mean "unchanged". */
+  bytes: Buffer;
+  validity?: Validity;
+  /** Set when the load moved the session to a new id (relocation or route takeover): the response must carry it. */
+  newId?: string;
+}
+
+export interface LoadResult {
+  session: StoredSession;
+  meta: LoadedMeta;
+}
+
+export interface ModeContext {
+  cfg: ResolvedConfig;
+  nodes: NodeSet;
+  keys: KeyFormat;
+  ids: SessionIdFormat;
+  transcoder: Transcoder;
+  stats: Statistics;
+  logger: Logger;
+  backups: BackupRunner;
+  /** Remembers old id -> new id so concurrent requests with the old cookie follow the move. */
+  recordIdChange(oldId: string, newId: string): void;
+}
+
+export interface SessionMode {
+  /** Id for a new session (store.genid). */
+  newId(): string;
+  load(sid: SessionId): Promise<LoadResult | null>;
+  /** `bytes` = transcoder.encode(stored); maxInactive in s (> 0). */
+  save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void>;
+  touch(sid: SessionId, stored: StoredSession, maxInactive: number, meta: LoadedMeta | undefined): Promise<void>;
+  destroy(sid: SessionId): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Equal bytes: the session was not modified since it was loaded or last written. */
+export function unchanged(meta: LoadedMeta | undefined, id: string, bytes: Buffer): boolean {
+  return meta !== undefined && meta.id === id && meta.bytes.length === bytes.length && meta.bytes.equals(bytes);
+}

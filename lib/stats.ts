@@ -1,0 +1,50 @@
+// Counters and timings (msm's Statistics). Knows nothing else.
+export class Statistics {
+  requestsWithSession = 0;
+  requestsWithoutSession = 0;
+  requestsWithTomcatFailover = 0;
+  requestsWithMemcachedFailover = 0;
+  requestsWithBackupFailure = 0;
+  requestsWithoutSessionModification = 0;
+  sessionsCreated = 0;
+  sessionsRelocated = 0;
+  sessionsDestroyed = 0;
+  sessionsExpired = 0;
+  decodeFailures = 0;
+  invalidSessionIds = 0;
+  primaryWriteFailures = 0;
+  backupsSkippedNoNode = 0;
+  backupsRewritten = 0;
+  sessionsRewrittenAfterMiss = 0;
+  localHits = 0;
+  localMisses = 0;
+  localEvictions = 0;
+  locksAcquired = 0;
+  lockTimeouts = 0;
+  lockWaitMsTotal = 0;
+  lockReleaseSkipped = 0;
+  requestsIgnored = 0;
+  readOnlyPatternsLearnt = 0;
+  readOnlyRequestsUnlocked = 0;
+  private readonly timings = new Map<string, { count: number; total: number; max: number }>();
+
+  time(name: string, ms: number): void {
+    let t = this.timings.get(name);
+    if (!t) this.timings.set(name, (t = { count: 0, total: 0, max: 0 }));
+    t.count++;
+    t.total += ms;
+    if (ms > t.max) t.max = ms;
+  }
+
+  counters(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [k, v] of Object.entries(this)) if (typeof v === 'number') out[k] = v;
+    return out;
+  }
+
+  timingSnapshot(): Record<string, { count: number; avgMs: number; maxMs: number }> {
+    const out: Record<string, { count: number; avgMs: number; maxMs: number }> = {};
+    for (const [k, t] of this.timings) out[k] = { count: t.count, avgMs: t.count ? t.total / t.count : 0, maxMs: t.max };
+    return out;
+  }
+}

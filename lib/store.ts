@@ -1,0 +1,305 @@
+// MemcachedStore: express-session's Store contract (callbacks and promises) on top of a mode (non-sticky, sticky).
+// Validates every id before anything is built from it, turns sessions into plain data and bytes, and carries what
+// a load learnt (bytes, validity, a new id) on the session object until set/touch.
+import { Store } from 'express-session';
+import type { SessionData } from 'express-session';
+import { LRUCache } from 'lru-cache';
+import { MemcachedStoreOptions, ResolvedConfig, resolveConfig } from './config';
+import { KeyFormat } from './keys';
+import { Logger, defaultLogger } from './logger';
+import { LoadedMeta, ModeContext, SessionMode } from './mode';
+import { NodeSet } from './nodes';
+import { NonStickyMode } from './non-sticky';
+import { SessionId, SessionIdFormat } from './session-id';
+import { Statistics } from './stats';
+import { StickyMode } from './sticky';
+import { JsonTranscoder } from './transcoders/json';
+import { StoredCookie, StoredSession, Transcoder } from './transcoders/transcoder';
+import { BackupRunner } from './backup';
+
+/** Where a loaded session carries its LoadedMeta. A symbol: invisible to JSON, to express-session's hash and to apps. */
+export const LOADED: unique symbol = Symbol('express-msm.loaded');
+/** On req while an id change waits to be applied. */
+const PENDING_ID = Symbol('express-msm.pendingIdChange');
+
+/** Memcached's default item size is 1 MB; leave room for the key and item header. */
+export const DEFAULT_MAX_SESSION_BYTES = 1024 * 1024 - 1024;
+
+type Callback<T> = ((err: any, value?: T) => void) | undefined;
+
+function withCallback<T>(p: Promise<T>, cb: Callback<T>): Promise<T> {
+  // With a callback the promise is handled here, so callers that ignore it (express-session) see no rejection.
+  if (typeof cb === 'function') p.then((v) => cb(null, v), (e) => cb(e));
+  return p;
+}
+
+interface RequestLike {
+  sessionID?: string;
+  session?: any;
+  res?: { end: (...a: any[]) => any; writeHead: (...a: any[]) => any };
+}
+
+export interface StoreStats {
+  [counter: string]: unknown;
+  nodes: ReturnType<NodeSet['snapshot']>;
+  timings: ReturnType<Statistics['timingSnapshot']>;
+  pendingBackups: number;
+}
+
+export class MemcachedStore extends Store {
+  readonly config: ResolvedConfig;
+  readonly nodes: NodeSet;
+  readonly keys: KeyFormat;
+  readonly ids: SessionIdFormat;
+  readonly transcoder: Transcoder;
+  readonly statistics = new Statistics();
+  readonly logger: Logger;
+  readonly backups: BackupRunner;
+  readonly mode: SessionMode;
+  /** Largest encoded session accepted; larger ones fail at set with a message naming the size. */
+  maxSessionBytes = DEFAULT_MAX_SESSION_BYTES;
+  private readonly idChanges = new LRUCache<string, string>({ max: 10_000, ttl: 10 * 60_000 });
+  private closed = false;
+
+  constructor(options: MemcachedStoreOptions) {
+    super();
+    this.config = resolveConfig(options);
+    this.logger = options.logger ?? defaultLogger();
+    this.transcoder = options.transcoder ?? new JsonTranscoder();
+    if (typeof this.transcoder.encode !== 'function' || typeof this.transcoder.decode !== 'function') {
+      throw new Error('express-msm: invalid transcoder: expected { encode(session): Buffer, decode(bytes): session | null }');
+    }
+    this.keys = new KeyFormat(this.config.storageKeyPrefix);
+    this.ids = new SessionIdFormat(new Set(this.config.nodes.map((n) => n.id)), this.config.encodeNodeId, this.keys.maxIdLength);
+    this.nodes = new NodeSet({
+      nodes: this.config.nodes,
+      failoverNodeIds: this.config.failoverNodeIds,
+      operationTimeout: this.config.operationTimeout,
+      nodeAvailabilityCacheTTL: this.config.nodeAvailabilityCacheTTL,
+      keys: this.keys,
+      logger: this.logger,
+      username: this.config.username,
+      password: this.config.password,
+      onKey: options.onKey,
+    });
+    this.backups = new BackupRunner(this.config.sessionBackupAsync, this.config.sessionBackupTimeout, this.logger);
+    const ctx: ModeContext = {
+      cfg: this.config,
+      nodes: this.nodes,
+      keys: this.keys,
+      ids: this.ids,
+      transcoder: this.transcoder,
+      stats: this.statistics,
+      logger: this.logger,
+      backups: this.backups,
+      recordIdChange: (oldId, newId) => this.idChanges.set(oldId, newId),
+    };
+    this.mode = this.config.sticky ? new StickyMode(ctx) : new NonStickyMode(ctx);
+  }
+
+  /** Pass as express-session's `genid`: `<random>-<nodeId>[.<route>]` on a random available node. */
+  readonly genid = (_req?: unknown): string => {
+    this.statistics.sessionsCreated++;
+    return this.mode.newId();
+  };
+
+  get(sid: string, callback?: Callback<SessionData | null>): Promise<SessionData | null> {
+    return withCallback(this.loadSession(sid), callback);
+  }
+
+  set(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> {
+    return withCallback(this.saveSession(sid, session), callback);
+  }
+
+  touch(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> {
+    return withCallback(this.refreshSession(sid, session), callback);
+  }
+
+  destroy(sid: string, callback?: Callback<void>): Promise<void> {
+    return withCallback(this.removeSession(sid), callback);
+  }
+
+  /**
+   * express-session builds req.session here: the one Store hook that sees the request. When the load moved the
+   * session to a new id (relocation, route takeover), the id is switched just before the response goes out, so
+   * express-session sees an id change, saves under the new id and sends the new cookie.
+   */
+  createSession(req: any, sess: SessionData): any {
+    const meta = (sess as any)[LOADED] as LoadedMeta | undefined;
+    const session = super.createSession(req, sess);
+    if (meta) Object.defineProperty(session, LOADED, { value: meta, configurable: true, writable: true });
+    if (meta?.newId && req.sessionID !== meta.newId) this.switchIdAtResponse(req as RequestLike, req.sessionID, meta);
+    return session;
+  }
+
+  /** Counters (msm's Statistics), timings and per-node availability. */
+  stats(): StoreStats {
+    return {
+      ...this.statistics.counters(),
+      timings: this.statistics.timingSnapshot(),
+      nodes: this.nodes.snapshot(),
+      pendingBackups: this.backups.size,
+    };
+  }
+
+  /** Probes every node now (normally probes run in the background when the 1 s cache entry is stale). */
+  async ready(): Promise<void> {
+    await this.nodes.refresh();
+  }
+
+  /** Flushes queued backups, then closes every connection. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.backups.flush();
+    await this.mode.close();
+    await this.backups.flush();
+    this.nodes.close();
+  }
+
+  // --- internals ---------------------------------------------------------------------------------------------
+
+  /** Parses and validates a client-supplied id, following a recorded move. null: invalid, never reaches memcached. */
+  private resolve(raw: unknown): { sid: SessionId; movedTo?: string } | null {
+    const sid = this.ids.parse(raw);
+    if (!sid) return null;
+    const movedTo = this.idChanges.get(sid.id);
+    if (movedTo) {
+      const moved = this.ids.parse(movedTo);
+      if (moved) return { sid: moved, movedTo };
+    }
+    return { sid };
+  }
+
+  private async loadSession(raw: string): Promise<SessionData | null> {
+    const started = performance.now();
+    const r = this.resolve(raw);
+    if (!r) {
+      this.statistics.invalidSessionIds++;
+      this.statistics.requestsWithoutSession++;
+      return null;
+    }
+    const loaded = await this.mode.load(r.sid);
+    this.statistics.time('load', performance.now() - started);
+    if (!loaded) return null;
+    const { session, meta } = loaded;
+    if (r.movedTo && !meta.newId) meta.newId = r.movedTo;
+    restoreExpires(session.cookie, meta.validity?.thisAccessedTime ?? Date.now());
+    Object.defineProperty(session, LOADED, { value: meta, configurable: true, writable: true });
+    return session as unknown as SessionData;
+  }
+
+  private async saveSession(raw: string, session: SessionData): Promise<void> {
+    const started = performance.now();
+    const r = this.resolve(raw);
+    if (!r) throw new Error(`express-msm: refusing to store a session under an invalid id (check the genid option: use store.genid)`);
+    const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
+    if (maxInactive <= 0) return this.mode.destroy(r.sid);
+    const stored = this.toStored(session);
+    const bytes = this.transcoder.encode(stored);
+    if (bytes.length > this.maxSessionBytes) {
+      throw new Error(`express-msm: session is ${bytes.length} bytes, above the ${this.maxSessionBytes}-byte limit (memcached item size); not stored`);
+    }
+    await this.mode.save(r.sid, stored, bytes, maxInactive, (session as any)[LOADED]);
+    this.statistics.time('save', performance.now() - started);
+  }
+
+  private async refreshSession(raw: string, session: SessionData): Promise<void> {
+    const r = this.resolve(raw);
+    if (!r) return;
+    const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
+    if (maxInactive <= 0) return this.mode.destroy(r.sid);
+    await this.mode.touch(r.sid, this.toStored(session), maxInactive, (session as any)[LOADED]);
+  }
+
+  private async removeSession(raw: string): Promise<void> {
+    const sid = this.ids.parse(raw);
+    if (!sid) return;
+    const movedTo = this.idChanges.get(sid.id);
+    this.idChanges.delete(sid.id);
+    const moved = movedTo ? this.ids.parse(movedTo) : null;
+    await Promise.all([this.mode.destroy(sid), moved ? this.mode.destroy(moved) : undefined]);
+  }
+
+  /** s: the cookie's maxAge, else its expires, else defaultMaxInactiveInterval. <= 0 means already expired. */
+  maxInactiveOf(cookie: StoredCookie | undefined): number {
+    const oma = cookie?.originalMaxAge;
+    if (typeof oma === 'number' && Number.isFinite(oma)) return Math.ceil(oma / 1000);
+    if (cookie?.expires) {
+      const t = new Date(cookie.expires as string).getTime();
+      if (Number.isFinite(t)) return Math.ceil((t - Date.now()) / 1000);
+    }
+    return this.config.defaultMaxInactiveInterval;
+  }
+
+  /**
+   * Plain data for the transcoder: the cookie's fields and the (filtered) top-level attributes. The cookie's
+   * `expires` moves with every request (express-session resets it), so it is left out whenever it can be rebuilt
+   * from originalMaxAge: unchanged sessions then encode to the same bytes and are not rewritten.
+   */
+  toStored(session: SessionData): StoredSession {
+    const src = session.cookie as any;
+    const data = src && typeof src.toJSON === 'function' ? src.toJSON() : { ...(src ?? {}) };
+    const cookie: StoredCookie = { originalMaxAge: typeof data.originalMaxAge === 'number' ? data.originalMaxAge : null };
+    for (const k of Object.keys(data)) {
+      if (k === 'originalMaxAge' || data[k] === undefined) continue;
+      if (k === 'expires' && cookie.originalMaxAge !== null) continue;
+      cookie[k] = data[k] instanceof Date ? data[k].toISOString() : data[k];
+    }
+    const out: StoredSession = { cookie };
+    const filter = this.config.sessionAttributeFilter;
+    for (const k of Object.keys(session)) {
+      if (k === 'cookie' || (filter && !filter.test(k))) continue;
+      const v = (session as any)[k];
+      if (v === undefined || typeof v === 'function') continue;
+      out[k] = v;
+    }
+    return out;
+  }
+
+  /**
+   * Performs a pending id change (relocation, takeover) now rather than when the response goes out, so the app
+   * sees the new req.sessionID. memcachedSession() calls it right after express-session. Idempotent.
+   */
+  applyPendingIdChange(req: any): void {
+    const pending = (req as any)[PENDING_ID] as (() => void) | undefined;
+    if (pending) pending();
+  }
+
+  private switchIdAtResponse(req: RequestLike, oldId: string, meta: LoadedMeta): void {
+    const newId = meta.newId!;
+    let done = false;
+    const store = this;
+    const swap = () => {
+      if (done) return;
+      done = true;
+      delete (req as any)[PENDING_ID];
+      // Only if the app did not regenerate or destroy the session meanwhile.
+      if (!req.session || req.sessionID !== oldId) return;
+      req.sessionID = newId;
+      const copy = Object.assign({}, req.session);
+      Object.defineProperty(copy, LOADED, { value: meta, configurable: true, writable: true });
+      store.createSession(req, copy);
+    };
+    Object.defineProperty(req, PENDING_ID, { value: swap, configurable: true });
+    const res = req.res;
+    // Not behind express (no req.res): only an explicit applyPendingIdChange() switches the id.
+    if (!res) return;
+    const end = res.end;
+    const writeHead = res.writeHead;
+    res.end = function (this: unknown, ...args: any[]) {
+      swap();
+      return end.apply(this, args);
+    };
+    res.writeHead = function (this: unknown, ...args: any[]) {
+      swap();
+      return writeHead.apply(this, args);
+    };
+  }
+}
+
+/** express-session expects `cookie.expires`; rebuild it from the last access and originalMaxAge (see toStored). */
+function restoreExpires(cookie: StoredCookie, lastAccess: number): void {
+  if (!cookie || cookie.expires !== undefined) return;
+  cookie.expires = typeof cookie.originalMaxAge === 'number' ? new Date(lastAccess + cookie.originalMaxAge).toISOString() : null;
+}

@@ -1,0 +1,55 @@
+// The transcoder contract and the small header every stored value starts with, so a value written by another
+// transcoder or format version is recognised as "not mine" (no session), never mis-decoded.
+
+/** The cookie part express-session needs back (Cookie.toJSON's fields). `expires` is kept by the store, see store.ts. */
+export interface StoredCookie {
+  originalMaxAge: number | null;
+  expires?: string | Date | null;
+  secure?: boolean;
+  httpOnly?: boolean;
+  domain?: string;
+  path?: string;
+  sameSite?: boolean | 'lax' | 'strict' | 'none' | string;
+  partitioned?: boolean;
+  priority?: 'low' | 'medium' | 'high' | string;
+  [k: string]: unknown;
+}
+
+/** What a transcoder encodes and decodes: plain data, the cookie plus the app's top-level attributes. */
+export interface StoredSession {
+  cookie: StoredCookie;
+  [attribute: string]: unknown;
+}
+
+export interface Transcoder {
+  /** Short name for logs and stats, e.g. 'json', 'avro'. */
+  readonly name: string;
+  /** Must be deterministic: the store compares bytes to skip rewriting unchanged sessions. Throws on data it cannot store. */
+  encode(session: StoredSession): Buffer;
+  /** null for anything it did not write (other transcoder, other version, corrupt bytes). Must not throw. */
+  decode(bytes: Buffer): StoredSession | null;
+}
+
+/** 'M','S' */
+export const MAGIC0 = 0x4d;
+export const MAGIC1 = 0x53;
+export const FORMAT_VERSION = 1;
+export const HEADER_LENGTH = 4;
+
+export const TranscoderKind = { json: 1, avro: 2 } as const;
+
+export function writeHeader(target: Buffer, kind: number): void {
+  target[0] = MAGIC0;
+  target[1] = MAGIC1;
+  target[2] = FORMAT_VERSION;
+  target[3] = kind;
+}
+
+export function hasHeader(bytes: Buffer, kind: number): boolean {
+  return bytes.length >= HEADER_LENGTH && bytes[0] === MAGIC0 && bytes[1] === MAGIC1 && bytes[2] === FORMAT_VERSION && bytes[3] === kind;
+}
+
+export function isStoredSession(v: unknown): v is StoredSession {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) &&
+    typeof (v as StoredSession).cookie === 'object' && (v as StoredSession).cookie !== null;
+}

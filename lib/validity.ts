@@ -1,0 +1,46 @@
+// msm's SessionValidityInfo (20 bytes, big-endian) and memcached TTL arithmetic.
+export const VALIDITY_LENGTH = 20;
+/** Memcached reads any exptime above 30 days as an absolute Unix time. */
+export const MEMCACHED_RELATIVE_TTL_LIMIT = 60 * 60 * 24 * 30;
+
+export interface Validity {
+  /** s; <= 0 means never expires (msm). */
+  maxInactiveInterval: number;
+  /** ms */
+  lastAccessedTime: number;
+  /** ms */
+  thisAccessedTime: number;
+}
+
+export function encodeValidity(v: Validity): Buffer {
+  const b = Buffer.allocUnsafe(VALIDITY_LENGTH);
+  b.writeInt32BE(v.maxInactiveInterval | 0, 0);
+  b.writeBigInt64BE(BigInt(Math.trunc(v.lastAccessedTime)), 4);
+  b.writeBigInt64BE(BigInt(Math.trunc(v.thisAccessedTime)), 12);
+  return b;
+}
+
+export function decodeValidity(b: Buffer | null | undefined): Validity | null {
+  if (!b || b.length !== VALIDITY_LENGTH) return null;
+  return {
+    maxInactiveInterval: b.readInt32BE(0),
+    lastAccessedTime: Number(b.readBigInt64BE(4)),
+    thisAccessedTime: Number(b.readBigInt64BE(12)),
+  };
+}
+
+export function isValid(v: Validity, now = Date.now()): boolean {
+  return v.maxInactiveInterval <= 0 || (now - v.thisAccessedTime) / 1000 < v.maxInactiveInterval;
+}
+
+/** Relative seconds -> memcached exptime: 0 stays "never", above 30 days becomes absolute Unix time (msm #147). */
+export function toMemcachedExpiration(seconds: number, now = Date.now()): number {
+  if (seconds <= 0) return 0;
+  const s = Math.ceil(seconds);
+  return s > MEMCACHED_RELATIVE_TTL_LIMIT ? Math.floor(now / 1000) + s : s;
+}
+
+/** Non-sticky msm: the session (and bak:) live 2x maxInactive so validity decides expiry; validity lives maxInactive. */
+export function nonStickySessionTtl(maxInactive: number): number {
+  return maxInactive <= 0 ? 0 : 2 * maxInactive;
+}
