@@ -8,3 +8,6 @@ export type { Transcoder, StoredSession, StoredCookie } from './transcoders/tran
 export type { Logger } from './logger';
 export { encodeValidity, decodeValidity } from './validity';
 export type { Validity } from './validity';
+export { memcachedSession } from './middleware';
+export type { MemcachedSessionOptions, MemcachedSessionMiddleware } from './middleware';
+export type { LockingConfig, LockingStrategy, LockOutcome, LockHandle } from './locking';

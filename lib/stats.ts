@@ -26,6 +26,11 @@ export class Statistics {
   requestsIgnored = 0;
   readOnlyPatternsLearnt = 0;
   readOnlyRequestsUnlocked = 0;
+  /** Middleware locking: node down or `add` failed, the session was used without the memcached lock. */
+  lockErrors = 0;
+  /** lockTimeoutAction 'reject': requests answered 503. */
+  lockRejections = 0;
+  readOnlyPatternsBlacklisted = 0;
   private readonly timings = new Map<string, { count: number; total: number; max: number }>();
 
   time(name: string, ms: number): void {

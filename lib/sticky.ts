@@ -1,16 +1,389 @@
-// msm's sticky mode: placeholder until issue #3 lands.
+// msm's sticky mode: the balancer sends a session back to the instance whose route is in its id, so that instance's
+// local lru-cache is the primary copy and memcached holds a backup (only `<prefix><id>` on the node in the id; no
+// validity, no bak:). Memcached is read only when the id is not held locally: a route takeover (another instance
+// created it), an eviction from the local bounds, or a restart.
+import { LRUCache } from 'lru-cache';
 import type { LoadResult, LoadedMeta, ModeContext, SessionMode } from './mode';
+import { unchanged } from './mode';
 import type { SessionId } from './session-id';
-import type { StoredSession } from './transcoders/transcoder';
+import type { StoredCookie, StoredSession } from './transcoders/transcoder';
+import { toMemcachedExpiration } from './validity';
+import { hashId } from './logger';
+
+/** s; msm adds processExpiresFrequency * backgroundProcessorDelay (6 * 10 s) to the sticky memcached TTL. */
+export const STICKY_TTL_MARGIN = 60;
+/** ms between sweeps of expired local sessions (msm's background process; each sweep also deletes memcached copies). */
+const PURGE_INTERVAL_MS = 60_000;
+
+/** What is known about a session's memcached copy. Shared by every version of one id's local entry. */
+interface MemcachedCopy {
+  /** Bytes last written to memcached (undefined: not written by this instance, e.g. loaded). */
+  written: Buffer | undefined;
+  /** ms epoch until which the copy lives as far as we know; 0 = unknown (refresh at the next save/touch). */
+  expiresAt: number;
+}
+
+interface LocalEntry {
+  /** Encoded session: every request decodes its own copy, so concurrent requests share no mutable state. */
+  readonly bytes: Buffer;
+  /** s */
+  readonly maxInactive: number;
+  /** Memcached node holding the backup. */
+  readonly node: string;
+  readonly copy: MemcachedCopy;
+}
+
+/** A memcached load (reload or takeover), shared by concurrent requests for the same id: bytes, never objects. */
+interface Loaded {
+  id: string;
+  bytes: Buffer;
+  newId?: string;
+}
+
+/** Memcached TTL of the backup: maxInactive plus a margin (msm: 60 s; at most maxInactive for short sessions). */
+export function stickyMemcachedTtl(maxInactive: number): number {
+  return maxInactive + stickyMargin(maxInactive);
+}
+
+function stickyMargin(maxInactive: number): number {
+  return Math.max(1, Math.min(STICKY_TTL_MARGIN, Math.ceil(maxInactive)));
+}
 
 export class StickyMode implements SessionMode {
+  /** The local primary store (exposed for tests and diagnostics). */
+  readonly local: LRUCache<string, LocalEntry>;
+  private readonly route: string;
+  /** Memcached loads in flight, by the id requested: concurrent requests for one id share one load (one takeover). */
+  private readonly inflight = new Map<string, Promise<Loaded | null>>();
+  private readonly purgeTimer: NodeJS.Timeout;
+
   constructor(private readonly ctx: ModeContext) {
-    throw new Error('express-msm: sticky mode is not implemented yet');
+    if (!ctx.cfg.route) throw new Error('express-msm: sticky mode needs a route');
+    this.route = ctx.cfg.route;
+    this.local = new LRUCache<string, LocalEntry>({
+      max: ctx.cfg.localMaxSessions,
+      maxSize: ctx.cfg.localMaxBytes,
+      sizeCalculation: (e) => Math.max(1, e.bytes.length),
+      dispose: (e, id, reason) => this.onDispose(e, id, reason),
+    });
+    this.purgeTimer = setInterval(() => this.local.purgeStale(), PURGE_INTERVAL_MS);
+    this.purgeTimer.unref?.();
   }
-  newId(): string { return ''; }
-  async load(_sid: SessionId): Promise<LoadResult | null> { return null; }
-  async save(_s: SessionId, _st: StoredSession, _b: Buffer, _m: number, _meta: LoadedMeta | undefined): Promise<void> {}
-  async touch(_s: SessionId, _st: StoredSession, _m: number, _meta: LoadedMeta | undefined): Promise<void> {}
-  async destroy(_s: SessionId): Promise<void> {}
-  async close(): Promise<void> {}
+
+  newId(): string {
+    return this.ctx.ids.create(this.ctx.nodes.pickForNewSession(), this.route);
+  }
+
+  /** The node named in the id; for ids without one (single `host:port`, express-session's own ids) a stable hash. */
+  nodeOf(sid: SessionId): string {
+    return sid.nodeId ?? this.ctx.nodes.hashNode(sid.random);
+  }
+
+  async load(sid: SessionId): Promise<LoadResult | null> {
+    const { stats } = this.ctx;
+    if (sid.route === this.route) {
+      const status: LRUCache.Status<string, LocalEntry> = {};
+      const e = this.local.get(sid.id, { status });
+      if (e) {
+        stats.localHits++;
+        if (!this.ctx.nodes.isAvailable(e.node)) {
+          const moved = await this.relocate(sid, e);
+          if (moved) return moved;
+        }
+        return this.result({ id: sid.id, bytes: e.bytes });
+      }
+      if (status.get === 'stale') {
+        // Inactive longer than maxInactive: the dispose handler deleted the memcached copy as well.
+        stats.requestsWithoutSession++;
+        return null;
+      }
+      stats.localMisses++;
+    }
+    let p = this.inflight.get(sid.id);
+    if (!p) {
+      p = (sid.route === this.route ? this.reload(sid) : this.takeover(sid)).finally(() => this.inflight.delete(sid.id));
+      this.inflight.set(sid.id, p);
+    }
+    const loaded = await p;
+    if (!loaded) return null;
+    return this.result(loaded);
+  }
+
+  async save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
+    const prev = this.local.peek(sid.id);
+    if (unchanged(meta, sid.id, bytes)) {
+      this.ctx.stats.requestsWithoutSessionModification++;
+      return this.refresh(sid, bytes, maxInactive);
+    }
+    const node = prev?.node ?? this.nodeOf(sid);
+    const copy = prev?.copy ?? { written: undefined, expiresAt: 0 };
+    const e: LocalEntry = { bytes, maxInactive, node, copy };
+    this.local.set(sid.id, e, { ttl: maxInactive * 1000 });
+    if (meta) Object.assign(meta, { id: sid.id, bytes });
+    if (copy.written && copy.written.equals(bytes) && !this.refreshDue(e)) return;
+    return this.ctx.backups.run(() => this.backup(sid.id, e));
+  }
+
+  async touch(sid: SessionId, stored: StoredSession, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
+    const bytes = meta && meta.id === sid.id ? meta.bytes : this.ctx.transcoder.encode(stored);
+    return this.refresh(sid, bytes, maxInactive);
+  }
+
+  async destroy(sid: SessionId): Promise<void> {
+    const { nodes, keys, stats } = this.ctx;
+    const e = this.local.peek(sid.id);
+    this.local.delete(sid.id);
+    stats.sessionsDestroyed++;
+    const node = e?.node ?? this.nodeOf(sid);
+    if (!nodes.isAvailable(node)) return; // its TTL removes the copy
+    const r = await nodes.client(node).delete(keys.session(sid.id));
+    if (!r.ok) nodes.markFailed(node, r.error);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.purgeTimer);
+    this.inflight.clear();
+    this.local.clear();
+  }
+
+  // --- internals ---------------------------------------------------------------------------------------------
+
+  private result(loaded: Loaded): LoadResult | null {
+    const session = this.ctx.transcoder.decode(loaded.bytes);
+    if (!session) {
+      this.ctx.stats.requestsWithoutSession++;
+      return null;
+    }
+    this.ctx.stats.requestsWithSession++;
+    const meta: LoadedMeta = { id: loaded.newId ?? loaded.id, bytes: loaded.bytes };
+    if (loaded.newId) meta.newId = loaded.newId;
+    return { session, meta };
+  }
+
+  /**
+   * Unchanged session: the local entry gets a new TTL (its bytes are kept: a concurrent request may have changed
+   * them), and the memcached copy's TTL is extended with `touch` when it would otherwise lapse before the local
+   * session does. No write per request.
+   */
+  private refresh(sid: SessionId, bytes: Buffer, maxInactive: number): Promise<void> {
+    const prev = this.local.peek(sid.id);
+    const e: LocalEntry = prev && prev.maxInactive === maxInactive
+      ? prev
+      : { bytes: prev?.bytes ?? bytes, maxInactive, node: prev?.node ?? this.nodeOf(sid), copy: prev?.copy ?? { written: undefined, expiresAt: 0 } };
+    this.local.set(sid.id, e, { ttl: maxInactive * 1000 });
+    if (!this.refreshDue(e)) return Promise.resolve();
+    // Claim the refresh now so concurrent requests do not send one each; a failure resets it.
+    const before = e.copy.expiresAt;
+    e.copy.expiresAt = Date.now() + stickyMemcachedTtl(maxInactive) * 1000;
+    return this.ctx.backups.run(() => this.touchCopy(sid.id, e, before));
+  }
+
+  /**
+   * Due when the copy would expire within maxInactive + margin/2: then it always outlives the local session (whose
+   * TTL restarts at every request), and an active session is touched at most once per margin/2.
+   */
+  private refreshDue(e: LocalEntry): boolean {
+    const keep = (e.maxInactive + stickyMargin(e.maxInactive) / 2) * 1000;
+    return e.copy.expiresAt - Date.now() < keep;
+  }
+
+  private async touchCopy(id: string, e: LocalEntry, before: number): Promise<void> {
+    const { nodes, keys, stats } = this.ctx;
+    if (!nodes.isAvailable(e.node)) {
+      e.copy.expiresAt = before;
+      return this.backupFailed(id, e.node, new Error(`node ${e.node} is unavailable`));
+    }
+    const ttl = stickyMemcachedTtl(e.maxInactive);
+    const started = Date.now();
+    const r = await nodes.client(e.node).touch(keys.session(id), toMemcachedExpiration(ttl));
+    if (!r.ok) {
+      e.copy.expiresAt = before;
+      nodes.markFailed(e.node, r.error);
+      return this.backupFailed(id, e.node, r.error);
+    }
+    nodes.markOk(e.node);
+    if (r.value) {
+      e.copy.expiresAt = started + ttl * 1000;
+      return;
+    }
+    // Gone (memcached evicted it, restarted, or was down when the session changed): write it again.
+    stats.sessionsRewrittenAfterMiss++;
+    return this.backup(id, this.local.peek(id) ?? e);
+  }
+
+  /** Writes the memcached copy. A failure is counted and logged, never thrown to the request. */
+  private async backup(id: string, e: LocalEntry): Promise<void> {
+    const { nodes, keys } = this.ctx;
+    if (!nodes.isAvailable(e.node)) {
+      // The next request relocates the session (it is held locally) to an available node.
+      return this.backupFailed(id, e.node, new Error(`node ${e.node} is unavailable`));
+    }
+    const ttl = stickyMemcachedTtl(e.maxInactive);
+    const started = Date.now();
+    const r = await nodes.client(e.node).set(keys.session(id), e.bytes, toMemcachedExpiration(ttl));
+    if (!r.ok) {
+      nodes.markFailed(e.node, r.error);
+      e.copy.expiresAt = 0;
+      return this.backupFailed(id, e.node, r.error);
+    }
+    nodes.markOk(e.node);
+    e.copy.written = e.bytes;
+    e.copy.expiresAt = started + ttl * 1000;
+  }
+
+  private backupFailed(id: string, node: string, error: Error): void {
+    this.ctx.stats.requestsWithBackupFailure++;
+    this.ctx.logger.warn(`session ${hashId(id)}: memcached backup on ${node} failed: ${error.message}`);
+  }
+
+  /** Local miss for one of our ids (evicted, or this instance restarted): one `get` on the id's node. */
+  private async reload(sid: SessionId): Promise<Loaded | null> {
+    const node = this.nodeOf(sid);
+    const bytes = await this.fetch(sid, node);
+    if (!bytes) return null;
+    const maxInactive = this.maxInactiveOf(bytes);
+    if (maxInactive === null) return this.expired(sid, node);
+    // The copy's remaining TTL is unknown: the next save/touch refreshes it.
+    this.local.set(sid.id, { bytes, maxInactive, node, copy: { written: bytes, expiresAt: 0 } }, { ttl: maxInactive * 1000 });
+    return { id: sid.id, bytes };
+  }
+
+  /**
+   * Route takeover (msm's Tomcat failover): the id carries another instance's route (or none). Load the copy,
+   * change the route to ours (and move it off this instance's failover node), write the new key, then delete the old.
+   */
+  private async takeover(sid: SessionId): Promise<Loaded | null> {
+    const { nodes, keys, ids, stats, logger, cfg } = this.ctx;
+    const node = this.nodeOf(sid);
+    const bytes = await this.fetch(sid, node);
+    if (!bytes) return null;
+    const maxInactive = this.maxInactiveOf(bytes);
+    if (maxInactive === null) return this.expired(sid, node);
+
+    let target = node;
+    if (cfg.encodeNodeId && nodes.failoverIds.includes(node)) {
+      // Off this instance's failover node, deterministically: the next available primary in configured order.
+      const next = nodes.nextAvailable(node);
+      if (next && !nodes.failoverIds.includes(next)) target = next;
+    }
+    const newId = ids.withRoute(target === node ? sid : { ...sid, nodeId: target }, this.route);
+    const copy: MemcachedCopy = { written: undefined, expiresAt: 0 };
+    const e: LocalEntry = { bytes, maxInactive, node: target, copy };
+    this.local.set(newId, e, { ttl: maxInactive * 1000 });
+
+    const ttl = stickyMemcachedTtl(maxInactive);
+    const started = Date.now();
+    const w = await nodes.client(target).set(keys.session(newId), bytes, toMemcachedExpiration(ttl));
+    if (w.ok) {
+      nodes.markOk(target);
+      copy.written = bytes;
+      copy.expiresAt = started + ttl * 1000;
+      // Only once the new key exists: the old one is superseded.
+      const d = await nodes.client(node).delete(keys.session(sid.id));
+      if (!d.ok) nodes.markFailed(node, d.error);
+    } else {
+      // Keep the old key; the next save or touch writes the new one (touch finds it missing and rewrites).
+      nodes.markFailed(target, w.error);
+      this.backupFailed(newId, target, w.error);
+    }
+    stats.requestsWithTomcatFailover++;
+    if (target !== node) {
+      stats.sessionsRelocated++;
+      logger.info(`session ${hashId(sid.id)} taken over from route ${sid.route ?? '(none)'} and moved from ${node} to ${target}`);
+    } else {
+      logger.info(`session ${hashId(sid.id)} taken over from route ${sid.route ?? '(none)'}`);
+    }
+    this.ctx.recordIdChange(sid.id, newId);
+    return { id: sid.id, bytes, newId };
+  }
+
+  /**
+   * A local session whose memcached node is down: move its backup to the next available node under a new id (same
+   * random part and route, so every instance would compute the same id). Null when no node can take it: the
+   * session is then served locally under its id.
+   */
+  private async relocate(sid: SessionId, e: LocalEntry): Promise<LoadResult | null> {
+    const { nodes, keys, ids, stats, logger, cfg } = this.ctx;
+    if (!cfg.encodeNodeId) return null;
+    const target = nodes.nextAvailable(e.node);
+    if (!target) return null;
+    const newId = ids.withNode(sid, target);
+    const ttl = stickyMemcachedTtl(e.maxInactive);
+    const started = Date.now();
+    const w = await nodes.client(target).set(keys.session(newId), e.bytes, toMemcachedExpiration(ttl));
+    if (!w.ok) {
+      nodes.markFailed(target, w.error);
+      this.backupFailed(newId, target, w.error);
+      return null;
+    }
+    nodes.markOk(target);
+    this.local.delete(sid.id);
+    this.local.set(newId, { bytes: e.bytes, maxInactive: e.maxInactive, node: target, copy: { written: e.bytes, expiresAt: started + ttl * 1000 } },
+      { ttl: e.maxInactive * 1000 });
+    stats.requestsWithMemcachedFailover++;
+    stats.sessionsRelocated++;
+    logger.warn(`session ${hashId(sid.id)}: node ${e.node} down, relocated to ${target}`);
+    this.ctx.recordIdChange(sid.id, newId);
+    return this.result({ id: sid.id, bytes: e.bytes, newId });
+  }
+
+  /** The copy's bytes from `node`; null when missing, unreadable or the node is down. */
+  private async fetch(sid: SessionId, node: string): Promise<Buffer | null> {
+    const { nodes, keys, stats, logger, transcoder } = this.ctx;
+    if (!nodes.isAvailable(node)) {
+      logger.warn(`session ${hashId(sid.id)}: node ${node} is down; its memcached copy cannot be read`);
+      stats.requestsWithoutSession++;
+      return null;
+    }
+    const r = await nodes.client(node).get(keys.session(sid.id));
+    if (!r.ok) {
+      nodes.markFailed(node, r.error);
+      stats.requestsWithoutSession++;
+      return null;
+    }
+    nodes.markOk(node);
+    if (!r.value) {
+      stats.requestsWithoutSession++;
+      return null;
+    }
+    if (!transcoder.decode(r.value)) {
+      stats.decodeFailures++;
+      stats.requestsWithoutSession++;
+      logger.warn(`session ${hashId(sid.id)} on ${node}: ${r.value.length} bytes do not decode with ${transcoder.name}; deleted`);
+      void nodes.client(node).delete(keys.session(sid.id));
+      return null;
+    }
+    return r.value;
+  }
+
+  private expired(sid: SessionId, node: string): null {
+    this.ctx.stats.sessionsExpired++;
+    this.ctx.stats.requestsWithoutSession++;
+    void this.ctx.nodes.client(node).delete(this.ctx.keys.session(sid.id));
+    return null;
+  }
+
+  /** s, from the stored cookie as the store computes it; null when already expired. */
+  private maxInactiveOf(bytes: Buffer): number | null {
+    const cookie = this.ctx.transcoder.decode(bytes)?.cookie as StoredCookie | undefined;
+    const oma = cookie?.originalMaxAge;
+    let s: number;
+    if (typeof oma === 'number' && Number.isFinite(oma)) s = Math.ceil(oma / 1000);
+    else if (cookie?.expires) {
+      const t = new Date(cookie.expires as string).getTime();
+      s = Number.isFinite(t) ? Math.ceil((t - Date.now()) / 1000) : this.ctx.cfg.defaultMaxInactiveInterval;
+    } else s = this.ctx.cfg.defaultMaxInactiveInterval;
+    return s > 0 ? s : null;
+  }
+
+  private onDispose(e: LocalEntry, id: string, reason: LRUCache.DisposeReason): void {
+    if (reason === 'evict') {
+      // Bounds, not expiry: the memcached copy stays and the next request loads it back.
+      this.ctx.stats.localEvictions++;
+    } else if (reason === 'expire') {
+      this.ctx.stats.sessionsExpired++;
+      const { nodes, keys } = this.ctx;
+      if (nodes.isAvailable(e.node)) void nodes.client(e.node).delete(keys.session(id));
+    }
+  }
 }

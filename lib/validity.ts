@@ -22,12 +22,18 @@ export function encodeValidity(v: Validity): Buffer {
 
 export function decodeValidity(b: Buffer | null | undefined): Validity | null {
   if (!b || b.length !== VALIDITY_LENGTH) return null;
-  return {
+  const v = {
     maxInactiveInterval: b.readInt32BE(0),
     lastAccessedTime: Number(b.readBigInt64BE(4)),
     thisAccessedTime: Number(b.readBigInt64BE(12)),
   };
+  // Corrupt records (times outside Date's range) are no record: they would make `new Date(t)` throw later.
+  if (!(Math.abs(v.lastAccessedTime) <= MAX_DATE_MS && Math.abs(v.thisAccessedTime) <= MAX_DATE_MS)) return null;
+  return v;
 }
+
+/** Largest time a Date can hold (ECMAScript: 8.64e15 ms). */
+const MAX_DATE_MS = 8.64e15;
 
 export function isValid(v: Validity, now = Date.now()): boolean {
   return v.maxInactiveInterval <= 0 || (now - v.thisAccessedTime) / 1000 < v.maxInactiveInterval;

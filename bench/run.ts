@@ -1,0 +1,523 @@
+// `npm run bench`: express-msm against MemoryStore, connect-memcached and connect-redis, in one run.
+//
+// Starts its own backends on free loopback ports (two memcached nodes for express-msm, one for
+// connect-memcached, redis-server for connect-redis when installed), one server process per configuration
+// (bench/server.ts), creates one realistic session per load-generator connection, then measures GET /read
+// (session loaded, unchanged) and POST /write (one attribute changed) with autocannon from this process, the
+// configurations in alternation (A B C ... A B C ...) for several rounds, and reports medians.
+//
+// Env: BENCH_DURATION (s, default 5)  BENCH_ROUNDS (default 3)  BENCH_CONNECTIONS (default 32)
+//      BENCH_WARMUP (s, default 1; once per configuration and route before round 1)
+//      BENCH_ONLY (comma list of configurations)  BENCH_OUT (directory for results.json/.svg, default bench/)
+//      BENCH_PROFILE (comma list of configurations whose server runs with node --cpu-prof; profiles go to
+//      bench/.work/profiles, summarise them with `node -r ./scripts/register.js bench/profile.ts <file>`)
+import { ChildProcess, execFileSync, fork, spawn } from 'child_process';
+import * as fs from 'fs';
+import * as http from 'http';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+import { MemcachedProcess, freePort, memcachedBinary } from '../test/helpers/memcached';
+import { renderSvg } from './chart';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const autocannon = require('autocannon');
+
+const ROOT = path.join(__dirname, '..');
+const ALL_CONFIGS = ['memory', 'connect-memcached', 'connect-redis', 'msm-json', 'msm-avro', 'msm-sticky', 'msm-locking'];
+export const LABELS: Record<string, string> = {
+  memory: 'MemoryStore',
+  'connect-memcached': 'connect-memcached',
+  'connect-redis': 'connect-redis',
+  'msm-json': 'msm non-sticky JSON',
+  'msm-avro': 'msm non-sticky Avro',
+  'msm-sticky': 'msm sticky JSON',
+  'msm-locking': 'msm non-sticky lock=all',
+};
+const ROUTES = ['read', 'write'] as const;
+type Route = (typeof ROUTES)[number];
+
+function num(name: string, dflt: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name}=${v}: expected a number`);
+  return n;
+}
+
+const settings = {
+  duration: num('BENCH_DURATION', 5),
+  rounds: Math.max(1, Math.round(num('BENCH_ROUNDS', 3))),
+  connections: Math.max(1, Math.round(num('BENCH_CONNECTIONS', 32))),
+  warmup: num('BENCH_WARMUP', 1),
+};
+const only = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const profiled = new Set((process.env.BENCH_PROFILE ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+const outDir = path.resolve(process.env.BENCH_OUT ?? path.join(ROOT, 'bench'));
+const profileDir = path.join(ROOT, 'bench', '.work', 'profiles');
+
+// --- backends --------------------------------------------------------------------------------------------------
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    const t = setTimeout(() => { s.destroy(); resolve(false); }, 200);
+    s.once('connect', () => { clearTimeout(t); s.destroy(); resolve(true); });
+    s.once('error', () => { clearTimeout(t); resolve(false); });
+  });
+}
+
+function redisBinary(): string | undefined {
+  for (const p of [process.env.REDIS_SERVER_BIN, '/usr/bin/redis-server', '/usr/local/bin/redis-server']) {
+    if (!p) continue;
+    try {
+      execFileSync(p, ['--version'], { stdio: 'ignore' });
+      return p;
+    } catch {
+      /* next */
+    }
+  }
+  return undefined;
+}
+
+async function startRedis(bin: string): Promise<{ proc: ChildProcess; port: number }> {
+  const port = await freePort();
+  const proc = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], { stdio: 'ignore' });
+  const until = Date.now() + 5000;
+  while (Date.now() < until) {
+    if (proc.exitCode !== null) throw new Error(`redis-server exited with ${proc.exitCode}`);
+    if (await canConnect(port)) return { proc, port };
+    await sleep(20);
+  }
+  throw new Error('redis-server did not start');
+}
+
+/** memcached `stats` as numbers. */
+function memcachedStats(port: number): Promise<Record<string, number>> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    let buf = '';
+    const t = setTimeout(() => { s.destroy(); reject(new Error(`stats on ${port} timed out`)); }, 2000);
+    s.on('connect', () => s.write('stats\r\n'));
+    s.on('data', (d) => {
+      buf += d.toString('latin1');
+      if (!buf.endsWith('END\r\n')) return;
+      clearTimeout(t);
+      s.end();
+      const out: Record<string, number> = {};
+      for (const line of buf.split('\r\n')) {
+        const m = /^STAT (\S+) (\S+)$/.exec(line);
+        if (m && /^-?\d+(\.\d+)?$/.test(m[2])) out[m[1]] = Number(m[2]);
+      }
+      resolve(out);
+    });
+    s.on('error', (e) => { clearTimeout(t); reject(e); });
+  });
+}
+
+/** Memcached commands seen by the nodes: add, set, replace, cas... all count in cmd_set. */
+interface MemcachedOps { get: number; set: number; touch: number; delete: number; total: number }
+
+async function memcachedOps(ports: number[]): Promise<MemcachedOps> {
+  const out: MemcachedOps = { get: 0, set: 0, touch: 0, delete: 0, total: 0 };
+  for (const p of ports) {
+    const s = await memcachedStats(p);
+    out.get += s.cmd_get ?? 0;
+    out.set += s.cmd_set ?? 0;
+    out.touch += s.cmd_touch ?? 0;
+    out.delete += (s.delete_hits ?? 0) + (s.delete_misses ?? 0);
+  }
+  out.total = out.get + out.set + out.touch + out.delete;
+  return out;
+}
+
+function diffOps<T extends Record<string, number>>(a: T, b: T): T {
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(b)) out[k] = (b[k] ?? 0) - (a[k] ?? 0);
+  return out as T;
+}
+
+// --- servers ---------------------------------------------------------------------------------------------------
+
+interface Server {
+  name: string;
+  proc: ChildProcess;
+  port: number;
+  cookies: string[];
+  /** memcached ports whose stats describe this configuration. */
+  statPorts: number[];
+  msm: boolean;
+}
+
+function startServer(name: string, env: NodeJS.ProcessEnv): Promise<{ server?: { proc: ChildProcess; port: number }; skip?: string; error?: string }> {
+  const execArgv = ['-r', path.join(ROOT, 'scripts', 'register.js')];
+  if (profiled.has(name)) {
+    fs.mkdirSync(profileDir, { recursive: true });
+    execArgv.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`);
+  }
+  const proc = fork(path.join(__dirname, 'server.ts'), [name], {
+    cwd: ROOT,
+    execArgv,
+    env: { ...process.env, ...env, BENCH_CONFIG: name },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  return new Promise((resolve) => {
+    const t = setTimeout(() => { proc.kill('SIGKILL'); resolve({ error: 'did not start within 20 s' }); }, 20_000);
+    proc.on('message', (m: any) => {
+      if (m?.type === 'ready') { clearTimeout(t); resolve({ server: { proc, port: m.port } }); }
+      else if (m?.type === 'skip') { clearTimeout(t); resolve({ skip: m.reason }); }
+      else if (m?.type === 'error') { clearTimeout(t); resolve({ error: m.message }); }
+    });
+    proc.on('exit', (code) => { clearTimeout(t); resolve({ error: `exited with ${code} before it was ready` }); });
+  });
+}
+
+async function stopServer(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  try {
+    proc.send({ type: 'close' });
+  } catch {
+    proc.kill('SIGTERM');
+  }
+  const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(t);
+}
+
+function request(port: number, method: string, urlPath: string, cookie?: string): Promise<{ status: number; body: string; setCookie?: string[] }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path: urlPath, agent: false, headers: cookie ? { cookie } : {} }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, setCookie: res.headers['set-cookie'] }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** One session per load-generator connection, created through the app itself. */
+async function createSessions(port: number, n: number): Promise<string[]> {
+  const cookies: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = await request(port, 'GET', '/login');
+    const c = r.setCookie?.[0]?.split(';')[0];
+    if (r.status !== 200 || !c) throw new Error(`/login answered ${r.status} without a session cookie: ${r.body}`);
+    cookies.push(c);
+  }
+  const check = await request(port, 'GET', '/read', cookies[0]);
+  if (check.status !== 200) throw new Error(`/read with a fresh session answered ${check.status}: ${check.body}`);
+  const w = await request(port, 'POST', '/write', cookies[0]);
+  if (w.status !== 200) throw new Error(`/write with a fresh session answered ${w.status}: ${w.body}`);
+  return cookies;
+}
+
+async function clientOps(port: number): Promise<Record<string, number>> {
+  const r = await request(port, 'GET', '/__ops');
+  return r.status === 200 ? JSON.parse(r.body) : {};
+}
+
+// --- load ------------------------------------------------------------------------------------------------------
+
+interface Measured {
+  rps: number;
+  p50: number;
+  p99: number;
+  requests: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+}
+
+async function load(s: Server, route: Route, duration: number): Promise<Measured> {
+  let next = 0;
+  const cookies = s.cookies;
+  const result = await autocannon({
+    url: `http://127.0.0.1:${s.port}/${route}`,
+    method: route === 'write' ? 'POST' : 'GET',
+    connections: settings.connections,
+    duration,
+    // Each connection carries its own session, as browsers would.
+    setupClient: (client: any) => client.setHeaders({ cookie: cookies[next++ % cookies.length] }),
+  });
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    requests: result.requests.total,
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+  };
+}
+
+// --- reporting -------------------------------------------------------------------------------------------------
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Bytes of the bench session with each transcoder (issue 5: Avro <= 50% of JSON). */
+function payloadBytes(): Record<string, number> {
+  const out: Record<string, number> = {};
+  try {
+    const lib = require(path.join(ROOT, 'lib'));
+    const { benchSession, BENCH_AVRO_SCHEMA } = require('./server');
+    const stored = { cookie: { originalMaxAge: 1800000, httpOnly: true, path: '/' }, ...benchSession(1) };
+    out.json = new lib.JsonTranscoder().encode(stored).length;
+    if (typeof lib.AvroTranscoder === 'function') out.avro = new lib.AvroTranscoder({ schema: BENCH_AVRO_SCHEMA }).encode(stored).length;
+  } catch (e) {
+    out.error = 0;
+    console.log(`note: payload sizes not measured: ${(e as Error).message}`);
+  }
+  return out;
+}
+
+function pad(s: string, n: number, right = false): string {
+  return right ? s.padStart(n) : s.padEnd(n);
+}
+
+function fmtRatio(x: number | undefined): string {
+  return x === undefined || !Number.isFinite(x) ? '-' : `${x.toFixed(2)}x`;
+}
+
+export function markdownTable(summary: any, configs: string[]): string {
+  const lines = [
+    '| configuration | read req/s | p50 ms | p99 ms | vs Memory | vs redis | write req/s | p50 ms | p99 ms | vs Memory | vs redis |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+  ];
+  for (const c of configs) {
+    const r = summary[c]?.read;
+    const w = summary[c]?.write;
+    if (!r || !w) continue;
+    const cells = (x: any) => [Math.round(x.rps).toLocaleString('en-US'), x.p50.toFixed(0), x.p99.toFixed(0), fmtRatio(x.vsMemory), fmtRatio(x.vsRedis)];
+    lines.push(`| ${LABELS[c] ?? c} | ${[...cells(r), ...cells(w)].join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+export function opsTable(summary: any, configs: string[]): string {
+  const lines = [
+    '| configuration | route | get | set (incl. add) | touch | delete | total | client-side: get/set/add/delete/touch |',
+    '|---|---|--:|--:|--:|--:|--:|---|',
+  ];
+  for (const c of configs) {
+    for (const route of ROUTES) {
+      const x = summary[c]?.[route];
+      if (!x?.memcachedOpsPerRequest) continue;
+      const o = x.memcachedOpsPerRequest;
+      const cl = x.clientOpsPerRequest;
+      const client = cl ? ['get', 'set', 'add', 'delete', 'touch'].map((k) => (cl[k] ?? 0).toFixed(2)).join(' / ') : '-';
+      lines.push(`| ${LABELS[c] ?? c} | ${route} | ${o.get.toFixed(2)} | ${o.set.toFixed(2)} | ${o.touch.toFixed(2)} | ${o.delete.toFixed(2)} | ${o.total.toFixed(2)} | ${client} |`);
+    }
+  }
+  return lines.join('\n');
+}
+
+// --- main ------------------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const unknown = only.filter((c) => !ALL_CONFIGS.includes(c));
+  if (unknown.length) throw new Error(`BENCH_ONLY: unknown ${unknown.join(', ')}; known: ${ALL_CONFIGS.join(', ')}`);
+  const wanted = only.length ? ALL_CONFIGS.filter((c) => only.includes(c)) : ALL_CONFIGS;
+  console.log(`bench: ${wanted.join(', ')}; ${settings.rounds} round(s) x ${settings.duration} s, ${settings.connections} connections, warm-up ${settings.warmup} s`);
+
+  const cleanup: (() => Promise<void> | void)[] = [];
+  const onSignal = async () => {
+    for (const f of cleanup.reverse()) await f();
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const skipped: Record<string, string> = {};
+  const failed: Record<string, string> = {};
+  const servers: Server[] = [];
+  try {
+    // Backends.
+    const needMsm = wanted.some((c) => c.startsWith('msm-'));
+    const msmNodes: MemcachedProcess[] = [];
+    let cmNode: MemcachedProcess | undefined;
+    let redisUrl: string | undefined;
+    if (needMsm || wanted.includes('connect-memcached')) memcachedBinary();
+    if (needMsm) {
+      for (let i = 0; i < 2; i++) {
+        const m = await new MemcachedProcess(await freePort()).start();
+        msmNodes.push(m);
+        cleanup.push(() => m.kill());
+      }
+    }
+    if (wanted.includes('connect-memcached')) {
+      const m = await new MemcachedProcess(await freePort()).start();
+      cmNode = m;
+      cleanup.push(() => m.kill());
+    }
+    if (wanted.includes('connect-redis')) {
+      const bin = redisBinary();
+      if (bin) {
+        const r = await startRedis(bin);
+        redisUrl = `redis://127.0.0.1:${r.port}`;
+        cleanup.push(async () => {
+          if (r.proc.exitCode !== null) return;
+          const exited = new Promise((res) => r.proc.once('exit', res));
+          r.proc.kill('SIGTERM');
+          await exited;
+        });
+      }
+    }
+    const env: NodeJS.ProcessEnv = {
+      BENCH_MSM_NODES: msmNodes.map((m, i) => `n${i + 1}:127.0.0.1:${m.port}`).join(','),
+      BENCH_MEMCACHED: cmNode ? `127.0.0.1:${cmNode.port}` : '',
+      BENCH_REDIS_URL: redisUrl ?? '',
+    };
+    if (!env.BENCH_MEMCACHED) delete env.BENCH_MEMCACHED;
+    if (!env.BENCH_REDIS_URL) delete env.BENCH_REDIS_URL;
+
+    // Servers, each with one session per connection.
+    for (const name of wanted) {
+      const r = await startServer(name, env);
+      if (r.skip) {
+        skipped[name] = r.skip;
+        console.log(`note: skipping ${name}: ${r.skip}`);
+        continue;
+      }
+      if (r.error || !r.server) {
+        failed[name] = r.error ?? 'no server';
+        console.log(`error: ${name} did not start: ${failed[name]}`);
+        continue;
+      }
+      const { proc, port } = r.server;
+      cleanup.push(() => stopServer(proc));
+      try {
+        const cookies = await createSessions(port, settings.connections);
+        const msm = name.startsWith('msm-');
+        const statPorts = msm ? msmNodes.map((m) => m.port) : name === 'connect-memcached' && cmNode ? [cmNode.port] : [];
+        servers.push({ name, proc, port, cookies, statPorts, msm });
+      } catch (e) {
+        failed[name] = (e as Error).message;
+        console.log(`error: ${name}: ${failed[name]}`);
+      }
+    }
+    if (!servers.length) throw new Error('no configuration could be started');
+
+    // Warm-up (JIT, connection pools), not recorded.
+    if (settings.warmup > 0) {
+      for (const s of servers) for (const route of ROUTES) await load(s, route, settings.warmup);
+    }
+
+    // Rounds, configurations in alternation.
+    const runs: any[] = [];
+    for (let round = 1; round <= settings.rounds; round++) {
+      for (const s of servers) {
+        for (const route of ROUTES) {
+          const before = s.statPorts.length ? await memcachedOps(s.statPorts) : undefined;
+          const cBefore = s.msm ? await clientOps(s.port) : undefined;
+          const m = await load(s, route, settings.duration);
+          let mcOps: MemcachedOps | undefined;
+          let cOps: Record<string, number> | undefined;
+          if (before) {
+            await sleep(150); // let asynchronous backups land
+            mcOps = diffOps(before, await memcachedOps(s.statPorts));
+          }
+          if (cBefore) cOps = diffOps(cBefore, await clientOps(s.port));
+          runs.push({ round, config: s.name, route, ...m, memcachedOps: mcOps, clientOps: cOps });
+          const bad = m.non2xx + m.errors + m.timeouts;
+          console.log(`  round ${round} ${pad(s.name, 18)} ${pad(route, 5)} ${pad(Math.round(m.rps).toString(), 6, true)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms${bad ? `  (non-2xx ${m.non2xx}, errors ${m.errors}, timeouts ${m.timeouts})` : ''}`);
+        }
+      }
+    }
+
+    // Medians and ratios.
+    const summary: Record<string, any> = {};
+    for (const s of servers) {
+      summary[s.name] = {};
+      for (const route of ROUTES) {
+        const rs = runs.filter((r) => r.config === s.name && r.route === route);
+        const requests = rs.reduce((a, r) => a + r.requests, 0);
+        const perRequest = (key: 'memcachedOps' | 'clientOps') => {
+          if (!rs[0]?.[key] || !requests) return undefined;
+          const out: Record<string, number> = {};
+          for (const r of rs) for (const [k, v] of Object.entries<number>(r[key])) out[k] = (out[k] ?? 0) + v;
+          for (const k of Object.keys(out)) out[k] = out[k] / requests;
+          return out;
+        };
+        summary[s.name][route] = {
+          rps: median(rs.map((r) => r.rps)),
+          p50: median(rs.map((r) => r.p50)),
+          p99: median(rs.map((r) => r.p99)),
+          requests,
+          non2xx: rs.reduce((a, r) => a + r.non2xx, 0),
+          errors: rs.reduce((a, r) => a + r.errors + r.timeouts, 0),
+          memcachedOpsPerRequest: perRequest('memcachedOps'),
+          clientOpsPerRequest: perRequest('clientOps'),
+        };
+      }
+    }
+    for (const c of Object.keys(summary)) {
+      for (const route of ROUTES) {
+        const x = summary[c][route];
+        if (summary.memory) x.vsMemory = x.rps / summary.memory[route].rps;
+        if (summary['connect-redis']) x.vsRedis = x.rps / summary['connect-redis'][route].rps;
+      }
+    }
+
+    const configs = servers.map((s) => s.name);
+    const results = {
+      date: new Date().toISOString(),
+      machine: {
+        cpus: os.cpus().length,
+        cpuModel: os.cpus()[0]?.model,
+        node: process.version,
+        platform: `${os.platform()} ${os.release()}`,
+        note: 'load generator (autocannon, in the orchestrator process), server and backends on the same machine',
+      },
+      settings,
+      configs,
+      labels: Object.fromEntries(configs.map((c) => [c, LABELS[c] ?? c])),
+      skipped,
+      failed,
+      payloadBytes: payloadBytes(),
+      summary,
+      runs,
+    };
+
+    console.log('');
+    console.log(`Medians of ${settings.rounds} round(s) x ${settings.duration} s, ${settings.connections} connections, ${results.machine.cpus} cores (load generator and server on the same machine)`);
+    console.log(markdownTable(summary, configs));
+    console.log('');
+    console.log('Memcached operations per request (memcached `stats` deltas; add counts in cmd_set):');
+    console.log(opsTable(summary, configs));
+    if (Object.keys(results.payloadBytes).length) console.log(`\nBench session size: ${JSON.stringify(results.payloadBytes)} bytes`);
+    for (const [c, why] of Object.entries(skipped)) console.log(`skipped ${c}: ${why}`);
+    for (const [c, why] of Object.entries(failed)) console.log(`FAILED ${c}: ${why}`);
+
+    fs.mkdirSync(outDir, { recursive: true });
+    fs.writeFileSync(path.join(outDir, 'results.json'), JSON.stringify(results, null, 2) + '\n');
+    fs.writeFileSync(path.join(outDir, 'results.svg'), renderSvg(results));
+    console.log(`\nwrote ${path.relative(process.cwd(), path.join(outDir, 'results.json'))} and results.svg`);
+  } finally {
+    for (const f of cleanup.reverse()) {
+      try {
+        await f();
+      } catch {
+        /* keep stopping the rest */
+      }
+    }
+  }
+  if (Object.keys(failed).length) process.exitCode = 1;
+}
+
+if (require.main === module) {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}

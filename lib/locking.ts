@@ -1,0 +1,353 @@
+// msm's session locking for non-sticky mode: which requests lock (none, all, auto, uriPattern:<regex>), the lock
+// itself (`add lock:<prefix><id>` holding a per-request token, with backoff) and an in-process mutex per session id.
+// Knows nodes and keys; knows nothing of session bytes or HTTP.
+import { randomBytes } from 'crypto';
+import { LRUCache } from 'lru-cache';
+import { ConfigError, DEFAULTS, MemcachedStoreOptions } from './config';
+import type { KeyFormat } from './keys';
+import type { Logger } from './logger';
+import { hashId } from './logger';
+import type { NodeSet } from './nodes';
+import type { SessionId } from './session-id';
+import type { Statistics } from './stats';
+
+/** Longest memcached relative TTL (larger values are read as absolute Unix times). */
+const MAX_RELATIVE_TTL = 30 * 24 * 3600;
+/** msm LockingStrategy: first retry after 10 ms, doubling up to 500 ms. */
+export const LOCK_BACKOFF_START_MS = 10;
+export const LOCK_BACKOFF_MAX_MS = 500;
+/** msm ReadOnlyRequestsCache sizes. */
+export const READ_ONLY_PATTERNS_MAX = 1000;
+export const BLACKLISTED_PATTERNS_MAX = 50_000;
+
+/** A compiled regex that must match the whole input (Java's Matcher.matches()). */
+export function fullMatchRegex(option: string, value: unknown): RegExp | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  let source: string;
+  let flags = '';
+  if (value instanceof RegExp) {
+    source = value.source;
+    // g and y make test() stateful (lastIndex): never wanted for a per-request match.
+    flags = value.flags.replace(/[gy]/g, '');
+  } else if (typeof value === 'string') source = value;
+  else throw new ConfigError(option, value, 'expected a regular expression (string or RegExp)');
+  try {
+    return new RegExp(`^(?:${source})$`, flags);
+  } catch (e) {
+    throw new ConfigError(option, value, (e as Error).message);
+  }
+}
+
+export type LockingStrategy =
+  | { kind: 'none' }
+  | { kind: 'all' }
+  | { kind: 'auto' }
+  | { kind: 'uriPattern'; pattern: RegExp };
+
+/** Parses `none` | `all` | `auto` | `uriPattern:<regex>`; the regex is compiled once, here. */
+export function parseLockingMode(value: unknown): LockingStrategy {
+  const option = 'lockingMode';
+  if (value === undefined || value === null || value === '' || value === 'none') return { kind: 'none' };
+  if (value === 'all') return { kind: 'all' };
+  if (value === 'auto') return { kind: 'auto' };
+  if (typeof value === 'string' && value.startsWith('uriPattern:')) {
+    const src = value.slice('uriPattern:'.length);
+    if (src === '') throw new ConfigError(option, value, 'uriPattern: needs a regular expression, e.g. "uriPattern:/cart.*"');
+    return { kind: 'uriPattern', pattern: fullMatchRegex(option, src)! };
+  }
+  throw new ConfigError(option, value, 'expected "none", "all", "auto" or "uriPattern:<regex>"');
+}
+
+export interface LockingConfig {
+  strategy: LockingStrategy;
+  /** s, TTL of the lock item. */
+  lockExpiration: number;
+  lockTimeoutAction: 'proceed' | 'reject';
+  /** Full match against path + query; matching requests get no session. */
+  requestUriIgnorePattern: RegExp | undefined;
+}
+
+/** Validates the middleware-only options (lockingMode, lockExpiration, lockTimeoutAction, requestUriIgnorePattern). */
+export function resolveLockingConfig(options: MemcachedStoreOptions): LockingConfig {
+  const strategy = parseLockingMode(options.lockingMode);
+  if (options.sticky === true && strategy.kind !== 'none') {
+    throw new ConfigError('lockingMode', options.lockingMode,
+      'locking is only available in non-sticky mode (sticky: false); in sticky mode the load balancer already sends a session\'s requests to one instance, use lockingMode "none"');
+  }
+  let lockExpiration: number = DEFAULTS.lockExpiration;
+  if (options.lockExpiration !== undefined) {
+    const v = options.lockExpiration;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_RELATIVE_TTL) {
+      throw new ConfigError('lockExpiration', v, `expected whole seconds, 1-${MAX_RELATIVE_TTL}`);
+    }
+    lockExpiration = v;
+  }
+  const action = options.lockTimeoutAction ?? 'proceed';
+  if (action !== 'proceed' && action !== 'reject') {
+    throw new ConfigError('lockTimeoutAction', action, 'expected "proceed" (msm: use the session without the lock) or "reject" (answer 503)');
+  }
+  return {
+    strategy,
+    lockExpiration,
+    lockTimeoutAction: action,
+    requestUriIgnorePattern: fullMatchRegex('requestUriIgnorePattern', options.requestUriIgnorePattern),
+  };
+}
+
+/**
+ * msm ReadOnlyRequestsCache: request patterns (method + path) seen not to modify the session, and a blacklist of
+ * patterns seen modifying it. A blacklisted pattern is never read-only again (until evicted from the 50 000-entry LRU).
+ */
+export class ReadOnlyRequests {
+  private readonly readOnly = new LRUCache<string, true>({ max: READ_ONLY_PATTERNS_MAX });
+  private readonly blacklist = new LRUCache<string, true>({ max: BLACKLISTED_PATTERNS_MAX });
+
+  isReadOnly(pattern: string): boolean {
+    return this.readOnly.has(pattern);
+  }
+
+  isBlacklisted(pattern: string): boolean {
+    return this.blacklist.has(pattern);
+  }
+
+  /** A request on `pattern` left the session unchanged. true when the pattern became read-only now. */
+  readOnlyRequest(pattern: string): boolean {
+    if (this.blacklist.has(pattern)) return false;
+    if (this.readOnly.get(pattern)) return false;
+    this.readOnly.set(pattern, true);
+    return true;
+  }
+
+  /** A request on `pattern` modified the session. true when the pattern was newly blacklisted. */
+  modifyingRequest(pattern: string): boolean {
+    this.readOnly.delete(pattern);
+    if (this.blacklist.get(pattern)) return false;
+    this.blacklist.set(pattern, true);
+    return true;
+  }
+
+  get size(): { readOnly: number; blacklisted: number } {
+    return { readOnly: this.readOnly.size, blacklisted: this.blacklist.size };
+  }
+}
+
+/** Which requests lock. `url` is path + query, `pattern` is `METHOD path` (no query). */
+export class LockDecider {
+  readonly readOnly = new ReadOnlyRequests();
+
+  constructor(readonly strategy: LockingStrategy, private readonly stats: Statistics) {}
+
+  get learns(): boolean {
+    return this.strategy.kind === 'auto';
+  }
+
+  shouldLock(url: string, pattern: string): boolean {
+    switch (this.strategy.kind) {
+      case 'none':
+        return false;
+      case 'all':
+        return true;
+      case 'uriPattern':
+        return this.strategy.pattern.test(url);
+      case 'auto':
+        if (this.readOnly.isReadOnly(pattern)) {
+          this.stats.readOnlyRequestsUnlocked++;
+          return false;
+        }
+        return true;
+    }
+  }
+
+  /** auto: what a finished request with a loaded session did to it. */
+  observe(pattern: string, modified: boolean): void {
+    if (!this.learns) return;
+    if (modified) {
+      if (this.readOnly.modifyingRequest(pattern)) this.stats.readOnlyPatternsBlacklisted++;
+    } else if (this.readOnly.readOnlyRequest(pattern)) this.stats.readOnlyPatternsLearnt++;
+  }
+}
+
+interface Waiter {
+  resolve: (owned: boolean) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * One holder per session id inside this process; the others wait in arrival order (msm #237: requests in one JVM
+ * shared the session and the lock without coordination). An entry exists only while the id is held.
+ */
+export class SessionMutex {
+  private readonly held = new Map<string, Waiter[]>();
+
+  /** Resolves true once the caller holds `id`, false when `timeoutMs` passed first. */
+  acquire(id: string, timeoutMs: number): Promise<boolean> {
+    const queue = this.held.get(id);
+    if (!queue) {
+      this.held.set(id, []);
+      return Promise.resolve(true);
+    }
+    if (timeoutMs <= 0) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const waiter: Waiter = {
+        resolve,
+        timer: setTimeout(() => {
+          const i = queue.indexOf(waiter);
+          if (i >= 0) queue.splice(i, 1);
+          resolve(false);
+        }, timeoutMs),
+      };
+      queue.push(waiter);
+    });
+  }
+
+  /** Hands `id` to the next waiter, or frees it. Only the holder calls this. */
+  release(id: string): void {
+    const queue = this.held.get(id);
+    if (!queue) return;
+    const next = queue.shift();
+    if (next) {
+      clearTimeout(next.timer);
+      next.resolve(true);
+    } else this.held.delete(id);
+  }
+
+  isHeld(id: string): boolean {
+    return this.held.has(id);
+  }
+
+  /** Ids currently held (tests, diagnostics). */
+  get size(): number {
+    return this.held.size;
+  }
+}
+
+/**
+ * - `acquired`: we hold the memcached lock (and the in-process mutex);
+ * - `timeout`: operationTimeout passed while waiting (in-process queue or memcached lock);
+ * - `error`: the session's node is down or failed the `add`: the session is used without the memcached lock.
+ */
+export type LockOutcome = 'acquired' | 'timeout' | 'error';
+
+export interface LockHandle {
+  readonly outcome: LockOutcome;
+  readonly key: string;
+  /** ms spent waiting (in-process queue plus memcached retries). */
+  readonly waitedMs: number;
+  /** Deletes the memcached lock if it still holds our token, then frees the in-process mutex. Idempotent. */
+  release(): Promise<void>;
+}
+
+export interface SessionLocksOptions {
+  nodes: NodeSet;
+  keys: KeyFormat;
+  stats: Statistics;
+  logger: Logger;
+  /** ms: the longest a request waits for the lock (msm waits up to operationTimeout). */
+  operationTimeout: number;
+  /** s */
+  lockExpiration: number;
+  /** The node holding the session (NonStickyMode.primaryOf). */
+  nodeOf(sid: SessionId): string;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class SessionLocks {
+  readonly mutex = new SessionMutex();
+
+  constructor(private readonly opts: SessionLocksOptions) {}
+
+  /**
+   * Queues on the in-process mutex, then `add`s `lock:<prefix><id>` with a random token on the session's node,
+   * retrying with backoff (10 ms doubling to 500 ms) until operationTimeout has passed since `startedAt`.
+   * Never throws: a timeout or node failure is an outcome (the caller decides: proceed or 503).
+   */
+  async lock(sid: SessionId, startedAt = Date.now()): Promise<LockHandle> {
+    const { nodes, keys, stats, logger, operationTimeout, lockExpiration } = this.opts;
+    const deadline = startedAt + operationTimeout;
+    const key = keys.lock(sid.id);
+    const finish = (outcome: LockOutcome, ownsMutex: boolean, token?: Buffer, node?: string): LockHandle => {
+      const waitedMs = Date.now() - startedAt;
+      stats.lockWaitMsTotal += waitedMs;
+      stats.time('lockWait', waitedMs);
+      if (outcome === 'acquired') stats.locksAcquired++;
+      else if (outcome === 'timeout') stats.lockTimeouts++;
+      else stats.lockErrors++;
+      return this.handle(sid.id, key, outcome, waitedMs, ownsMutex, token, node);
+    };
+
+    if (!(await this.mutex.acquire(sid.id, deadline - Date.now()))) {
+      logger.warn(`session ${hashId(sid.id)}: lock wait timed out after ${operationTimeout} ms (queued in this process)`);
+      return finish('timeout', false);
+    }
+    const node = this.opts.nodeOf(sid);
+    if (!nodes.has(node) || !nodes.isAvailable(node)) {
+      logger.warn(`session ${hashId(sid.id)}: node ${node} is unavailable, continuing without the lock`);
+      return finish('error', true);
+    }
+    const client = nodes.client(node);
+    const token = Buffer.from(randomBytes(16).toString('hex'));
+    let delay = LOCK_BACKOFF_START_MS;
+    for (;;) {
+      const r = await client.add(key, token, lockExpiration);
+      if (!r.ok) {
+        nodes.markFailed(node, r.error);
+        logger.warn(`session ${hashId(sid.id)}: could not lock on ${node} (${r.error.message}), continuing without the lock`);
+        return finish('error', true);
+      }
+      if (r.value) return finish('acquired', true, token, node);
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        logger.warn(`session ${hashId(sid.id)}: lock wait timed out after ${operationTimeout} ms (held by another request)`);
+        return finish('timeout', true);
+      }
+      await sleep(Math.min(delay, left));
+      delay = Math.min(delay * 2, LOCK_BACKOFF_MAX_MS);
+    }
+  }
+
+  private handle(id: string, key: string, outcome: LockOutcome, waitedMs: number, ownsMutex: boolean,
+    token: Buffer | undefined, node: string | undefined): LockHandle {
+    const acquiredAt = Date.now();
+    let releasing: Promise<void> | undefined;
+    const release = (): Promise<void> => {
+      if (releasing) return releasing;
+      releasing = (async () => {
+        try {
+          if (token && node) await this.releaseMemcachedLock(id, key, node, token, acquiredAt);
+        } finally {
+          if (ownsMutex) this.mutex.release(id);
+        }
+      })();
+      return releasing;
+    };
+    return { outcome, key, waitedMs, release };
+  }
+
+  /**
+   * Deletes the lock only while it holds our token. Without CAS on delete this is `get` then `delete`: if our lock
+   * expires and another request `add`s its own between the two (one round trip), we delete the other's lock. A lock
+   * older than lockExpiration is therefore left alone without even looking: it is gone or someone else's.
+   */
+  private async releaseMemcachedLock(id: string, key: string, node: string, token: Buffer, acquiredAt: number): Promise<void> {
+    const { nodes, stats, logger, lockExpiration } = this.opts;
+    if (Date.now() - acquiredAt >= lockExpiration * 1000) {
+      stats.lockReleaseSkipped++;
+      logger.warn(`session ${hashId(id)}: request held the lock longer than lockExpiration (${lockExpiration} s); not deleting it`);
+      return;
+    }
+    const client = nodes.client(node);
+    const g = await client.get(key);
+    if (!g.ok) {
+      // The lock expires on its own after lockExpiration.
+      logger.warn(`session ${hashId(id)}: could not release the lock on ${node}: ${g.error.message}`);
+      return;
+    }
+    if (!g.value || !g.value.equals(token)) {
+      stats.lockReleaseSkipped++;
+      return;
+    }
+    const d = await client.delete(key);
+    if (!d.ok) logger.warn(`session ${hashId(id)}: could not release the lock on ${node}: ${d.error.message}`);
+  }
+}

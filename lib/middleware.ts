@@ -1,0 +1,202 @@
+// memcachedSession(): the request-aware part of msm that a Store cannot see. Per request:
+//   requestUriIgnorePattern -> (signed cookie + strategy says lock) in-process mutex, memcached lock
+//   -> express-session -> store.applyPendingIdChange -> app -> on response finish/close: learn (auto), unlock.
+import * as path from 'path';
+import session from 'express-session';
+import type { SessionOptions } from 'express-session';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { ConfigError, MemcachedStoreOptions } from './config';
+import { LockDecider, LockHandle, LockingConfig, SessionLocks, resolveLockingConfig } from './locking';
+import { NonStickyMode } from './non-sticky';
+import type { SessionId } from './session-id';
+import { LOADED, MemcachedStore } from './store';
+import type { LoadedMeta } from './mode';
+
+export interface MemcachedSessionOptions extends MemcachedStoreOptions {
+  /** express-session's options; `store` and `genid` are supplied by the middleware. */
+  session?: Omit<SessionOptions, 'store' | 'genid'>;
+}
+
+export type MemcachedSessionMiddleware = RequestHandler & {
+  /** The MemcachedStore this middleware built (stats, close, ready). */
+  readonly store: MemcachedStore;
+  /** The validated locking options. */
+  readonly locking: LockingConfig;
+  /** The in-process mutex and memcached lock (diagnostics, tests). */
+  readonly locks: SessionLocks;
+};
+
+// The cookie parser and signer express-session itself uses, resolved from its own directory so both agree.
+const sessionDir = path.dirname(require.resolve('express-session/package.json'));
+const cookieLib: { parse(header: string): Record<string, string | undefined> } = require(require.resolve('cookie', { paths: [sessionDir] }));
+const signature: { unsign(value: string, secret: string | Buffer): string | false } =
+  require(require.resolve('cookie-signature', { paths: [sessionDir] }));
+
+/** express-session's unsigncookie: any secret verifies. */
+function unsign(value: string, secrets: unknown[]): string | undefined {
+  for (const s of secrets) {
+    const r = signature.unsign(value, s as string);
+    if (r !== false) return r;
+  }
+  return undefined;
+}
+
+/** express-session's getcookie (1.19): the header first, then cookie-parser's signedCookies / cookies. */
+function cookieSessionId(req: any, name: string, secrets: unknown[]): string | undefined {
+  let val: string | undefined;
+  const header = req.headers?.cookie;
+  if (header) {
+    const raw = cookieLib.parse(header)[name];
+    if (raw && raw.substr(0, 2) === 's:') val = unsign(raw.slice(2), secrets);
+  }
+  if (!val && req.signedCookies) val = req.signedCookies[name] || undefined;
+  if (!val && req.cookies) {
+    const raw = req.cookies[name];
+    if (typeof raw === 'string' && raw.substr(0, 2) === 's:') val = unsign(raw.slice(2), secrets);
+  }
+  return typeof val === 'string' ? val : undefined;
+}
+
+function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
+
+function validateSessionOptions(value: unknown): Omit<SessionOptions, 'store' | 'genid'> {
+  if (value === undefined) return {} as SessionOptions;
+  if (!value || typeof value !== 'object') throw new ConfigError('session', value, 'expected express-session options (an object)');
+  const o = value as Record<string, unknown>;
+  if (o.store !== undefined) throw new ConfigError('session.store', '[store]', 'is supplied by memcachedSession(); pass the store options at the top level');
+  if (o.genid !== undefined) throw new ConfigError('session.genid', '[function]', 'is supplied by memcachedSession() (ids carry the memcached node id)');
+  return value as SessionOptions;
+}
+
+interface RequestState {
+  done: boolean;
+  handle?: LockHandle;
+  /** auto: what the loaded session looked like when the app got it. */
+  loadedBytes?: Buffer;
+  loadedId?: string;
+}
+
+/**
+ * express-session composed with msm's request-aware features: requestUriIgnorePattern and session locking.
+ * `mw.store` is the MemcachedStore it built.
+ */
+export function memcachedSession(options: MemcachedSessionOptions): MemcachedSessionMiddleware {
+  if (!options || typeof options !== 'object') throw new ConfigError('options', options, 'expected an object');
+  const { session: rawSessionOptions, ...storeOptions } = options;
+  const sessionOptions = validateSessionOptions(rawSessionOptions);
+  // Validated before the store opens any connection.
+  const locking = resolveLockingConfig(storeOptions);
+  const store = new MemcachedStore(storeOptions);
+  const stats = store.statistics;
+  const decider = new LockDecider(locking.strategy, stats);
+  const mode = store.mode;
+  const locks = new SessionLocks({
+    nodes: store.nodes,
+    keys: store.keys,
+    stats,
+    logger: store.logger,
+    operationTimeout: store.config.operationTimeout,
+    lockExpiration: locking.lockExpiration,
+    nodeOf: (sid: SessionId) => (mode instanceof NonStickyMode ? mode.primaryOf(sid) : sid.nodeId ?? store.nodes.hashNode(sid.random)),
+  });
+  const expressSession = session({ ...sessionOptions, store, genid: store.genid });
+  const cookieName = sessionOptions.name ?? (sessionOptions as any).key ?? 'connect.sid';
+  const configuredSecrets = sessionOptions.secret === undefined ? undefined
+    : Array.isArray(sessionOptions.secret) ? sessionOptions.secret : [sessionOptions.secret];
+  const cookieOptions = sessionOptions.cookie as any;
+  const ignore = locking.requestUriIgnorePattern;
+  const locksAtAll = locking.strategy.kind !== 'none';
+  const rejectOnTimeout = locking.lockTimeoutAction === 'reject';
+
+  /** The id express-session will load for this request, validated; undefined when it will not load one. */
+  function sessionIdOf(req: any, url: string): SessionId | undefined {
+    const resolved = typeof cookieOptions === 'function' ? cookieOptions(req) : cookieOptions;
+    // express-session skips requests outside the cookie's path.
+    if (!pathOf(url).startsWith(resolved?.path || '/')) return undefined;
+    const secrets = configuredSecrets ?? (req.secret ? [req.secret] : undefined);
+    if (!secrets) return undefined;
+    return store.ids.parse(cookieSessionId(req, cookieName, secrets)) ?? undefined;
+  }
+
+  function runSession(req: Request, res: Response, next: NextFunction, state: RequestState | undefined): void {
+    expressSession(req, res, (err?: unknown) => {
+      if (err) return next(err);
+      store.applyPendingIdChange(req);
+      if (state) {
+        const meta = (req.session as any)?.[LOADED] as LoadedMeta | undefined;
+        state.loadedBytes = meta?.bytes;
+        state.loadedId = req.sessionID;
+      }
+      next();
+    });
+  }
+
+  /** auto: did this request modify the session it loaded? Same test as the store's: the encoded bytes. */
+  function modified(req: Request, state: RequestState): boolean {
+    const s = req.session as any;
+    if (!s || req.sessionID !== state.loadedId) return true; // destroyed or regenerated
+    try {
+      return !store.transcoder.encode(store.toStored(s)).equals(state.loadedBytes!);
+    } catch {
+      return true;
+    }
+  }
+
+  const mw = function memcachedSessionMiddleware(req: Request, res: Response, next: NextFunction): void {
+    // Another session middleware ran already (express-session does the same).
+    if ((req as any).session) return next();
+    const url: string = req.originalUrl ?? req.url ?? '/';
+    if (ignore && ignore.test(url)) {
+      stats.requestsIgnored++;
+      return next();
+    }
+    if (!locksAtAll) return runSession(req, res, next, undefined);
+    const sid = sessionIdOf(req, url);
+    // New sessions (no valid cookie) take no lock and teach auto nothing.
+    if (!sid) return runSession(req, res, next, undefined);
+    const pattern = `${req.method} ${pathOf(url)}`;
+    const lock = decider.shouldLock(url, pattern);
+    if (!lock && !decider.learns) return runSession(req, res, next, undefined);
+
+    const state: RequestState = { done: false };
+    // Exactly once, whichever comes first: finish (response sent, session saved) or close (aborted, errored).
+    const onEnd = (finished: boolean) => {
+      if (state.done) return;
+      state.done = true;
+      res.removeListener('finish', onFinish);
+      res.removeListener('close', onClose);
+      if (finished && decider.learns && state.loadedBytes) decider.observe(pattern, modified(req, state));
+      void state.handle?.release();
+    };
+    const onFinish = () => onEnd(true);
+    const onClose = () => onEnd(res.writableFinished);
+    res.on('finish', onFinish);
+    res.on('close', onClose);
+
+    if (!lock) return runSession(req, res, next, state);
+    locks.lock(sid).then((handle) => {
+      if (state.done) {
+        // The client went away while we waited: nothing will run for it.
+        void handle.release();
+        return;
+      }
+      if (handle.outcome === 'timeout' && rejectOnTimeout) {
+        stats.lockRejections++;
+        void handle.release();
+        const err = Object.assign(new Error('Session is locked by another request'), { status: 503, statusCode: 503, expose: true });
+        res.setHeader('Retry-After', '1');
+        return next(err);
+      }
+      state.handle = handle;
+      runSession(req, res, next, state);
+    }, next);
+  };
+
+  Object.defineProperty(mw, 'store', { value: store, enumerable: true });
+  Object.defineProperty(mw, 'locking', { value: locking, enumerable: true });
+  Object.defineProperty(mw, 'locks', { value: locks, enumerable: true });
+  return mw as unknown as MemcachedSessionMiddleware;
+}

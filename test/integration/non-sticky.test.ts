@@ -1,0 +1,374 @@
+// Issue 2: the non-sticky store against real memcached processes, read back with an independent client.
+import request from 'supertest';
+import { MemcachedStore, MemcachedStoreOptions, decodeValidity } from '../../lib';
+import { JsonTranscoder } from '../../lib/transcoders/json';
+import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
+import { RawClient } from '../helpers/raw-client';
+import { cookieFor, idFromSetCookie, makeApp, sleep, until } from '../helpers/app';
+
+const DAY = 86_400;
+
+function nodeIndex(id: string): number {
+  return Number(/-n(\d)$/.exec(id)![1]) - 1;
+}
+
+describe('non-sticky store on two nodes', () => {
+  let ps: MemcachedProcess[];
+  let raw: RawClient[];
+  const stores: MemcachedStore[] = [];
+  const newStore = (o: Partial<MemcachedStoreOptions> = {}) => {
+    const s = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000, ...o });
+    stores.push(s);
+    return s;
+  };
+
+  beforeAll(async () => {
+    ps = await startMemcacheds(2);
+    raw = ps.map((p) => new RawClient(p.port));
+  });
+  afterAll(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+    raw.forEach((r) => r.close());
+    await killAll(ps);
+  });
+
+  it('stores session + validity on the node in the id and bak: copies on the next node, byte for byte', async () => {
+    const store = newStore();
+    const agent = request.agent(makeApp(store));
+    const before = Date.now();
+    const r = await agent.get('/inc').expect(200);
+    const id: string = r.body.id;
+    expect(id).toMatch(/^[0-9A-F]{32}-n[12]$/);
+    const p = nodeIndex(id);
+    const b = 1 - p;
+    expect((await raw[p].keys()).sort()).toEqual([id, `validity:${id}`].sort());
+    expect((await raw[b].keys()).sort()).toEqual([`bak:${id}`, `bak:validity:${id}`].sort());
+
+    const session = await raw[p].getWithFlags(id);
+    expect(session!.flags).toBe(0);
+    expect([...session!.value.subarray(0, 4)]).toEqual([0x4d, 0x53, 1, 1]);
+    expect(new JsonTranscoder().decode(session!.value)).toMatchObject({ n: 1, cookie: { originalMaxAge: 60_000 } });
+    expect((await raw[b].get(`bak:${id}`))!.equals(session!.value)).toBe(true);
+
+    const v = await raw[p].get(`validity:${id}`);
+    expect(v!.length).toBe(20);
+    const validity = decodeValidity(v)!;
+    expect(validity.maxInactiveInterval).toBe(60);
+    expect(validity.thisAccessedTime).toBeGreaterThanOrEqual(before);
+    expect(validity.thisAccessedTime).toBeLessThanOrEqual(Date.now());
+    expect((await raw[b].get(`bak:validity:${id}`))!.equals(v!)).toBe(true);
+
+    // msm non-sticky TTLs: session and bak: 2x maxInactive, validity records 1x
+    const ttl = async (i: number, k: string) => (await raw[i].meta(k))!.ttl;
+    expect(await ttl(p, id)).toBeGreaterThan(115);
+    expect(await ttl(p, id)).toBeLessThanOrEqual(120);
+    expect(await ttl(b, `bak:${id}`)).toBeGreaterThan(115);
+    expect(await ttl(p, `validity:${id}`)).toBeGreaterThan(55);
+    expect(await ttl(p, `validity:${id}`)).toBeLessThanOrEqual(60);
+    expect(await ttl(b, `bak:validity:${id}`)).toBeLessThanOrEqual(60);
+  });
+
+  it('runs the full express-session cycle: create, read, modify, touch, regenerate, destroy', async () => {
+    const store = newStore();
+    const agent = request.agent(makeApp(store));
+    const created = await agent.get('/inc').expect(200);
+    const id = created.body.id;
+    expect(idFromSetCookie(created.headers)).toBe(id);
+
+    const read = await agent.get('/get').expect(200);
+    expect(read.body).toMatchObject({ id, n: 1 });
+
+    const modified = await agent.get('/inc').expect(200);
+    expect(modified.body).toMatchObject({ id, n: 2 });
+    const p = nodeIndex(id);
+    expect(new JsonTranscoder().decode((await raw[p].get(id))!)).toMatchObject({ n: 2 });
+
+    // touch: an unmodified request moves thisAccessedTime on, keeps lastAccessedTime as the previous access
+    const v1 = decodeValidity(await raw[p].get(`validity:${id}`))!;
+    await sleep(20);
+    await agent.get('/get').expect(200);
+    const v2 = decodeValidity(await raw[p].get(`validity:${id}`))!;
+    expect(v2.thisAccessedTime).toBeGreaterThan(v1.thisAccessedTime);
+    expect(v2.lastAccessedTime).toBe(v1.thisAccessedTime);
+
+    const regen = await agent.get('/regenerate').expect(200);
+    const id2 = regen.body.id;
+    expect(id2).not.toBe(id);
+    expect(await raw[p].get(id)).toBeNull();
+    expect(await raw[1 - p].get(`bak:${id}`)).toBeNull();
+    expect(await agent.get('/get').then((r) => r.body)).toMatchObject({ id: id2, n: null });
+
+    await agent.get('/destroy').expect(200);
+    const p2 = nodeIndex(id2);
+    for (const [i, k] of [[p2, id2], [p2, `validity:${id2}`], [1 - p2, `bak:${id2}`], [1 - p2, `bak:validity:${id2}`]] as const) {
+      expect(await raw[i].get(k)).toBeNull();
+    }
+    const after = await agent.get('/get').expect(200);
+    expect(after.body.n).toBeNull();
+    expect(after.body.id).not.toBe(id2);
+  });
+
+  it('does not rewrite an unchanged session: the item keeps its CAS, only validity records are written', async () => {
+    for (const resave of [false, true]) {
+      const store = newStore();
+      const agent = request.agent(makeApp(store, { resave }));
+      const id = (await agent.get('/inc').expect(200)).body.id;
+      const p = nodeIndex(id);
+      const casBefore = (await raw[p].meta(id))!.cas;
+      const bakCasBefore = (await raw[1 - p].meta(`bak:${id}`))!.cas;
+      const vCasBefore = (await raw[p].meta(`validity:${id}`))!.cas;
+      const setsBefore = (await raw[p].stats()).cmd_set + (await raw[1 - p].stats()).cmd_set;
+      for (let i = 0; i < 3; i++) await agent.get('/get').expect(200);
+      expect((await raw[p].meta(id))!.cas).toBe(casBefore);
+      expect((await raw[1 - p].meta(`bak:${id}`))!.cas).toBe(bakCasBefore);
+      expect((await raw[p].meta(`validity:${id}`))!.cas).not.toBe(vCasBefore);
+      const setsAfter = (await raw[p].stats()).cmd_set + (await raw[1 - p].stats()).cmd_set;
+      // per request: validity + bak:validity; the session items are only touched
+      expect(setsAfter - setsBefore).toBe(6);
+      expect(store.stats().requestsWithoutSessionModification).toBe(resave ? 3 : 0);
+    }
+  });
+
+  it('sends TTLs above 30 days as absolute time (a 40-day session is stored and readable)', async () => {
+    const store = newStore();
+    const agent = request.agent(makeApp(store, { cookie: { maxAge: 40 * DAY * 1000 } }));
+    const id = (await agent.get('/inc').expect(200)).body.id;
+    const p = nodeIndex(id);
+    // memcached would read a relative 80-day exptime as a 1970 timestamp and drop the item at once
+    const s = (await raw[p].meta(id))!.ttl;
+    expect(s).toBeGreaterThan(80 * DAY - 10);
+    expect(s).toBeLessThanOrEqual(80 * DAY);
+    expect((await raw[p].meta(`validity:${id}`))!.ttl).toBeGreaterThan(40 * DAY - 10);
+    expect((await raw[1 - p].meta(`bak:${id}`))!.ttl).toBeGreaterThan(80 * DAY - 10);
+    expect((await agent.get('/get')).body.n).toBe(1);
+  });
+
+  it('uses defaultMaxInactiveInterval for cookies without maxAge', async () => {
+    const store = newStore({ defaultMaxInactiveInterval: 100 });
+    const agent = request.agent(makeApp(store, { cookie: { maxAge: undefined } }));
+    const r = await agent.get('/inc').expect(200);
+    expect(r.headers['set-cookie'][0]).not.toMatch(/Expires=/);
+    const id = r.body.id;
+    const p = nodeIndex(id);
+    expect(decodeValidity(await raw[p].get(`validity:${id}`))!.maxInactiveInterval).toBe(100);
+    expect((await raw[p].meta(id))!.ttl).toBeGreaterThan(195);
+    expect((await raw[p].meta(id))!.ttl).toBeLessThanOrEqual(200);
+    expect((await agent.get('/get')).body.n).toBe(1);
+  });
+
+  it('treats an expired validity record as no session', async () => {
+    const store = newStore();
+    const agent = request.agent(makeApp(store, { cookie: { maxAge: 1000 } }));
+    const id = (await agent.get('/inc').expect(200)).body.id;
+    await sleep(1300);
+    const r = await agent.get('/get').expect(200);
+    expect(r.body.n).toBeNull();
+    expect(r.body.id).not.toBe(id);
+  });
+
+  it('answers bytes that do not decode with a fresh session: key deleted, counted', async () => {
+    const store = newStore();
+    const app = makeApp(store);
+    const id = (await request(app).get('/inc').expect(200)).body.id;
+    const p = nodeIndex(id);
+    await raw[p].set(id, Buffer.from([0x4d, 0x53, 1, 1, 0x7b, 0xff, 0x00]), 60);
+    const r = await request(app).get('/get').set('Cookie', cookieFor(id)).expect(200);
+    expect(r.body.n).toBeNull();
+    expect(r.body.id).not.toBe(id);
+    expect(store.stats().decodeFailures).toBe(1);
+    await until(async () => (await raw[p].get(id)) === null, 2000, 'corrupt key deleted');
+  });
+
+  it('never sends forged or oversized ids to memcached: they get a fresh session', async () => {
+    const seen: string[] = [];
+    const store = newStore({ onKey: (k) => seen.push(k) });
+    const app = makeApp(store);
+    const forged = ['has space-n1', 'tab\there-n1', 'ünï-n1', 'x'.repeat(300) + '-n1', 'a.b.c-n1', 'abc-n1.r.x', 'abc\r\nget x-n1'];
+    for (const id of forged) {
+      const r = await request(app).get('/get').set('Cookie', cookieFor(id)).expect(200);
+      expect(r.body.n).toBeNull();
+      expect(r.body.id).not.toBe(id);
+    }
+    // only the node probes went out (new sessions pick an available node)
+    expect(seen.filter((k) => !/^ping-n[12]$/.test(k))).toEqual([]);
+    expect(store.stats().invalidSessionIds).toBe(forged.length);
+    // unknown node suffix: a valid plain id, routed by hash, simply not found
+    const r = await request(app).get('/get').set('Cookie', cookieFor('ABCDEF-n9')).expect(200);
+    expect(r.body.n).toBeNull();
+    expect(seen.some((k) => k.includes('ABCDEF-n9'))).toBe(true);
+  });
+
+  it('writes the backup after the response when sessionBackupAsync', async () => {
+    const store = newStore({ sessionBackupAsync: true });
+    const id = (await request(makeApp(store)).get('/inc').expect(200)).body.id;
+    const b = 1 - nodeIndex(id);
+    await until(async () => (await raw[b].get(`bak:${id}`)) !== null, 3000, 'async backup');
+    expect(await raw[b].get(`bak:validity:${id}`)).not.toBeNull();
+  });
+
+  it('works as a drop-in without genid: express-session ids are routed to a node by hash', async () => {
+    const store = newStore();
+    const agent = request.agent(makeApp(store, {}, false));
+    const id = (await agent.get('/inc').expect(200)).body.id;
+    expect(id).not.toMatch(/-n[12]$/);
+    const holder = (await raw[0].get(id)) ? 0 : 1;
+    expect(await raw[holder].get(id)).not.toBeNull();
+    expect(await raw[1 - holder].get(`bak:${id}`)).not.toBeNull();
+    expect((await agent.get('/inc')).body).toMatchObject({ id, n: 2 });
+  });
+
+  it('offers promises as well as callbacks', async () => {
+    const store = newStore();
+    const id = store.genid();
+    const sess: any = { cookie: { originalMaxAge: 10_000, path: '/' }, x: 1 };
+    await store.set(id, sess);
+    expect(await store.get(id)).toMatchObject({ x: 1 });
+    await new Promise<void>((resolve, reject) => store.get(id, (e, s) => (e ? reject(e) : (expect(s).toMatchObject({ x: 1 }), resolve()))));
+    await store.destroy(id);
+    expect(await store.get(id)).toBeNull();
+  });
+});
+
+describe('node failover', () => {
+  let ps: MemcachedProcess[];
+  let raw: RawClient[];
+  let store: MemcachedStore;
+  afterEach(async () => {
+    await store?.close();
+    raw?.forEach((r) => r.close());
+    await killAll(ps);
+  });
+
+  it('kill -9 of the primary: data kept, cookie moves to the survivor, a new backup is written, the node comes back', async () => {
+    ps = await startMemcacheds(3);
+    raw = ps.map((p) => new RawClient(p.port));
+    store = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000, operationTimeout: 500 });
+    const app = makeApp(store);
+    const agent = request.agent(app);
+    await agent.post('/data').send({ cart: ['apple', 'pear'] }).expect(200);
+    const id = (await agent.get('/inc').expect(200)).body.id;
+    const p = nodeIndex(id);
+    const survivor = (p + 1) % 3;
+    const third = (p + 2) % 3;
+
+    await ps[p].kill();
+    const r = await agent.get('/inc').expect(200);
+    expect(r.body.n).toBe(2);
+    const moved = idFromSetCookie(r.headers)!;
+    expect(moved).toBe(`${id.slice(0, 32)}-n${survivor + 1}`);
+    expect(await raw[survivor].get(moved)).not.toBeNull();
+    expect(await raw[survivor].get(`validity:${moved}`)).not.toBeNull();
+    expect(await raw[third].get(`bak:${moved}`)).not.toBeNull();
+    expect(await raw[third].get(`bak:validity:${moved}`)).not.toBeNull();
+    expect(await raw[survivor].get(`bak:${id}`)).toBeNull();
+    expect(store.stats()).toMatchObject({ requestsWithMemcachedFailover: 1, sessionsRelocated: 1 });
+    expect((await agent.get('/get')).body).toMatchObject({ id: moved, n: 2, data: { cart: ['apple', 'pear'] } });
+
+    // a second instance (another process in production) with the old cookie finds the same session
+    const other = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, operationTimeout: 500 });
+    try {
+      const o = await request(makeApp(other)).get('/get').set('Cookie', cookieFor(moved)).expect(200);
+      expect(o.body).toMatchObject({ id: moved, n: 2 });
+    } finally {
+      await other.close();
+    }
+
+    await ps[p].start();
+    await until(async () => { await store.ready(); return store.stats().nodes[`n${p + 1}`].available; }, 5000, 'node back');
+    const created = await request(app).get('/inc').expect(200);
+    expect(created.body.n).toBe(1);
+    expect((await agent.get('/inc')).body).toMatchObject({ id: moved, n: 3 });
+  });
+
+  it('two nodes: after relocation there is no backup node until the dead one returns, then the backup is rewritten', async () => {
+    ps = await startMemcacheds(2);
+    raw = ps.map((p) => new RawClient(p.port));
+    store = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000, operationTimeout: 500 });
+    const agent = request.agent(makeApp(store));
+    const id = (await agent.get('/inc').expect(200)).body.id;
+    const p = nodeIndex(id);
+    await ps[p].kill();
+    const r = await agent.get('/get').expect(200);
+    expect(r.body.n).toBe(1);
+    const moved = idFromSetCookie(r.headers)!;
+    expect(nodeIndex(moved)).toBe(1 - p);
+    expect(store.stats().requestsWithBackupFailure).toBeGreaterThan(0);
+
+    await ps[p].start();
+    await until(async () => { await store.ready(); return store.stats().nodes[`n${p + 1}`].available; }, 5000, 'node back');
+    // an unchanged request notices the missing backup (touch bak: misses) and writes it again (msm #300)
+    await agent.get('/get').expect(200);
+    expect(await raw[p].get(`bak:${moved}`)).not.toBeNull();
+    expect(store.stats().backupsRewritten).toBe(1);
+  });
+
+  it('SIGSTOP of the primary: bounded latency, data served from the backup, other sessions unaffected', async () => {
+    ps = await startMemcacheds(2);
+    raw = ps.map((p) => new RawClient(p.port));
+    const operationTimeout = 400;
+    store = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 200, operationTimeout });
+    const app = makeApp(store);
+    // one session on each node
+    const agents: Record<number, ReturnType<typeof request.agent>> = {};
+    const ids: Record<number, string> = {};
+    while (agents[0] === undefined || agents[1] === undefined) {
+      const a = request.agent(app);
+      const id = (await a.get('/inc').expect(200)).body.id;
+      const i = nodeIndex(id);
+      if (!agents[i]) { agents[i] = a; ids[i] = id; }
+    }
+    ps[0].stop();
+    try {
+      const started = Date.now();
+      const [r0, r1] = await Promise.all([agents[0].get('/inc'), agents[1].get('/inc')]);
+      const elapsed = Date.now() - started;
+      // a hang check, not a speed test: one operation deadline plus generous slack
+      expect(elapsed).toBeLessThan(operationTimeout + 2500);
+      expect(r0.status).toBe(200);
+      expect(r0.body.n).toBe(2);
+      expect(idFromSetCookie(r0.headers)).toBe(`${ids[0].slice(0, 32)}-n2`);
+      expect(r1.status).toBe(200);
+      expect(r1.body).toMatchObject({ id: ids[1], n: 2 });
+      expect(store.stats().nodes.n1.available).toBe(false);
+    } finally {
+      ps[0].cont();
+    }
+  });
+
+  it('gives express-session the error when the primary cannot be written and no node can take the session', async () => {
+    ps = await startMemcacheds(1);
+    store = new MemcachedStore({ memcachedNodes: `n1:127.0.0.1:${ps[0].port}`, operationTimeout: 300 });
+    const app = makeApp(store);
+    const errors: Error[] = [];
+    // express-session sends the response before store.set answers, so the error arrives through next(err) after
+    // it (memcachedSession() saves before responding and turns this into a 5xx: see middleware tests)
+    app.use((err: Error, _req: any, _res: any, next: (e: Error) => void) => { errors.push(err); next(err); });
+    await ps[0].kill();
+    await request(app).get('/inc').catch(() => undefined);
+    await until(async () => errors.length > 0, 3000, 'error passed to express');
+    expect(errors[0].message).toMatch(/cannot store session: node n1 is down and no other node is available/);
+    expect(store.stats().primaryWriteFailures).toBe(1);
+  });
+
+  it('stores the session with the backup keys when the primary write fails, and the next request relocates it', async () => {
+    ps = await startMemcacheds(2);
+    raw = ps.map((p) => new RawClient(p.port));
+    store = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, operationTimeout: 300 });
+    const agent = request.agent(makeApp(store));
+    const id = (await agent.get('/inc').expect(200)).body.id;
+    const p = nodeIndex(id);
+    await ps[p].kill();
+    // the store still believes the node is up: the write fails, the data goes to bak: on the other node
+    const store2 = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, operationTimeout: 300 });
+    try {
+      await store2.set(id, { cookie: { originalMaxAge: 60_000, path: '/' }, n: 7 } as any);
+      expect(store2.stats().primaryWriteFailures).toBe(1);
+      expect(await raw[1 - p].get(`bak:${id}`)).not.toBeNull();
+      const r = await request(makeApp(store2)).get('/get').set('Cookie', cookieFor(id)).expect(200);
+      expect(r.body.n).toBe(7);
+      expect(idFromSetCookie(r.headers)).toBe(`${id.slice(0, 32)}-n${2 - p}`);
+    } finally {
+      await store2.close();
+    }
+  });
+});
