@@ -9,6 +9,8 @@ import { Validity, decodeValidity, encodeValidity, isValid, nonStickySessionTtl,
 import { hashId } from './logger';
 
 export class NonStickyMode implements SessionMode {
+  private readonly relocating = new Map<string, Promise<LoadResult | null>>();
+
   constructor(private readonly ctx: ModeContext) {}
 
   newId(): string {
@@ -61,6 +63,15 @@ export class NonStickyMode implements SessionMode {
    * exists the answer is "no session" at once (msm #404 looped here).
    */
   private async loadBackupAndRelocate(sid: SessionId, primary: string): Promise<LoadResult | null> {
+    // Concurrent requests with the same id in this process share one relocation.
+    const running = this.relocating.get(sid.id);
+    if (running) return running.then((r) => (r ? { session: structuredClone(r.session), meta: { ...r.meta } } : null));
+    const p = this.relocate(sid, primary).finally(() => this.relocating.delete(sid.id));
+    this.relocating.set(sid.id, p);
+    return p;
+  }
+
+  private async relocate(sid: SessionId, primary: string): Promise<LoadResult | null> {
     const { nodes, keys, stats, ids, logger } = this.ctx;
     const target = nodes.nextAvailable(primary);
     if (!target) {
@@ -69,32 +80,51 @@ export class NonStickyMode implements SessionMode {
       return null;
     }
     const client = nodes.client(target);
-    const [b, bv] = await Promise.all([client.get(keys.backup(sid.id)), client.get(keys.backupValidity(sid.id))]);
-    if (!b.ok || !bv.ok) {
-      nodes.markFailed(target, b.ok ? (bv as { error: Error }).error : b.error);
+    const newId = ids.withNode(sid, target);
+    // One round trip reads both the backup and a copy another instance may have relocated already (the new id is
+    // deterministic): the relocated copy wins, so a late request never resurrects the older backup.
+    const [n, nv, b, bv] = await Promise.all([
+      client.get(keys.session(newId)), client.get(keys.validity(newId)),
+      client.get(keys.backup(sid.id)), client.get(keys.backupValidity(sid.id)),
+    ]);
+    const failed = [n, nv, b, bv].find((r) => !r.ok) as { ok: false; error: Error } | undefined;
+    if (failed) {
+      nodes.markFailed(target, failed.error);
       stats.requestsWithoutSession++;
       return null;
     }
     nodes.markOk(target);
-    if (!b.value) {
+    const relocated = n.ok && n.value ? n.value : null;
+    if (relocated) {
+      const validity = decodeValidity(nv.ok ? nv.value : null);
+      if (validity && isValid(validity)) {
+        const session = this.decode(sid, relocated, target, [keys.session(newId), keys.validity(newId)]);
+        if (!session) return null;
+        stats.requestsWithMemcachedFailover++;
+        stats.requestsWithSession++;
+        this.ctx.recordIdChange(sid.id, newId);
+        return { session, meta: { id: newId, bytes: relocated, validity, newId } };
+      }
+    }
+    const backup = b.ok ? b.value : null;
+    if (!backup) {
       stats.requestsWithoutSession++;
       return null;
     }
-    const validity = decodeValidity(bv.value);
+    const validity = decodeValidity(bv.ok ? bv.value : null);
     if (!validity || !isValid(validity)) {
       stats.sessionsExpired++;
       stats.requestsWithoutSession++;
       void client.delete(keys.backup(sid.id));
       return null;
     }
-    const session = this.decode(sid, b.value, target, [keys.backup(sid.id), keys.backupValidity(sid.id)]);
+    const session = this.decode(sid, backup, target, [keys.backup(sid.id), keys.backupValidity(sid.id)]);
     if (!session) return null;
 
-    const newId = ids.withNode(sid, target);
     const moved = ids.parse(newId)!;
     const now = Date.now();
     const newValidity: Validity = { maxInactiveInterval: validity.maxInactiveInterval, lastAccessedTime: validity.thisAccessedTime, thisAccessedTime: now };
-    const written = await this.writePrimary(moved, target, b.value, newValidity);
+    const written = await this.writePrimary(moved, target, backup, newValidity);
     if (!written.ok) {
       nodes.markFailed(target, written.error);
       throw new Error(`express-msm: session could not be relocated: ${written.error.message}`);
@@ -104,11 +134,11 @@ export class NonStickyMode implements SessionMode {
     stats.requestsWithSession++;
     logger.warn(`session ${hashId(sid.id)} relocated from ${primary} to ${target}`);
     this.ctx.recordIdChange(sid.id, newId);
-    // The old backup keys are superseded by the new session; the new one gets its own backup.
+    // The old backup keys are superseded by the relocated session (written above, before this delete).
     void client.delete(keys.backup(sid.id));
     void client.delete(keys.backupValidity(sid.id));
-    await this.ctx.backups.run(() => this.writeBackup(moved, target, b.value!, newValidity));
-    return { session, meta: { id: newId, bytes: b.value, validity: newValidity, newId } };
+    await this.ctx.backups.run(() => this.writeBackup(moved, target, backup, newValidity));
+    return { session, meta: { id: newId, bytes: backup, validity: newValidity, newId } };
   }
 
   async save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {

@@ -280,6 +280,37 @@ describe('node failover', () => {
     expect((await agent.get('/inc')).body).toMatchObject({ id: moved, n: 3 });
   });
 
+  it('relocation is shared: concurrent and late requests with the old cookie get the relocated session, never the older backup', async () => {
+    ps = await startMemcacheds(3);
+    raw = ps.map((p) => new RawClient(p.port));
+    const opts = { memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000, operationTimeout: 500 };
+    store = new MemcachedStore(opts);
+    const app = makeApp(store);
+    const id = (await request(app).get('/inc').expect(200)).body.id;
+    const p = nodeIndex(id);
+    await ps[p].kill();
+    // three concurrent requests with the old cookie in one instance: one relocation, one new id
+    const rs = await Promise.all([0, 1, 2].map(() => request(app).get('/get').set('Cookie', cookieFor(id))));
+    const moved = `${id.slice(0, 32)}-n${((p + 1) % 3) + 1}`;
+    for (const r of rs) {
+      expect(r.status).toBe(200);
+      expect(r.body.n).toBe(1);
+      expect(idFromSetCookie(r.headers)).toBe(moved);
+    }
+    expect(store.stats().sessionsRelocated).toBe(1);
+    // the session changes under its new id; then another instance sees a late request with the old cookie
+    await request(app).get('/inc').set('Cookie', cookieFor(moved)).expect(200);
+    const other = new MemcachedStore(opts);
+    try {
+      const late = await request(makeApp(other)).get('/get').set('Cookie', cookieFor(id)).expect(200);
+      expect(late.body.n).toBe(2);
+      expect(idFromSetCookie(late.headers)).toBe(moved);
+      expect(other.stats().sessionsRelocated).toBe(0);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('two nodes: after relocation there is no backup node until the dead one returns, then the backup is rewritten', async () => {
     ps = await startMemcacheds(2);
     raw = ps.map((p) => new RawClient(p.port));
