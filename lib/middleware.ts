@@ -125,6 +125,7 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
     expressSession(req, res, (err?: unknown) => {
       if (err) return next(err);
       store.applyPendingIdChange(req);
+      saveBeforeResponse(req, res, next);
       if (state) {
         const meta = (req.session as any)?.[LOADED] as LoadedMeta | undefined;
         state.loadedBytes = meta?.bytes;
@@ -132,6 +133,33 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
       }
       next();
     });
+  }
+
+  /**
+   * express-session writes the response before store.set answers, so a failed write could only follow a 200.
+   * Here the session is saved first (when it needs it) and the response waits: a write that fails on every
+   * node becomes an error for the app's error handler (a 5xx), as msm fails the request.
+   */
+  function saveBeforeResponse(req: Request, res: Response, next: NextFunction): void {
+    const end = res.end;
+    let held = false;
+    res.end = function (this: Response, ...args: any[]) {
+      const s = req.session as any;
+      if (held || !s || res.headersSent || typeof req.sessionID !== 'string' || !store.needsSave(s, req.sessionID)) {
+        return (end as any).apply(this, args);
+      }
+      held = true;
+      s.save((err?: Error) => {
+        if (err) {
+          res.end = end;
+          // No cookie for a session that was not stored (express-session sets none without req.session).
+          delete (req as any).session;
+          return next(err);
+        }
+        (end as any).apply(res, args);
+      });
+      return this;
+    } as any;
   }
 
   /** auto: did this request modify the session it loaded? Same test as the store's: the encoded bytes. */

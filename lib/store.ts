@@ -1,12 +1,12 @@
 // MemcachedStore: express-session's Store contract (callbacks and promises) on top of a mode (non-sticky, sticky).
 // Validates every id before anything is built from it, turns sessions into plain data and bytes, and carries what
 // a load learnt (bytes, validity, a new id) on the session object until set/touch.
-import { Store } from 'express-session';
+import { Cookie, Store } from 'express-session';
 import type { SessionData } from 'express-session';
 import { LRUCache } from 'lru-cache';
 import { MemcachedStoreOptions, ResolvedConfig, resolveConfig } from './config';
 import { KeyFormat } from './keys';
-import { Logger, defaultLogger } from './logger';
+import { Logger, defaultLogger, hashId } from './logger';
 import { LoadedMeta, ModeContext, SessionMode } from './mode';
 import { NodeSet } from './nodes';
 import { NonStickyMode } from './non-sticky';
@@ -19,6 +19,10 @@ import { BackupRunner } from './backup';
 
 /** Where a loaded session carries its LoadedMeta. A symbol: invisible to JSON, to express-session's hash and to apps. */
 export const LOADED: unique symbol = Symbol('express-msm.loaded');
+/** On a session saved by memcachedSession() before the response: express-session's touch that follows is a no-op. */
+const SAVED = Symbol('express-msm.saved');
+/** Bytes encoded for a save decision, reused by the save that follows at once (see encodeForSave). */
+const ENCODED = Symbol('express-msm.encoded');
 /** On req while an id change waits to be applied. */
 const PENDING_ID = Symbol('express-msm.pendingIdChange');
 
@@ -184,6 +188,12 @@ export class MemcachedStore extends Store {
     if (!loaded) return null;
     const { session, meta } = loaded;
     if (r.movedTo && !meta.newId) meta.newId = r.movedTo;
+    if (!isUsableCookie(session.cookie)) {
+      // Decoded, but express-session would throw on this cookie (in res.end, where the request then hangs).
+      this.statistics.decodeFailures++;
+      this.logger.warn(`session ${hashId(r.sid.id)}: stored cookie is malformed; treated as no session`);
+      return null;
+    }
     restoreExpires(session.cookie, meta.validity?.thisAccessedTime ?? Date.now());
     Object.defineProperty(session, LOADED, { value: meta, configurable: true, writable: true });
     return session as unknown as SessionData;
@@ -195,16 +205,37 @@ export class MemcachedStore extends Store {
     if (!r) throw new Error(`express-msm: refusing to store a session under an invalid id (check the genid option: use store.genid)`);
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
     if (maxInactive <= 0) return this.mode.destroy(r.sid);
-    const stored = this.toStored(session);
-    const bytes = this.transcoder.encode(stored);
+    const pre = (session as any)[ENCODED] as { stored: StoredSession; bytes: Buffer } | undefined;
+    if (pre) delete (session as any)[ENCODED];
+    const stored = pre?.stored ?? this.toStored(session);
+    const bytes = pre?.bytes ?? this.transcoder.encode(stored);
     if (bytes.length > this.maxSessionBytes) {
       throw new Error(`express-msm: session is ${bytes.length} bytes, above the ${this.maxSessionBytes}-byte limit (memcached item size); not stored`);
     }
     await this.mode.save(r.sid, stored, bytes, maxInactive, (session as any)[LOADED]);
+    if (pre) Object.defineProperty(session, SAVED, { value: true, configurable: true, writable: true });
     this.statistics.time('save', performance.now() - started);
   }
 
+  /**
+   * memcachedSession()'s question before the response: does this session need a save? Encodes once; the bytes are
+   * kept on the session for the save that follows. New sessions need one when they hold attributes.
+   */
+  needsSave(session: SessionData, sessionId: string): boolean {
+    const meta = (session as any)[LOADED] as LoadedMeta | undefined;
+    const stored = this.toStored(session);
+    if (!meta || meta.id !== sessionId) return Object.keys(stored).length > 1;
+    const bytes = this.transcoder.encode(stored);
+    Object.defineProperty(session, ENCODED, { value: { stored, bytes }, configurable: true, writable: true });
+    return !bytes.equals(meta.bytes);
+  }
+
   private async refreshSession(raw: string, session: SessionData): Promise<void> {
+    if ((session as any)[SAVED]) {
+      // Saved moments ago in this request (memcachedSession): validity and TTLs are fresh.
+      delete (session as any)[SAVED];
+      return;
+    }
     const r = this.resolve(raw);
     if (!r) return;
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
@@ -295,6 +326,27 @@ export class MemcachedStore extends Store {
       swap();
       return writeHead.apply(this, args);
     };
+  }
+}
+
+/**
+ * Whether express-session can use this stored cookie: it throws (in res.end, where the request then hangs) on a
+ * non-numeric originalMaxAge, a date out of range, or a field cookie.serialize rejects (sameSite, path, ...).
+ */
+function isUsableCookie(cookie: StoredCookie): boolean {
+  const oma = cookie.originalMaxAge;
+  // Bounded so that now + originalMaxAge is still a Date (8.64e15 ms).
+  if (!(oma === null || oma === undefined || (typeof oma === 'number' && Math.abs(oma) <= 4e15))) return false;
+  const exp = cookie.expires;
+  if (!(exp === null || exp === undefined || (typeof exp === 'string' && Number.isFinite(new Date(exp).getTime())))) return false;
+  // Cookie's constructor assigns every field: `maxAge`, `expires`, `data` are accessors there, not data.
+  if ('maxAge' in cookie || 'data' in cookie || '_expires' in cookie) return false;
+  try {
+    const probe = new Cookie({ ...cookie, expires: undefined, originalMaxAge: undefined } as any);
+    probe.serialize('probe', 'v');
+    return true;
+  } catch {
+    return false;
   }
 }
 

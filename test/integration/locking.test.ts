@@ -1,0 +1,277 @@
+// Session locking through memcachedSession(): two app instances on the same memcached nodes, real HTTP on loopback.
+import type express from 'express';
+import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
+import { RawClient } from '../helpers/raw-client';
+import {
+  Served, abortedRequest, addOps, cookieFor, counter, idFromSetCookie, request, serve, sessionOptions, sleep, until,
+} from '../helpers/session-http';
+import type { MemcachedSessionOptions } from '../../lib/middleware';
+
+let ps: MemcachedProcess[];
+let raws: RawClient[];
+const servers: Served[] = [];
+
+beforeAll(async () => {
+  ps = await startMemcacheds(2);
+  raws = ps.map((p) => new RawClient(p.port));
+});
+
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+afterAll(async () => {
+  raws.forEach((r) => r.close());
+  await killAll(ps);
+});
+
+/** Handlers shared by every instance; `active`/`maxActive` count concurrency across instances of one test. */
+function routes(track: { active: number; maxActive: number }) {
+  return (app: express.Express) => {
+    const s = (req: express.Request) => req.session as any;
+    app.get('/new', (req, res) => {
+      s(req).n = 0;
+      res.json({ id: req.sessionID });
+    });
+    const inc = async (req: express.Request, res: express.Response) => {
+      track.active++;
+      track.maxActive = Math.max(track.maxActive, track.active);
+      // Widen the read-modify-write window: without the lock concurrent increments overlap here.
+      await sleep(2);
+      s(req).n = (s(req).n ?? 0) + 1;
+      track.active--;
+      res.json({ n: s(req).n });
+    };
+    app.get('/inc', inc);
+    app.get('/cart/inc', inc);
+    app.get('/other/inc', inc);
+    app.get('/get', (req, res) => res.json({ n: s(req)?.n ?? null, id: req.sessionID }));
+    app.get('/slow', async (req, res) => {
+      await sleep(Number(req.query.ms ?? 1000));
+      s(req).slow = ((s(req).slow ?? 0) as number) + 1;
+      res.json({ ok: true });
+    });
+    app.get('/throw', () => {
+      throw new Error('boom');
+    });
+    app.get('/next-error', (_req, _res, next) => next(new Error('async boom')));
+    app.get('/500', (_req, res) => {
+      res.status(500).send('failed');
+    });
+  };
+}
+
+async function instances(n: number, extra: Partial<MemcachedSessionOptions>, track = { active: 0, maxActive: 0 }) {
+  const out: Served[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = await serve(sessionOptions({ memcachedNodes: nodesString(ps), nodeAvailabilityCacheTTL: 60_000, ...extra }), routes(track));
+    servers.push(s);
+    out.push(s);
+  }
+  return { servers: out, track };
+}
+
+async function newSession(s: Served): Promise<{ id: string; cookie: string }> {
+  const r = await request(s.port, '/new');
+  expect(r.status).toBe(200);
+  const id = idFromSetCookie(r.headers)!;
+  expect(id).toBe(r.json().id);
+  return { id, cookie: cookieFor(id) };
+}
+
+function rawFor(id: string): RawClient {
+  return raws[Number(/-n(\d)$/.exec(id)![1]) - 1];
+}
+
+async function lockValue(s: Served, id: string): Promise<Buffer | null> {
+  return rawFor(id).get(s.mw.store.keys.lock(id));
+}
+
+describe('lockingMode all', () => {
+  it('100 concurrent increments of one session over two instances end at exactly 100', async () => {
+    // operationTimeout bounds the lock wait: large here so that no request proceeds unlocked under a loaded CI box.
+    const { servers: [a, b], track } = await instances(2, { lockingMode: 'all', operationTimeout: 20_000 });
+    const { id, cookie } = await newSession(a);
+    const replies = await Promise.all(Array.from({ length: 100 }, (_, i) => request((i % 2 ? b : a).port, '/inc', { cookie })));
+    expect(replies.map((r) => r.status)).toEqual(Array(100).fill(200));
+    // Every increment saw the previous one: the replies are exactly 1..100.
+    expect(replies.map((r) => r.json().n).sort((x, y) => x - y)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+    expect((await request(b.port, '/get', { cookie })).json().n).toBe(100);
+    expect(track.maxActive).toBe(1);
+    expect(counter(a, 'lockTimeouts') + counter(b, 'lockTimeouts')).toBe(0);
+    // The /get above locked too: 101 locks.
+    expect(counter(a, 'locksAcquired') + counter(b, 'locksAcquired')).toBe(101);
+    await until(async () => (await lockValue(a, id)) === null, 3000, 'lock released');
+  });
+
+  it('queues concurrent requests of one process in-process before the memcached lock (msm #237)', async () => {
+    const { servers: [a], track } = await instances(1, { lockingMode: 'all', operationTimeout: 20_000 });
+    const { cookie } = await newSession(a);
+    const before = addOps(a);
+    const replies = await Promise.all(Array.from({ length: 20 }, () => request(a.port, '/inc', { cookie })));
+    expect(replies.every((r) => r.status === 200)).toBe(true);
+    expect((await request(a.port, '/get', { cookie })).json().n).toBe(20);
+    expect(track.maxActive).toBe(1);
+    // One `add` per request: nobody polled memcached while a request of this process held the lock.
+    expect(addOps(a) - before).toBe(21);
+    await until(() => a.mw.locks.mutex.size === 0, 3000, 'mutex freed');
+  });
+
+  it('new sessions take no lock and never touch lock: keys', async () => {
+    const { servers: [a] } = await instances(1, { lockingMode: 'all' });
+    const keys: string[] = [];
+    const before = addOps(a);
+    await request(a.port, '/new');
+    await request(a.port, '/get');
+    await request(a.port, '/get', { cookie: cookieFor('not a valid id!') });
+    await request(a.port, '/get', { cookie: 'connect.sid=' + encodeURIComponent('s:ABC-n1.forgedsignature') });
+    expect(addOps(a) - before).toBe(0);
+    expect(counter(a, 'locksAcquired')).toBe(0);
+    for (const r of raws) keys.push(...(await r.keys()));
+    expect(keys.filter((k) => k.startsWith('lock:'))).toEqual([]);
+  });
+});
+
+describe('lockingMode uriPattern', () => {
+  it('serialises matching paths and takes no lock on others', async () => {
+    const { servers: [a, b], track } = await instances(2, { lockingMode: 'uriPattern:/cart/.*', operationTimeout: 20_000 });
+    const { cookie } = await newSession(a);
+
+    const adds = () => addOps(a) + addOps(b);
+    let before = adds();
+    const other = await Promise.all(Array.from({ length: 10 }, (_, i) => request((i % 2 ? b : a).port, '/other/inc', { cookie })));
+    expect(other.every((r) => r.status === 200)).toBe(true);
+    expect(adds() - before).toBe(0);
+    expect(counter(a, 'locksAcquired') + counter(b, 'locksAcquired')).toBe(0);
+
+    // Restart from a known value, then 30 concurrent increments on the locked path.
+    const start = (await request(a.port, '/get', { cookie })).json().n as number;
+    track.maxActive = 0;
+    before = adds();
+    const cart = await Promise.all(Array.from({ length: 30 }, (_, i) => request((i % 2 ? b : a).port, '/cart/inc', { cookie })));
+    expect(cart.every((r) => r.status === 200)).toBe(true);
+    expect((await request(b.port, '/get', { cookie })).json().n).toBe(start + 30);
+    expect(track.maxActive).toBe(1);
+    expect(counter(a, 'locksAcquired') + counter(b, 'locksAcquired')).toBe(30);
+    expect(adds() - before).toBeGreaterThanOrEqual(30);
+  });
+
+  it('matches the whole path plus query, without the method', async () => {
+    const { servers: [a] } = await instances(1, { lockingMode: 'uriPattern:/cart/inc\\?x=1' });
+    const { cookie } = await newSession(a);
+    await request(a.port, '/cart/inc', { cookie });
+    expect(counter(a, 'locksAcquired')).toBe(0);
+    await request(a.port, '/cart/inc?x=1', { cookie });
+    expect(counter(a, 'locksAcquired')).toBe(1);
+    await request(a.port, '/cart/inc?x=12', { cookie });
+    expect(counter(a, 'locksAcquired')).toBe(1);
+  });
+});
+
+describe('lock release', () => {
+  async function expectReleased(a: Served, id: string, cookie: string) {
+    await until(async () => (await lockValue(a, id)) === null, 3000, 'lock deleted');
+    expect(a.mw.locks.mutex.isHeld(id)).toBe(false);
+    // The next request gets the lock at the first attempt.
+    const adds = addOps(a);
+    expect((await request(a.port, '/get', { cookie })).status).toBe(200);
+    expect(addOps(a) - adds).toBe(1);
+    expect(counter(a, 'lockTimeouts')).toBe(0);
+  }
+
+  it('after a thrown error, an error passed to next() and a 500', async () => {
+    const { servers: [a] } = await instances(1, { lockingMode: 'all', operationTimeout: 3000 });
+    const { id, cookie } = await newSession(a);
+    for (const path of ['/throw', '/next-error', '/500']) {
+      const before = counter(a, 'locksAcquired');
+      const r = await request(a.port, path, { cookie });
+      expect(r.status).toBe(500);
+      expect(counter(a, 'locksAcquired')).toBe(before + 1);
+      await expectReleased(a, id, cookie);
+    }
+  });
+
+  it('after the client destroys the socket mid-request', async () => {
+    const { servers: [a] } = await instances(1, { lockingMode: 'all', operationTimeout: 3000, lockExpiration: 30 });
+    const { id, cookie } = await newSession(a);
+    const started = Date.now();
+    await abortedRequest(a.port, '/slow?ms=2000', cookie, 200);
+    await until(async () => (await lockValue(a, id)) === null, 3000, 'lock deleted after abort');
+    // Released by the abort, not by the handler finishing (2 s) nor the TTL (30 s).
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(counter(a, 'locksAcquired')).toBe(1);
+    expect(a.mw.locks.mutex.isHeld(id)).toBe(false);
+  });
+
+  it('a held lock expires after lockExpiration', async () => {
+    const { servers: [a, b] } = await instances(2, { lockingMode: 'all', lockExpiration: 2, operationTimeout: 6000 });
+    const { id, cookie } = await newSession(a);
+    // A holds the lock far longer than lockExpiration.
+    const slow = request(a.port, '/slow?ms=4500', { cookie });
+    await until(async () => (await lockValue(a, id)) !== null, 3000, 'lock taken');
+    const meta = await rawFor(id).meta(a.mw.store.keys.lock(id));
+    expect(meta!.ttl).toBeGreaterThan(0);
+    expect(meta!.ttl).toBeLessThanOrEqual(2);
+    // B waits until the lock expires, then proceeds with a lock of its own while A still runs.
+    const fast = request(b.port, '/get', { cookie });
+    expect(await Promise.race([slow.then(() => 'a'), fast.then(() => 'b')])).toBe('b');
+    const r = await fast;
+    expect(r.status).toBe(200);
+    expect(counter(b, 'locksAcquired')).toBe(1);
+    expect(counter(b, 'lockTimeouts')).toBe(0);
+    expect((await slow).status).toBe(200);
+    // A outlived its lock: it must not delete whatever lock exists now.
+    await until(() => counter(a, 'lockReleaseSkipped') === 1, 3000, 'release skipped');
+  });
+
+  it('only deletes a lock holding its own token', async () => {
+    const { servers: [a] } = await instances(1, { lockingMode: 'all', lockExpiration: 10 });
+    const { id, cookie } = await newSession(a);
+    const slow = request(a.port, '/slow?ms=600', { cookie });
+    const key = a.mw.store.keys.lock(id);
+    const mine = await until(async () => lockValue(a, id), 3000, 'lock taken');
+    expect(mine.length).toBeGreaterThanOrEqual(16);
+    // Simulate: our lock expired and another request took it.
+    await rawFor(id).set(key, 'someone-else', 10);
+    expect((await slow).status).toBe(200);
+    await until(() => counter(a, 'lockReleaseSkipped') === 1, 3000, 'release skipped');
+    expect((await rawFor(id).get(key))!.toString()).toBe('someone-else');
+    await rawFor(id).delete(key);
+  });
+});
+
+describe('lock timeout', () => {
+  async function heldByOther(a: Served, id: string) {
+    await rawFor(id).set(a.mw.store.keys.lock(id), 'other-instance', 30);
+  }
+
+  it('proceeds without the lock by default (msm) and counts it', async () => {
+    const { servers: [a] } = await instances(1, { lockingMode: 'all', operationTimeout: 300 });
+    const { id, cookie } = await newSession(a);
+    await heldByOther(a, id);
+    const r = await request(a.port, '/inc', { cookie });
+    expect(r.status).toBe(200);
+    expect(r.json().n).toBe(1);
+    expect(counter(a, 'lockTimeouts')).toBe(1);
+    expect(counter(a, 'locksAcquired')).toBe(0);
+    // Several attempts with backoff, not one.
+    expect(addOps(a)).toBeGreaterThan(2);
+    // Not ours: left alone.
+    expect((await lockValue(a, id))!.toString()).toBe('other-instance');
+    await rawFor(id).delete(a.mw.store.keys.lock(id));
+  });
+
+  it("answers 503 with lockTimeoutAction 'reject' and does not run the handler", async () => {
+    const { servers: [a] } = await instances(1, { lockingMode: 'all', operationTimeout: 300, lockTimeoutAction: 'reject' });
+    const { id, cookie } = await newSession(a);
+    await heldByOther(a, id);
+    const r = await request(a.port, '/inc', { cookie });
+    expect(r.status).toBe(503);
+    expect(r.headers['set-cookie']).toBeUndefined();
+    expect(counter(a, 'lockRejections')).toBe(1);
+    expect(a.mw.locks.mutex.isHeld(id)).toBe(false);
+    await rawFor(id).delete(a.mw.store.keys.lock(id));
+    const ok = await request(a.port, '/get', { cookie });
+    expect(ok.json().n).toBe(0);
+  });
+});
