@@ -87,8 +87,8 @@ export class StickyMode implements SessionMode {
       if (e) {
         stats.localHits++;
         if (!this.ctx.nodes.isAvailable(e.node)) {
-          const moved = await this.relocate(sid, e);
-          if (moved) return moved;
+          const moved = await this.shared(sid.id, () => this.relocate(sid, e));
+          if (moved) return this.result(moved);
         }
         return this.result({ id: sid.id, bytes: e.bytes });
       }
@@ -99,14 +99,18 @@ export class StickyMode implements SessionMode {
       }
       stats.localMisses++;
     }
-    let p = this.inflight.get(sid.id);
+    const loaded = await this.shared(sid.id, () => (sid.route === this.route ? this.reload(sid) : this.takeover(sid)));
+    return loaded ? this.result(loaded) : null;
+  }
+
+  /** One memcached load/move per id at a time; concurrent requests wait for it and then decode their own copy. */
+  private shared(id: string, run: () => Promise<Loaded | null>): Promise<Loaded | null> {
+    let p = this.inflight.get(id);
     if (!p) {
-      p = (sid.route === this.route ? this.reload(sid) : this.takeover(sid)).finally(() => this.inflight.delete(sid.id));
-      this.inflight.set(sid.id, p);
+      p = run().finally(() => this.inflight.delete(id));
+      this.inflight.set(id, p);
     }
-    const loaded = await p;
-    if (!loaded) return null;
-    return this.result(loaded);
+    return p;
   }
 
   async save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
@@ -302,7 +306,7 @@ export class StickyMode implements SessionMode {
    * random part and route, so every instance would compute the same id). Null when no node can take it: the
    * session is then served locally under its id.
    */
-  private async relocate(sid: SessionId, e: LocalEntry): Promise<LoadResult | null> {
+  private async relocate(sid: SessionId, e: LocalEntry): Promise<Loaded | null> {
     const { nodes, keys, ids, stats, logger, cfg } = this.ctx;
     if (!cfg.encodeNodeId) return null;
     const target = nodes.nextAvailable(e.node);
@@ -324,7 +328,7 @@ export class StickyMode implements SessionMode {
     stats.sessionsRelocated++;
     logger.warn(`session ${hashId(sid.id)}: node ${e.node} down, relocated to ${target}`);
     this.ctx.recordIdChange(sid.id, newId);
-    return this.result({ id: sid.id, bytes: e.bytes, newId });
+    return { id: sid.id, bytes: e.bytes, newId };
   }
 
   /** The copy's bytes from `node`; null when missing, unreadable or the node is down. */

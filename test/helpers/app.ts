@@ -1,7 +1,8 @@
 // A small express + express-session app over a MemcachedStore, for integration tests.
 import express from 'express';
 import session from 'express-session';
-import { sign } from 'cookie-signature';
+// express-session's own signer (a dependency of it; no types published with it)
+const { sign } = require('cookie-signature') as { sign(value: string, secret: string): string };
 import type { MemcachedStore } from '../../lib';
 
 export const SECRET = 'test-secret';

@@ -48,7 +48,7 @@ describe('session ids', () => {
     ['abc-n1.r-x', 'dash in route'],
     ['x'.repeat(fmt.maxLength + 1), 'too long'],
     [42, 'not a string'],
-  ])('rejects %j (%s)', (id) => {
+  ] as Array<[unknown, string]>)('rejects %j (%s)', (id) => {
     expect(fmt.parse(id)).toBeNull();
   });
 

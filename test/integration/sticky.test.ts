@@ -1,0 +1,393 @@
+// Issue 3: sticky mode against real memcached processes (started here, so they can be killed), two app instances
+// (routes a and b) in this process sharing the nodes; what lands in memcached is read with an independent client.
+import express from 'express';
+import session from 'express-session';
+import request from 'supertest';
+import { MemcachedStore, MemcachedStoreOptions } from '../../lib';
+import { StickyMode, stickyMemcachedTtl } from '../../lib/sticky';
+import { JsonTranscoder } from '../../lib/transcoders/json';
+import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
+import { RawClient } from '../helpers/raw-client';
+import { SECRET, cookieFor, idFromSetCookie, makeApp, sleep, until } from '../helpers/app';
+
+const json = new JsonTranscoder();
+const ID = /^([0-9A-F]{32})-(n[12])\.([ab])$/;
+
+function parts(id: string) {
+  const m = ID.exec(id);
+  if (!m) throw new Error(`not a sticky id: ${id}`);
+  return { random: m[1], node: m[2], route: m[3], index: Number(m[2].slice(1)) - 1 };
+}
+
+function totalOps(store: MemcachedStore, kind: 'get' | 'set' | 'touch' | 'delete'): number {
+  return Object.values(store.stats().nodes).reduce((n, s) => n + s.ops[kind], 0);
+}
+
+describe('sticky mode', () => {
+  let ps: MemcachedProcess[];
+  let raw: RawClient[];
+  let stores: MemcachedStore[];
+
+  const newStore = (route: string, o: Partial<MemcachedStoreOptions> = {}) => {
+    const s = new MemcachedStore({
+      memcachedNodes: nodesString(ps),
+      sticky: true,
+      route,
+      sessionBackupAsync: false,
+      sessionBackupTimeout: 1000,
+      // No background availability probes during a test: they are gets too. Tests call store.ready() after a kill.
+      nodeAvailabilityCacheTTL: 600_000,
+      ...o,
+    });
+    stores.push(s);
+    return s;
+  };
+  const serverStats = async () => Promise.all(raw.map((r) => r.stats()));
+  const cmdGets = (st: Record<string, number>[]) => st.reduce((n, s) => n + s.cmd_get + (s.cmd_touch ?? 0) * 0, 0);
+
+  beforeEach(async () => {
+    stores = [];
+    ps = await startMemcacheds(2);
+    raw = ps.map((p) => new RawClient(p.port));
+  });
+  afterEach(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+    raw.forEach((r) => r.close());
+    await killAll(ps);
+  });
+
+  it('creates ids <random>-<node>.<route> and serves later requests from the local copy: no memcached get', async () => {
+    const a = newStore('a');
+    await a.ready();
+    const app = makeApp(a);
+    const r1 = await request(app).get('/inc').expect(200);
+    const id = idFromSetCookie(r1.headers)!;
+    const { node, index, route } = parts(id);
+    expect(route).toBe('a');
+    expect(a.mode).toBeInstanceOf(StickyMode);
+    // Only the session key, on the node in the id; no validity, no bak:.
+    expect(await raw[index].keys()).toEqual([id]);
+    expect(await raw[1 - index].keys()).toEqual([]);
+    expect(json.decode((await raw[index].get(id))!)).toMatchObject({ n: 1 });
+    const meta = await raw[index].meta(id);
+    expect(meta!.ttl).toBeGreaterThan(60);
+    expect(meta!.ttl).toBeLessThanOrEqual(stickyMemcachedTtl(60));
+
+    const gets = totalOps(a, 'get');
+    const sets = totalOps(a, 'set');
+    const serverBefore = cmdGets(await serverStats());
+    const hits = a.stats().localHits as number;
+    for (let i = 0; i < 3; i++) {
+      const r = await request(app).get('/get').set('Cookie', cookieFor(id)).expect(200);
+      expect(r.body).toMatchObject({ id, n: 1 });
+      expect(r.headers['set-cookie']).toBeUndefined();
+    }
+    expect(totalOps(a, 'get')).toBe(gets);
+    expect(cmdGets(await serverStats())).toBe(serverBefore);
+    expect(a.stats().localHits).toBe(hits + 3);
+    // Unchanged sessions are not rewritten either.
+    expect(totalOps(a, 'set')).toBe(sets);
+
+    // A change is written to the backup on the same node, still without a get.
+    await request(app).get('/inc').set('Cookie', cookieFor(id)).expect(200, { id, n: 2 });
+    expect(json.decode((await raw[index].get(id))!)).toMatchObject({ n: 2 });
+    expect(totalOps(a, 'get')).toBe(gets);
+    expect(a.stats().nodes[node].ops.set).toBe(sets + 1);
+  });
+
+  it('route takeover: the same cookie at b keeps the data, the id ends in .b, the old key is gone', async () => {
+    const a = newStore('a');
+    const b = newStore('b', { sessionBackupAsync: true }); // the default: backups after the response
+    const appA = makeApp(a);
+    const appB = makeApp(b);
+    const idA = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
+    await request(appA).get('/inc').set('Cookie', cookieFor(idA)).expect(200, { id: idA, n: 2 });
+    const { random, node, index } = parts(idA);
+
+    const r = await request(appB).get('/get').set('Cookie', cookieFor(idA)).expect(200);
+    expect(r.body.n).toBe(2);
+    const idB = idFromSetCookie(r.headers)!;
+    expect(idB).toBe(`${random}-${node}.b`);
+    expect(b.stats().requestsWithTomcatFailover).toBe(1);
+    await b.backups.flush();
+    expect(await raw[index].get(idA)).toBeNull();
+    expect(json.decode((await raw[index].get(idB))!)).toMatchObject({ n: 2 });
+    expect(await raw[index].keys()).toEqual([idB]);
+
+    // The new cookie at b: a local hit, no further get.
+    const gets = totalOps(b, 'get');
+    await request(appB).get('/inc').set('Cookie', cookieFor(idB)).expect(200, { id: idB, n: 3 });
+    expect(totalOps(b, 'get')).toBe(gets);
+    // A straggler with the old cookie at b follows the move: same session, the new cookie, no second takeover.
+    const late = await request(appB).get('/get').set('Cookie', cookieFor(idA)).expect(200);
+    expect(late.body.n).toBe(3);
+    expect(idFromSetCookie(late.headers)).toBe(idB);
+    expect(b.stats().requestsWithTomcatFailover).toBe(1);
+    await b.backups.flush();
+
+    // Back to a with the .b cookie: a takes over again and sees b's change, not its own stale local copy (n=2).
+    const back = await request(appA).get('/get').set('Cookie', cookieFor(idB)).expect(200);
+    expect(back.body.n).toBe(3);
+    expect(idFromSetCookie(back.headers)).toBe(idA);
+    expect(await raw[index].keys()).toEqual([idA]);
+    expect(a.stats().requestsWithTomcatFailover).toBe(1);
+  });
+
+  it('applyPendingIdChange shows the new id to the app at once', async () => {
+    const a = newStore('a');
+    const b = newStore('b');
+    const idA = idFromSetCookie((await request(makeApp(a)).get('/inc').expect(200)).headers)!;
+    const app = express();
+    app.use(session({ store: b, genid: b.genid, secret: SECRET, resave: false, saveUninitialized: false }));
+    app.use((req, _res, next) => { b.applyPendingIdChange(req); next(); });
+    app.get('/id', (req, res) => res.json({ id: req.sessionID, n: (req.session as any).n }));
+    const r = await request(app).get('/id').set('Cookie', cookieFor(idA)).expect(200);
+    expect(r.body).toEqual({ id: idA.replace(/\.a$/, '.b'), n: 1 });
+    expect(idFromSetCookie(r.headers)).toBe(r.body.id);
+  });
+
+  it('two concurrent requests with the same foreign id give one new id and one takeover', async () => {
+    const a = newStore('a');
+    const b = newStore('b');
+    const idA = idFromSetCookie((await request(makeApp(a)).get('/inc').expect(200)).headers)!;
+    const { index } = parts(idA);
+
+    // Store level: both loads overlap for sure.
+    await b.ready();
+    const getsBefore = totalOps(b, 'get');
+    const [s1, s2] = await Promise.all([b.get(idA), b.get(idA)]);
+    expect((s1 as any).n).toBe(1);
+    expect((s2 as any).n).toBe(1);
+    expect(s1).not.toBe(s2); // each request its own copy
+    expect(totalOps(b, 'get')).toBe(getsBefore + 1);
+    expect(b.stats().requestsWithTomcatFailover).toBe(1);
+
+    // HTTP level, with another session: both responses carry the same new cookie, one takeover.
+    const idA2 = idFromSetCookie((await request(makeApp(a)).get('/inc').expect(200)).headers)!;
+    const appB = makeApp(b);
+    const [r1, r2] = await Promise.all([
+      request(appB).get('/get').set('Cookie', cookieFor(idA2)),
+      request(appB).get('/get').set('Cookie', cookieFor(idA2)),
+    ]);
+    expect(r1.body.n).toBe(1);
+    expect(r2.body.n).toBe(1);
+    const n1 = idFromSetCookie(r1.headers);
+    expect(n1).toBe(idA2.replace(/\.a$/, '.b'));
+    expect(idFromSetCookie(r2.headers)).toBe(n1);
+    expect(b.stats().requestsWithTomcatFailover).toBe(2);
+    const i2 = parts(idA2).index;
+    expect(await raw[i2].get(idA2)).toBeNull();
+    expect(await raw[i2].get(n1!)).not.toBeNull();
+    expect(await raw[index].get(idA.replace(/\.a$/, '.b'))).not.toBeNull();
+  });
+
+  it('kill -9 of the session\'s node: the session keeps its data on the other node under a new id', async () => {
+    const a = newStore('a');
+    const b = newStore('b');
+    const appA = makeApp(a);
+    const r1 = await request(appA).get('/inc').expect(200);
+    const id = idFromSetCookie(r1.headers)!;
+    await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200, { id, n: 2 });
+    const { random, index } = parts(id);
+    const other = 1 - index;
+    await ps[index].kill();
+    await a.ready(); // the availability probe notices (normally within nodeAvailabilityCacheTTL)
+
+    const r = await request(appA).get('/get').set('Cookie', cookieFor(id)).expect(200);
+    expect(r.body.n).toBe(2);
+    const moved = idFromSetCookie(r.headers)!;
+    expect(moved).toBe(`${random}-n${other + 1}.a`);
+    expect(json.decode((await raw[other].get(moved))!)).toMatchObject({ n: 2 });
+    expect(a.stats().requestsWithMemcachedFailover).toBe(1);
+    // The new cookie keeps working at a, and the backup on the survivor is good for a takeover at b.
+    await request(appA).get('/inc').set('Cookie', cookieFor(moved)).expect(200, { id: moved, n: 3 });
+    const rb = await request(makeApp(b)).get('/get').set('Cookie', cookieFor(moved)).expect(200);
+    expect(rb.body.n).toBe(3);
+    expect(idFromSetCookie(rb.headers)).toBe(`${random}-n${other + 1}.b`);
+  });
+
+  it('a failed backup write is counted, never fails the request; the next request relocates', async () => {
+    const a = newStore('a', { operationTimeout: 300 });
+    const appA = makeApp(a);
+    const id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
+    const { random, index } = parts(id);
+    await ps[index].kill();
+    // The availability cache still says "up": the write is tried, fails, and the node is marked down.
+    await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200, { id, n: 2 });
+    expect(a.stats().requestsWithBackupFailure).toBe(1);
+    const r = await request(appA).get('/get').set('Cookie', cookieFor(id)).expect(200);
+    expect(r.body.n).toBe(2);
+    const moved = idFromSetCookie(r.headers)!;
+    expect(moved).toBe(`${random}-n${2 - index}.a`);
+    expect(json.decode((await raw[1 - index].get(moved))!)).toMatchObject({ n: 2 });
+  });
+
+  it('failoverNodes: new sessions avoid n1 while n2 is up, use n1 when n2 is down', async () => {
+    const a = newStore('a', { failoverNodes: 'n1' });
+    const appA = makeApp(a);
+    for (let i = 0; i < 10; i++) {
+      const id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
+      expect(parts(id).node).toBe('n2');
+    }
+    expect(await raw[0].keys()).toEqual([]);
+    await ps[1].kill();
+    await a.ready();
+    for (let i = 0; i < 5; i++) {
+      const id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
+      expect(parts(id).node).toBe('n1');
+      expect(json.decode((await raw[0].get(id))!)).toMatchObject({ n: 1 });
+    }
+    expect(a.stats().requestsWithBackupFailure).toBe(0);
+  });
+
+  it('takeover moves a session off this instance\'s failover node to an available primary', async () => {
+    const a = newStore('a', { failoverNodes: 'n2' }); // a's sessions live on n1
+    const b = newStore('b', { failoverNodes: 'n1' }); // n1 is b's co-located node: only for emergencies
+    const idA = idFromSetCookie((await request(makeApp(a)).get('/inc').expect(200)).headers)!;
+    const { random, node } = parts(idA);
+    expect(node).toBe('n1');
+    const r = await request(makeApp(b)).get('/get').set('Cookie', cookieFor(idA)).expect(200);
+    expect(r.body.n).toBe(1);
+    const idB = idFromSetCookie(r.headers)!;
+    expect(idB).toBe(`${random}-n2.b`);
+    expect(await raw[0].keys()).toEqual([]);
+    expect(await raw[1].keys()).toEqual([idB]);
+  });
+
+  it('local bounds: with localMaxSessions 10, 50 sessions stay readable (reloaded from memcached)', async () => {
+    const a = newStore('a', { localMaxSessions: 10 });
+    const appA = makeApp(a);
+    const ids: string[] = [];
+    for (let i = 0; i < 50; i++) {
+      await request(appA).get('/inc').expect(200).then((r) => ids.push(idFromSetCookie(r.headers)!));
+    }
+    expect(a.stats().localEvictions).toBe(40);
+    expect((a.mode as StickyMode).local.size).toBe(10);
+    const keys = [...(await raw[0].keys()), ...(await raw[1].keys())];
+    expect(keys.sort()).toEqual([...ids].sort()); // eviction deleted no memcached copy
+    for (const id of ids) {
+      const r = await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200);
+      expect(r.body).toEqual({ id, n: 2 });
+    }
+    expect(a.stats().localMisses).toBeGreaterThanOrEqual(40);
+    for (const id of ids) expect(json.decode((await raw[parts(id).index].get(id))!)).toMatchObject({ n: 2 });
+  });
+
+  it('local bounds: localMaxBytes evicts by encoded size, the memcached copies stay', async () => {
+    const a = newStore('a', { localMaxBytes: 4000 });
+    const appA = makeApp(a);
+    const ids: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const r = await request(appA).post('/data').send({ blob: 'x'.repeat(900), i }).expect(200);
+      ids.push(idFromSetCookie(r.headers)!);
+    }
+    const local = (a.mode as StickyMode).local;
+    expect(local.calculatedSize).toBeLessThanOrEqual(4000);
+    expect(local.size).toBeLessThan(10);
+    expect(a.stats().localEvictions).toBe(10 - local.size);
+    for (const [i, id] of ids.entries()) {
+      const r = await request(appA).get('/get').set('Cookie', cookieFor(id)).expect(200);
+      expect(r.body.data).toEqual({ blob: 'x'.repeat(900), i });
+    }
+  });
+
+  it('a long run of read-only requests keeps the memcached backup alive past its original TTL, without a write per request', async () => {
+    const a = newStore('a');
+    const b = newStore('b');
+    const appA = makeApp(a, { cookie: { maxAge: 3000 } });
+    const id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
+    const { index } = parts(id);
+    const originalTtl = stickyMemcachedTtl(3);
+    expect((await raw[index].meta(id))!.ttl).toBeLessThanOrEqual(originalTtl);
+    const sets = totalOps(a, 'set');
+    const started = Date.now();
+    let requests = 0;
+    while (Date.now() - started < (originalTtl + 3) * 1000) {
+      await request(appA).get('/get').set('Cookie', cookieFor(id)).expect(200, { id, n: 1, data: null });
+      requests++;
+      await sleep(250);
+    }
+    // Past the original TTL: still there, with a fresh TTL.
+    const meta = await raw[index].meta(id);
+    expect(meta).not.toBeNull();
+    expect(meta!.ttl).toBeGreaterThan(0);
+    expect(totalOps(a, 'set')).toBe(sets);
+    const touches = totalOps(a, 'touch');
+    expect(touches).toBeGreaterThan(0);
+    expect(touches).toBeLessThan(requests / 2);
+    // The backup is what a takeover reads.
+    const r = await request(makeApp(b)).get('/get').set('Cookie', cookieFor(id)).expect(200);
+    expect(r.body.n).toBe(1);
+  }, 30_000);
+
+  it('expiry and destroy delete both copies', async () => {
+    const a = newStore('a');
+    const appA = makeApp(a, { cookie: { maxAge: 2000 } });
+    const id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
+    const { index } = parts(id);
+    expect(await raw[index].get(id)).not.toBeNull();
+    await sleep(2300);
+    // Locally expired (memcached would keep it until maxInactive + margin): no session, and the copy is deleted.
+    const r = await request(appA).get('/get').set('Cookie', cookieFor(id)).expect(200);
+    expect(r.body.n).toBeNull();
+    await until(async () => (await raw[index].get(id)) === null, 1000, 'memcached copy deleted');
+    expect(a.stats().sessionsExpired).toBe(1);
+
+    const id2 = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
+    await request(appA).get('/destroy').set('Cookie', cookieFor(id2)).expect(200);
+    expect(await raw[parts(id2).index].get(id2)).toBeNull();
+    expect((a.mode as StickyMode).local.has(id2)).toBe(false);
+    const again = await request(appA).get('/get').set('Cookie', cookieFor(id2)).expect(200);
+    expect(again.body.n).toBeNull();
+  });
+
+  it('sends backup TTLs above 30 days as absolute time (a 40-day session)', async () => {
+    const a = newStore('a');
+    const appA = makeApp(a, { cookie: { maxAge: 40 * 86_400_000 } });
+    const id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
+    const ttl = (await raw[parts(id).index].meta(id))!.ttl;
+    expect(ttl).toBeGreaterThan(40 * 86_400 + 60 - 10);
+    expect(ttl).toBeLessThanOrEqual(40 * 86_400 + 60 + 2);
+  });
+
+  it('works with a single host:port node (ids without node id): <random>.<route>, takeover included', async () => {
+    const single = { memcachedNodes: `127.0.0.1:${ps[0].port}` };
+    const a = newStore('a', single);
+    const b = newStore('b', single);
+    const idA = idFromSetCookie((await request(makeApp(a)).get('/inc').expect(200)).headers)!;
+    expect(idA).toMatch(/^[0-9A-F]{32}\.a$/);
+    const r = await request(makeApp(b)).get('/get').set('Cookie', cookieFor(idA)).expect(200);
+    expect(r.body.n).toBe(1);
+    const idB = idFromSetCookie(r.headers)!;
+    expect(idB).toBe(idA.replace(/\.a$/, '.b'));
+    expect(await raw[0].keys()).toEqual([idB]);
+  });
+
+  it('a restarted instance (empty local store) reloads its sessions from memcached', async () => {
+    const a1 = newStore('a');
+    const id = idFromSetCookie((await request(makeApp(a1)).get('/inc').expect(200)).headers)!;
+    await a1.close();
+    const a2 = newStore('a');
+    const appA2 = makeApp(a2);
+    const r = await request(appA2).get('/get').set('Cookie', cookieFor(id)).expect(200);
+    expect(r.body).toMatchObject({ id, n: 1 });
+    expect(r.headers['set-cookie']).toBeUndefined();
+    await request(appA2).get('/inc').set('Cookie', cookieFor(id)).expect(200, { id, n: 2 });
+    expect(a2.stats().localMisses).toBe(1);
+    expect(a2.stats().requestsWithTomcatFailover).toBe(0);
+  });
+});
+
+describe('sticky configuration', () => {
+  it('rejects sticky without a route', () => {
+    expect(() => new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:11211,n2:127.0.0.1:11212', sticky: true }))
+      .toThrow(/route.*required when sticky/);
+  });
+  it('rejects failoverNodes naming every node', () => {
+    expect(() => new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:11211,n2:127.0.0.1:11212', sticky: true, route: 'a', failoverNodes: 'n1 n2' }))
+      .toThrow(/every node/);
+  });
+  it('rejects a route that cannot be part of an id', () => {
+    expect(() => new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:11211', sticky: true, route: 'a.b' })).toThrow(/route/);
+  });
+});
