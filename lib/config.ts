@@ -176,7 +176,8 @@ function bool(option: string, value: unknown, dflt: boolean): boolean {
 
 function regex(option: string, value: unknown): RegExp | undefined {
   if (value === undefined || value === null || value === '') return undefined;
-  if (value instanceof RegExp) return value;
+  // RegExp#test with the g or y flag is stateful (lastIndex): matching attribute names would alternate.
+  if (value instanceof RegExp) return value.global || value.sticky ? new RegExp(value.source, value.flags.replace(/[gy]/g, '')) : value;
   if (typeof value !== 'string') throw new ConfigError(option, value, 'expected a regular expression');
   try {
     return new RegExp(value);
