@@ -9,6 +9,7 @@
 // Env: BENCH_DURATION (s, default 5)  BENCH_ROUNDS (default 3)  BENCH_CONNECTIONS (default 32)
 //      BENCH_WARMUP (s, default 1; once per configuration and route before round 1)
 //      BENCH_ONLY (comma list of configurations)  BENCH_OUT (directory for results.json/.svg, default bench/)
+//      BENCH_ROUTES (read,write by default)
 //      BENCH_PROFILE (comma list of configurations whose server runs with node --cpu-prof; profiles go to
 //      bench/.work/profiles, summarise them with `node -r ./scripts/register.js bench/profile.ts <file>`)
 import { ChildProcess, execFileSync, fork, spawn } from 'child_process';
@@ -34,8 +35,12 @@ export const LABELS: Record<string, string> = {
   'msm-sticky': 'msm sticky JSON',
   'msm-locking': 'msm non-sticky lock=all',
 };
-const ROUTES = ['read', 'write'] as const;
-type Route = (typeof ROUTES)[number];
+const ALL_ROUTES = ['read', 'write'] as const;
+type Route = (typeof ALL_ROUTES)[number];
+/** BENCH_ROUTES=read profiles one route alone. */
+const ROUTES: readonly Route[] = (process.env.BENCH_ROUTES ?? '').split(',').filter((r): r is Route => (ALL_ROUTES as readonly string[]).includes(r)).length
+  ? ALL_ROUTES.filter((r) => (process.env.BENCH_ROUTES ?? '').split(',').includes(r))
+  : ALL_ROUTES;
 
 function num(name: string, dflt: number): number {
   const v = process.env[name];
@@ -116,7 +121,7 @@ function memcachedStats(port: number): Promise<Record<string, number>> {
 }
 
 /** Memcached commands seen by the nodes: add, set, replace, cas... all count in cmd_set. */
-interface MemcachedOps { get: number; set: number; touch: number; delete: number; total: number }
+type MemcachedOps = { get: number; set: number; touch: number; delete: number; total: number };
 
 async function memcachedOps(ports: number[]): Promise<MemcachedOps> {
   const out: MemcachedOps = { get: 0, set: 0, touch: 0, delete: 0, total: 0 };
@@ -131,8 +136,8 @@ async function memcachedOps(ports: number[]): Promise<MemcachedOps> {
   return out;
 }
 
-function diffOps<T extends Record<string, number>>(a: T, b: T): T {
-  const out: Record<string, number> = {};
+function diffOps<T extends { [k: string]: number }>(a: T, b: T): T {
+  const out: { [k: string]: number } = {};
   for (const k of Object.keys(b)) out[k] = (b[k] ?? 0) - (a[k] ?? 0);
   return out as T;
 }
@@ -146,6 +151,8 @@ interface Server {
   cookies: string[];
   /** memcached ports whose stats describe this configuration. */
   statPorts: number[];
+  /** Backend (memcached, redis-server) process ids, for their CPU time. */
+  backendPids: number[];
   msm: boolean;
 }
 
@@ -214,6 +221,25 @@ async function createSessions(port: number, n: number): Promise<string[]> {
   return cookies;
 }
 
+/** CPU time (µs) of backend processes from /proc (Linux; 10 ms ticks): the backends' share of the cost. */
+function procCpuUs(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]); // utime, stime
+    } catch {
+      return NaN;
+    }
+  }
+  return ticks * 10_000;
+}
+
+async function serverCpu(port: number): Promise<number> {
+  return JSON.parse((await request(port, 'GET', '/__cpu')).body).us;
+}
+
 async function clientOps(port: number): Promise<Record<string, number>> {
   const r = await request(port, 'GET', '/__ops');
   return r.status === 200 ? JSON.parse(r.body) : {};
@@ -273,10 +299,28 @@ function payloadBytes(): Record<string, number> {
     const { benchSession, BENCH_AVRO_SCHEMA } = require('./server');
     const stored = { cookie: { originalMaxAge: 1800000, httpOnly: true, path: '/' }, ...benchSession(1) };
     out.json = new lib.JsonTranscoder().encode(stored).length;
-    if (typeof lib.AvroTranscoder === 'function') out.avro = new lib.AvroTranscoder({ schema: BENCH_AVRO_SCHEMA }).encode(stored).length;
+    const Avro = lib.AvroTranscoder ?? require(path.join(ROOT, 'lib', 'transcoders', 'avro')).AvroTranscoder;
+    if (typeof Avro === 'function') out.avro = new Avro({ schema: BENCH_AVRO_SCHEMA }).encode(stored).length;
   } catch (e) {
     out.error = 0;
     console.log(`note: payload sizes not measured: ${(e as Error).message}`);
+  }
+  return out;
+}
+
+/** Issue 7's targets, as far as this run measured them. */
+function targets(summary: Record<string, any>, payload: Record<string, number>): { target: string; measured: string; met: boolean }[] {
+  const out: { target: string; measured: string; met: boolean }[] = [];
+  const ratio = (c: string, route: Route, against: 'vsRedis' | 'vsMemory', min: number, label: string) => {
+    const x = summary[c]?.[route]?.[against];
+    if (typeof x === 'number') out.push({ target: `${label} ${route} >= ${min}x ${against === 'vsRedis' ? 'connect-redis' : 'MemoryStore'}`, measured: `${x.toFixed(2)}x`, met: x >= min });
+  };
+  for (const route of ALL_ROUTES) ratio('msm-json', route, 'vsRedis', 1.0, 'non-sticky JSON');
+  ratio('msm-sticky', 'read', 'vsMemory', 0.95, 'sticky');
+  ratio('msm-sticky', 'write', 'vsMemory', 0.9, 'sticky');
+  if (payload.json && payload.avro) {
+    const r = payload.avro / payload.json;
+    out.push({ target: 'Avro payload <= 50% of JSON (bench session)', measured: `${payload.avro} / ${payload.json} bytes = ${(100 * r).toFixed(0)}%`, met: r <= 0.5 });
   }
   return out;
 }
@@ -291,14 +335,14 @@ function fmtRatio(x: number | undefined): string {
 
 export function markdownTable(summary: any, configs: string[]): string {
   const lines = [
-    '| configuration | read req/s | p50 ms | p99 ms | vs Memory | vs redis | write req/s | p50 ms | p99 ms | vs Memory | vs redis |',
-    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+    '| configuration | read req/s | p50 ms | p99 ms | vs Memory | vs redis | CPU µs/req app+backend | write req/s | p50 ms | p99 ms | vs Memory | vs redis | CPU µs/req app+backend |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ];
   for (const c of configs) {
     const r = summary[c]?.read;
     const w = summary[c]?.write;
-    if (!r || !w) continue;
-    const cells = (x: any) => [Math.round(x.rps).toLocaleString('en-US'), x.p50.toFixed(0), x.p99.toFixed(0), fmtRatio(x.vsMemory), fmtRatio(x.vsRedis)];
+    if (!r && !w) continue;
+    const cells = (x: any) => !x ? ['-', '-', '-', '-', '-', '-'] : [Math.round(x.rps).toLocaleString('en-US'), x.p50.toFixed(0), x.p99.toFixed(0), fmtRatio(x.vsMemory), fmtRatio(x.vsRedis), `${x.cpuUsPerRequest.toFixed(0)}+${x.backendCpuUsPerRequest.toFixed(0)}`];
     lines.push(`| ${LABELS[c] ?? c} | ${[...cells(r), ...cells(w)].join(' | ')} |`);
   }
   return lines.join('\n');
@@ -325,14 +369,16 @@ export function opsTable(summary: any, configs: string[]): string {
 // --- main ------------------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  const unknown = only.filter((c) => !ALL_CONFIGS.includes(c));
+  // `<config>:<experiment>+...` (see EXPERIMENTS in server.ts) runs a configuration with a patched hot path.
+  const unknown = only.filter((c) => !ALL_CONFIGS.includes(c.split(':')[0]));
   if (unknown.length) throw new Error(`BENCH_ONLY: unknown ${unknown.join(', ')}; known: ${ALL_CONFIGS.join(', ')}`);
-  const wanted = only.length ? ALL_CONFIGS.filter((c) => only.includes(c)) : ALL_CONFIGS;
+  const experimental = only.filter((c) => c.includes(':'));
+  const wanted = only.length ? [...ALL_CONFIGS.filter((c) => only.includes(c)), ...experimental] : ALL_CONFIGS;
   console.log(`bench: ${wanted.join(', ')}; ${settings.rounds} round(s) x ${settings.duration} s, ${settings.connections} connections, warm-up ${settings.warmup} s`);
 
   const cleanup: (() => Promise<void> | void)[] = [];
   const onSignal = async () => {
-    for (const f of cleanup.reverse()) await f();
+    for (const f of cleanup.splice(0).reverse()) await f();
     process.exit(130);
   };
   process.once('SIGINT', onSignal);
@@ -347,6 +393,7 @@ async function main(): Promise<void> {
     const msmNodes: MemcachedProcess[] = [];
     let cmNode: MemcachedProcess | undefined;
     let redisUrl: string | undefined;
+    let redisProc: ChildProcess | undefined;
     if (needMsm || wanted.includes('connect-memcached')) memcachedBinary();
     if (needMsm) {
       for (let i = 0; i < 2; i++) {
@@ -365,6 +412,7 @@ async function main(): Promise<void> {
       if (bin) {
         const r = await startRedis(bin);
         redisUrl = `redis://127.0.0.1:${r.port}`;
+        redisProc = r.proc;
         cleanup.push(async () => {
           if (r.proc.exitCode !== null) return;
           const exited = new Promise((res) => r.proc.once('exit', res));
@@ -400,7 +448,9 @@ async function main(): Promise<void> {
         const cookies = await createSessions(port, settings.connections);
         const msm = name.startsWith('msm-');
         const statPorts = msm ? msmNodes.map((m) => m.port) : name === 'connect-memcached' && cmNode ? [cmNode.port] : [];
-        servers.push({ name, proc, port, cookies, statPorts, msm });
+        const backends = msm ? msmNodes.map((m) => m.proc) : name === 'connect-memcached' ? [cmNode?.proc] : name === 'connect-redis' ? [redisProc] : [];
+        const backendPids = backends.map((p) => p?.pid).filter((p): p is number => typeof p === 'number');
+        servers.push({ name, proc, port, cookies, statPorts, backendPids, msm });
       } catch (e) {
         failed[name] = (e as Error).message;
         console.log(`error: ${name}: ${failed[name]}`);
@@ -420,7 +470,11 @@ async function main(): Promise<void> {
         for (const route of ROUTES) {
           const before = s.statPorts.length ? await memcachedOps(s.statPorts) : undefined;
           const cBefore = s.msm ? await clientOps(s.port) : undefined;
+          const cpuBefore = await serverCpu(s.port);
+          const backendBefore = procCpuUs(s.backendPids);
           const m = await load(s, route, settings.duration);
+          const cpuUsPerRequest = (await serverCpu(s.port) - cpuBefore) / Math.max(1, m.requests);
+          const backendCpuUsPerRequest = s.backendPids.length ? (procCpuUs(s.backendPids) - backendBefore) / Math.max(1, m.requests) : 0;
           let mcOps: MemcachedOps | undefined;
           let cOps: Record<string, number> | undefined;
           if (before) {
@@ -428,9 +482,9 @@ async function main(): Promise<void> {
             mcOps = diffOps(before, await memcachedOps(s.statPorts));
           }
           if (cBefore) cOps = diffOps(cBefore, await clientOps(s.port));
-          runs.push({ round, config: s.name, route, ...m, memcachedOps: mcOps, clientOps: cOps });
+          runs.push({ round, config: s.name, route, ...m, cpuUsPerRequest, backendCpuUsPerRequest, memcachedOps: mcOps, clientOps: cOps });
           const bad = m.non2xx + m.errors + m.timeouts;
-          console.log(`  round ${round} ${pad(s.name, 18)} ${pad(route, 5)} ${pad(Math.round(m.rps).toString(), 6, true)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms${bad ? `  (non-2xx ${m.non2xx}, errors ${m.errors}, timeouts ${m.timeouts})` : ''}`);
+          console.log(`  round ${round} ${pad(s.name, 18)} ${pad(route, 5)} ${pad(Math.round(m.rps).toString(), 6, true)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms  cpu ${cpuUsPerRequest.toFixed(0)}+${backendCpuUsPerRequest.toFixed(0)} µs/req${bad ? `  (non-2xx ${m.non2xx}, errors ${m.errors}, timeouts ${m.timeouts})` : ''}`);
         }
       }
     }
@@ -453,6 +507,8 @@ async function main(): Promise<void> {
           rps: median(rs.map((r) => r.rps)),
           p50: median(rs.map((r) => r.p50)),
           p99: median(rs.map((r) => r.p99)),
+          cpuUsPerRequest: median(rs.map((r) => r.cpuUsPerRequest)),
+          backendCpuUsPerRequest: median(rs.map((r) => r.backendCpuUsPerRequest)),
           requests,
           non2xx: rs.reduce((a, r) => a + r.non2xx, 0),
           errors: rs.reduce((a, r) => a + r.errors + r.timeouts, 0),
@@ -470,6 +526,7 @@ async function main(): Promise<void> {
     }
 
     const configs = servers.map((s) => s.name);
+    const payload = payloadBytes();
     const results = {
       date: new Date().toISOString(),
       machine: {
@@ -484,7 +541,8 @@ async function main(): Promise<void> {
       labels: Object.fromEntries(configs.map((c) => [c, LABELS[c] ?? c])),
       skipped,
       failed,
-      payloadBytes: payloadBytes(),
+      payloadBytes: payload,
+      targets: targets(summary, payload),
       summary,
       runs,
     };
@@ -495,7 +553,11 @@ async function main(): Promise<void> {
     console.log('');
     console.log('Memcached operations per request (memcached `stats` deltas; add counts in cmd_set):');
     console.log(opsTable(summary, configs));
-    if (Object.keys(results.payloadBytes).length) console.log(`\nBench session size: ${JSON.stringify(results.payloadBytes)} bytes`);
+    if (Object.keys(payload).length) console.log(`\nBench session size: ${JSON.stringify(payload)} bytes`);
+    if (results.targets.length) {
+      console.log('\nTargets (issue 7):');
+      for (const t of results.targets) console.log(`  ${t.met ? 'met    ' : 'NOT met'}  ${t.target}: ${t.measured}`);
+    }
     for (const [c, why] of Object.entries(skipped)) console.log(`skipped ${c}: ${why}`);
     for (const [c, why] of Object.entries(failed)) console.log(`FAILED ${c}: ${why}`);
 
@@ -504,7 +566,7 @@ async function main(): Promise<void> {
     fs.writeFileSync(path.join(outDir, 'results.svg'), renderSvg(results));
     console.log(`\nwrote ${path.relative(process.cwd(), path.join(outDir, 'results.json'))} and results.svg`);
   } finally {
-    for (const f of cleanup.reverse()) {
+    for (const f of cleanup.splice(0).reverse()) {
       try {
         await f();
       } catch {

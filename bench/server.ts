@@ -179,14 +179,88 @@ const FACTORIES: Record<string, () => Promise<Built>> = {
 
 export const CONFIG_NAMES = Object.keys(FACTORIES);
 
+/**
+ * Experiments for the profile findings (docs/benchmark.md), never in the default set: `msm-json:cork+notimer`
+ * runs msm-json with hot-path changes patched in from outside lib/, to measure a proposal before it is made.
+ *   cork     memjs writes each operation with its own socket.write (one syscall per operation): cork the socket
+ *            for the rest of the tick, so the operations of one request (and of concurrent requests) go out in
+ *            one writev.
+ *   nodelay  TCP_NODELAY on memjs sockets (memjs leaves Nagle's algorithm on).
+ *   lean     NodeClient on bench/lean-client.ts (a minimal binary-protocol client) instead of memjs.
+ *   notimer  NodeClient.run without the per-operation backstop setTimeout/clearTimeout and key regex.
+ */
+const EXPERIMENTS: Record<string, () => void> = {
+  cork() {
+    const memjs = require('memjs');
+    const proto = memjs.Server.prototype;
+    const write = proto.write;
+    proto.write = function (this: any, blob: Buffer) {
+      const sock = this._socket;
+      if (sock && this.connected && !sock.writableCorked) {
+        sock.cork();
+        process.nextTick(() => sock.uncork());
+      }
+      return write.call(this, blob);
+    };
+  },
+  nodelay() {
+    // memjs never calls setNoDelay: its sockets run with Nagle's algorithm (Node's default for net.connect).
+    const memjs = require('memjs');
+    const proto = memjs.Server.prototype;
+    const write = proto.write;
+    proto.write = function (this: any, blob: Buffer) {
+      const sock = this._socket;
+      if (sock && !sock.__msmNoDelay) {
+        sock.setNoDelay(true);
+        sock.__msmNoDelay = true;
+      }
+      return write.call(this, blob);
+    };
+  },
+  lean() {
+    // NodeClient's operations on bench/lean-client.ts instead of memjs (same OpResult contract, same op counters).
+    const { NodeClient } = require(path.join(LIB, 'node-client'));
+    const { LeanClient, OP } = require('./lean-client');
+    const lean = (c: any) => (c.__lean ??= new LeanClient(c.opts.host, c.opts.port, c.opts.operationTimeout));
+    const proto = NodeClient.prototype;
+    proto.get = function (this: any, key: string) { this.ops.get++; return lean(this).request(OP.get, key); };
+    proto.delete = function (this: any, key: string) { this.ops.delete++; return lean(this).request(OP.delete, key); };
+    proto.touch = function (this: any, key: string, exp: number) { this.ops.touch++; return lean(this).request(OP.touch, key, undefined, exp); };
+    proto.set = function (this: any, key: string, v: Buffer, exp: number) { this.ops.set++; return lean(this).request(OP.set, key, v, exp); };
+    proto.add = function (this: any, key: string, v: Buffer, exp: number) { this.ops.add++; return lean(this).request(OP.add, key, v, exp); };
+    const close = proto.close;
+    proto.close = function (this: any) { this.__lean?.close(); return close.call(this); };
+  },
+  notimer() {
+    const { NodeClient } = require(path.join(LIB, 'node-client'));
+    NodeClient.prototype.run = function (this: any, kind: string, _key: string, op: () => Promise<unknown>) {
+      this.ops[kind]++;
+      let p: Promise<unknown>;
+      try {
+        p = op();
+      } catch (e) {
+        p = Promise.reject(e);
+      }
+      return p.then((value) => ({ ok: true, value }), (error: any) => {
+        this.ops.errors++;
+        return { ok: false, error: error instanceof Error ? error : new Error(String(error)) };
+      });
+    };
+  },
+};
+export const EXPERIMENT_NAMES = Object.keys(EXPERIMENTS);
+
 async function main(): Promise<void> {
   const name = process.env.BENCH_CONFIG ?? process.argv[2];
   const send = (m: object) => (process.send ? process.send(m) : console.log(JSON.stringify(m)));
-  const factory = name ? FACTORIES[name] : undefined;
-  if (!factory) {
-    send({ type: 'error', message: `unknown configuration ${name}; known: ${CONFIG_NAMES.join(', ')}` });
+  const [base, exps] = (name ?? '').split(':');
+  const factory = base ? FACTORIES[base] : undefined;
+  const experiments = exps ? exps.split('+') : [];
+  if (!factory || experiments.some((e) => !EXPERIMENTS[e])) {
+    send({ type: 'error', message: `unknown configuration ${name}; known: ${CONFIG_NAMES.join(', ')} (experiments: <config>:${EXPERIMENT_NAMES.join('+')})` });
     process.exit(2);
   }
+  for (const e of experiments) EXPERIMENTS[e]();
   let built: Built;
   try {
     built = await factory();
@@ -204,6 +278,11 @@ async function main(): Promise<void> {
     const ops: Record<string, number> = {};
     for (const n of Object.values<any>(nodes)) for (const [k, v] of Object.entries<any>(n.ops ?? {})) ops[k] = (ops[k] ?? 0) + v;
     res.json(ops);
+  });
+  // Server CPU time (user + system, µs): per-request CPU is steadier than req/s on a shared machine.
+  app.get('/__cpu', (_req, res) => {
+    const u = process.cpuUsage();
+    res.json({ us: u.user + u.system });
   });
   app.use(built.middleware);
   let logins = 0;

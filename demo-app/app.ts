@@ -3,6 +3,8 @@
 import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import * as path from 'path';
+import { Registry } from 'prom-client';
+import { registerMetrics } from '../lib';
 import type { MemcachedStore } from '../lib';
 import type { DemoConfig } from './config';
 import { demoSession } from './session';
@@ -31,7 +33,7 @@ export interface PageInfo {
   history: string[];
   /** Non-sticky: the node holding the session; sticky: the node holding its memcached copy. */
   node: { id: string; address: string; available: boolean } | null;
-  /** Non-sticky: the node holding the `bak:` copy (msm's next available node). */
+  /** Non-sticky: the node holding the `bak:` copy (msm's next available node); sticky: where the copy moves if `node` fails. */
   backup: { id: string; address: string } | null;
 }
 
@@ -54,6 +56,24 @@ export function createApp(cfg: DemoConfig): DemoApp {
 
   const session = demoSession(cfg);
   const store = session.store;
+  // store.stats() as JSON; Prometheus text for scrapers (Accept: text/plain or openmetrics) or ?format=prometheus.
+  // Before the session middleware: scrapes neither create nor load sessions.
+  const registry = new Registry();
+  registry.setDefaultLabels({ instance_name: cfg.instanceName });
+  registerMetrics(store, registry);
+  app.get('/metrics', async (req, res, next) => {
+    res.set('Cache-Control', 'no-store');
+    const accept = req.get('accept') ?? '';
+    if (req.query.format === 'prometheus' || (!req.query.format && /text\/plain|openmetrics/.test(accept) && !/text\/html/.test(accept))) {
+      try {
+        return res.type(registry.contentType).send(await registry.metrics());
+      } catch (e) {
+        return next(e);
+      }
+    }
+    res.json({ instance: cfg.instanceName, sticky: cfg.sticky, route: cfg.route ?? null, stats: store.stats() });
+  });
+
   app.use(session);
 
   // Matched by requestUriIgnorePattern: no session is loaded or stored for it, and no cookie is sent.
@@ -79,6 +99,7 @@ export function createApp(cfg: DemoConfig): DemoApp {
     const wanted = typeof req.body?.item === 'string' ? req.body.item.slice(0, 40) : '';
     const item = wanted || ITEMS[(s.cart?.length ?? 0) % ITEMS.length];
     s.cart = [...(s.cart ?? []), item].slice(-50);
+    s.history = [...(s.history ?? []), cfg.instanceName].slice(-8);
     res.set('X-Instance', cfg.instanceName);
     if (req.query.format === 'json' || req.get('accept')?.includes('application/json')) {
       return res.json({ instance: cfg.instanceName, sessionId: req.sessionID, cart: s.cart });
@@ -97,11 +118,6 @@ export function createApp(cfg: DemoConfig): DemoApp {
   };
   app.post('/logout', logout);
   app.get('/logout', logout);
-
-  app.get('/metrics', (req, res) => {
-    res.set('Cache-Control', 'no-store');
-    res.json({ instance: cfg.instanceName, sticky: cfg.sticky, route: cfg.route ?? null, stats: store.stats() });
-  });
 
   app.use((err: Error, _req: Request, res: Response, _next: NextFunction) => {
     console.error(`[${cfg.instanceName}]`, err);
@@ -181,7 +197,7 @@ export function renderPage(p: PageInfo): string {
   <tr><th>Created</th><td id="created-at">${esc(p.createdAt)}</td></tr>
   <tr><th>Visits</th><td id="views">${esc(p.views)}</td></tr>
   <tr><th>${p.sticky ? 'Memcached copy on' : 'Memcached node'}</th><td id="node">${esc(nodeText)}</td></tr>
-  <tr><th>Backup node</th><td id="backup">${esc(backupText)}</td></tr>
+  <tr><th>${p.sticky ? 'Next node (if it fails)' : 'Backup node'}</th><td id="backup">${esc(backupText)}</td></tr>
   <tr><th>Cart</th><td id="cart">${p.cart.length ? esc(p.cart.join(', ')) : '<i>empty</i>'}</td></tr>
   <tr><th>Served by (last requests)</th><td id="history">${history}</td></tr>
 </table>

@@ -32,6 +32,12 @@ export class KeyFormat {
   }
 }
 
+/** The id in a key of the form `<prefix><id>` or `bak:<prefix><id>` (validate it with SessionIdFormat.parse). */
+export function idInKey(keys: KeyFormat, key: string, kind: 'session' | 'backup'): string | undefined {
+  const head = kind === 'backup' ? 'bak:' + keys.prefix : keys.prefix;
+  return key.startsWith(head) ? key.slice(head.length) : undefined;
+}
+
 /** Memcached text/binary keys: 1-250 bytes, no whitespace or control characters. Last line of defence. */
 export function isValidMemcachedKey(key: string): boolean {
   return key.length > 0 && Buffer.byteLength(key) <= MEMCACHED_MAX_KEY_LENGTH && /^[\x21-\x7e]+$/.test(key);

@@ -246,8 +246,11 @@ export interface SessionLocksOptions {
   operationTimeout: number;
   /** s */
   lockExpiration: number;
-  /** The node holding the session (NonStickyMode.primaryOf). */
-  nodeOf(sid: SessionId): string;
+  /**
+   * Where the session lives now: its node, or while that node is down the node it is relocated to, with the id it
+   * has there. Requests with the old and the relocated id then take the same lock.
+   */
+  lockTarget(sid: SessionId): { node: string; id: string };
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -265,7 +268,7 @@ export class SessionLocks {
   async lock(sid: SessionId, startedAt = Date.now()): Promise<LockHandle> {
     const { nodes, keys, stats, logger, operationTimeout, lockExpiration } = this.opts;
     const deadline = startedAt + operationTimeout;
-    const key = keys.lock(sid.id);
+    let key = keys.lock(sid.id);
     const finish = (outcome: LockOutcome, ownsMutex: boolean, token?: Buffer, node?: string): LockHandle => {
       const waitedMs = Date.now() - startedAt;
       stats.lockWaitMsTotal += waitedMs;
@@ -273,14 +276,18 @@ export class SessionLocks {
       if (outcome === 'acquired') stats.locksAcquired++;
       else if (outcome === 'timeout') stats.lockTimeouts++;
       else stats.lockErrors++;
-      return this.handle(sid.id, key, outcome, waitedMs, ownsMutex, token, node);
+      return this.handle(sid.random, key, outcome, waitedMs, ownsMutex, token, node);
     };
 
-    if (!(await this.mutex.acquire(sid.id, deadline - Date.now()))) {
+    // The random part survives relocation and takeover: one queue for every id the session has had.
+    const mutexKey = sid.random;
+    if (!(await this.mutex.acquire(mutexKey, deadline - Date.now()))) {
       logger.warn(`session ${hashId(sid.id)}: lock wait timed out after ${operationTimeout} ms (queued in this process)`);
       return finish('timeout', false);
     }
-    const node = this.opts.nodeOf(sid);
+    const target = this.opts.lockTarget(sid);
+    const node = target.node;
+    key = keys.lock(target.id);
     if (!nodes.has(node) || !nodes.isAvailable(node)) {
       logger.warn(`session ${hashId(sid.id)}: node ${node} is unavailable, continuing without the lock`);
       return finish('error', true);

@@ -100,7 +100,12 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
     logger: store.logger,
     operationTimeout: store.config.operationTimeout,
     lockExpiration: locking.lockExpiration,
-    nodeOf: (sid: SessionId) => (mode instanceof NonStickyMode ? mode.primaryOf(sid) : sid.nodeId ?? store.nodes.hashNode(sid.random)),
+    lockTarget: (sid: SessionId) => {
+      const primary = mode instanceof NonStickyMode ? mode.primaryOf(sid) : sid.nodeId ?? store.nodes.hashNode(sid.random);
+      if (store.nodes.isAvailable(primary)) return { node: primary, id: sid.id };
+      const moved = store.nodes.nextAvailable(primary);
+      return moved ? { node: moved, id: store.ids.withNode(sid, moved) } : { node: primary, id: sid.id };
+    },
   });
   const expressSession = session({ ...sessionOptions, store, genid: store.genid });
   const cookieName = sessionOptions.name ?? (sessionOptions as any).key ?? 'connect.sid';

@@ -18,6 +18,10 @@ export interface LoadedMeta {
   validity?: Validity;
   /** Set when the load moved the session to a new id (relocation or route takeover): the response must carry it. */
   newId?: string;
+  /** Non-sticky: the load found the backup older or missing; the next save or touch rewrites it. */
+  backupStale?: boolean;
+  /** Non-sticky: the node whose backup the load compared and found current. Only that copy may just be touched. */
+  backupNode?: string;
 }
 
 export interface LoadResult {
@@ -47,6 +51,8 @@ export interface SessionMode {
   touch(sid: SessionId, stored: StoredSession, maxInactive: number, meta: LoadedMeta | undefined): Promise<void>;
   destroy(sid: SessionId): Promise<void>;
   close(): Promise<void>;
+  /** Resolves when background work (repairs) is done. */
+  idle?(): Promise<void>;
 }
 
 /** Equal bytes: the session was not modified since it was loaded or last written. */

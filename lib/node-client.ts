@@ -1,6 +1,7 @@
 // One memcached node. The only file that imports memjs: the store sees get/set/add/delete/touch with a deadline,
 // and failures as values, never exceptions.
 import * as memjs from 'memjs';
+import * as net from 'net';
 import { isValidMemcachedKey } from './keys';
 import type { Logger } from './logger';
 
@@ -26,7 +27,7 @@ export class NodeClient {
   private client: memjs.Client;
   private closed = false;
   /** Operations sent, by kind: feeds stats and the benchmark's cost model. */
-  readonly ops = { get: 0, set: 0, add: 0, delete: 0, touch: 0, errors: 0, timeouts: 0 };
+  readonly ops = { get: 0, set: 0, add: 0, delete: 0, touch: 0, errors: 0, timeouts: 0, maintenance: 0 };
 
   constructor(private readonly opts: NodeClientOptions) {
     this.id = opts.id;
@@ -34,8 +35,9 @@ export class NodeClient {
     const seconds = opts.operationTimeout / 1000;
     const quiet = { log: (...a: unknown[]) => opts.logger.debug(`memjs ${this.id}: ${a.join(' ')}`) };
     this.client = memjs.Client.create(this.address, {
-      // One attempt: failover is the store's decision (another node), not a blind retry on this one.
-      retries: 1,
+      // One retry, at once: a socket broken by a node restart fails its first operation, and that alone must not
+      // move sessions to another node. Timeouts cannot stack: run() enforces one operationTimeout for both tries.
+      retries: 2,
       retry_delay: 0,
       failover: false,
       timeout: seconds,
@@ -46,17 +48,72 @@ export class NodeClient {
     } as memjs.ClientOptions & memjs.ServerOptions);
   }
 
-  get(key: string): Promise<OpResult<Buffer | null>> {
-    return this.run('get', key, () => this.client.get(key).then((r) => r.value ?? null));
+  /** `maintenance`: probes and repairs, counted apart from the operations requests cause. */
+  get(key: string, maintenance = false): Promise<OpResult<Buffer | null>> {
+    return this.run(maintenance ? 'maintenance' : 'get', key, () => this.client.get(key).then((r) => r.value ?? null));
   }
 
-  set(key: string, value: Buffer, expires: number): Promise<OpResult<boolean>> {
-    return this.run('set', key, () => this.client.set(key, value, { expires }));
+  set(key: string, value: Buffer, expires: number, maintenance = false): Promise<OpResult<boolean>> {
+    return this.run(maintenance ? 'maintenance' : 'set', key, () => this.client.set(key, value, { expires }));
   }
 
   /** false when the key exists already (msm uses add for locks and pings). */
-  add(key: string, value: Buffer, expires: number): Promise<OpResult<boolean>> {
-    return this.run('add', key, () => this.client.add(key, value, { expires }));
+  add(key: string, value: Buffer, expires: number, maintenance = false): Promise<OpResult<boolean>> {
+    return this.run(maintenance ? 'maintenance' : 'add', key, () => this.client.add(key, value, { expires }));
+  }
+
+  /**
+   * Every key on the node (`lru_crawler metadump all`, text protocol on its own short-lived socket; memjs speaks
+   * binary only). For repair, not for requests. Fails on servers without it (SASL-only, memcached < 1.4.31).
+   */
+  async listKeys(timeoutMs = 10_000): Promise<OpResult<string[]>> {
+    // A crawl that overlaps memcached's own background crawl can list part of the items: two listings, united.
+    const a = await this.metadumpWhenFree(timeoutMs);
+    if (!a.ok) return a;
+    const b = await this.metadumpWhenFree(timeoutMs);
+    return b.ok ? { ok: true, value: [...new Set([...a.value, ...b.value])] } : a;
+  }
+
+  /** One crawl at a time per server: another client's crawl answers BUSY; wait for it. */
+  private async metadumpWhenFree(timeoutMs: number): Promise<OpResult<string[]>> {
+    for (let attempt = 0; ; attempt++) {
+      const r = await this.metadump(timeoutMs);
+      if (r.ok || !/BUSY/.test(r.error.message) || attempt >= 20) return r;
+      await new Promise((res) => setTimeout(res, 50 * (attempt + 1)));
+    }
+  }
+
+  private metadump(timeoutMs: number): Promise<OpResult<string[]>> {
+    this.ops.maintenance++;
+    const [host, port] = [this.opts.host, this.opts.port];
+    return new Promise((resolve) => {
+      const keys: string[] = [];
+      let buf = '';
+      let done = false;
+      const sock = net.connect({ host, port });
+      const finish = (r: OpResult<string[]>) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        sock.destroy();
+        resolve(r);
+      };
+      const timer = setTimeout(() => finish({ ok: false, error: new Error(`metadump on ${this.id} timed out`) }), timeoutMs);
+      sock.on('connect', () => sock.write('lru_crawler metadump all\r\n'));
+      sock.on('data', (d) => {
+        buf += d.toString('latin1');
+        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+          const line = buf.slice(0, i).replace(/\r$/, '');
+          buf = buf.slice(i + 1);
+          if (line === 'END') return finish({ ok: true, value: keys });
+          if (/^(ERROR|CLIENT_ERROR|SERVER_ERROR|BUSY)/.test(line)) return finish({ ok: false, error: new Error(`metadump on ${this.id}: ${line}`) });
+          const m = /^key=(\S+)/.exec(line);
+          if (m) keys.push(decodeURIComponent(m[1]));
+        }
+      });
+      sock.on('error', (e) => finish({ ok: false, error: e }));
+      sock.on('close', () => finish({ ok: false, error: new Error(`metadump on ${this.id}: connection closed`) }));
+    });
   }
 
   /** false when the key was not there. */

@@ -1,9 +1,12 @@
 // The node set: ids in configured order, which node is next, and an availability cache fed by
 // `ping-<nodeId>` probes and by operation results (msm's NodeAvailabilityCache, 1 s by default).
+import { EventEmitter } from 'events';
 import { NodeClient } from './node-client';
 import type { MemcachedNodeConfig } from './config';
 import type { KeyFormat } from './keys';
 import type { Logger } from './logger';
+
+const PING_MARKER = Buffer.from('msm');
 
 interface Availability {
   available: boolean;
@@ -23,7 +26,11 @@ export interface NodeSetOptions {
   onKey?: (key: string) => void;
 }
 
-export class NodeSet {
+/**
+ * Emits 'returned' (nodeId, reason) when a node is reachable again after being marked down ('reconnected'), or
+ * answers without our marker in `ping-<nodeId>` ('restarted': it lost its items, or is new). Repair listens.
+ */
+export class NodeSet extends EventEmitter {
   readonly ids: readonly string[];
   readonly primaryIds: readonly string[];
   readonly failoverIds: readonly string[];
@@ -31,6 +38,7 @@ export class NodeSet {
   private readonly state = new Map<string, Availability>();
 
   constructor(private readonly opts: NodeSetOptions) {
+    super();
     this.ids = opts.nodes.map((n) => n.id);
     this.failoverIds = opts.failoverNodeIds;
     this.primaryIds = this.ids.filter((id) => !opts.failoverNodeIds.includes(id));
@@ -79,9 +87,13 @@ export class NodeSet {
   markOk(id: string): void {
     const s = this.state.get(id);
     if (!s) return;
-    if (!s.available) this.opts.logger.info(`memcached node ${id} available again`);
+    const returned = !s.available;
     s.available = true;
     s.checkedAt = Date.now();
+    if (returned) {
+      this.opts.logger.info(`memcached node ${id} available again`);
+      this.emit('returned', id, 'reconnected');
+    }
   }
 
   /** A random available primary; failover nodes only when no primary is up (msm NodeIdService). */
@@ -142,10 +154,19 @@ export class NodeSet {
     if (s.probing) return s.probing;
     // Claim the slot now so concurrent callers share this probe.
     s.checkedAt = Date.now();
-    s.probing = this.client(id).get(this.opts.keys.ping(id)).then((r) => {
+    const client = this.client(id);
+    const ping = this.opts.keys.ping(id);
+    s.probing = client.get(ping, true).then(async (r) => {
+      if (!r.ok) return this.markFailed(id, r.error);
+      this.markOk(id);
+      // msm only needs the get to answer. The marker tells a node that lost its items: the first instance to put it
+      // back (add) reports the node as restarted, once.
+      if (r.value === null) {
+        const a = await client.add(ping, PING_MARKER, 0, true);
+        if (a.ok && a.value) this.emit('returned', id, 'restarted');
+      }
+    }).finally(() => {
       s.probing = undefined;
-      if (r.ok) this.markOk(id);
-      else this.markFailed(id, r.error);
     });
     return s.probing;
   }

@@ -1,17 +1,55 @@
 // msm's non-sticky mode: the session lives on the memcached node named in its id (with a `validity:` record),
 // a `bak:` copy lives on the next available node, and a session whose node is down is relocated to the node that
 // holds its backup. Nothing is kept locally between requests.
+//
+// Beyond msm: every copy carries a version (its validity record's thisAccessedTime), and reads compare them.
+// A load reads the backup's validity in the same round trip as the primary: the newest valid copy wins (a primary
+// that missed writes while it was stopped is repaired), a missing or older backup is rewritten, and a primary that
+// lost its items (restart, eviction) is restored from the newest backup. NodeRepair (repair.ts) does the same
+// proactively for a node that comes back.
 import type { LoadResult, LoadedMeta, ModeContext, SessionMode } from './mode';
 import { unchanged } from './mode';
 import type { SessionId } from './session-id';
 import type { StoredSession } from './transcoders/transcoder';
+import { encodeMoved, movedTo } from './transcoders/transcoder';
 import { Validity, decodeValidity, encodeValidity, isValid, nonStickySessionTtl, toMemcachedExpiration } from './validity';
 import { hashId } from './logger';
+import type { OpResult } from './node-client';
+import { NodeRepair } from './repair';
+
+/** A copy found in memcached, not yet decoded: shared by concurrent loads of one id, decoded by each. */
+interface Found {
+  /** The id the session now lives under (differs from the requested id after a relocation). */
+  id: string;
+  node: string;
+  bytes: Buffer;
+  validity: Validity;
+  newId?: string;
+  /** The backup node answered with an older copy or none: the next save or touch rewrites it. */
+  backupStale?: boolean;
+  /** The node whose backup was found current (same version as the copy served). */
+  backupNode?: string;
+}
+
+type Failed = { ok: false; error: Error };
+
+function firstFailure(rs: Array<OpResult<unknown> | undefined>): Failed | undefined {
+  return rs.find((r) => r && !r.ok) as Failed | undefined;
+}
+
+/** Newer version first; an invalid (expired) validity never wins. */
+function newer(a: Validity | null | undefined, b: Validity | null | undefined): boolean {
+  if (!a || !isValid(a)) return false;
+  return !b || !isValid(b) || a.thisAccessedTime > b.thisAccessedTime;
+}
 
 export class NonStickyMode implements SessionMode {
-  private readonly relocating = new Map<string, Promise<LoadResult | null>>();
+  private readonly inflight = new Map<string, Promise<Found | null>>();
+  readonly repair: NodeRepair;
 
-  constructor(private readonly ctx: ModeContext) {}
+  constructor(private readonly ctx: ModeContext) {
+    this.repair = new NodeRepair(ctx, (sid) => this.primaryOf(sid));
+  }
 
   newId(): string {
     return this.ctx.ids.create(this.ctx.nodes.pickForNewSession(), undefined);
@@ -22,123 +60,186 @@ export class NonStickyMode implements SessionMode {
     return sid.nodeId ?? this.ctx.nodes.hashNode(sid.random);
   }
 
-  async load(sid: SessionId): Promise<LoadResult | null> {
-    const { nodes, keys, stats } = this.ctx;
-    const primary = this.primaryOf(sid);
-    if (nodes.isAvailable(primary)) {
-      const client = nodes.client(primary);
-      const [s, v] = await Promise.all([client.get(keys.session(sid.id)), client.get(keys.validity(sid.id))]);
-      if (s.ok && v.ok) {
-        nodes.markOk(primary);
-        return this.fromPrimary(sid, primary, s.value, v.value);
-      }
-      nodes.markFailed(primary, s.ok ? (v as { error: Error }).error : s.error);
-    }
-    return this.loadBackupAndRelocate(sid, primary);
+  /** The node holding the backup of sessions whose primary is `primary`. */
+  private backupNodeOf(primary: string): string | undefined {
+    return this.ctx.nodes.ids.length < 2 ? undefined : this.ctx.nodes.nextAvailable(primary);
   }
 
-  private fromPrimary(sid: SessionId, node: string, bytes: Buffer | null, validityBytes: Buffer | null): LoadResult | null {
+  async load(sid: SessionId): Promise<LoadResult | null> {
+    // Concurrent requests for one id in this process share one round trip (and one relocation or repair).
+    let p = this.inflight.get(sid.id);
+    if (!p) {
+      p = this.locate(sid).finally(() => this.inflight.delete(sid.id));
+      this.inflight.set(sid.id, p);
+    }
+    const found = await p;
     const { stats } = this.ctx;
-    if (!bytes) {
+    if (!found) {
       stats.requestsWithoutSession++;
       return null;
     }
-    const validity = decodeValidity(validityBytes);
-    if (!validity || !isValid(validity)) {
-      // msm: no (or an expired) validity record means the session has expired.
-      stats.sessionsExpired++;
-      stats.requestsWithoutSession++;
-      void this.deleteAll(sid, node);
-      return null;
-    }
-    const session = this.decode(sid, bytes, node, [this.ctx.keys.session(sid.id), this.ctx.keys.validity(sid.id)]);
+    const session = this.decode(sid, found);
     if (!session) return null;
     stats.requestsWithSession++;
-    return { session, meta: { id: sid.id, bytes, validity } };
+    return { session, meta: { id: found.id, bytes: found.bytes, validity: found.validity, newId: found.newId, backupStale: found.backupStale, backupNode: found.backupNode } };
   }
 
   /**
-   * The primary is down: read `bak:` and `bak:validity:` from the next available node and move the session there
-   * under a new id (same random part, new node: every instance computes the same id). Tried once: when no copy
-   * exists the answer is "no session" at once (msm #404 looped here).
+   * Where the newest valid copy of the session is, following relocation markers (a late request with an old id
+   * after a relocation must not read the copy its old node still holds once it is back).
    */
-  private async loadBackupAndRelocate(sid: SessionId, primary: string): Promise<LoadResult | null> {
-    // Concurrent requests with the same id in this process share one relocation.
-    const running = this.relocating.get(sid.id);
-    if (running) return running.then((r) => (r ? { session: structuredClone(r.session), meta: { ...r.meta } } : null));
-    const p = this.relocate(sid, primary).finally(() => this.relocating.delete(sid.id));
-    this.relocating.set(sid.id, p);
-    return p;
+  private async locate(sid: SessionId): Promise<Found | null> {
+    let found = await this.locateCopy(sid);
+    for (let hops = 0; found && hops < 3; hops++) {
+      const to = movedTo(found.bytes);
+      if (to === undefined) return found;
+      const next = this.ctx.ids.parse(to);
+      if (!next) return null;
+      found = await this.locateCopy(next);
+      if (found && !found.newId) found.newId = next.id;
+      if (found?.newId) this.ctx.recordIdChange(sid.id, found.newId);
+    }
+    return found && movedTo(found.bytes) === undefined ? found : null;
   }
 
-  private async relocate(sid: SessionId, primary: string): Promise<LoadResult | null> {
+  /** The newest valid copy under exactly this id (possibly a relocation marker); repairs older copies on the way. */
+  private async locateCopy(sid: SessionId): Promise<Found | null> {
+    const { nodes, keys, stats } = this.ctx;
+    const primary = this.primaryOf(sid);
+    if (!nodes.isAvailable(primary)) return this.relocate(sid, primary);
+    const backupNode = this.backupNodeOf(primary);
+    const pc = nodes.client(primary);
+    const [s, v, bv] = await Promise.all([
+      pc.get(keys.session(sid.id)),
+      pc.get(keys.validity(sid.id)),
+      backupNode ? nodes.client(backupNode).get(keys.backupValidity(sid.id)) : undefined,
+    ]);
+    if (!s.ok || !v.ok) {
+      nodes.markFailed(primary, firstFailure([s, v])!.error);
+      return this.relocate(sid, primary);
+    }
+    nodes.markOk(primary);
+    // undefined: unknown (no backup node, or it did not answer); null: the backup node has no valid record.
+    let backupValidity: Validity | null | undefined;
+    if (backupNode && bv) {
+      if (bv.ok) {
+        nodes.markOk(backupNode);
+        backupValidity = decodeValidity(bv.value);
+      } else nodes.markFailed(backupNode, bv.error);
+    }
+    const bytes = s.value;
+    const validity = bytes ? decodeValidity(v.value) : null;
+
+    if (bytes && validity && !newer(backupValidity, validity)) {
+      if (!isValid(validity)) {
+        // msm: an expired validity record means the session has expired.
+        stats.sessionsExpired++;
+        void this.deleteEverywhere(sid, primary);
+        return null;
+      }
+      const backupStale = backupValidity !== undefined && (backupValidity === null || backupValidity.thisAccessedTime < validity.thisAccessedTime);
+      const current = backupValidity && backupValidity.thisAccessedTime === validity.thisAccessedTime ? backupNode : undefined;
+      return { id: sid.id, node: primary, bytes, validity, backupStale, backupNode: current };
+    }
+
+    if (bytes && validity && backupNode && backupValidity) {
+      // The backup is newer: the primary missed writes (it was stopped while the session changed elsewhere).
+      const b = await nodes.client(backupNode).get(keys.backup(sid.id));
+      if (b.ok && b.value) {
+        stats.primariesRepaired++;
+        this.ctx.logger.warn(`session ${hashId(sid.id)}: primary ${primary} held an older copy; repaired from ${backupNode}`);
+        await this.writePrimary(sid, primary, b.value, backupValidity);
+        return { id: sid.id, node: primary, bytes: b.value, validity: backupValidity, backupNode };
+      }
+    }
+
+    if (!bytes || !validity) {
+      // The primary answers but holds nothing (restart, eviction, or the session is gone): the newest backup,
+      // from any node (it was written to whichever node was next when the session last changed).
+      const copy = await this.newestBackup(sid, [primary]);
+      if (!copy) return null;
+      stats.primariesRepaired++;
+      this.ctx.logger.warn(`session ${hashId(sid.id)}: primary ${primary} had no copy; restored from ${copy.node}`);
+      // Nothing there: add, so a request that wrote the session meanwhile wins; an item without validity: replace.
+      await this.writePrimary(sid, primary, copy.bytes, copy.validity, bytes ? 'set' : 'add');
+      return { id: sid.id, node: primary, bytes: copy.bytes, validity: copy.validity, backupStale: copy.node !== backupNode, backupNode: copy.node === backupNode ? backupNode : undefined };
+    }
+    return null;
+  }
+
+  /** bak: + bak:validity: from every available node except `exclude`, in one round trip: the newest valid copy. */
+  private async newestBackup(sid: SessionId, exclude: string[]): Promise<{ node: string; bytes: Buffer; validity: Validity } | null> {
+    const { nodes, keys } = this.ctx;
+    const candidates = nodes.ids.filter((id) => !exclude.includes(id) && nodes.isAvailable(id));
+    const copies = await Promise.all(candidates.map(async (node) => {
+      const c = nodes.client(node);
+      const [b, bv] = await Promise.all([c.get(keys.backup(sid.id)), c.get(keys.backupValidity(sid.id))]);
+      if (!b.ok || !bv.ok) {
+        nodes.markFailed(node, firstFailure([b, bv])!.error);
+        return null;
+      }
+      const validity = decodeValidity(bv.value);
+      return b.value && validity && isValid(validity) ? { node, bytes: b.value, validity } : null;
+    }));
+    let best: { node: string; bytes: Buffer; validity: Validity } | null = null;
+    for (const c of copies) if (c && (!best || newer(c.validity, best.validity))) best = c;
+    return best;
+  }
+
+  /**
+   * The primary is down: move the session to the next available node under a new id (same random part, new node:
+   * every instance computes the same id). A copy relocated there already (by another instance) wins over the
+   * backups; otherwise the newest backup on any node. Tried once: no copy means "no session" at once (msm #404).
+   */
+  private async relocate(sid: SessionId, primary: string): Promise<Found | null> {
     const { nodes, keys, stats, ids, logger } = this.ctx;
     const target = nodes.nextAvailable(primary);
     if (!target) {
       logger.warn(`session ${hashId(sid.id)}: node ${primary} is down and no other node is available`);
-      stats.requestsWithoutSession++;
       return null;
     }
-    const client = nodes.client(target);
     const newId = ids.withNode(sid, target);
-    // One round trip reads both the backup and a copy another instance may have relocated already (the new id is
-    // deterministic): the relocated copy wins, so a late request never resurrects the older backup.
-    const [n, nv, b, bv] = await Promise.all([
-      client.get(keys.session(newId)), client.get(keys.validity(newId)),
-      client.get(keys.backup(sid.id)), client.get(keys.backupValidity(sid.id)),
+    const tc = nodes.client(target);
+    const [[n, nv], copy] = await Promise.all([
+      Promise.all([tc.get(keys.session(newId)), tc.get(keys.validity(newId))]),
+      this.newestBackup(sid, [primary]),
     ]);
-    const failed = [n, nv, b, bv].find((r) => !r.ok) as { ok: false; error: Error } | undefined;
-    if (failed) {
-      nodes.markFailed(target, failed.error);
-      stats.requestsWithoutSession++;
+    if (!n.ok || !nv.ok) {
+      nodes.markFailed(target, firstFailure([n, nv])!.error);
       return null;
     }
-    nodes.markOk(target);
-    const relocated = n.ok && n.value ? n.value : null;
-    if (relocated) {
-      const validity = decodeValidity(nv.ok ? nv.value : null);
-      if (validity && isValid(validity)) {
-        const session = this.decode(sid, relocated, target, [keys.session(newId), keys.validity(newId)]);
-        if (!session) return null;
-        stats.requestsWithMemcachedFailover++;
-        stats.requestsWithSession++;
-        this.ctx.recordIdChange(sid.id, newId);
-        return { session, meta: { id: newId, bytes: relocated, validity, newId } };
-      }
+    const relocatedValidity = n.value ? decodeValidity(nv.value) : null;
+    if (n.value && relocatedValidity && isValid(relocatedValidity) && !newer(copy?.validity, relocatedValidity)) {
+      stats.requestsWithMemcachedFailover++;
+      this.ctx.recordIdChange(sid.id, newId);
+      return { id: newId, node: target, bytes: n.value, validity: relocatedValidity, newId };
     }
-    const backup = b.ok ? b.value : null;
-    if (!backup) {
-      stats.requestsWithoutSession++;
-      return null;
-    }
-    const validity = decodeValidity(bv.ok ? bv.value : null);
-    if (!validity || !isValid(validity)) {
-      stats.sessionsExpired++;
-      stats.requestsWithoutSession++;
-      void client.delete(keys.backup(sid.id));
-      return null;
-    }
-    const session = this.decode(sid, backup, target, [keys.backup(sid.id), keys.backupValidity(sid.id)]);
-    if (!session) return null;
+    if (!copy) return null;
+    // The newest copy is a marker: the session moved on from this id already; locate() follows it.
+    if (movedTo(copy.bytes) !== undefined) return { id: sid.id, node: copy.node, bytes: copy.bytes, validity: copy.validity };
 
     const moved = ids.parse(newId)!;
-    const now = Date.now();
-    const newValidity: Validity = { maxInactiveInterval: validity.maxInactiveInterval, lastAccessedTime: validity.thisAccessedTime, thisAccessedTime: now };
-    const written = await this.writePrimary(moved, target, backup, newValidity);
+    const validity: Validity = { maxInactiveInterval: copy.validity.maxInactiveInterval, lastAccessedTime: copy.validity.thisAccessedTime, thisAccessedTime: Date.now() };
+    const written = await this.writePrimary(moved, target, copy.bytes, validity);
     if (!written.ok) {
       nodes.markFailed(target, written.error);
       throw new Error(`express-msm: session could not be relocated: ${written.error.message}`);
     }
     stats.requestsWithMemcachedFailover++;
     stats.sessionsRelocated++;
-    stats.requestsWithSession++;
     logger.warn(`session ${hashId(sid.id)} relocated from ${primary} to ${target}`);
     this.ctx.recordIdChange(sid.id, newId);
-    // The old backup keys are superseded by the relocated session (written above, before this delete).
-    void client.delete(keys.backup(sid.id));
-    void client.delete(keys.backupValidity(sid.id));
-    await this.ctx.backups.run(() => this.writeBackup(moved, target, backup, newValidity));
-    return { session, meta: { id: newId, bytes: backup, validity: newValidity, newId } };
+    // The old id's backup becomes a marker pointing at the new id, with a newer version than any copy of the old
+    // id, so the old node's copy loses when that node comes back. Other old backups are superseded: deleted.
+    const marker = { ...validity, thisAccessedTime: validity.thisAccessedTime + 1 };
+    await this.writeBackupKeys(sid, target, encodeMoved(newId), marker);
+    for (const node of nodes.ids) {
+      if (node === primary || node === target || !nodes.isAvailable(node)) continue;
+      void nodes.client(node).delete(keys.backup(sid.id));
+      void nodes.client(node).delete(keys.backupValidity(sid.id));
+    }
+    await this.ctx.backups.run(() => this.writeBackup(moved, target, copy.bytes, validity));
+    return { id: newId, node: target, bytes: copy.bytes, validity, newId };
   }
 
   async save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
@@ -149,11 +250,16 @@ export class NonStickyMode implements SessionMode {
     const validity = this.nextValidity(maxInactive, meta);
     const primary = this.primaryOf(sid);
     if (this.ctx.nodes.isAvailable(primary)) {
-      const r = await this.writePrimary(sid, primary, bytes, validity);
+      const previous = meta && meta.id === sid.id && meta.validity ? { bytes: meta.bytes, validity: meta.validity } : undefined;
+      const r = await this.writePrimary(sid, primary, bytes, validity, 'set', previous);
       if (r.ok) {
         this.ctx.nodes.markOk(primary);
-        if (meta) Object.assign(meta, { id: sid.id, bytes, validity });
+        if (meta) Object.assign(meta, { id: sid.id, bytes, validity, backupStale: false });
         return this.ctx.backups.run(() => this.writeBackup(sid, primary, bytes, validity));
+      }
+      if (isItemTooLarge(r.error)) {
+        // The node is fine and every other node would refuse the same item: no failover, a clear error.
+        throw new Error(`express-msm: session is ${bytes.length} bytes, larger than memcached node ${primary} accepts (its item size limit, memcached -I); not stored`);
       }
       this.ctx.nodes.markFailed(primary, r.error);
     }
@@ -161,9 +267,9 @@ export class NonStickyMode implements SessionMode {
   }
 
   /**
-   * The primary cannot be written. The response's cookie is already on its way (express-session writes headers
-   * before the store answers), so the id cannot change now: write the backup keys on the next node, awaited,
-   * and the next request relocates from them. No node at all: the error goes to express-session.
+   * The primary cannot be written. The id cannot change now (with a bare express-session the cookie is already on
+   * its way), so the backup keys on the next node are written, awaited: they are newer than anything on the
+   * primary, so the next load prefers them (repairing the primary) or relocates from them. No node: an error.
    */
   private async saveToBackupOnly(sid: SessionId, primary: string, bytes: Buffer, validity: Validity): Promise<void> {
     const { stats, nodes } = this.ctx;
@@ -186,7 +292,8 @@ export class NonStickyMode implements SessionMode {
 
   /**
    * Unchanged session (express-session's touch, or a set with equal bytes): refresh the validity record and the
-   * items' TTLs with memcached `touch`, never rewriting the session; rewrite only an item that has gone missing.
+   * items' TTLs with memcached `touch`, never rewriting the session; rewrite only an item that has gone missing,
+   * and the whole backup when the load found it older or missing.
    */
   private async refresh(sid: SessionId, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
     const { nodes, keys, stats } = this.ctx;
@@ -210,53 +317,82 @@ export class NonStickyMode implements SessionMode {
             return this.saveToBackupOnly(sid, primary, bytes, validity);
           }
         }
-        if (meta) meta.validity = validity;
-        return this.ctx.backups.run(() => this.refreshBackup(sid, primary, bytes, validity));
+        // Only a backup this request's load compared and found current may just be touched: bumping the version of
+        // any other copy would let its (possibly older) bytes win a later comparison. Otherwise write it whole.
+        const target = this.ctx.nodes.ids.length > 1 ? this.ctx.nodes.nextAvailable(primary) : undefined;
+        const verified = !!meta && !meta.backupStale && meta.backupNode !== undefined && meta.backupNode === target;
+        const repairing = !!meta?.backupStale;
+        if (meta) Object.assign(meta, { validity, backupStale: false, backupNode: undefined });
+        return this.ctx.backups.run(() => (verified ? this.refreshBackup(sid, primary, bytes, validity) : this.writeBackup(sid, primary, bytes, validity, repairing)));
       }
-      nodes.markFailed(primary, v.ok ? (t as { error: Error }).error : v.error);
+      nodes.markFailed(primary, firstFailure([v, t])!.error);
     }
     return this.saveToBackupOnly(sid, primary, bytes, validity);
   }
 
   async destroy(sid: SessionId): Promise<void> {
     const primary = this.primaryOf(sid);
-    const [p, b] = await Promise.all([this.deleteAll(sid, primary), this.deleteBackup(sid, primary)]);
+    const answered = await this.deleteEverywhere(sid, primary);
     this.ctx.stats.sessionsDestroyed++;
     // Only when nothing could be deleted is it an error: a copy on a dead node has no validity refresh and expires.
-    if (!p && !b) throw new Error(`express-msm: could not destroy session: no node answered`);
+    if (!answered) throw new Error(`express-msm: could not destroy session: no node answered`);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.repair.close();
+  }
+
+  /** Resolves when no repair is running (tests, start-up). */
+  idle(): Promise<void> {
+    return this.repair.idle();
+  }
 
   private nextValidity(maxInactive: number, meta: LoadedMeta | undefined): Validity {
     const now = Date.now();
-    return { maxInactiveInterval: maxInactive, lastAccessedTime: meta?.validity?.thisAccessedTime ?? now, thisAccessedTime: now };
+    // Strictly increasing per session, so versions stay ordered even within one millisecond.
+    const previous = meta?.validity?.thisAccessedTime ?? 0;
+    return { maxInactiveInterval: maxInactive, lastAccessedTime: meta?.validity?.thisAccessedTime ?? now, thisAccessedTime: Math.max(now, previous + 1) };
   }
 
-  private decode(sid: SessionId, bytes: Buffer, node: string, keysToDrop: string[]): StoredSession | null {
-    const session = this.ctx.transcoder.decode(bytes);
+  private decode(sid: SessionId, found: Found): StoredSession | null {
+    const session = this.ctx.transcoder.decode(found.bytes);
     if (session) return session;
-    const { stats, logger, nodes } = this.ctx;
+    const { stats, logger, nodes, keys } = this.ctx;
     stats.decodeFailures++;
     stats.requestsWithoutSession++;
-    logger.warn(`session ${hashId(sid.id)} on ${node}: ${bytes.length} bytes do not decode with ${this.ctx.transcoder.name}; deleted`);
-    const client = nodes.client(node);
-    for (const k of keysToDrop) void client.delete(k);
+    logger.warn(`session ${hashId(sid.id)} on ${found.node}: ${found.bytes.length} bytes do not decode with ${this.ctx.transcoder.name}; deleted`);
+    void this.deleteEverywhere(this.ctx.ids.parse(found.id) ?? sid, found.node);
+    void nodes.client(found.node).delete(keys.session(found.id));
     return null;
   }
 
-  private async writePrimary(sid: SessionId, node: string, bytes: Buffer, validity: Validity) {
+  /**
+   * Session and validity, written in parallel. When the session is refused (item too large, out of memory: memcached
+   * then also drops the old item) but the validity landed, both are put back as they were loaded (`previous`), or
+   * the validity is deleted: never a validity record that vouches for bytes which were not written.
+   */
+  private async writePrimary(sid: SessionId, node: string, bytes: Buffer, validity: Validity, how: 'set' | 'add' = 'set',
+    previous?: { bytes: Buffer; validity: Validity }): Promise<OpResult<boolean>> {
     const { keys, nodes } = this.ctx;
     const client = nodes.client(node);
     const max = validity.maxInactiveInterval;
     const [s, v] = await Promise.all([
-      client.set(keys.session(sid.id), bytes, toMemcachedExpiration(nonStickySessionTtl(max))),
-      client.set(keys.validity(sid.id), encodeValidity(validity), toMemcachedExpiration(max)),
+      client[how](keys.session(sid.id), bytes, toMemcachedExpiration(nonStickySessionTtl(max))),
+      client[how](keys.validity(sid.id), encodeValidity(validity), toMemcachedExpiration(max)),
     ]);
+    if (!s.ok && v.ok) {
+      if (previous) {
+        const pmax = previous.validity.maxInactiveInterval;
+        await Promise.all([
+          client.set(keys.session(sid.id), previous.bytes, toMemcachedExpiration(nonStickySessionTtl(pmax))),
+          client.set(keys.validity(sid.id), encodeValidity(previous.validity), toMemcachedExpiration(pmax)),
+        ]);
+      } else await client.delete(keys.validity(sid.id));
+    }
     return !s.ok ? s : v;
   }
 
-  private async writeBackupKeys(sid: SessionId, node: string, bytes: Buffer, validity: Validity) {
+  private async writeBackupKeys(sid: SessionId, node: string, bytes: Buffer, validity: Validity): Promise<OpResult<boolean>> {
     const { keys, nodes } = this.ctx;
     const client = nodes.client(node);
     const max = validity.maxInactiveInterval;
@@ -264,20 +400,25 @@ export class NonStickyMode implements SessionMode {
       client.set(keys.backup(sid.id), bytes, toMemcachedExpiration(nonStickySessionTtl(max))),
       client.set(keys.backupValidity(sid.id), encodeValidity(validity), toMemcachedExpiration(max)),
     ]);
+    if (!s.ok && v.ok) {
+      // The copy was refused: drop both keys rather than leave a new validity over an old (or no) copy.
+      await Promise.all([client.delete(keys.backupValidity(sid.id)), client.delete(keys.backup(sid.id))]);
+    }
     return !s.ok ? s : v;
   }
 
   /** Full backup write on the node after the primary. A failure is counted and logged, never thrown. */
-  private async writeBackup(sid: SessionId, primary: string, bytes: Buffer, validity: Validity): Promise<void> {
-    const target = this.backupNodeOf(primary);
+  private async writeBackup(sid: SessionId, primary: string, bytes: Buffer, validity: Validity, repair = false): Promise<void> {
+    const target = this.backupTarget(primary);
     if (!target) return;
     const r = await this.writeBackupKeys(sid, target, bytes, validity);
+    if (repair && r.ok) this.ctx.stats.backupsRewritten++;
     this.afterBackup(sid, target, r);
   }
 
   /** Unchanged session: new bak:validity, and `touch bak:` which also tells whether the copy is still there. */
   private async refreshBackup(sid: SessionId, primary: string, bytes: Buffer, validity: Validity): Promise<void> {
-    const target = this.backupNodeOf(primary);
+    const target = this.backupTarget(primary);
     if (!target) return;
     const { keys, nodes, stats } = this.ctx;
     const client = nodes.client(target);
@@ -295,7 +436,7 @@ export class NonStickyMode implements SessionMode {
     this.afterBackup(sid, target, !v.ok ? v : t);
   }
 
-  private backupNodeOf(primary: string): string | undefined {
+  private backupTarget(primary: string): string | undefined {
     if (this.ctx.nodes.ids.length < 2) return undefined;
     const target = this.ctx.nodes.nextAvailable(primary);
     if (!target) {
@@ -305,34 +446,32 @@ export class NonStickyMode implements SessionMode {
     return target;
   }
 
-  private afterBackup(sid: SessionId, node: string, r: { ok: true } | { ok: false; error: Error }): void {
+  private afterBackup(sid: SessionId, node: string, r: OpResult<unknown>): void {
     if (r.ok) {
       this.ctx.nodes.markOk(node);
       return;
     }
-    this.ctx.nodes.markFailed(node, r.error);
+    if (!isItemTooLarge(r.error)) this.ctx.nodes.markFailed(node, r.error);
     this.ctx.stats.requestsWithBackupFailure++;
     this.ctx.logger.warn(`session ${hashId(sid.id)}: backup on ${node} failed: ${r.error.message}`);
   }
 
-  /** Session + validity on the primary. true when the node answered. */
-  private async deleteAll(sid: SessionId, node: string): Promise<boolean> {
+  /** Every copy: session + validity on the primary, bak: keys on every other available node. true if any answered. */
+  private async deleteEverywhere(sid: SessionId, primary: string): Promise<boolean> {
     const { keys, nodes } = this.ctx;
-    if (!nodes.isAvailable(node)) return false;
-    const client = nodes.client(node);
-    const [a, b] = await Promise.all([client.delete(keys.session(sid.id)), client.delete(keys.validity(sid.id))]);
-    if (!a.ok) nodes.markFailed(node, a.error);
-    return a.ok && b.ok;
+    const ops: Array<Promise<OpResult<boolean>>> = [];
+    for (const node of nodes.ids) {
+      if (!nodes.isAvailable(node)) continue;
+      const c = nodes.client(node);
+      if (node === primary) ops.push(c.delete(keys.session(sid.id)), c.delete(keys.validity(sid.id)));
+      else if (nodes.ids.length > 1) ops.push(c.delete(keys.backup(sid.id)), c.delete(keys.backupValidity(sid.id)));
+    }
+    const rs = await Promise.all(ops);
+    return rs.some((r) => r.ok);
   }
+}
 
-  private async deleteBackup(sid: SessionId, primary: string): Promise<boolean> {
-    if (this.ctx.nodes.ids.length < 2) return false;
-    const { keys, nodes } = this.ctx;
-    const target = nodes.nextAvailable(primary);
-    if (!target) return false;
-    const client = nodes.client(target);
-    const [a, b] = await Promise.all([client.delete(keys.backup(sid.id)), client.delete(keys.backupValidity(sid.id))]);
-    if (!a.ok) nodes.markFailed(target, a.error);
-    return a.ok && b.ok;
-  }
+/** Memcached refused the item itself (bigger than its -I item size): the node is healthy. */
+function isItemTooLarge(e: Error): boolean {
+  return /value too large|object too large|too large for cache/i.test(e.message);
 }

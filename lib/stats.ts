@@ -15,6 +15,11 @@ export class Statistics {
   primaryWriteFailures = 0;
   backupsSkippedNoNode = 0;
   backupsRewritten = 0;
+  /** Non-sticky read-repair: a primary that held an older copy, or none, was written from the newest backup. */
+  primariesRepaired = 0;
+  /** Proactive repairs run for a node that came back, and the copies they wrote. */
+  nodeRepairs = 0;
+  sessionsRepaired = 0;
   sessionsRewrittenAfterMiss = 0;
   localHits = 0;
   localMisses = 0;

@@ -149,6 +149,7 @@ export class MemcachedStore extends Store {
   /** Probes every node now (normally probes run in the background when the 1 s cache entry is stale). */
   async ready(): Promise<void> {
     await this.nodes.refresh();
+    await this.mode.idle?.();
   }
 
   /** Flushes queued backups, then closes every connection. */
@@ -342,7 +343,7 @@ function isUsableCookie(cookie: StoredCookie): boolean {
   // Cookie's constructor assigns every field: `maxAge`, `expires`, `data` are accessors there, not data.
   if ('maxAge' in cookie || 'data' in cookie || '_expires' in cookie) return false;
   try {
-    const probe = new Cookie({ ...cookie, expires: undefined, originalMaxAge: undefined } as any);
+    const probe = new (Cookie as any)({ ...cookie, expires: undefined, originalMaxAge: undefined });
     probe.serialize('probe', 'v');
     return true;
   } catch {

@@ -38,6 +38,21 @@ export const HEADER_LENGTH = 4;
 
 export const TranscoderKind = { json: 1, avro: 2 } as const;
 
+/** Not a session: `bak:<old id>` after a relocation, pointing at the new id (see non-sticky.ts). */
+const MOVED_KIND = 0xff;
+
+export function encodeMoved(newId: string): Buffer {
+  const b = Buffer.allocUnsafe(HEADER_LENGTH + Buffer.byteLength(newId, 'latin1'));
+  writeHeader(b, MOVED_KIND);
+  b.write(newId, HEADER_LENGTH, 'latin1');
+  return b;
+}
+
+/** The new id when `bytes` is a relocation marker, else undefined. */
+export function movedTo(bytes: Buffer): string | undefined {
+  return hasHeader(bytes, MOVED_KIND) ? bytes.toString('latin1', HEADER_LENGTH) : undefined;
+}
+
 export function writeHeader(target: Buffer, kind: number): void {
   target[0] = MAGIC0;
   target[1] = MAGIC1;

@@ -105,10 +105,26 @@ export class RawClient {
     return r;
   }
 
-  /** All keys currently stored (lru_crawler metadump), for "what landed where" assertions. */
+  /** All keys currently stored (lru_crawler metadump on its own socket; retried while another crawl runs). */
   async keys(): Promise<string[]> {
-    const out = (await this.command(Buffer.from('lru_crawler metadump all\r\n'), endOfMetadump)).toString();
-    return out.split(/\r?\n/).map((l) => /^key=(\S+)/.exec(l)?.[1]).filter((k): k is string => !!k).map(decodeURIComponent);
+    for (let attempt = 0; ; attempt++) {
+      const out = await new Promise<string>((resolve, reject) => {
+        const s = net.connect({ host: this.host, port: this.port }, () => s.write('lru_crawler metadump all\r\n'));
+        let b = Buffer.alloc(0);
+        const t = setTimeout(() => { s.destroy(); reject(new Error(`raw client ${this.port}: metadump timeout`)); }, 5000);
+        s.on('data', (d) => {
+          b = Buffer.concat([b, d]);
+          const n = endOfMetadump(b);
+          if (n >= 0) { clearTimeout(t); s.destroy(); resolve(b.subarray(0, n).toString()); }
+        });
+        s.on('error', (e) => { clearTimeout(t); reject(e); });
+      });
+      if (/(^|\n)BUSY/.test(out) && attempt < 50) {
+        await new Promise((r) => setTimeout(r, 20));
+        continue;
+      }
+      return out.split(/\r?\n/).map((l) => /^key=(\S+)/.exec(l)?.[1]).filter((k): k is string => !!k).map(decodeURIComponent);
+    }
   }
 
   async flush(): Promise<void> {

@@ -175,6 +175,7 @@ describe('fuzz: hostile cookies, routes and stored values', () => {
       res.status((err as any).status ?? 500).json({ error: String(err?.message ?? err) });
     });
     server = http.createServer(app);
+    server.keepAliveTimeout = 120_000; // no idle-close racing the client's reuse of a kept-alive socket
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     port = (server.address() as net.AddressInfo).port;
     agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
@@ -340,8 +341,8 @@ describe('fuzz: hostile cookies, routes and stored values', () => {
         return;
       }
       if (res.status !== 200) {
-        // Clear errors are allowed only where the stored data itself is hostile (oversized, crafted JSON).
-        const allowed = c.id.kind === 'planted' && (c.id.plant.kind === 'oversized' || c.id.plant.kind === 'json') && expect === 'maybe';
+        // Clear errors are allowed only where the stored data itself is too big to be saved again.
+        const allowed = c.id.kind === 'planted' && c.id.plant.kind === 'oversized' && expect === 'maybe';
         if (!allowed || res.status < 400 || typeof res.body?.error !== 'string' || !res.body.error) {
           failures.push(`${tag}: status ${res.status} body ${JSON.stringify(res.body).slice(0, 300)}`);
         }

@@ -1,0 +1,131 @@
+// Proactive re-replication for non-sticky mode. msm refreshes a backup only when a request touches the session
+// (#300), so a node that comes back empty leaves every untouched session with one copy, and a second fault loses
+// it. When a node returns (restarted, or reachable again), one instance copies back what belongs on it: its
+// primaries from their bak: copies on other nodes, and the bak: copies of sessions whose primary precedes it.
+// A copy never replaces a newer one (versions: the validity records' thisAccessedTime).
+// Keys are listed with `lru_crawler metadump`; a server without it (SASL-only, old) is skipped and logged, and its
+// sessions are repaired by their next request (read-repair in non-sticky.ts).
+import { idInKey } from './keys';
+import { hashId } from './logger';
+import type { ModeContext } from './mode';
+import type { SessionId } from './session-id';
+import { Validity, decodeValidity, encodeValidity, isValid, toMemcachedExpiration } from './validity';
+
+const CONCURRENCY = 8;
+/** Only one instance repairs a node at a time (an `add` on the returned node). */
+const REPAIR_LOCK_TTL = 30;
+
+/** s left for a validity record, and the session items that live one maxInactive longer. */
+function remainingTtls(v: Validity, now = Date.now()): { validity: number; session: number } {
+  if (v.maxInactiveInterval <= 0) return { validity: 0, session: 0 };
+  const left = Math.max(1, Math.ceil(v.maxInactiveInterval - (now - v.thisAccessedTime) / 1000));
+  return { validity: toMemcachedExpiration(left, now), session: toMemcachedExpiration(left + v.maxInactiveInterval, now) };
+}
+
+export class NodeRepair {
+  private readonly running = new Map<string, Promise<void>>();
+  private closed = false;
+  private readonly onReturned = (id: string, reason: string) => this.schedule(id, reason);
+
+  constructor(private readonly ctx: ModeContext, private readonly primaryOf: (sid: SessionId) => string) {
+    if (ctx.nodes.ids.length > 1) ctx.nodes.on('returned', this.onReturned);
+  }
+
+  /** Starts a repair of `node` unless one runs already in this process. Resolves when it is done. */
+  schedule(node: string, reason = 'requested'): Promise<void> {
+    const running = this.running.get(node);
+    if (running || this.closed) return running ?? Promise.resolve();
+    const p = this.run(node, reason)
+      .catch((e: unknown) => this.ctx.logger.error(`repair of ${node} failed: ${(e as Error)?.message ?? e}`))
+      .finally(() => this.running.delete(node));
+    this.running.set(node, p);
+    return p;
+  }
+
+  async idle(): Promise<void> {
+    while (this.running.size) await Promise.allSettled([...this.running.values()]);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.ctx.nodes.off('returned', this.onReturned);
+    await Promise.allSettled([...this.running.values()]);
+  }
+
+  private async run(node: string, reason: string): Promise<void> {
+    const { nodes, keys } = this.ctx;
+    const target = nodes.client(node);
+    const lockKey = keys.lock(`repair-${node}`);
+    const lock = await target.add(lockKey, Buffer.from('1'), REPAIR_LOCK_TTL, true);
+    if (!lock.ok || !lock.value) return;
+    try {
+      await this.repairLocked(node, reason);
+    } finally {
+      void target.delete(lockKey);
+    }
+  }
+
+  private async repairLocked(node: string, reason: string): Promise<void> {
+    const { nodes, keys, ids, stats, logger } = this.ctx;
+    stats.nodeRepairs++;
+    const pingKeys = new Set(nodes.ids.map((id) => keys.ping(id)));
+    const tasks: Array<() => Promise<boolean>> = [];
+    for (const other of nodes.ids) {
+      if (other === node || this.closed || !nodes.isAvailable(other)) continue;
+      const listed = await nodes.client(other).listKeys();
+      if (!listed.ok) {
+        logger.warn(`repair of ${node}: cannot list keys on ${other} (${listed.error.message}); its sessions are repaired on their next request`);
+        continue;
+      }
+      for (const key of listed.value) {
+        if (pingKeys.has(key)) continue;
+        const backupOf = idInKey(keys, key, 'backup');
+        const sid = ids.parse(backupOf ?? idInKey(keys, key, 'session'));
+        if (!sid) continue;
+        const primary = this.primaryOf(sid);
+        if (backupOf !== undefined) {
+          // A backup whose primary is the returned node: the primary copy may be gone or older.
+          if (primary === node) tasks.push(() => this.copy(sid, other, 'backup', node, 'primary'));
+        } else if (primary === other && nodes.nextAvailable(other) === node) {
+          // A primary on `other` whose backup belongs on the returned node.
+          tasks.push(() => this.copy(sid, other, 'primary', node, 'backup'));
+        }
+      }
+    }
+    let copied = 0;
+    let next = 0;
+    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, tasks.length) }, async () => {
+      while (next < tasks.length && !this.closed) if (await tasks[next++]()) copied++;
+    }));
+    stats.sessionsRepaired += copied;
+    logger.info(`repair of ${node} (${reason}): ${tasks.length} sessions checked, ${copied} copies written`);
+  }
+
+  /** Copies one session from `from` (as its primary or backup keys) to `to`, unless `to` holds the same or newer. */
+  private async copy(sid: SessionId, from: string, fromRole: 'primary' | 'backup', to: string, toRole: 'primary' | 'backup'): Promise<boolean> {
+    const { nodes, keys } = this.ctx;
+    const src = nodes.client(from);
+    const dst = nodes.client(to);
+    const k = (role: 'primary' | 'backup') => role === 'primary'
+      ? { session: keys.session(sid.id), validity: keys.validity(sid.id) }
+      : { session: keys.backup(sid.id), validity: keys.backupValidity(sid.id) };
+    const s = k(fromRole);
+    const d = k(toRole);
+    const [bytes, v, current] = await Promise.all([src.get(s.session, true), src.get(s.validity, true), dst.get(d.validity, true)]);
+    if (!bytes.ok || !v.ok || !current.ok || !bytes.value) return false;
+    const validity = decodeValidity(v.value);
+    if (!validity || !isValid(validity)) return false;
+    const have = decodeValidity(current.value);
+    if (have && have.thisAccessedTime >= validity.thisAccessedTime) return false;
+    const ttl = remainingTtls(validity);
+    // Nothing there: add, so a request that writes meanwhile wins. An older copy there: replace it.
+    const how = have ? 'set' : 'add';
+    const [ws, wv] = await Promise.all([
+      dst[how](d.session, bytes.value, ttl.session, true),
+      dst[how](d.validity, encodeValidity(validity), ttl.validity, true),
+    ]);
+    if (ws.ok && wv.ok && ws.value && wv.value) return true;
+    if (!ws.ok || !wv.ok) this.ctx.logger.debug(`repair: copy of ${hashId(sid.id)} to ${to} failed`);
+    return false;
+  }
+}

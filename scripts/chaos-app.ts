@@ -1,0 +1,37 @@
+// One app instance for the chaos run (scripts/chaos.ts): a child process, so it can be killed -9 and restarted.
+// env: CHAOS_PORT, CHAOS_NODES (msm memcachedNodes), CHAOS_LOCKING (default all).
+import * as http from 'http';
+import express from 'express';
+import { memcachedSession } from '../lib/middleware';
+
+const port = Number(process.env.CHAOS_PORT);
+const mw = memcachedSession({
+  memcachedNodes: process.env.CHAOS_NODES!,
+  storageKeyPrefix: 'static:chaos',
+  lockingMode: (process.env.CHAOS_LOCKING ?? 'all') as 'all',
+  operationTimeout: Number(process.env.CHAOS_OP_TIMEOUT ?? 1000),
+  // Zero-loss needs the backup written before the response is acknowledged (msm: sessionBackupAsync=false).
+  sessionBackupAsync: process.env.CHAOS_BACKUP_ASYNC === '1',
+  sessionBackupTimeout: Number(process.env.CHAOS_BACKUP_TIMEOUT ?? 1000),
+  session: { secret: 'chaos-secret', resave: false, saveUninitialized: false, cookie: { maxAge: 3_600_000 } },
+});
+const app = express();
+app.use(mw);
+app.post('/inc', (req, res, next) => {
+  const s = req.session as any;
+  s.n = (s.n ?? 0) + 1;
+  // Acknowledge only after the store has the session: express-session's own save runs after the response.
+  req.session.save((err) => (err ? next(err) : res.json({ id: req.sessionID, n: s.n })));
+});
+app.get('/get', (req, res) => res.json({ id: req.sessionID, n: (req.session as any).n ?? null }));
+app.get('/stats', (_req, res) => res.json(mw.store.stats()));
+app.use((err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+  if (!res.headersSent) res.status(503).json({ error: err.message });
+});
+const server = http.createServer(app);
+server.keepAliveTimeout = 60_000;
+server.listen(port, '127.0.0.1', () => process.send?.('ready'));
+process.on('SIGTERM', () => {
+  server.close();
+  void mw.store.close().then(() => process.exit(0));
+});

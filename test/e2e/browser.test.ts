@@ -1,0 +1,94 @@
+// The seeds' experiment in a real browser: headless Chromium (Debian's `chromium`, driven by playwright-core) loads
+// the demo through the balancer and reloads it: the serving instance changes while the session id and creation time
+// stay and the counter goes up. Saves docs/demo.png (the screenshot in the README).
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { chromium } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { RunningDemo, startDemo } from '../helpers/demo';
+
+jest.setTimeout(240_000);
+
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const SCREENSHOT = path.resolve(__dirname, '..', '..', 'docs', 'demo.png');
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync'];
+
+interface Seen {
+  instance: string;
+  sessionId: string;
+  createdAt: string;
+  views: number;
+}
+
+async function read(page: Page): Promise<Seen> {
+  const text = async (id: string) => ((await page.locator(`#${id}`).textContent()) ?? '').trim();
+  return { instance: await text('instance'), sessionId: await text('session-id'), createdAt: await text('created-at'), views: Number(await text('views')) };
+}
+
+describe('demo in headless Chromium', () => {
+  let demo: RunningDemo | undefined;
+  let context: BrowserContext | undefined;
+  let profile: string | undefined;
+
+  afterAll(async () => {
+    await context?.close().catch(() => undefined);
+    if (profile) fs.rmSync(profile, { recursive: true, force: true });
+    await demo?.stop();
+  });
+
+  test('reloads through the balancer: the instance changes, the session id stays, the counter goes up', async () => {
+    if (!fs.existsSync(CHROMIUM)) {
+      throw new Error(`Chromium is missing at ${CHROMIUM}: \`.ci/run\` installs it (apt-get install -y chromium on Debian), ` +
+        'or set CHROMIUM_PATH to a Chromium binary.');
+    }
+    demo = await startDemo({ DEMO_STICKY: '', DEMO_BALANCER: '' });
+    profile = fs.mkdtempSync(path.join(os.tmpdir(), 'express-msm-chromium-'));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ARGS,
+      viewport: { width: 1000, height: 640 },
+      timeout: 120_000,
+    });
+    const page = context.pages()[0] ?? (await context.newPage());
+    page.setDefaultTimeout(60_000);
+
+    await page.goto(demo.state.url, { waitUntil: 'load' });
+    const seen: Seen[] = [await read(page)];
+    for (let i = 0; i < 7; i++) {
+      await page.reload({ waitUntil: 'load' });
+      seen.push(await read(page));
+    }
+    const first = seen[0];
+    expect(first.sessionId).toMatch(/^[0-9A-F]{32}-n[12]$/);
+    expect(first.views).toBe(1);
+    for (const [i, s] of seen.entries()) {
+      expect(s.sessionId).toBe(first.sessionId);
+      expect(s.createdAt).toBe(first.createdAt);
+      expect(s.views).toBe(i + 1);
+    }
+    const instances = seen.map((s) => s.instance);
+    expect(new Set(instances)).toEqual(new Set(['a', 'b']));
+    // The instance changes between reloads (round robin), not only once.
+    const changes = instances.slice(1).filter((x, i) => x !== instances[i]).length;
+    expect(changes).toBeGreaterThanOrEqual(2);
+
+    // The cart button (a locked route in non-sticky mode) posts, redirects to the page and keeps the session.
+    await page.getByRole('button', { name: 'Add to cart' }).click();
+    await page.waitForURL(demo.state.url);
+    await expect(page.locator('#cart').textContent()).resolves.toContain('apple');
+    const after = await read(page);
+    expect(after.sessionId).toBe(first.sessionId);
+    expect(after.views).toBe(seen.length + 1);
+
+    // The logo loaded (served without a session: requestUriIgnorePattern).
+    const logoOk = await page.locator('header img').evaluate((img: any) => img.complete && img.naturalWidth > 0);
+    expect(logoOk).toBe(true);
+
+    fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    expect(fs.statSync(SCREENSHOT).size).toBeGreaterThan(5000);
+  });
+});

@@ -1,0 +1,48 @@
+// Keeps `npm run bench` working: one very short round with two configurations. No speed assertions.
+import { execFile } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+const ROOT = path.join(__dirname, '..', '..');
+
+test('bench runs one short round and writes results.json and results.svg', async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'msm-bench-'));
+  try {
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, ['-r', './scripts/register.js', 'bench/run.ts'], {
+        cwd: ROOT,
+        timeout: 90_000,
+        env: {
+          ...process.env,
+          BENCH_ONLY: 'memory,msm-json',
+          BENCH_DURATION: '1',
+          BENCH_ROUNDS: '1',
+          BENCH_WARMUP: '0',
+          BENCH_CONNECTIONS: '4',
+          BENCH_OUT: out,
+        },
+      }, (err, so, se) => (err ? reject(new Error(`${err.message}\n${so}\n${se}`)) : resolve(so)));
+    });
+    expect(stdout).toContain('| configuration |');
+    const results = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
+    expect(results.configs).toEqual(['memory', 'msm-json']);
+    expect(results.settings).toMatchObject({ duration: 1, rounds: 1, connections: 4 });
+    for (const c of ['memory', 'msm-json']) {
+      for (const route of ['read', 'write']) {
+        const x = results.summary[c][route];
+        expect(x.rps).toBeGreaterThan(0);
+        expect(x.requests).toBeGreaterThan(0);
+        expect(x.non2xx).toBe(0);
+        expect(x.vsMemory).toBeGreaterThan(0);
+      }
+    }
+    // The cost model: express-msm reads and writes memcached on every request.
+    expect(results.summary['msm-json'].read.memcachedOpsPerRequest.total).toBeGreaterThan(0);
+    expect(results.summary['msm-json'].write.memcachedOpsPerRequest.set).toBeGreaterThan(0);
+    expect(results.runs).toHaveLength(4);
+    expect(fs.readFileSync(path.join(out, 'results.svg'), 'utf8')).toMatch(/^<svg[\s\S]*<\/svg>\n$/);
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+}, 120_000);
