@@ -48,7 +48,8 @@ export interface SessionMode {
   load(sid: SessionId): Promise<LoadResult | null>;
   /** `bytes` = transcoder.encode(stored); maxInactive in s (> 0). */
   save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void>;
-  touch(sid: SessionId, stored: StoredSession, maxInactive: number, meta: LoadedMeta | undefined): Promise<void>;
+  /** `storedOf` builds the plain session only when the mode needs bytes it does not have (no LoadedMeta). */
+  touch(sid: SessionId, storedOf: () => StoredSession, maxInactive: number, meta: LoadedMeta | undefined): Promise<void>;
   destroy(sid: SessionId): Promise<void>;
   close(): Promise<void>;
   /** Resolves when background work (repairs) is done. */

@@ -136,6 +136,18 @@ export class NodeClient {
     }
   }
 
+  /**
+   * memjs writes every operation with its own socket.write (a syscall each; Nagle then delays the rest). A request
+   * sends 2-4 operations to a node in the same tick: cork the socket until the tick ends so they leave together.
+   */
+  private corkForThisTick(): void {
+    const server = (this.client as unknown as { servers?: Array<{ _socket?: import('net').Socket; connected?: boolean }> }).servers?.[0];
+    const sock = server?._socket;
+    if (!sock || !server!.connected || sock.writableCorked || sock.destroyed) return;
+    sock.cork();
+    process.nextTick(() => sock.uncork());
+  }
+
   private run<T>(kind: keyof NodeClient['ops'], key: string, op: () => Promise<T>): Promise<OpResult<T>> {
     this.opts.onKey?.(key);
     // Callers validate ids before building keys; this is the last line of defence, never reached by valid input.
@@ -144,6 +156,7 @@ export class NodeClient {
     }
     if (this.closed) return Promise.resolve({ ok: false, error: new Error(`node ${this.id} client is closed`) });
     this.ops[kind]++;
+    this.corkForThisTick();
     return new Promise<OpResult<T>>((resolve) => {
       let done = false;
       // Backstop deadline: memjs has its own timeout, but not for every phase (connecting, half-open sockets).

@@ -2,7 +2,9 @@
 // a `bak:` copy lives on the next available node, and a session whose node is down is relocated to the node that
 // holds its backup. Nothing is kept locally between requests.
 //
-// Beyond msm: every copy carries a version (its validity record's thisAccessedTime), and reads compare them.
+// Old ids are forwarded through memcached (a relocation marker at `bak:<old id>`), never through memory in one
+// process: relocation keeps the random part, so ids recur (n1 -> n2 -> n3 -> n1) and a remembered redirect would go
+// stale. Beyond msm: every copy carries a version (its validity record's thisAccessedTime), and reads compare them.
 // A load reads the backup's validity in the same round trip as the primary: the newest valid copy wins (a primary
 // that missed writes while it was stopped is repaired), a missing or older backup is rewritten, and a primary that
 // lost its items (restart, eviction) is restored from the newest backup. NodeRepair (repair.ts) does the same
@@ -16,6 +18,7 @@ import { Validity, decodeValidity, encodeValidity, isValid, nonStickySessionTtl,
 import { hashId } from './logger';
 import type { OpResult } from './node-client';
 import { NodeRepair } from './repair';
+import { LRUCache } from 'lru-cache';
 
 /** A copy found in memcached, not yet decoded: shared by concurrent loads of one id, decoded by each. */
 interface Found {
@@ -45,6 +48,12 @@ function newer(a: Validity | null | undefined, b: Validity | null | undefined): 
 
 export class NonStickyMode implements SessionMode {
   private readonly inflight = new Map<string, Promise<Found | null>>();
+  /**
+   * When this process last set or touched a session's items (ms). Their TTL is 2x maxInactive from then, so within
+   * maxInactive/2 at least 1.5x maxInactive remains and a read need not touch them again. Conservative: another
+   * instance may have refreshed them later. A lost item is found by the next load (read-repair).
+   */
+  private readonly refreshed = new LRUCache<string, { primary: number; backup: number }>({ max: 100_000 });
   readonly repair: NodeRepair;
 
   constructor(private readonly ctx: ModeContext) {
@@ -97,7 +106,6 @@ export class NonStickyMode implements SessionMode {
       if (!next) return null;
       found = await this.locateCopy(next);
       if (found && !found.newId) found.newId = next.id;
-      if (found?.newId) this.ctx.recordIdChange(sid.id, found.newId);
     }
     return found && movedTo(found.bytes) === undefined ? found : null;
   }
@@ -211,7 +219,6 @@ export class NonStickyMode implements SessionMode {
     const relocatedValidity = n.value ? decodeValidity(nv.value) : null;
     if (n.value && relocatedValidity && isValid(relocatedValidity) && !newer(copy?.validity, relocatedValidity)) {
       stats.requestsWithMemcachedFailover++;
-      this.ctx.recordIdChange(sid.id, newId);
       return { id: newId, node: target, bytes: n.value, validity: relocatedValidity, newId };
     }
     if (!copy) return null;
@@ -228,7 +235,6 @@ export class NonStickyMode implements SessionMode {
     stats.requestsWithMemcachedFailover++;
     stats.sessionsRelocated++;
     logger.warn(`session ${hashId(sid.id)} relocated from ${primary} to ${target}`);
-    this.ctx.recordIdChange(sid.id, newId);
     // The old id's backup becomes a marker pointing at the new id, with a newer version than any copy of the old
     // id, so the old node's copy loses when that node comes back. Other old backups are superseded: deleted.
     const marker = { ...validity, thisAccessedTime: validity.thisAccessedTime + 1 };
@@ -285,8 +291,8 @@ export class NonStickyMode implements SessionMode {
     this.ctx.logger.warn(`session ${hashId(sid.id)}: node ${primary} down, stored on ${target} for relocation`);
   }
 
-  async touch(sid: SessionId, stored: StoredSession, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
-    const bytes = meta && meta.id === sid.id ? meta.bytes : this.ctx.transcoder.encode(stored);
+  async touch(sid: SessionId, storedOf: () => StoredSession, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
+    const bytes = meta && meta.id === sid.id ? meta.bytes : this.ctx.transcoder.encode(storedOf());
     return this.refresh(sid, bytes, maxInactive, meta);
   }
 
@@ -302,12 +308,14 @@ export class NonStickyMode implements SessionMode {
     if (nodes.isAvailable(primary)) {
       const client = nodes.client(primary);
       const ttl = toMemcachedExpiration(nonStickySessionTtl(maxInactive));
+      const due = this.touchDue(sid.id, 'primary', maxInactive);
       const [v, t] = await Promise.all([
         client.set(keys.validity(sid.id), encodeValidity(validity), toMemcachedExpiration(maxInactive)),
-        client.touch(keys.session(sid.id), ttl),
+        due ? client.touch(keys.session(sid.id), ttl) : Promise.resolve<OpResult<boolean>>({ ok: true, value: true }),
       ]);
       if (v.ok && t.ok) {
         nodes.markOk(primary);
+        if (due && t.value) this.noteRefreshed(sid.id, 'primary');
         if (!t.value) {
           // Evicted or the node restarted: we still hold the bytes, write them back.
           stats.sessionsRewrittenAfterMiss++;
@@ -340,6 +348,17 @@ export class NonStickyMode implements SessionMode {
 
   async close(): Promise<void> {
     await this.repair.close();
+  }
+
+  private touchDue(id: string, which: 'primary' | 'backup', maxInactive: number): boolean {
+    const e = this.refreshed.get(id);
+    return !e || maxInactive <= 0 || Date.now() - e[which] >= maxInactive * 500;
+  }
+
+  private noteRefreshed(id: string, which: 'primary' | 'backup'): void {
+    const e = this.refreshed.get(id);
+    if (e) e[which] = Date.now();
+    else this.refreshed.set(id, which === 'primary' ? { primary: Date.now(), backup: 0 } : { primary: 0, backup: Date.now() });
   }
 
   /** Resolves when no repair is running (tests, start-up). */
@@ -380,6 +399,7 @@ export class NonStickyMode implements SessionMode {
       client[how](keys.session(sid.id), bytes, toMemcachedExpiration(nonStickySessionTtl(max))),
       client[how](keys.validity(sid.id), encodeValidity(validity), toMemcachedExpiration(max)),
     ]);
+    if (s.ok && s.value) this.noteRefreshed(sid.id, 'primary');
     if (!s.ok && v.ok) {
       if (previous) {
         const pmax = previous.validity.maxInactiveInterval;
@@ -400,6 +420,7 @@ export class NonStickyMode implements SessionMode {
       client.set(keys.backup(sid.id), bytes, toMemcachedExpiration(nonStickySessionTtl(max))),
       client.set(keys.backupValidity(sid.id), encodeValidity(validity), toMemcachedExpiration(max)),
     ]);
+    if (s.ok && s.value) this.noteRefreshed(sid.id, 'backup');
     if (!s.ok && v.ok) {
       // The copy was refused: drop both keys rather than leave a new validity over an old (or no) copy.
       await Promise.all([client.delete(keys.backupValidity(sid.id)), client.delete(keys.backup(sid.id))]);
@@ -424,10 +445,12 @@ export class NonStickyMode implements SessionMode {
     const client = nodes.client(target);
     const max = validity.maxInactiveInterval;
     const ttl = toMemcachedExpiration(nonStickySessionTtl(max));
+    const due = this.touchDue(sid.id, 'backup', max);
     const [v, t] = await Promise.all([
       client.set(keys.backupValidity(sid.id), encodeValidity(validity), toMemcachedExpiration(max)),
-      client.touch(keys.backup(sid.id), ttl),
+      due ? client.touch(keys.backup(sid.id), ttl) : Promise.resolve<OpResult<boolean>>({ ok: true, value: true }),
     ]);
+    if (due && t.ok && t.value) this.noteRefreshed(sid.id, 'backup');
     if (v.ok && t.ok && !t.value) {
       // The backup node restarted or was down when the session last changed (msm #300): write the copy again.
       stats.backupsRewritten++;

@@ -128,8 +128,8 @@ export class StickyMode implements SessionMode {
     return this.ctx.backups.run(() => this.backup(sid.id, e));
   }
 
-  async touch(sid: SessionId, stored: StoredSession, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
-    const bytes = meta && meta.id === sid.id ? meta.bytes : this.ctx.transcoder.encode(stored);
+  async touch(sid: SessionId, storedOf: () => StoredSession, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
+    const bytes = meta && meta.id === sid.id ? meta.bytes : this.ctx.transcoder.encode(storedOf());
     return this.refresh(sid, bytes, maxInactive);
   }
 

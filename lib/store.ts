@@ -1,7 +1,7 @@
 // MemcachedStore: express-session's Store contract (callbacks and promises) on top of a mode (non-sticky, sticky).
 // Validates every id before anything is built from it, turns sessions into plain data and bytes, and carries what
 // a load learnt (bytes, validity, a new id) on the session object until set/touch.
-import { Cookie, Store } from 'express-session';
+import { Store } from 'express-session';
 import type { SessionData } from 'express-session';
 import { LRUCache } from 'lru-cache';
 import { MemcachedStoreOptions, ResolvedConfig, resolveConfig } from './config';
@@ -62,8 +62,13 @@ export class MemcachedStore extends Store {
   readonly mode: SessionMode;
   /** Largest encoded session accepted; larger ones fail at set with a message naming the size. */
   maxSessionBytes = DEFAULT_MAX_SESSION_BYTES;
-  private readonly idChanges = new LRUCache<string, string>({ max: 10_000, ttl: 10 * 60_000 });
+  /**
+   * Sticky takeover: old id -> new id for requests already in flight with the old cookie. Seconds only: a session's
+   * ids recur (a -> b -> a), so an older entry would redirect a live id to a stale one.
+   */
+  private readonly idChanges = new LRUCache<string, string>({ max: 10_000, ttl: 5_000 });
   private closed = false;
+  private readonly counted = new WeakSet<object>();
 
   constructor(options: MemcachedStoreOptions) {
     super();
@@ -102,10 +107,7 @@ export class MemcachedStore extends Store {
   }
 
   /** Pass as express-session's `genid`: `<random>-<nodeId>[.<route>]` on a random available node. */
-  readonly genid = (_req?: unknown): string => {
-    this.statistics.sessionsCreated++;
-    return this.mode.newId();
-  };
+  readonly genid = (_req?: unknown): string => this.mode.newId();
 
   get(sid: string, callback?: Callback<SessionData | null>): Promise<SessionData | null> {
     return withCallback(this.loadSession(sid), callback);
@@ -213,7 +215,13 @@ export class MemcachedStore extends Store {
     if (bytes.length > this.maxSessionBytes) {
       throw new Error(`express-msm: session is ${bytes.length} bytes, above the ${this.maxSessionBytes}-byte limit (memcached item size); not stored`);
     }
-    await this.mode.save(r.sid, stored, bytes, maxInactive, (session as any)[LOADED]);
+    const meta = (session as any)[LOADED] as LoadedMeta | undefined;
+    await this.mode.save(r.sid, stored, bytes, maxInactive, meta);
+    // Counted when first stored (express-session asks genid for every request without a cookie), once per object.
+    if (!meta && !this.counted.has(session)) {
+      this.counted.add(session);
+      this.statistics.sessionsCreated++;
+    }
     if (pre) Object.defineProperty(session, SAVED, { value: true, configurable: true, writable: true });
     this.statistics.time('save', performance.now() - started);
   }
@@ -241,7 +249,7 @@ export class MemcachedStore extends Store {
     if (!r) return;
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
     if (maxInactive <= 0) return this.mode.destroy(r.sid);
-    await this.mode.touch(r.sid, this.toStored(session), maxInactive, (session as any)[LOADED]);
+    await this.mode.touch(r.sid, () => this.toStored(session), maxInactive, (session as any)[LOADED]);
   }
 
   private async removeSession(raw: string): Promise<void> {
@@ -330,9 +338,18 @@ export class MemcachedStore extends Store {
   }
 }
 
+// What cookie.serialize accepts (cookie 0.7, used by express-session): checked here without building a Cookie.
+const COOKIE_PATH = /^[\u0020-\u003A\u003D-\u007E]*$/;
+const COOKIE_DOMAIN = /^([.]?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)([.][a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+const SAME_SITE = new Set(['lax', 'strict', 'none', 'auto']);
+const PRIORITY = new Set(['low', 'medium', 'high']);
+const optional = (v: unknown, ok: (v: unknown) => boolean) => v === undefined || v === null || ok(v);
+const isBool = (v: unknown) => typeof v === 'boolean';
+
 /**
  * Whether express-session can use this stored cookie: it throws (in res.end, where the request then hangs) on a
- * non-numeric originalMaxAge, a date out of range, or a field cookie.serialize rejects (sameSite, path, ...).
+ * non-numeric originalMaxAge, a date out of range, an accessor name, or a field cookie.serialize rejects. Plain
+ * checks, no Cookie built: this runs on every load.
  */
 function isUsableCookie(cookie: StoredCookie): boolean {
   const oma = cookie.originalMaxAge;
@@ -342,13 +359,13 @@ function isUsableCookie(cookie: StoredCookie): boolean {
   if (!(exp === null || exp === undefined || (typeof exp === 'string' && Number.isFinite(new Date(exp).getTime())))) return false;
   // Cookie's constructor assigns every field: `maxAge`, `expires`, `data` are accessors there, not data.
   if ('maxAge' in cookie || 'data' in cookie || '_expires' in cookie) return false;
-  try {
-    const probe = new (Cookie as any)({ ...cookie, expires: undefined, originalMaxAge: undefined });
-    probe.serialize('probe', 'v');
-    return true;
-  } catch {
-    return false;
-  }
+  return optional(cookie.secure, (v) => isBool(v) || v === 'auto')
+    && optional(cookie.httpOnly, isBool)
+    && optional(cookie.partitioned, isBool)
+    && optional(cookie.path, (v) => typeof v === 'string' && COOKIE_PATH.test(v))
+    && optional(cookie.domain, (v) => typeof v === 'string' && COOKIE_DOMAIN.test(v))
+    && optional(cookie.sameSite, (v) => isBool(v) || (typeof v === 'string' && SAME_SITE.has(v.toLowerCase())))
+    && optional(cookie.priority, (v) => typeof v === 'string' && PRIORITY.has(v.toLowerCase()));
 }
 
 /** express-session expects `cookie.expires`; rebuild it from the last access and originalMaxAge (see toStored). */

@@ -263,7 +263,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
           updatesLost += acked[i] - n;
           const h = history[i];
           const at = h.findIndex((e) => e.endsWith(` n=${n}`));
-          lostDetail.push(`session ${i} (${ids[i]}): counter ${n} < ${acked[i]} acknowledged; around the loss: ${h.slice(Math.max(0, at - 1), at + 3).join(' | ')}`);
+          lostDetail.push(`session ${i} (${ids[i]}): counter ${n} < ${acked[i]} acknowledged; around the loss: ${(process.env.CHAOS_VERBOSE ? h : h.slice(Math.max(0, at - 1), at + 3)).join(' | ')}`);
         } else if (n > acked[i] + attempted[i]) {
           phantom += n - acked[i] - attempted[i];
           lostDetail.push(`session ${i} (${ids[i]}): counter ${n} > ${acked[i]} acknowledged + ${attempted[i]} failed attempts`);
@@ -271,7 +271,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       }
     }));
 
-    const inFault = (t: number) => windows.some((w) => t >= w.from && t <= w.to + 2000);
+    // A request belongs to a fault when its lifetime overlaps the window (one in flight when an app is killed
+    // started before the window opened).
+    const inFault = (t: number, ms = 0) => windows.some((w) => t + ms >= w.from && t <= w.to + 2000);
     const failedSamples = samples.filter((s) => s.status !== 200);
     return {
       sessions: opts.sessions,
@@ -281,7 +283,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       updatesLost,
       phantomUpdates: phantom,
       requestsFailed: failedSamples.length,
-      failuresOutsideFaults: failedSamples.filter((s) => !inFault(s.t)).length,
+      failuresOutsideFaults: failedSamples.filter((s) => !inFault(s.t, s.ms)).length,
       failures,
       latency: summary(samples),
       windows: windows.sort((a, b) => a.from - b.from).map((w) => {

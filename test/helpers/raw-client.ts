@@ -127,6 +127,11 @@ export class RawClient {
     }
   }
 
+  /** keys() without the store's maintenance keys: probe markers (`ping-<nodeId>`) and repair locks. */
+  async sessionKeys(): Promise<string[]> {
+    return (await this.keys()).filter((k) => !/(^|_)ping-[A-Za-z0-9_]+$|^lock:(.*_)?repair-/.test(k));
+  }
+
   async flush(): Promise<void> {
     await this.command(Buffer.from('flush_all\r\n'), endOfLine);
   }

@@ -66,8 +66,8 @@ describe('sticky mode', () => {
     expect(route).toBe('a');
     expect(a.mode).toBeInstanceOf(StickyMode);
     // Only the session key, on the node in the id; no validity, no bak:.
-    expect(await raw[index].keys()).toEqual([id]);
-    expect(await raw[1 - index].keys()).toEqual([]);
+    expect(await raw[index].sessionKeys()).toEqual([id]);
+    expect(await raw[1 - index].sessionKeys()).toEqual([]);
     expect(json.decode((await raw[index].get(id))!)).toMatchObject({ n: 1 });
     const meta = await raw[index].meta(id);
     expect(meta!.ttl).toBeGreaterThan(60);
@@ -112,7 +112,7 @@ describe('sticky mode', () => {
     await b.backups.flush();
     expect(await raw[index].get(idA)).toBeNull();
     expect(json.decode((await raw[index].get(idB))!)).toMatchObject({ n: 2 });
-    expect(await raw[index].keys()).toEqual([idB]);
+    expect(await raw[index].sessionKeys()).toEqual([idB]);
 
     // The new cookie at b: a local hit, no further get.
     const gets = totalOps(b, 'get');
@@ -129,7 +129,7 @@ describe('sticky mode', () => {
     const back = await request(appA).get('/get').set('Cookie', cookieFor(idB)).expect(200);
     expect(back.body.n).toBe(3);
     expect(idFromSetCookie(back.headers)).toBe(idA);
-    expect(await raw[index].keys()).toEqual([idA]);
+    expect(await raw[index].sessionKeys()).toEqual([idA]);
     expect(a.stats().requestsWithTomcatFailover).toBe(1);
   });
 
@@ -229,7 +229,7 @@ describe('sticky mode', () => {
       const id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
       expect(parts(id).node).toBe('n2');
     }
-    expect(await raw[0].keys()).toEqual([]);
+    expect(await raw[0].sessionKeys()).toEqual([]);
     await ps[1].kill();
     await a.ready();
     for (let i = 0; i < 5; i++) {
@@ -250,8 +250,8 @@ describe('sticky mode', () => {
     expect(r.body.n).toBe(1);
     const idB = idFromSetCookie(r.headers)!;
     expect(idB).toBe(`${random}-n2.b`);
-    expect(await raw[0].keys()).toEqual([]);
-    expect(await raw[1].keys()).toEqual([idB]);
+    expect(await raw[0].sessionKeys()).toEqual([]);
+    expect(await raw[1].sessionKeys()).toEqual([idB]);
   });
 
   it('local bounds: with localMaxSessions 10, 50 sessions stay readable (reloaded from memcached)', async () => {
@@ -263,7 +263,7 @@ describe('sticky mode', () => {
     }
     expect(a.stats().localEvictions).toBe(40);
     expect((a.mode as StickyMode).local.size).toBe(10);
-    const keys = [...(await raw[0].keys()), ...(await raw[1].keys())];
+    const keys = [...(await raw[0].sessionKeys()), ...(await raw[1].sessionKeys())];
     expect(keys.sort()).toEqual([...ids].sort()); // eviction deleted no memcached copy
     for (const id of ids) {
       const r = await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200);
@@ -360,7 +360,7 @@ describe('sticky mode', () => {
     expect(r.body.n).toBe(1);
     const idB = idFromSetCookie(r.headers)!;
     expect(idB).toBe(idA.replace(/\.a$/, '.b'));
-    expect(await raw[0].keys()).toEqual([idB]);
+    expect(await raw[0].sessionKeys()).toEqual([idB]);
   });
 
   it('a restarted instance (empty local store) reloads its sessions from memcached', async () => {
