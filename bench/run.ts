@@ -18,7 +18,7 @@ import * as http from 'http';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { MemcachedProcess, freePort, memcachedBinary } from '../test/helpers/memcached';
+import { MemcachedProcess, canConnect, freePort, memcachedBinary } from '../test/helpers/memcached';
 import { renderSvg } from './chart';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -62,15 +62,6 @@ const outDir = path.resolve(process.env.BENCH_OUT ?? path.join(ROOT, 'bench'));
 const profileDir = path.join(ROOT, 'bench', '.work', 'profiles');
 
 // --- backends --------------------------------------------------------------------------------------------------
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port });
-    const t = setTimeout(() => { s.destroy(); resolve(false); }, 200);
-    s.once('connect', () => { clearTimeout(t); s.destroy(); resolve(true); });
-    s.once('error', () => { clearTimeout(t); resolve(false); });
-  });
-}
 
 function redisBinary(): string | undefined {
   for (const p of [process.env.REDIS_SERVER_BIN, '/usr/bin/redis-server', '/usr/local/bin/redis-server']) {

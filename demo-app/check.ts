@@ -174,6 +174,22 @@ export async function runCheck(o: CheckOptions): Promise<CheckResult> {
     }
   };
 
+  /** A fresh visit, queued backups settled, the fault, then four visits: what the user sees across the fault. */
+  const across = async (fault: () => Promise<void>, what: string): Promise<{ before: PageInfo; seq: PageInfo[]; error: string }> => {
+    const before = await visit();
+    await settleBackups(before);
+    await fault();
+    log(`     ${what} (session ${before.sessionId}, counter ${before.views})`);
+    const seq: PageInfo[] = [];
+    let error = '';
+    try {
+      for (let i = 0; i < 4; i++) seq.push(await visit());
+    } catch (e) {
+      error = (e as Error).message;
+    }
+    return { before, seq, error };
+  };
+
   // 1. One session across instances.
   let s = first;
   {
@@ -255,19 +271,10 @@ export async function runCheck(o: CheckOptions): Promise<CheckResult> {
     if (s.node?.id !== 'n1') {
       step('kill memcached n1: the session lives on', false, `no session landed on n1 in ${tries} new sessions (node ${s.node?.id})`);
     } else {
-      s = await visit();
-      const before = s;
-      await settleBackups(before);
-      await killN1();
-      killedN1 = true;
-      log(`     killed memcached n1 (session ${before.sessionId}, counter ${before.views})`);
-      const seq: PageInfo[] = [];
-      let error = '';
-      try {
-        for (let i = 0; i < 4; i++) seq.push(await visit());
-      } catch (e) {
-        error = (e as Error).message;
-      }
+      const { before, seq, error } = await across(async () => {
+        await killN1();
+        killedN1 = true;
+      }, 'killed memcached n1');
       const last = seq[seq.length - 1];
       const broken = error || sameSession(before, seq, true) || (!sticky && last.node?.id !== 'n2' ? `session still names node ${last.node?.id}` : null);
       step('kill memcached n1: the session lives on', !broken,
@@ -299,18 +306,7 @@ export async function runCheck(o: CheckOptions): Promise<CheckResult> {
       step('kill app a: b keeps the session', false, `the session still names ${s.node?.id ?? 'no node'} (dead) after 20 requests`);
       return { ok: false, steps, sticky, pages };
     }
-    s = await visit();
-    const before = s;
-    await settleBackups(before);
-    await killAppA();
-    log(`     killed app a (session ${before.sessionId}, counter ${before.views})`);
-    const seq: PageInfo[] = [];
-    let error = '';
-    try {
-      for (let i = 0; i < 4; i++) seq.push(await visit());
-    } catch (e) {
-      error = (e as Error).message;
-    }
+    const { before, seq, error } = await across(killAppA, 'killed app a');
     const broken = error || sameSession(before, seq, sticky) ||
       (seq.some((p) => p.instance !== 'b') ? `instances ${seq.map((p) => p.instance).join(' ')} (a is dead)` : null);
     const last = seq[seq.length - 1];

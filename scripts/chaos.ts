@@ -7,6 +7,7 @@ import { ChildProcess, fork } from 'child_process';
 import * as http from 'http';
 import * as path from 'path';
 import { MemcachedProcess, freePort, killAll, nodesString, startMemcacheds } from '../test/helpers/memcached';
+import { readJsonReply } from '../test/helpers/session-http';
 
 const SECRET = 'chaos-secret';
 const signature: { sign(v: string, s: string): string } = require('cookie-signature');
@@ -110,18 +111,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     function call(app: App, method: string, p: string, cookie?: string): Promise<{ status: number; body: any }> {
       return new Promise((resolve, reject) => {
         const req = http.request({ host: '127.0.0.1', port: app.port, path: p, method, agent, headers: cookie ? { cookie } : {} }, (res) => {
-          let text = '';
-          res.on('data', (c) => (text += c));
-          res.on('end', () => {
-            let body: any = text;
-            try {
-              body = JSON.parse(text);
-            } catch {
-              /* text */
-            }
-            resolve({ status: res.statusCode!, body });
-          });
-          res.on('error', reject);
+          readJsonReply(res).then(resolve, reject);
         });
         req.setTimeout(requestTimeout, () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
         req.on('error', reject);

@@ -4,6 +4,8 @@ import type { AddressInfo } from 'net';
 import express from 'express';
 import { memcachedSession } from '../../lib/middleware';
 import type { MemcachedSessionMiddleware, MemcachedSessionOptions } from '../../lib/middleware';
+import { MemcachedProcess, killAll, startMemcacheds } from './memcached';
+import { RawClient } from './raw-client';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const signature: { sign(v: string, s: string): string } = require('cookie-signature');
@@ -126,4 +128,42 @@ export function addOps(s: { mw: MemcachedSessionMiddleware }): number {
 
 export function counter(s: { mw: MemcachedSessionMiddleware }, name: string): number {
   return s.mw.store.stats()[name] as number;
+}
+
+/** Status and body of a response, the body parsed as JSON when it is JSON. */
+export function readJsonReply(res: http.IncomingMessage): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    res.on('data', (c) => (text += c));
+    res.on('end', () => {
+      let body: any = text;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        /* text */
+      }
+      resolve({ status: res.statusCode!, body });
+    });
+    res.on('error', reject);
+  });
+}
+
+/**
+ * Two memcached processes (and raw clients) for one test file, and the app servers a test starts: closed after
+ * each test. Register at the top level of a test file.
+ */
+export function memcachedFixture(n = 2): { readonly ps: MemcachedProcess[]; readonly raws: RawClient[]; servers: Served[] } {
+  const f = { ps: [] as MemcachedProcess[], raws: [] as RawClient[], servers: [] as Served[] };
+  beforeAll(async () => {
+    f.ps = await startMemcacheds(n);
+    f.raws = f.ps.map((p) => new RawClient(p.port));
+  });
+  afterEach(async () => {
+    await Promise.all(f.servers.splice(0).map((s) => s.close()));
+  });
+  afterAll(async () => {
+    f.raws.forEach((r) => r.close());
+    await killAll(f.ps);
+  });
+  return f;
 }

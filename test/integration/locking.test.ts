@@ -1,29 +1,14 @@
 // Session locking through memcachedSession(): two app instances on the same memcached nodes, real HTTP on loopback.
 import type express from 'express';
-import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
-import { RawClient } from '../helpers/raw-client';
+import { nodesString } from '../helpers/memcached';
+import type { RawClient } from '../helpers/raw-client';
 import {
   Served, abortedRequest, addOps, cookieFor, counter, idFromSetCookie, request, serve, sessionOptions, sleep, until,
+  memcachedFixture,
 } from '../helpers/session-http';
 import type { MemcachedSessionOptions } from '../../lib/middleware';
 
-let ps: MemcachedProcess[];
-let raws: RawClient[];
-const servers: Served[] = [];
-
-beforeAll(async () => {
-  ps = await startMemcacheds(2);
-  raws = ps.map((p) => new RawClient(p.port));
-});
-
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.close()));
-});
-
-afterAll(async () => {
-  raws.forEach((r) => r.close());
-  await killAll(ps);
-});
+const fx = memcachedFixture(2);
 
 /** Handlers shared by every instance; `active`/`maxActive` count concurrency across instances of one test. */
 function routes(track: { active: number; maxActive: number }) {
@@ -64,8 +49,8 @@ function routes(track: { active: number; maxActive: number }) {
 async function instances(n: number, extra: Partial<MemcachedSessionOptions>, track = { active: 0, maxActive: 0 }) {
   const out: Served[] = [];
   for (let i = 0; i < n; i++) {
-    const s = await serve(sessionOptions({ memcachedNodes: nodesString(ps), nodeAvailabilityCacheTTL: 60_000, ...extra }), routes(track));
-    servers.push(s);
+    const s = await serve(sessionOptions({ memcachedNodes: nodesString(fx.ps), nodeAvailabilityCacheTTL: 60_000, ...extra }), routes(track));
+    fx.servers.push(s);
     out.push(s);
   }
   return { servers: out, track };
@@ -80,7 +65,7 @@ async function newSession(s: Served): Promise<{ id: string; cookie: string }> {
 }
 
 function rawFor(id: string): RawClient {
-  return raws[Number(/-n(\d)$/.exec(id)![1]) - 1];
+  return fx.raws[Number(/-n(\d)$/.exec(id)![1]) - 1];
 }
 
 async function lockValue(s: Served, id: string): Promise<Buffer | null> {
@@ -127,7 +112,7 @@ describe('lockingMode all', () => {
     await request(a.port, '/get', { cookie: 'connect.sid=' + encodeURIComponent('s:ABC-n1.forgedsignature') });
     expect(addOps(a) - before).toBe(0);
     expect(counter(a, 'locksAcquired')).toBe(0);
-    for (const r of raws) keys.push(...(await r.keys()));
+    for (const r of fx.raws) keys.push(...(await r.keys()));
     expect(keys.filter((k) => k.startsWith('lock:'))).toEqual([]);
   });
 });

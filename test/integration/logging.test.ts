@@ -7,6 +7,7 @@ import { memcachedSession } from '../../lib/middleware';
 import type { MemcachedSessionMiddleware } from '../../lib/middleware';
 import { hashId } from '../../lib/logger';
 import { capturingLogger } from '../helpers/capturing-logger';
+import { readJsonReply } from '../helpers/session-http';
 import { RawClient } from '../helpers/raw-client';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 const signature: { sign(v: string, s: string): string } = require('cookie-signature');
@@ -26,17 +27,7 @@ describe('logging', () => {
   function get(path: string, cookie?: string): Promise<{ status: number; body: any }> {
     return new Promise((resolve, reject) => {
       const req = http.get({ host: '127.0.0.1', port, path, headers: cookie ? { cookie } : {} }, (res) => {
-        let text = '';
-        res.on('data', (c) => (text += c));
-        res.on('end', () => {
-          let body: any = text;
-          try {
-            body = JSON.parse(text);
-          } catch {
-            /* text */
-          }
-          resolve({ status: res.statusCode!, body });
-        });
+        readJsonReply(res).then(resolve, reject);
       });
       req.on('error', reject);
     });

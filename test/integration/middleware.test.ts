@@ -1,30 +1,14 @@
 // memcachedSession(): setup, validation, requestUriIgnorePattern and lockingMode auto, on real memcached nodes.
 import type express from 'express';
 import { ConfigError, MemcachedStore, memcachedSession } from '../../lib';
-import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
-import { RawClient } from '../helpers/raw-client';
+import { killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import {
   Served, addOps, cookieFor, counter, idFromSetCookie, request, serve, sessionOptions, sleep, until,
+  memcachedFixture,
 } from '../helpers/session-http';
 import type { MemcachedSessionOptions } from '../../lib/middleware';
 
-let ps: MemcachedProcess[];
-let raws: RawClient[];
-const servers: Served[] = [];
-
-beforeAll(async () => {
-  ps = await startMemcacheds(2);
-  raws = ps.map((p) => new RawClient(p.port));
-});
-
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.close()));
-});
-
-afterAll(async () => {
-  raws.forEach((r) => r.close());
-  await killAll(ps);
-});
+const fx = memcachedFixture(2);
 
 function routes(app: express.Express) {
   const s = (req: express.Request) => req.session as any;
@@ -53,8 +37,8 @@ function routes(app: express.Express) {
 }
 
 async function instance(extra: Partial<MemcachedSessionOptions>): Promise<Served> {
-  const s = await serve(sessionOptions({ memcachedNodes: nodesString(ps), nodeAvailabilityCacheTTL: 60_000, ...extra }), routes);
-  servers.push(s);
+  const s = await serve(sessionOptions({ memcachedNodes: nodesString(fx.ps), nodeAvailabilityCacheTTL: 60_000, ...extra }), routes);
+  fx.servers.push(s);
   return s;
 }
 
@@ -67,7 +51,7 @@ async function newSession(s: Served): Promise<{ id: string; cookie: string }> {
 
 async function memcachedCounters(): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  for (const r of raws) {
+  for (const r of fx.raws) {
     const st = await r.stats();
     for (const k of ['cmd_get', 'cmd_set', 'cmd_touch', 'delete_hits', 'delete_misses']) out[k] = (out[k] ?? 0) + (st[k] ?? 0);
   }
@@ -85,7 +69,7 @@ describe('setup', () => {
   });
 
   it('rejects invalid options with a ConfigError naming the option', () => {
-    const base = { memcachedNodes: nodesString(ps), session: { secret: 's', resave: false, saveUninitialized: false } };
+    const base = { memcachedNodes: nodesString(fx.ps), session: { secret: 's', resave: false, saveUninitialized: false } };
     const bad: Array<[Partial<MemcachedSessionOptions>, RegExp]> = [
       [{ lockingMode: 'sometimes' }, /lockingMode/],
       [{ lockingMode: 'uriPattern:' }, /lockingMode/],
@@ -111,10 +95,10 @@ describe('setup', () => {
 
   it('rejects any locking mode in sticky mode', () => {
     for (const lockingMode of ['all', 'auto', 'uriPattern:/cart.*']) {
-      expect(() => memcachedSession({ memcachedNodes: nodesString(ps), sticky: true, route: 'r1', lockingMode,
+      expect(() => memcachedSession({ memcachedNodes: nodesString(fx.ps), sticky: true, route: 'r1', lockingMode,
         session: { secret: 's', resave: false, saveUninitialized: false } })).toThrow(/lockingMode.*non-sticky/);
     }
-    const mw = memcachedSession({ memcachedNodes: nodesString(ps), sticky: true, route: 'r1', lockingMode: 'none',
+    const mw = memcachedSession({ memcachedNodes: nodesString(fx.ps), sticky: true, route: 'r1', lockingMode: 'none',
       session: { secret: 's', resave: false, saveUninitialized: false } });
     void mw.store.close();
   });
@@ -233,7 +217,7 @@ describe('ids', () => {
         });
         app.get('/who', (req, res) => res.json({ id: req.sessionID, n: (req.session as any).n ?? null }));
       });
-      servers.push(s);
+      fx.servers.push(s);
       let id: string;
       // A session on n1, so that killing n1 relocates it to n2.
       for (;;) {
