@@ -7,7 +7,9 @@ import { readConfig } from './config';
 const cfg = readConfig();
 const { app, store } = createApp(cfg);
 
-const server = app.listen(cfg.port, cfg.host, () => {
+// Express 5 calls this with the listen error too (then 'error' below reports it).
+const server = app.listen(cfg.port, cfg.host, (err?: Error) => {
+  if (err) return;
   const { port } = server.address() as AddressInfo;
   console.log(`[${cfg.instanceName}] listening on http://${cfg.host}:${port} ` +
     `(${cfg.sticky ? `sticky, route ${cfg.route}` : 'non-sticky'}, memcached ${cfg.memcachedNodes}, locking ${cfg.lockingMode})`);

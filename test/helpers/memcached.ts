@@ -15,7 +15,19 @@ export function memcachedBinary(): string {
   throw new Error('memcached is not installed: run `apt-get install -y memcached` (Debian/Ubuntu) or `bash .ci/run`');
 }
 
-export function freePort(): Promise<number> {
+/** Ports handed out by this process: the OS may offer a just-released port again before its user binds it. */
+const handedOut = new Set<number>();
+
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await osFreePort();
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
+}
+
+function osFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();

@@ -198,7 +198,8 @@ describe('docker-compose.yml', () => {
     expect(cmd[0]).toBe('node');
     for (const arg of cmd.slice(1).filter((x) => !x.startsWith('-'))) expect(fs.existsSync(path.join(ROOT, arg))).toBe(true);
     expect(df).toMatch(new RegExp(`^EXPOSE ${envOf('app_a').PORT}$`, 'm'));
-    // Dev dependencies (express, express-session, typescript) are installed: NODE_ENV=production only after npm ci.
+    // Dev dependencies (express, express-session, typescript) are installed: NODE_ENV=production only after npm ci
+    // (or its npm install fallback).
     expect(df.indexOf('npm ci')).toBeLessThan(df.indexOf('NODE_ENV=production'));
     expect(df).not.toMatch(/--omit=dev|--production/);
   });
