@@ -159,6 +159,8 @@ export class NonStickyMode implements SessionMode {
         await this.writePrimary(sid, primary, b.value, backupValidity);
         return { id: sid.id, node: primary, bytes: b.value, validity: backupValidity, backupNode };
       }
+      // Its bytes are gone (evicted) or did not come: the primary's copy is the best there is; rewrite the backup.
+      if (isValid(validity)) return { id: sid.id, node: primary, bytes, validity, backupStale: true };
     }
 
     if (!bytes || !validity) {

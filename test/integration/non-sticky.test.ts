@@ -478,6 +478,20 @@ describe('versions and repair (beyond msm)', () => {
     expect(decodeValidity(await raw[p].get(`validity:${id}`))!.thisAccessedTime).toBeGreaterThan(v1.thisAccessedTime);
   });
 
+  it('serves the primary when a newer backup record has lost its bytes, and rewrites the backup', async () => {
+    const store = await newStore();
+    const id = store.genid();
+    await store.set(id, { cookie: { originalMaxAge: 60_000, path: '/' }, n: 1 } as any);
+    const p = nodeIndex(id);
+    const v1 = decodeValidity(await raw[p].get(`validity:${id}`))!;
+    // a newer backup validity whose session bytes were evicted
+    await raw[1 - p].set(`bak:validity:${id}`, encodeValidity({ ...v1, thisAccessedTime: v1.thisAccessedTime + 5 }), 60);
+    await raw[1 - p].delete(`bak:${id}`);
+    const r = await request(makeApp(store)).get('/get').set('Cookie', cookieFor(id)).expect(200);
+    expect(r.body).toMatchObject({ id, n: 1 });
+    expect(new JsonTranscoder().decode((await raw[1 - p].get(`bak:${id}`))!)).toMatchObject({ n: 1 });
+  });
+
   it('leaves a marker at the old id after a relocation: the old node, back with its stale copy, cannot serve it', async () => {
     const a = await newStore();
     const app = makeApp(a);
