@@ -228,7 +228,9 @@ export class NonStickyMode implements SessionMode {
     if (movedTo(copy.bytes) !== undefined) return { id: sid.id, node: copy.node, bytes: copy.bytes, validity: copy.validity };
 
     const moved = ids.parse(newId)!;
-    const validity: Validity = { maxInactiveInterval: copy.validity.maxInactiveInterval, lastAccessedTime: copy.validity.thisAccessedTime, thisAccessedTime: Date.now() };
+    // Newer than the copy it came from even when this instance's clock is behind the writer's.
+    const validity: Validity = { maxInactiveInterval: copy.validity.maxInactiveInterval, lastAccessedTime: copy.validity.thisAccessedTime,
+      thisAccessedTime: Math.max(Date.now(), copy.validity.thisAccessedTime + 1) };
     const written = await this.writePrimary(moved, target, copy.bytes, validity);
     if (!written.ok) {
       nodes.markFailed(target, written.error);
