@@ -50,16 +50,16 @@ export class NodeClient {
 
   /** `maintenance`: probes and repairs, counted apart from the operations requests cause. */
   get(key: string, maintenance = false): Promise<OpResult<Buffer | null>> {
-    return this.run(maintenance ? 'maintenance' : 'get', key, () => this.client.get(key).then((r) => r.value ?? null));
+    return this.run(maintenance ? 'maintenance' : 'get', key, (cb) => this.client.get(key, (e, v) => cb(e, v ?? null)));
   }
 
   set(key: string, value: Buffer, expires: number, maintenance = false): Promise<OpResult<boolean>> {
-    return this.run(maintenance ? 'maintenance' : 'set', key, () => this.client.set(key, value, { expires }));
+    return this.run(maintenance ? 'maintenance' : 'set', key, (cb) => this.client.set(key, value, { expires }, (e, ok) => cb(e, !!ok)));
   }
 
   /** false when the key exists already (msm uses add for locks and pings). */
   add(key: string, value: Buffer, expires: number, maintenance = false): Promise<OpResult<boolean>> {
-    return this.run(maintenance ? 'maintenance' : 'add', key, () => this.client.add(key, value, { expires }));
+    return this.run(maintenance ? 'maintenance' : 'add', key, (cb) => this.client.add(key, value, { expires }, (e, ok) => cb(e, !!ok)));
   }
 
   /**
@@ -118,12 +118,12 @@ export class NodeClient {
 
   /** false when the key was not there. */
   delete(key: string): Promise<OpResult<boolean>> {
-    return this.run('delete', key, () => this.client.delete(key));
+    return this.run('delete', key, (cb) => this.client.delete(key, (e, ok) => cb(e, !!ok)));
   }
 
   /** Extends the TTL without rewriting the value; false when the key is gone. */
   touch(key: string, expires: number): Promise<OpResult<boolean>> {
-    return this.run('touch', key, () => this.client.touch(key, expires));
+    return this.run('touch', key, (cb) => this.client.touch(key, expires, (e, ok) => cb(e, !!ok)));
   }
 
   close(): void {
@@ -148,7 +148,8 @@ export class NodeClient {
     process.nextTick(() => sock.uncork());
   }
 
-  private run<T>(kind: keyof NodeClient['ops'], key: string, op: () => Promise<T>): Promise<OpResult<T>> {
+  /** memjs's callback API: its promise API would add a promise and a result object per operation. */
+  private run<T>(kind: keyof NodeClient['ops'], key: string, op: (cb: (err: Error | null | undefined, value: T) => void) => void): Promise<OpResult<T>> {
     this.opts.onKey?.(key);
     // Callers validate ids before building keys; this is the last line of defence, never reached by valid input.
     if (!isValidMemcachedKey(key)) {
@@ -166,28 +167,20 @@ export class NodeClient {
         this.ops.timeouts++;
         resolve({ ok: false, error: new Error(`memcached ${this.id} (${this.address}) ${kind} timed out after ${this.opts.operationTimeout} ms`) });
       }, this.opts.operationTimeout + 25);
-      let p: Promise<T>;
+      const finish = (error: unknown, value?: T) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        if (!error) return resolve({ ok: true, value: value as T });
+        this.ops.errors++;
+        const err = error instanceof Error ? error : new Error(String(error));
+        resolve({ ok: false, error: new Error(`memcached ${this.id} (${this.address}) ${kind}: ${err.message}`) });
+      };
       try {
-        p = op();
+        op((err, value) => finish(err, value));
       } catch (e) {
-        p = Promise.reject(e);
+        finish(e);
       }
-      p.then(
-        (value) => {
-          if (done) return;
-          done = true;
-          clearTimeout(timer);
-          resolve({ ok: true, value });
-        },
-        (error: unknown) => {
-          if (done) return;
-          done = true;
-          clearTimeout(timer);
-          this.ops.errors++;
-          const err = error instanceof Error ? error : new Error(String(error));
-          resolve({ ok: false, error: new Error(`memcached ${this.id} (${this.address}) ${kind}: ${err.message}`) });
-        },
-      );
     });
   }
 }
