@@ -12,13 +12,13 @@
 //      BENCH_ROUTES (read,write by default)
 //      BENCH_PROFILE (comma list of configurations whose server runs with node --cpu-prof; profiles go to
 //      bench/.work/profiles, summarise them with `node -r ./scripts/register.js bench/profile.ts <file>`)
-import { ChildProcess, execFileSync, fork, spawn } from 'child_process';
+import { ChildProcess, fork, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { MemcachedProcess, canConnect, freePort, memcachedBinary } from '../test/helpers/memcached';
+import { MemcachedProcess, canConnect, findBinary, freePort, memcachedBinary } from '../test/helpers/memcached';
 import { renderSvg } from './chart';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -64,16 +64,7 @@ const profileDir = path.join(ROOT, 'bench', '.work', 'profiles');
 // --- backends --------------------------------------------------------------------------------------------------
 
 function redisBinary(): string | undefined {
-  for (const p of [process.env.REDIS_SERVER_BIN, '/usr/bin/redis-server', '/usr/local/bin/redis-server']) {
-    if (!p) continue;
-    try {
-      execFileSync(p, ['--version'], { stdio: 'ignore' });
-      return p;
-    } catch {
-      /* next */
-    }
-  }
-  return undefined;
+  return findBinary([process.env.REDIS_SERVER_BIN, '/usr/bin/redis-server', '/usr/local/bin/redis-server'], '--version');
 }
 
 async function startRedis(bin: string): Promise<{ proc: ChildProcess; port: number }> {

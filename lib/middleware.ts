@@ -77,6 +77,8 @@ interface RequestState {
   /** auto: what the loaded session looked like when the app got it. */
   loadedBytes?: Buffer;
   loadedId?: string;
+  /** auto: the answer saveBeforeResponse already computed (the same byte comparison), so it is not encoded twice. */
+  modified?: boolean;
 }
 
 /**
@@ -130,7 +132,7 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
     expressSession(req, res, (err?: unknown) => {
       if (err) return next(err);
       store.applyPendingIdChange(req);
-      saveBeforeResponse(req, res, next);
+      saveBeforeResponse(req, res, next, state);
       if (state) {
         const meta = (req.session as any)?.[LOADED] as LoadedMeta | undefined;
         state.loadedBytes = meta?.bytes;
@@ -145,14 +147,15 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
    * Here the session is saved first (when it needs it) and the response waits: a write that fails on every
    * node becomes an error for the app's error handler (a 5xx), as msm fails the request.
    */
-  function saveBeforeResponse(req: Request, res: Response, next: NextFunction): void {
+  function saveBeforeResponse(req: Request, res: Response, next: NextFunction, state: RequestState | undefined): void {
     const end = res.end;
     let held = false;
     res.end = function (this: Response, ...args: any[]) {
       const s = req.session as any;
-      if (held || !s || res.headersSent || typeof req.sessionID !== 'string' || !store.needsSave(s, req.sessionID)) {
-        return (end as any).apply(this, args);
-      }
+      if (held || !s || res.headersSent || typeof req.sessionID !== 'string') return (end as any).apply(this, args);
+      const needed = store.needsSave(s, req.sessionID);
+      if (state) state.modified = needed;
+      if (!needed) return (end as any).apply(this, args);
       held = true;
       s.save((err?: Error) => {
         if (err) {
@@ -171,6 +174,7 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
   function modified(req: Request, state: RequestState): boolean {
     const s = req.session as any;
     if (!s || req.sessionID !== state.loadedId) return true; // destroyed or regenerated
+    if (state.modified !== undefined) return state.modified;
     try {
       return !store.transcoder.encode(store.toStored(s)).equals(state.loadedBytes!);
     } catch {

@@ -58,7 +58,8 @@ export function idFromSetCookie(headers: Record<string, any>): string | undefine
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function until<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs = 5000, what = 'condition'): Promise<T> {
+export async function until<T>(fn: () => T | undefined | null | false | Promise<T | undefined | null | false>,
+  timeoutMs = 5000, what = 'condition'): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();

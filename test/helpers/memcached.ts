@@ -2,16 +2,23 @@
 import { ChildProcess, execFileSync, spawn } from 'child_process';
 import * as net from 'net';
 
-export function memcachedBinary(): string {
-  for (const p of [process.env.MEMCACHED_BIN, '/usr/bin/memcached', '/usr/local/bin/memcached']) {
+/** The first candidate path that runs with `versionArg`. */
+export function findBinary(candidates: Array<string | undefined>, versionArg: string): string | undefined {
+  for (const p of candidates) {
     if (!p) continue;
     try {
-      execFileSync(p, ['-V'], { stdio: 'ignore' });
+      execFileSync(p, [versionArg], { stdio: 'ignore' });
       return p;
     } catch {
       /* next */
     }
   }
+  return undefined;
+}
+
+export function memcachedBinary(): string {
+  const found = findBinary([process.env.MEMCACHED_BIN, '/usr/bin/memcached', '/usr/local/bin/memcached'], '-V');
+  if (found) return found;
   throw new Error('memcached is not installed: run `apt-get install -y memcached` (Debian/Ubuntu) or `bash .ci/run`');
 }
 

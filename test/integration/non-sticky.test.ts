@@ -221,6 +221,28 @@ describe('non-sticky store on two nodes', () => {
     expect(await raw[b].get(`bak:validity:${id}`)).not.toBeNull();
   });
 
+  it('does not hold the save for the backup when sessionBackupAsync, and holds it when not', async () => {
+    for (const async of [true, false]) {
+      const store = newStore({ sessionBackupAsync: async, sessionBackupTimeout: 5000, operationTimeout: 600 });
+      const id = store.genid();
+      await store.set(id, { cookie: { originalMaxAge: 60_000, path: '/' }, n: 1 } as any);
+      const loaded: any = await store.get(id);
+      const b = 1 - nodeIndex(id);
+      // the backup write hangs on a stopped node until operationTimeout
+      ps[b].stop();
+      try {
+        loaded.n = 2;
+        await store.set(id, loaded);
+        const st = store.stats();
+        expect([st.pendingBackups, st.requestsWithBackupFailure]).toEqual(async ? [1, 0] : [0, 1]);
+      } finally {
+        ps[b].cont();
+      }
+      await store.close(); // flushes the pending backup
+      expect(store.stats().pendingBackups).toBe(0);
+    }
+  });
+
   it('works as a drop-in without genid: express-session ids are routed to a node by hash', async () => {
     const store = newStore();
     const agent = request.agent(makeApp(store, {}, false));
