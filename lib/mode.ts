@@ -5,7 +5,7 @@ import type { Logger } from './logger';
 import type { NodeSet } from './nodes';
 import type { SessionId, SessionIdFormat } from './session-id';
 import type { Statistics } from './stats';
-import type { StoredSession, Transcoder } from './transcoders/transcoder';
+import type { StoredCookie, StoredSession, Transcoder } from './transcoders/transcoder';
 import type { Validity } from './validity';
 import type { BackupRunner } from './backup';
 
@@ -20,6 +20,8 @@ export interface LoadedMeta {
   newId?: string;
   /** Non-sticky: the load found the backup older or missing; the next save or touch rewrites it. */
   backupStale?: boolean;
+  /** The cookie as loaded (store.ts: touch saves when it changed; originalMaxAge drift is undone). */
+  cookie?: StoredCookie;
   /** Non-sticky: the node whose backup the load compared and found current. Only that copy may just be touched. */
   backupNode?: string;
 }

@@ -6,7 +6,8 @@ import { LRUCache } from 'lru-cache';
 import type { LoadResult, LoadedMeta, ModeContext, SessionMode } from './mode';
 import { unchanged } from './mode';
 import type { SessionId } from './session-id';
-import type { StoredCookie, StoredSession } from './transcoders/transcoder';
+import type { StoredSession } from './transcoders/transcoder';
+import { maxInactiveOfCookie } from './transcoders/transcoder';
 import { toMemcachedExpiration } from './validity';
 import { hashId } from './logger';
 
@@ -369,14 +370,7 @@ export class StickyMode implements SessionMode {
 
   /** s, from the stored cookie as the store computes it; null when already expired. */
   private maxInactiveOf(bytes: Buffer): number | null {
-    const cookie = this.ctx.transcoder.decode(bytes)?.cookie as StoredCookie | undefined;
-    const oma = cookie?.originalMaxAge;
-    let s: number;
-    if (typeof oma === 'number' && Number.isFinite(oma)) s = Math.ceil(oma / 1000);
-    else if (cookie?.expires) {
-      const t = new Date(cookie.expires as string).getTime();
-      s = Number.isFinite(t) ? Math.ceil((t - Date.now()) / 1000) : this.ctx.cfg.defaultMaxInactiveInterval;
-    } else s = this.ctx.cfg.defaultMaxInactiveInterval;
+    const s = maxInactiveOfCookie(this.ctx.transcoder.decode(bytes)?.cookie, this.ctx.cfg.defaultMaxInactiveInterval);
     return s > 0 ? s : null;
   }
 

@@ -14,7 +14,7 @@ import { SessionId, SessionIdFormat } from './session-id';
 import { Statistics } from './stats';
 import { StickyMode } from './sticky';
 import { JsonTranscoder } from './transcoders/json';
-import { StoredCookie, StoredSession, Transcoder } from './transcoders/transcoder';
+import { StoredCookie, StoredSession, Transcoder, maxInactiveOfCookie } from './transcoders/transcoder';
 import { BackupRunner } from './backup';
 
 /** Where a loaded session carries its LoadedMeta. A symbol: invisible to JSON, to express-session's hash and to apps. */
@@ -197,6 +197,7 @@ export class MemcachedStore extends Store {
       this.logger.warn(`session ${hashId(r.sid.id)}: stored cookie is malformed; treated as no session`);
       return null;
     }
+    meta.cookie = { ...session.cookie };
     restoreExpires(session.cookie, meta.validity?.thisAccessedTime ?? Date.now());
     Object.defineProperty(session, LOADED, { value: meta, configurable: true, writable: true });
     return session as unknown as SessionData;
@@ -245,6 +246,8 @@ export class MemcachedStore extends Store {
       delete (session as any)[SAVED];
       return;
     }
+    const meta = (session as any)[LOADED] as LoadedMeta | undefined;
+    if (meta?.cookie && cookieChanged(session, meta.cookie)) return this.saveSession(raw, session);
     const r = this.resolve(raw);
     if (!r) return;
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
@@ -263,13 +266,7 @@ export class MemcachedStore extends Store {
 
   /** s: the cookie's maxAge, else its expires, else defaultMaxInactiveInterval. <= 0 means already expired. */
   maxInactiveOf(cookie: StoredCookie | undefined): number {
-    const oma = cookie?.originalMaxAge;
-    if (typeof oma === 'number' && Number.isFinite(oma)) return Math.ceil(oma / 1000);
-    if (cookie?.expires) {
-      const t = new Date(cookie.expires as string).getTime();
-      if (Number.isFinite(t)) return Math.ceil((t - Date.now()) / 1000);
-    }
-    return this.config.defaultMaxInactiveInterval;
+    return maxInactiveOfCookie(cookie, this.config.defaultMaxInactiveInterval);
   }
 
   /**
@@ -278,14 +275,7 @@ export class MemcachedStore extends Store {
    * from originalMaxAge: unchanged sessions then encode to the same bytes and are not rewritten.
    */
   toStored(session: SessionData): StoredSession {
-    const src = session.cookie as any;
-    const data = src && typeof src.toJSON === 'function' ? src.toJSON() : { ...(src ?? {}) };
-    const cookie: StoredCookie = { originalMaxAge: typeof data.originalMaxAge === 'number' ? data.originalMaxAge : null };
-    for (const k of Object.keys(data)) {
-      if (k === 'originalMaxAge' || data[k] === undefined) continue;
-      if (k === 'expires' && cookie.originalMaxAge !== null) continue;
-      cookie[k] = data[k] instanceof Date ? data[k].toISOString() : data[k];
-    }
+    const cookie = storedCookieOf(session);
     const out: StoredSession = { cookie };
     const filter = this.config.sessionAttributeFilter;
     for (const k of Object.keys(session)) {
@@ -366,6 +356,43 @@ function isUsableCookie(cookie: StoredCookie): boolean {
     && optional(cookie.domain, (v) => typeof v === 'string' && COOKIE_DOMAIN.test(v))
     && optional(cookie.sameSite, (v) => isBool(v) || (typeof v === 'string' && SAME_SITE.has(v.toLowerCase())))
     && optional(cookie.priority, (v) => typeof v === 'string' && PRIORITY.has(v.toLowerCase()));
+}
+
+/** The cookie as stored: its fields without `expires` when originalMaxAge can rebuild it, drift undone. */
+function storedCookieOf(session: SessionData): StoredCookie {
+  const src = session.cookie as any;
+  const data = src && typeof src.toJSON === 'function' ? src.toJSON() : { ...(src ?? {}) };
+  const cookie: StoredCookie = { originalMaxAge: typeof data.originalMaxAge === 'number' ? data.originalMaxAge : null };
+  const loaded = ((session as any)[LOADED] as LoadedMeta | undefined)?.cookie?.originalMaxAge;
+  if (typeof loaded === 'number' && isMaxAgeDrift(loaded, cookie.originalMaxAge)) cookie.originalMaxAge = loaded;
+  for (const k of Object.keys(data)) {
+    if (k === 'originalMaxAge' || data[k] === undefined) continue;
+    if (k === 'expires' && cookie.originalMaxAge !== null) continue;
+    cookie[k] = data[k] instanceof Date ? data[k].toISOString() : data[k];
+  }
+  return cookie;
+}
+
+/**
+ * express-session calls touch, not set, when only the cookie changed (its modified check skips the cookie), e.g. a
+ * "remember me" `cookie.maxAge = 30 days`. The stored cookie must follow, or the next load brings the old one back.
+ */
+function cookieChanged(session: SessionData, loaded: StoredCookie): boolean {
+  const now = storedCookieOf(session);
+  const keys = Object.keys(now);
+  if (keys.length !== Object.keys(loaded).length) return true;
+  for (const k of keys) if (now[k] !== loaded[k]) return true;
+  return false;
+}
+
+/**
+ * express-session's resetMaxAge sets `maxAge = originalMaxAge`, and its setter reads the clock twice, so on some
+ * requests originalMaxAge comes back a millisecond or two lower. Left alone, that drift would make an untouched
+ * session look modified (a rewrite) and shorten its lifetime a little on every drift.
+ */
+const MAX_AGE_DRIFT_MS = 50;
+function isMaxAgeDrift(loaded: number, now: number | null): boolean {
+  return typeof now === 'number' && now <= loaded && loaded - now < MAX_AGE_DRIFT_MS;
 }
 
 /** express-session expects `cookie.expires`; rebuild it from the last access and originalMaxAge (see toStored). */

@@ -15,6 +15,17 @@ export interface StoredCookie {
   [k: string]: unknown;
 }
 
+/** s a session may stay idle: the cookie's maxAge, else its expires, else `fallback`. <= 0 means already expired. */
+export function maxInactiveOfCookie(cookie: StoredCookie | undefined, fallback: number): number {
+  const oma = cookie?.originalMaxAge;
+  if (typeof oma === 'number' && Number.isFinite(oma)) return Math.ceil(oma / 1000);
+  if (cookie?.expires) {
+    const t = new Date(cookie.expires as string).getTime();
+    if (Number.isFinite(t)) return Math.ceil((t - Date.now()) / 1000);
+  }
+  return fallback;
+}
+
 /** What a transcoder encodes and decodes: plain data, the cookie plus the app's top-level attributes. */
 export interface StoredSession {
   cookie: StoredCookie;

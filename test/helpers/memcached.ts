@@ -1,5 +1,6 @@
 // Real memcached processes on free loopback ports, which tests may kill (-9), stop (SIGSTOP), continue and restart.
 import { ChildProcess, execFileSync, spawn } from 'child_process';
+import * as fs from 'fs';
 import * as net from 'net';
 
 /** The first candidate path that runs with `versionArg`. */
@@ -22,27 +23,55 @@ export function memcachedBinary(): string {
   throw new Error('memcached is not installed: run `apt-get install -y memcached` (Debian/Ubuntu) or `bash .ci/run`');
 }
 
-/** Ports handed out by this process: the OS may offer a just-released port again before its user binds it. */
+/**
+ * Ports for servers the tests start themselves (memcached, the demo, apps). They come from outside the kernel's
+ * ephemeral range: a port the OS offers for listen(0) can be taken, before our process binds it, by another jest
+ * worker's supertest server or by any outgoing connection's source port (CI once lost the demo's n2 port that way).
+ * Each jest worker scans its own slice of that range, so workers never hand out the same port, and a port is
+ * handed out once per process, so a killed memcached can be restarted on its port without a later test taking it.
+ */
 const handedOut = new Set<number>();
+const SLICES = 16;
+
+function ephemeralRange(): [number, number] {
+  try {
+    const [lo, hi] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (lo > 0 && hi >= lo) return [lo, hi];
+  } catch {
+    /* not Linux */
+  }
+  return [32768, 60999];
+}
+
+/** [first, end) of the ports this process may hand out. */
+function portSlice(): [number, number] {
+  const [lo, hi] = ephemeralRange();
+  const [poolLo, poolHi] = lo - 10000 >= 4000 ? [10000, lo] : [hi + 1, 65536];
+  const size = Math.floor((poolHi - poolLo) / SLICES);
+  const slice = Number(process.env.JEST_WORKER_ID ?? 0) % SLICES;
+  return [poolLo + slice * size, poolLo + (slice + 1) * size];
+}
 
 export async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await osFreePort();
+  const [first, end] = portSlice();
+  const size = end - first;
+  const start = Math.floor(Math.random() * size);
+  for (let i = 0; i < size; i++) {
+    const port = first + ((start + i) % size);
     if (handedOut.has(port)) continue;
+    if (!(await canBind(port))) continue;
     handedOut.add(port);
     return port;
   }
+  throw new Error(`no free port in ${first}-${end - 1}`);
 }
 
-function osFreePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = net.createServer();
     srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
 }
 

@@ -59,7 +59,11 @@ describe('non-sticky store on two nodes', () => {
     const session = await raw[p].getWithFlags(id);
     expect(session!.flags).toBe(0);
     expect([...session!.value.subarray(0, 4)]).toEqual([0x4d, 0x53, 1, 1]);
-    expect(new JsonTranscoder().decode(session!.value)).toMatchObject({ n: 1, cookie: { originalMaxAge: 60_000 } });
+    // express-session's maxAge setter reads the clock twice: originalMaxAge may come out a millisecond short
+    const stored = new JsonTranscoder().decode(session!.value) as any;
+    expect(stored.n).toBe(1);
+    expect(stored.cookie.originalMaxAge).toBeGreaterThan(59_990);
+    expect(stored.cookie.originalMaxAge).toBeLessThanOrEqual(60_000);
     expect((await raw[b].get(`bak:${id}`))!.equals(session!.value)).toBe(true);
 
     const v = await raw[p].get(`validity:${id}`);
@@ -141,6 +145,29 @@ describe('non-sticky store on two nodes', () => {
       expect(setsAfter - setsBefore).toBe(6);
       expect(store.stats().requestsWithoutSessionModification).toBe(resave ? 3 : 0);
     }
+  });
+
+  it('ignores express-session\'s millisecond drift of originalMaxAge, but stores a real maxAge change', async () => {
+    const store = newStore({ nodeAvailabilityCacheTTL: 60_000 });
+    const app = makeApp(store);
+    // what express-session's resetMaxAge does on some requests: the clock ticks between its two reads
+    app.get('/drift', (req, res) => { req.session.cookie.originalMaxAge! -= 2; res.json({}); });
+    app.get('/shorten', (req, res) => { req.session.cookie.maxAge = 30_000; res.json({}); });
+    app.get('/maxage', (req, res) => res.json({ originalMaxAge: req.session.cookie.originalMaxAge }));
+    const agent = request.agent(app);
+    const id = (await agent.get('/inc').expect(200)).body.id;
+    const p = nodeIndex(id);
+    const casBefore = (await raw[p].meta(id))!.cas;
+    const omaBefore = (new JsonTranscoder().decode((await raw[p].get(id))!) as any).cookie.originalMaxAge;
+    for (let i = 0; i < 3; i++) await agent.get('/drift').expect(200);
+    expect((await raw[p].meta(id))!.cas).toBe(casBefore);
+    await agent.get('/shorten').expect(200);
+    const after = new JsonTranscoder().decode((await raw[p].get(id))!) as any;
+    expect(after.cookie.originalMaxAge).toBeLessThanOrEqual(30_000);
+    expect(after.cookie.originalMaxAge).toBeGreaterThan(29_000);
+    expect(omaBefore).toBeGreaterThan(59_000);
+    // a cookie-only change reaches express-session as touch, not set: the next request still sees it
+    expect((await agent.get('/maxage').expect(200)).body.originalMaxAge).toBeLessThanOrEqual(30_000);
   });
 
   it('sends TTLs above 30 days as absolute time (a 40-day session is stored and readable)', async () => {
@@ -573,9 +600,9 @@ describe('versions and repair (beyond msm)', () => {
     expect(store.stats().sessionsRepaired).toBe(sessions.length);
     // now n2 dies for good: every session is still readable from n1 alone
     await ps[1].kill();
-    const fresh = await newStore();
+    const fresh = makeApp(await newStore());
     for (const s of sessions) {
-      const r = await request(makeApp(fresh)).get('/get').set('Cookie', cookieFor(s.id)).expect(200);
+      const r = await request(fresh).get('/get').set('Cookie', cookieFor(s.id)).expect(200);
       expect(r.body.n).toBe(s.n);
     }
   });

@@ -95,6 +95,21 @@ describe('sticky mode', () => {
     expect(a.stats().nodes[node].ops.set).toBe(sets + 1);
   });
 
+
+  it('stores a cookie-only change (express-session calls touch for it) in the local copy and the backup', async () => {
+    const a = newStore('a');
+    await a.ready();
+    const app = makeApp(a);
+    app.get('/remember', (req, res) => { req.session.cookie.maxAge = 30 * 86400_000; res.json({}); });
+    app.get('/maxage', (req, res) => res.json({ originalMaxAge: req.session.cookie.originalMaxAge }));
+    const agent = request.agent(app);
+    const id = idFromSetCookie((await agent.get('/inc').expect(200)).headers)!;
+    const { index } = parts(id);
+    await agent.get('/remember').expect(200);
+    expect((await agent.get('/maxage').expect(200)).body.originalMaxAge).toBeGreaterThan(29 * 86400_000);
+    expect((json.decode((await raw[index].get(id))!) as any).cookie.originalMaxAge).toBeGreaterThan(29 * 86400_000);
+    expect((await raw[index].meta(id))!.ttl).toBeGreaterThan(29 * 86400);
+  });
   it('route takeover: the same cookie at b keeps the data, the id ends in .b, the old key is gone', async () => {
     const a = newStore('a');
     const b = newStore('b', { sessionBackupAsync: true }); // the default: backups after the response
