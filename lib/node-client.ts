@@ -50,16 +50,30 @@ export class NodeClient {
 
   /** `maintenance`: probes and repairs, counted apart from the operations requests cause. */
   get(key: string, maintenance = false): Promise<OpResult<Buffer | null>> {
-    return this.run(maintenance ? 'maintenance' : 'get', key, (cb) => this.client.get(key, (e, v) => cb(e, v ?? null)));
+    return this.run(maintenance ? 'maintenance' : 'get', key, (cb) => this.perform(OP.get, key, undefined, undefined, (e, r) => {
+      if (e) return cb(e, null);
+      if (r!.header.status === STATUS.ok) return cb(null, r!.val);
+      if (r!.header.status === STATUS.notFound) return cb(null, null);
+      cb(statusError('get', r!.header.status), null);
+    }));
   }
 
   set(key: string, value: Buffer, expires: number, maintenance = false): Promise<OpResult<boolean>> {
-    return this.run(maintenance ? 'maintenance' : 'set', key, (cb) => this.client.set(key, value, { expires }, (e, ok) => cb(e, !!ok)));
+    return this.run(maintenance ? 'maintenance' : 'set', key, (cb) => this.perform(OP.set, key, expires, value, (e, r) => {
+      if (e) return cb(e, false);
+      if (r!.header.status === STATUS.ok) return cb(null, true);
+      cb(statusError('set', r!.header.status), false);
+    }));
   }
 
   /** false when the key exists already (msm uses add for locks and pings). */
   add(key: string, value: Buffer, expires: number, maintenance = false): Promise<OpResult<boolean>> {
-    return this.run(maintenance ? 'maintenance' : 'add', key, (cb) => this.client.add(key, value, { expires }, (e, ok) => cb(e, !!ok)));
+    return this.run(maintenance ? 'maintenance' : 'add', key, (cb) => this.perform(OP.add, key, expires, value, (e, r) => {
+      if (e) return cb(e, false);
+      if (r!.header.status === STATUS.ok) return cb(null, true);
+      if (r!.header.status === STATUS.exists) return cb(null, false);
+      cb(statusError('add', r!.header.status), false);
+    }));
   }
 
   /**
@@ -118,12 +132,31 @@ export class NodeClient {
 
   /** false when the key was not there. */
   delete(key: string): Promise<OpResult<boolean>> {
-    return this.run('delete', key, (cb) => this.client.delete(key, (e, ok) => cb(e, !!ok)));
+    return this.run('delete', key, (cb) => this.perform(OP.delete, key, undefined, undefined, (e, r) => this.foundOrNot('delete', e, r, cb)));
   }
 
   /** Extends the TTL without rewriting the value; false when the key is gone. */
   touch(key: string, expires: number): Promise<OpResult<boolean>> {
-    return this.run('touch', key, (cb) => this.client.touch(key, expires, (e, ok) => cb(e, !!ok)));
+    return this.run('touch', key, (cb) => this.perform(OP.touch, key, expires, undefined, (e, r) => this.foundOrNot('touch', e, r, cb)));
+  }
+
+  private foundOrNot(kind: string, e: Error | null, r: Response | null, cb: (err: Error | null, value: boolean) => void): void {
+    if (e) return cb(e, false);
+    if (r!.header.status === STATUS.ok) return cb(null, true);
+    if (r!.header.status === STATUS.notFound) return cb(null, false);
+    cb(statusError(kind, r!.header.status), false);
+  }
+
+  /**
+   * One request through memjs's documented `perform` (connection, SASL, retries, timeouts and response parsing stay
+   * memjs's), with the request built here in one buffer: memjs's own set/add build five or six (measured: about
+   * 16 µs of CPU per set through memjs's set, 9-13 µs through perform).
+   */
+  private perform(opcode: number, key: string, expires: number | undefined, value: Buffer | undefined, cb: (err: Error | null, r: Response | null) => void): void {
+    const client = this.client as unknown as MemjsInternals;
+    client.incrSeq();
+    const seq = client.seq;
+    client.perform(key, requestBuffer(opcode, key, seq, expires, value), seq, (err: Error | null, r?: Response) => cb(err ?? null, r ?? null));
   }
 
   close(): void {
@@ -183,4 +216,62 @@ export class NodeClient {
       }
     });
   }
+}
+
+/** memcached binary protocol (protocol_binary.h). */
+const OP = { get: 0x00, set: 0x01, add: 0x02, delete: 0x04, touch: 0x1c } as const;
+const STATUS = { ok: 0x00, notFound: 0x01, exists: 0x02 } as const;
+const STATUS_NAMES: Record<number, string> = {
+  0x01: 'key not found', 0x02: 'key exists', 0x03: 'value too large', 0x04: 'invalid arguments',
+  0x05: 'item not stored', 0x20: 'authentication error', 0x81: 'unknown command', 0x82: 'out of memory',
+  0x85: 'busy', 0x86: 'temporary failure',
+};
+
+function statusError(kind: string, status: number): Error {
+  return new Error(`${kind}: ${STATUS_NAMES[status] ?? 'status'} (0x${status.toString(16)})`);
+}
+
+/** What memjs hands a perform callback. */
+interface Response {
+  header: { status: number };
+  val: Buffer;
+}
+
+/** memjs's Client as `perform` needs it (`seq` is the sequence number incrSeq just advanced). */
+interface MemjsInternals {
+  seq: number;
+  incrSeq(): void;
+  perform(key: string, request: Buffer, seq: number, callback: (err: Error | null, r?: Response) => void): void;
+}
+
+/**
+ * A binary-protocol request: 24-byte header, extras (set/add: flags + expiration; touch: expiration), key, value.
+ * Keys are validated ASCII before they get here, so their length in bytes is their length in characters.
+ */
+export function requestBuffer(opcode: number, key: string, seq: number, expires: number | undefined, value: Buffer | undefined): Buffer {
+  const extrasLength = expires === undefined ? 0 : value === undefined ? 4 : 8;
+  const valueLength = value?.length ?? 0;
+  const b = Buffer.allocUnsafe(24 + extrasLength + key.length + valueLength);
+  b[0] = 0x80; // request magic
+  b[1] = opcode;
+  b.writeUInt16BE(key.length, 2);
+  b[4] = extrasLength;
+  b[5] = 0; // data type
+  b.writeUInt16BE(0, 6); // vbucket
+  b.writeUInt32BE(extrasLength + key.length + valueLength, 8);
+  b.writeUInt32BE(seq >>> 0, 12); // opaque: memjs matches the response by it
+  b.writeUInt32BE(0, 16); // CAS
+  b.writeUInt32BE(0, 20);
+  let at = 24;
+  if (extrasLength === 8) {
+    b.writeUInt32BE(0, at); // flags
+    at += 4;
+  }
+  if (extrasLength) {
+    b.writeUInt32BE(expires! >>> 0, at);
+    at += 4;
+  }
+  at += b.write(key, at, 'latin1');
+  if (value) value.copy(b, at);
+  return b;
 }
