@@ -451,8 +451,9 @@ async function main(): Promise<void> {
     const runs: any[] = [];
     for (let round = 1; round <= settings.rounds; round++) {
       const shift = (round - 1) % servers.length;
-      for (const s of [...servers.slice(shift), ...servers.slice(0, shift)]) {
-        for (const route of ROUTES) {
+      // Route outermost: one route's measurements of every configuration follow each other, close in time.
+      for (const route of ROUTES) {
+        for (const s of [...servers.slice(shift), ...servers.slice(0, shift)]) {
           const before = s.statPorts.length ? await memcachedOps(s.statPorts) : undefined;
           const cBefore = s.msm ? await clientOps(s.port) : undefined;
           const cpuBefore = await serverCpu(s.port);
@@ -502,11 +503,29 @@ async function main(): Promise<void> {
         };
       }
     }
+    // Ratios are paired: each round's req/s over the baseline's in the same round, then the median of those. The
+    // machine drifts by tens of percent over a run; within one round the configurations run minutes apart at most.
+    // The ratio of the medians is kept too (`...OfMedians`).
+    const pairedRatio = (config: string, base: string, route: Route): number => {
+      const ratios: number[] = [];
+      for (let round = 1; round <= settings.rounds; round++) {
+        const a = runs.find((r) => r.config === config && r.route === route && r.round === round);
+        const b = runs.find((r) => r.config === base && r.route === route && r.round === round);
+        if (a && b && b.rps > 0) ratios.push(a.rps / b.rps);
+      }
+      return median(ratios);
+    };
     for (const c of Object.keys(summary)) {
       for (const route of ROUTES) {
         const x = summary[c][route];
-        if (summary.memory) x.vsMemory = x.rps / summary.memory[route].rps;
-        if (summary['connect-redis']) x.vsRedis = x.rps / summary['connect-redis'][route].rps;
+        if (summary.memory) {
+          x.vsMemory = pairedRatio(c, 'memory', route);
+          x.vsMemoryOfMedians = x.rps / summary.memory[route].rps;
+        }
+        if (summary['connect-redis']) {
+          x.vsRedis = pairedRatio(c, 'connect-redis', route);
+          x.vsRedisOfMedians = x.rps / summary['connect-redis'][route].rps;
+        }
       }
     }
 
@@ -533,7 +552,7 @@ async function main(): Promise<void> {
     };
 
     console.log('');
-    console.log(`Medians of ${settings.rounds} round(s) x ${settings.duration} s, ${settings.connections} connections, ${results.machine.cpus} cores (load generator and server on the same machine)`);
+    console.log(`Medians of ${settings.rounds} round(s) x ${settings.duration} s (ratios: median of each round's ratio), ${settings.connections} connections, ${results.machine.cpus} cores (load generator and server on the same machine)`);
     console.log(markdownTable(summary, configs));
     console.log('');
     console.log('Memcached operations per request (memcached `stats` deltas; add counts in cmd_set):');

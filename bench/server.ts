@@ -184,7 +184,7 @@ export const CONFIG_NAMES = Object.keys(FACTORIES);
  * runs msm-json with hot-path changes patched in from outside lib/, to measure a proposal before it is made.
  *   cork     memjs writes each operation with its own socket.write (one syscall per operation): cork the socket
  *            for the rest of the tick, so the operations of one request (and of concurrent requests) go out in
- *            one writev.
+ *            one writev. (lib/ has done this since; kept to reproduce the measurement.)
  *   nodelay  TCP_NODELAY on memjs sockets (memjs leaves Nagle's algorithm on).
  *   lean     NodeClient on bench/lean-client.ts (a minimal binary-protocol client) instead of memjs.
  *   notimer  NodeClient.run without the per-operation backstop setTimeout/clearTimeout and key regex.
@@ -232,18 +232,21 @@ const EXPERIMENTS: Record<string, () => void> = {
     proto.close = function (this: any) { this.__lean?.close(); return close.call(this); };
   },
   notimer() {
+    // NodeClient.run as in lib/, minus the backstop timer and the key check (memjs's own timeout remains).
     const { NodeClient } = require(path.join(LIB, 'node-client'));
-    NodeClient.prototype.run = function (this: any, kind: string, _key: string, op: () => Promise<unknown>) {
+    NodeClient.prototype.run = function (this: any, kind: string, _key: string, op: (cb: (e: unknown, v: unknown) => void) => void) {
       this.ops[kind]++;
-      let p: Promise<unknown>;
-      try {
-        p = op();
-      } catch (e) {
-        p = Promise.reject(e);
-      }
-      return p.then((value) => ({ ok: true, value }), (error: any) => {
-        this.ops.errors++;
-        return { ok: false, error: error instanceof Error ? error : new Error(String(error)) };
+      return new Promise((resolve) => {
+        const finish = (error: unknown, value?: unknown) => {
+          if (!error) return resolve({ ok: true, value });
+          this.ops.errors++;
+          resolve({ ok: false, error: error instanceof Error ? error : new Error(String(error)) });
+        };
+        try {
+          op(finish);
+        } catch (e) {
+          finish(e);
+        }
       });
     };
   },
