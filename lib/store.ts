@@ -21,8 +21,14 @@ import { BackupRunner } from './backup';
 export const LOADED: unique symbol = Symbol('express-msm.loaded');
 /** On a session saved by memcachedSession() before the response: express-session's touch that follows is a no-op. */
 const SAVED = Symbol('express-msm.saved');
-/** Bytes encoded for a save decision, reused by the save that follows at once (see encodeForSave). */
+/** Bytes encoded for a save decision (needsSave), reused by the save or touch that follows at once. */
 const ENCODED = Symbol('express-msm.encoded');
+/** What needsSave computed: the plain session, its bytes, and whether they equal the loaded bytes. */
+interface Encoded {
+  stored: StoredSession;
+  bytes: Buffer;
+  unchanged: boolean;
+}
 /** On req while an id change waits to be applied. */
 const PENDING_ID = Symbol('express-msm.pendingIdChange');
 
@@ -209,7 +215,7 @@ export class MemcachedStore extends Store {
     if (!r) throw new Error(`express-msm: refusing to store a session under an invalid id (check the genid option: use store.genid)`);
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
     if (maxInactive <= 0) return this.mode.destroy(r.sid);
-    const pre = (session as any)[ENCODED] as { stored: StoredSession; bytes: Buffer } | undefined;
+    const pre = (session as any)[ENCODED] as Encoded | undefined;
     if (pre) delete (session as any)[ENCODED];
     const stored = pre?.stored ?? this.toStored(session);
     const bytes = pre?.bytes ?? this.transcoder.encode(stored);
@@ -236,8 +242,9 @@ export class MemcachedStore extends Store {
     const stored = this.toStored(session);
     if (!meta || meta.id !== sessionId) return Object.keys(stored).length > 1;
     const bytes = this.transcoder.encode(stored);
-    Object.defineProperty(session, ENCODED, { value: { stored, bytes }, configurable: true, writable: true });
-    return !bytes.equals(meta.bytes);
+    const unchanged = bytes.equals(meta.bytes);
+    Object.defineProperty(session, ENCODED, { value: { stored, bytes, unchanged } satisfies Encoded, configurable: true, writable: true });
+    return !unchanged;
   }
 
   private async refreshSession(raw: string, session: SessionData): Promise<void> {
@@ -246,8 +253,11 @@ export class MemcachedStore extends Store {
       delete (session as any)[SAVED];
       return;
     }
+    const encoded = (session as any)[ENCODED] as Encoded | undefined;
+    if (encoded) delete (session as any)[ENCODED];
     const meta = (session as any)[LOADED] as LoadedMeta | undefined;
-    if (meta?.cookie && cookieChanged(session, meta.cookie)) return this.saveSession(raw, session);
+    // memcachedSession() already compared the whole encoding, cookie included: no second look at the cookie.
+    if (!encoded?.unchanged && meta?.cookie && cookieChanged(session, meta.cookie)) return this.saveSession(raw, session);
     const r = this.resolve(raw);
     if (!r) return;
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);

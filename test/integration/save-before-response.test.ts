@@ -16,6 +16,7 @@ function app(mw: ReturnType<typeof memcachedSession>) {
     res.json({ id: req.sessionID, n: s.n });
   });
   a.get('/read', (req, res) => res.json({ n: (req.session as any).n ?? null }));
+  a.get('/remember', (req, res) => { req.session.cookie.maxAge = 30 * 86400_000; res.json({}); });
   a.use((err: any, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
     res.status(err.status ?? 500).json({ error: String(err.message) });
   });
@@ -57,6 +58,21 @@ describe('save before response (memcachedSession)', () => {
     expect(ops.set - opsBefore.set).toBe(2); // session + validity, once
     expect(ops.touch - opsBefore.touch).toBe(0); // express-session's touch after our save is a no-op
     expect((await agent.get('/read').expect(200)).body.n).toBe(2);
+    raw.forEach((c) => c.close());
+  });
+
+  it('stores a cookie-only change before the answer, and rewrites nothing on unchanged requests', async () => {
+    ps = await startMemcacheds(2);
+    const raw = ps.map((p) => new RawClient(p.port));
+    mw = memcachedSession({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, nodeAvailabilityCacheTTL: 60_000, session: { secret: SECRET, resave: false, saveUninitialized: false, cookie: { maxAge: 60_000 } } });
+    const agent = request.agent(app(mw));
+    const id = (await agent.get('/inc').expect(200)).body.id;
+    const p = Number(id.slice(-1)) - 1;
+    await agent.get('/remember').expect(200);
+    expect(JSON.parse((await raw[p].get(id))!.subarray(4).toString()).cookie.originalMaxAge).toBeGreaterThan(29 * 86400_000);
+    const cas = (await raw[p].meta(id))!.cas;
+    for (let i = 0; i < 3; i++) await agent.get('/read').expect(200);
+    expect((await raw[p].meta(id))!.cas).toBe(cas);
     raw.forEach((c) => c.close());
   });
 });
