@@ -163,7 +163,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
             await n.kill();
             open.set(key, { label: `kill -9 n${f.node + 1}`, from: now });
           } else if (f.kind === 'stop') {
-            n.stop();
+            await n.stop();
             open.set(key, { label: `SIGSTOP n${f.node + 1}`, from: now });
           } else if (f.kind === 'cont') n.cont();
           else if (f.kind === 'restart') await n.start();

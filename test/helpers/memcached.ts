@@ -120,9 +120,20 @@ export class MemcachedProcess {
   }
 
   /** SIGSTOP: accepts connections (kernel backlog) but never answers. */
-  stop(): void {
-    this.proc?.kill('SIGSTOP');
+  /**
+   * SIGSTOP, then waits until every thread is stopped: kill() only queues the signal, and on a busy machine a
+   * worker thread was seen answering requests for a while after it (which made a "stopped" node answer in tests).
+   */
+  async stop(): Promise<void> {
+    const p = this.proc;
+    if (!p?.pid) return;
+    p.kill('SIGSTOP');
     this.stopped = true;
+    const until = Date.now() + 5000;
+    while (!allThreadsStopped(p.pid)) {
+      if (Date.now() > until) throw new Error(`memcached on ${this.port} did not stop`);
+      await new Promise((r) => setTimeout(r, 2));
+    }
   }
 
   cont(): void {
@@ -134,6 +145,25 @@ export class MemcachedProcess {
     await this.kill();
     return this.start();
   }
+}
+
+/** Linux: every thread of `pid` in state T (stopped). Elsewhere (no /proc): assume the signal took effect. */
+function allThreadsStopped(pid: number): boolean {
+  let tasks: string[];
+  try {
+    tasks = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return true;
+  }
+  return tasks.every((t) => {
+    try {
+      // state is the field after the parenthesised command name
+      const stat = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      return /^[Tt]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+    } catch {
+      return true;
+    }
+  });
 }
 
 export async function startMemcacheds(n: number, extraArgs: string[] = []): Promise<MemcachedProcess[]> {

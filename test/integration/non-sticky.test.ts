@@ -258,7 +258,7 @@ describe('non-sticky store on two nodes', () => {
       const loaded: any = await store.get(id);
       const b = 1 - nodeIndex(id);
       // the backup write hangs on a stopped node until operationTimeout
-      ps[b].stop();
+      await ps[b].stop();
       try {
         loaded.n = 2;
         await store.set(id, loaded);
@@ -418,7 +418,7 @@ describe('node failover', () => {
       const i = nodeIndex(id);
       if (!agents[i]) { agents[i] = a; ids[i] = id; }
     }
-    ps[0].stop();
+    await ps[0].stop();
     try {
       const started = Date.now();
       const [r0, r1] = await Promise.all([agents[0].get('/inc'), agents[1].get('/inc')]);
@@ -548,7 +548,7 @@ describe('versions and repair (beyond msm)', () => {
     const app = makeApp(a);
     const id = (await request(app).get('/inc').expect(200)).body.id;
     const p = nodeIndex(id);
-    ps[p].stop();
+    await ps[p].stop();
     let moved: string;
     try {
       const r = await request(app).get('/inc').set('Cookie', cookieFor(id)).expect(200);
