@@ -4,7 +4,7 @@
 import * as path from 'path';
 import session from 'express-session';
 import type { SessionOptions } from 'express-session';
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'http';
 import { ConfigError, MemcachedStoreOptions } from './config';
 import { LockDecider, LockHandle, LockingConfig, SessionLocks, resolveLockingConfig } from './locking';
 import { NonStickyMode } from './non-sticky';
@@ -17,7 +17,20 @@ export interface MemcachedSessionOptions extends MemcachedStoreOptions {
   session?: Omit<SessionOptions, 'store' | 'genid'>;
 }
 
-export type MemcachedSessionMiddleware = RequestHandler & {
+/** What the middleware reads from a request besides Node's: express's, cookie-parser's and express-session's additions. */
+type SessionRequest = IncomingMessage & {
+  originalUrl?: string;
+  secret?: string;
+  signedCookies?: Record<string, string | undefined>;
+  cookies?: Record<string, string | undefined>;
+  session?: unknown;
+  sessionID?: string;
+};
+type Next = (err?: unknown) => void;
+
+/** A connect-style handler over Node's own http types (express and connect accept it), so the published types
+ * need no @types/express. */
+export type MemcachedSessionMiddleware = ((req: IncomingMessage, res: ServerResponse, next: Next) => void) & {
   /** The MemcachedStore this middleware built (stats, close, ready). */
   readonly store: MemcachedStore;
   /** The validated locking options. */
@@ -128,8 +141,8 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
     return store.ids.parse(cookieSessionId(req, cookieName, secrets)) ?? undefined;
   }
 
-  function runSession(req: Request, res: Response, next: NextFunction, state: RequestState | undefined): void {
-    expressSession(req, res, (err?: unknown) => {
+  function runSession(req: SessionRequest, res: ServerResponse, next: Next, state: RequestState | undefined): void {
+    expressSession(req as any, res as any, (err?: unknown) => {
       if (err) return next(err);
       store.applyPendingIdChange(req);
       saveBeforeResponse(req, res, next, state);
@@ -147,10 +160,10 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
    * Here the session is saved first (when it needs it) and the response waits: a write that fails on every
    * node becomes an error for the app's error handler (a 5xx), as msm fails the request.
    */
-  function saveBeforeResponse(req: Request, res: Response, next: NextFunction, state: RequestState | undefined): void {
+  function saveBeforeResponse(req: SessionRequest, res: ServerResponse, next: Next, state: RequestState | undefined): void {
     const end = res.end;
     let held = false;
-    res.end = function (this: Response, ...args: any[]) {
+    res.end = function (this: ServerResponse, ...args: any[]) {
       const s = req.session as any;
       if (held || !s || res.headersSent || typeof req.sessionID !== 'string') return (end as any).apply(this, args);
       const needed = store.needsSave(s, req.sessionID);
@@ -171,7 +184,7 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
   }
 
   /** auto: did this request modify the session it loaded? Same test as the store's: the encoded bytes. */
-  function modified(req: Request, state: RequestState): boolean {
+  function modified(req: SessionRequest, state: RequestState): boolean {
     const s = req.session as any;
     if (!s || req.sessionID !== state.loadedId) return true; // destroyed or regenerated
     if (state.modified !== undefined) return state.modified;
@@ -182,7 +195,7 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
     }
   }
 
-  const mw = function memcachedSessionMiddleware(req: Request, res: Response, next: NextFunction): void {
+  const mw = function memcachedSessionMiddleware(req: SessionRequest, res: ServerResponse, next: Next): void {
     // Another session middleware ran already (express-session does the same).
     if ((req as any).session) return next();
     const url: string = req.originalUrl ?? req.url ?? '/';
