@@ -7,6 +7,7 @@ import { Registry } from 'prom-client';
 import { registerMetrics } from '../lib';
 import type { MemcachedStore } from '../lib';
 import type { DemoConfig } from './config';
+import { colorFor } from './config';
 import { demoSession } from './session';
 
 declare module 'express-session' {
@@ -56,22 +57,30 @@ export function createApp(cfg: DemoConfig): DemoApp {
 
   const session = demoSession(cfg);
   const store = session.store;
-  // store.stats() as JSON; Prometheus text for scrapers (Accept: text/plain or openmetrics) or ?format=prometheus.
-  // Before the session middleware: scrapes neither create nor load sessions.
+  // store.stats() by Accept (or ?format=json|html|prometheus): a table for browsers, JSON for scripts (and for
+  // `*/*`), Prometheus text for scrapers (text/plain, openmetrics). Before the session middleware: scrapes neither
+  // create nor load sessions.
   const registry = new Registry();
   registry.setDefaultLabels({ instance_name: cfg.instanceName });
   registerMetrics(store, registry);
   app.get('/metrics', async (req, res, next) => {
     res.set('Cache-Control', 'no-store');
+    res.vary('Accept');
     const accept = req.get('accept') ?? '';
-    if (req.query.format === 'prometheus' || (!req.query.format && /text\/plain|openmetrics/.test(accept) && !/text\/html/.test(accept))) {
+    // Scrapers send versioned types (text/plain;version=0.0.4) that content negotiation would not match.
+    const format = typeof req.query.format === 'string' ? req.query.format
+      : /text\/plain|openmetrics/.test(accept) && !/text\/html/.test(accept) ? 'prometheus'
+        : req.accepts(['application/json', 'text/html']) === 'text/html' ? 'html' : 'json';
+    const body = { instance: cfg.instanceName, sticky: cfg.sticky, route: cfg.route ?? null, stats: store.stats() };
+    if (format === 'prometheus') {
       try {
         return res.type(registry.contentType).send(await registry.metrics());
       } catch (e) {
         return next(e);
       }
     }
-    res.json({ instance: cfg.instanceName, sticky: cfg.sticky, route: cfg.route ?? null, stats: store.stats() });
+    if (format === 'html') return res.type('html').send(renderMetrics(body, cfg.color));
+    res.json(body);
   });
 
   app.use(session);
@@ -164,7 +173,14 @@ export function renderPage(p: PageInfo): string {
   const mode = p.sticky
     ? `sticky: the session lives in instance ${esc(p.instance)}'s memory (route ${esc(p.route)}); memcached keeps a copy`
     : 'non-sticky: the session lives in memcached; instances keep nothing between requests';
-  const history = p.history.map((h) => `<span class="h">${esc(h)}</span>`).join(' ');
+  // Each badge in its instance's colour (this instance's may be set by INSTANCE_COLOR).
+  const history = p.history.map((h) => `<span class="h" style="background:${esc(h === p.instance ? p.color : colorFor(h))}">${esc(h)}</span>`).join(' ');
+  const hint = p.sticky
+    ? `Reload: instance ${esc(p.instance)} answers every time (the balancer follows the route .${esc(p.route)} in the cookie);
+the session id and creation time stay and the counter goes on. Kill instance ${esc(p.instance)}: the other one takes the
+session over from memcached (its id then ends in its own route). Kill the memcached node holding the copy: a new copy is written.`
+    : `Reload: the instance changes, the session id and creation time stay and the counter goes on.
+Kill the memcached node holding the session or one instance: the session lives on.`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>express-msm demo: instance ${esc(p.instance)}</title>
 <link rel="icon" href="/static/logo.png">
@@ -180,7 +196,7 @@ export function renderPage(p: PageInfo): string {
   th, td { text-align: left; padding: 9px 14px; border-bottom: 1px solid #eee; vertical-align: top; }
   th { width: 210px; color: #555; font-weight: 600; }
   code { font-size: 15px; }
-  .h { display: inline-block; padding: 1px 7px; margin: 1px; border-radius: 4px; background: #e4e4ea; }
+  .h { display: inline-block; padding: 1px 7px; margin: 1px; border-radius: 4px; color: #fff; font-weight: 600; }
   .actions { margin-top: 18px; display: flex; gap: 10px; flex-wrap: wrap; }
   button, .btn { font: inherit; padding: 7px 14px; border-radius: 5px; border: 1px solid #999; background: #fff; cursor: pointer; text-decoration: none; color: #222; }
   .hint { color: #555; font-size: 14px; margin-top: 18px; }
@@ -207,8 +223,49 @@ export function renderPage(p: PageInfo): string {
   <form method="post" action="/logout"><button type="submit">Log out (new session)</button></form>
   <a class="btn" href="/metrics">Metrics</a>
 </div>
-<p class="hint">Reload: the instance changes, the session id and creation time stay and the counter goes on.
-Kill the memcached node holding the session or one instance: the session lives on.</p>
+<p class="hint" id="hint">${hint}</p>
+</main>
+</body></html>
+`;
+}
+
+/** /metrics for a browser: store.stats() as tables (counters, timings, nodes) instead of one line of JSON. */
+export function renderMetrics(m: { instance: string; sticky: boolean; route: string | null; stats: Record<string, unknown> }, color: string): string {
+  const cell = (v: unknown) => `<td>${esc(typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(2)
+    : typeof v === 'object' && v !== null ? JSON.stringify(v) : v ?? '')}</td>`;
+  const table = (caption: string, rows: Array<[string, unknown]>) =>
+    `<table><caption>${esc(caption)}</caption>${rows.map(([k, v]) => `<tr><th>${esc(k)}</th>${cell(v)}</tr>`).join('')}</table>`;
+  /** Rows of objects (per node, per timing) as one table with a column per field. */
+  const grid = (caption: string, rows: Record<string, unknown>) => {
+    const entries = Object.entries(rows).filter(([, v]) => v && typeof v === 'object') as Array<[string, Record<string, unknown>]>;
+    if (!entries.length) return '';
+    const cols = [...new Set(entries.flatMap(([, v]) => Object.keys(v)))];
+    return `<table><caption>${esc(caption)}</caption><tr><th></th>${cols.map((c) => `<th>${esc(c)}</th>`).join('')}</tr>` +
+      entries.map(([k, v]) => `<tr><th>${esc(k)}</th>${cols.map((c) => cell(v[c])).join('')}</tr>`).join('') + '</table>';
+  };
+  const { timings, nodes, ...counters } = m.stats as { timings?: Record<string, unknown>; nodes?: Record<string, unknown> };
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>express-msm demo: metrics of instance ${esc(m.instance)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+  body { font: 15px/1.4 system-ui, sans-serif; margin: 0; background: #f4f4f6; color: #222; }
+  header { background: ${esc(color)}; color: #fff; padding: 14px 28px; }
+  h1 { margin: 0; font-size: 24px; }
+  main { padding: 16px 28px; }
+  table { border-collapse: collapse; background: #fff; margin: 0 0 18px; box-shadow: 0 1px 3px rgba(0,0,0,.12); }
+  caption { text-align: left; font-weight: 600; padding: 6px 0; }
+  th, td { text-align: left; padding: 5px 12px; border-bottom: 1px solid #eee; }
+  td { font-variant-numeric: tabular-nums; }
+</style></head>
+<body>
+<header><h1>Metrics of instance <span id="instance">${esc(m.instance)}</span></h1>
+<div>${m.sticky ? `sticky, route ${esc(m.route)}` : 'non-sticky'}: <code>store.stats()</code>; reload for the other instance's.
+<a style="color:#fff" href="/metrics?format=json">JSON</a> · <a style="color:#fff" href="/metrics?format=prometheus">Prometheus</a></div></header>
+<main>
+${table('Counters', Object.entries(counters))}
+${grid('Nodes', nodes ?? {})}
+${grid('Timings', timings ?? {})}
+<p><a href="/">Back to the page</a></p>
 </main>
 </body></html>
 `;

@@ -1,6 +1,7 @@
 // `npm run demo`: the seeds' experiment on this machine, without Docker. Starts two memcached nodes (n1, n2), two
-// app instances (a, b) and a round-robin balancer on one port (Debian's nginx when installed, else a Node proxy),
-// prints what to try, and stops everything on Ctrl-C / SIGTERM. Everything listens on 127.0.0.1 only.
+// app instances (a, b) and a balancer on one port (Debian's nginx when installed, else a Node proxy; round robin, in
+// sticky mode by the cookie's route), prints what to try, and stops everything on Ctrl-C / SIGTERM. Everything
+// listens on 127.0.0.1 only.
 //
 // Environment (all optional):
 //   DEMO_PORT=8080  DEMO_APP_A_PORT=3001  DEMO_APP_B_PORT=3002  DEMO_N1_PORT=21211  DEMO_N2_PORT=21212
@@ -282,7 +283,7 @@ async function main(): Promise<void> {
 
     process.stdout.write(`
 express-msm demo (${sticky ? 'sticky: routes a/b, the balancer follows the cookie\'s .route suffix' : 'non-sticky: sessions live in memcached'})
-  balancer  ${url}  (${balancer.kind}, round robin over a and b)
+  balancer  ${url}  (${balancer.kind}, ${sticky ? 'by the route in the session cookie; new sessions round robin' : 'round robin over a and b'})
   app a     http://${HOST}:${ports.a}/  pid ${state.apps.a.pid}
   app b     http://${HOST}:${ports.b}/  pid ${state.apps.b.pid}
   memcached n1 ${HOST}:${ports.n1} pid ${state.memcached.n1.pid}, n2 ${HOST}:${ports.n2} pid ${state.memcached.n2.pid}

@@ -1,11 +1,12 @@
 // The seeds' experiment in a real browser: headless Chromium (Debian's `chromium`, driven by playwright-core) loads
-// the demo through the balancer and reloads it: the serving instance changes while the session id and creation time
-// stay and the counter goes up. Takes a screenshot (docs/demo.png, the README's, with UPDATE_SCREENSHOT=1).
+// the demo through the balancer and reloads it: the serving instance alternates a, b, a, b while the session id and
+// creation time stay and the counter goes up. Takes a screenshot (docs/demo.png, the README's, with UPDATE_SCREENSHOT=1).
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { chromium } from 'playwright-core';
 import type { BrowserContext, Page } from 'playwright-core';
+import { colorFor } from '../../demo-app/config';
 import { RunningDemo, startDemo } from '../helpers/demo';
 
 jest.setTimeout(600_000); // room for installing Chromium on a fresh machine
@@ -41,7 +42,7 @@ describe('demo in headless Chromium', () => {
     await demo?.stop();
   });
 
-  test('reloads through the balancer: the instance changes, the session id stays, the counter goes up', async () => {
+  test('reloads through the balancer: the instance alternates a, b, a, b, the session id stays, the counter goes up', async () => {
     if (!fs.existsSync(CHROMIUM) && !process.env.CHROMIUM_PATH && process.getuid?.() === 0) {
       // A fresh Debian machine: install it, as `npm run demo` does for memcached (root only).
       require('child_process').execSync('apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium',
@@ -63,6 +64,8 @@ describe('demo in headless Chromium', () => {
     const page = context.pages()[0] ?? (await context.newPage());
     page.setDefaultTimeout(60_000);
 
+    const requested: string[] = [];
+    page.on('request', (r) => requested.push(r.url()));
     await page.goto(demo.state.url, { waitUntil: 'load' });
     const seen: Seen[] = [await read(page)];
     for (let i = 0; i < 7; i++) {
@@ -79,9 +82,18 @@ describe('demo in headless Chromium', () => {
     }
     const instances = seen.map((s) => s.instance);
     expect(new Set(instances)).toEqual(new Set(['a', 'b']));
-    // The instance changes between reloads (round robin), not only once.
-    const changes = instances.slice(1).filter((x, i) => x !== instances[i]).length;
-    expect(changes).toBeGreaterThanOrEqual(2);
+    // Every reload goes to the other instance: a, b, a, b (the logo's request does not take a page's turn).
+    expect(instances).toEqual(instances.map((_, i) => (i % 2 ? instances[1] : instances[0])));
+    expect(instances[1]).not.toBe(instances[0]);
+    // The page's logo came through the balancer too.
+    expect(requested.some((u) => u.endsWith('/static/logo.png'))).toBe(true);
+
+    // "Served by" badges carry their instance's colour.
+    const badges = await page.locator('#history .h').evaluateAll((els: any[]) =>
+      els.map((e) => [e.textContent, (globalThis as any).getComputedStyle(e).backgroundColor]));
+    expect(badges.length).toBeGreaterThanOrEqual(2);
+    const rgb = (hex: string) => `rgb(${[1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)).join(', ')})`;
+    for (const [name, bg] of badges) expect(bg).toBe(rgb(colorFor(name)));
 
     // The cart button (a locked route in non-sticky mode) posts, redirects to the page and keeps the session.
     await page.getByRole('button', { name: 'Add to cart' }).click();
@@ -98,5 +110,10 @@ describe('demo in headless Chromium', () => {
     fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     expect(fs.statSync(SCREENSHOT).size).toBeGreaterThan(5000);
+
+    // /metrics in the browser is a table, not a line of JSON.
+    await page.goto(new URL('/metrics', demo.state.url).toString(), { waitUntil: 'load' });
+    await expect(page.locator('caption').first().textContent()).resolves.toBe('Counters');
+    await expect(page.locator('tr', { hasText: 'requestsWithSession' }).locator('td').textContent()).resolves.toMatch(/^\d+$/);
   });
 });

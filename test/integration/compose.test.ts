@@ -4,8 +4,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { parseMemcachedNodes } from '../../lib';
-import { COMPOSE_UPSTREAMS, composeNginxConfig } from '../../demo-app/balancer';
-import { ENV_NAMES, REQUIRED_ENV, readConfig } from '../../demo-app/config';
+import { COMPOSE_UPSTREAMS, NON_PAGE_PATH, composeNginxConfig } from '../../demo-app/balancer';
+import { ENV_NAMES, IGNORE_PATTERN, REQUIRED_ENV, readConfig } from '../../demo-app/config';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const read = (p: string) => fs.readFileSync(path.join(ROOT, p), 'utf8');
@@ -183,6 +183,20 @@ describe('docker-compose.yml', () => {
     expect(services.nginx.ports).toEqual([`127.0.0.1:8080:${listen}`]);
   });
 
+  test('nginx: pages and non-pages (static files, health checks) take turns in upstreams of their own, over the same servers', () => {
+    const conf = read('demo-app/nginx.conf');
+    const upstreams = Object.fromEntries([...conf.matchAll(/^\s*upstream (\S+) \{([^}]*)\}/gm)].map((m) =>
+      [m[1], [...m[2].matchAll(/server\s+(\S+)/g)].map((x) => x[1]).join(' ')]));
+    expect(upstreams.msm_rr_nonpage).toBe(upstreams.msm_rr);
+    expect(upstreams.msm_rr).toBe(apps.map((a) => `${a}:${envOf(a).PORT}`).join(' '));
+    const locations = [...conf.matchAll(/^\s*location (.+?) \{\s*proxy_pass http:\/\/(\S+);/gm)].map((m) => [m[1], m[2]]);
+    expect(locations).toEqual([[`~ ${NON_PAGE_PATH}`, 'msm_rr_nonpage'], ['/', '$msm_upstream']]);
+    // The app's requestUriIgnorePattern is what nginx counts as a non-page.
+    expect(NON_PAGE_PATH.startsWith(`${IGNORE_PATTERN}|`)).toBe(true);
+    // Pages without a route go round robin; with one, to that route's upstream.
+    expect(conf).toMatch(/map \$msm_route \$msm_upstream \{\s*default msm_rr;\s*a msm_route_a;\s*b msm_route_b;/);
+  });
+
   test('the Dockerfile builds from the repository root and its command exists', () => {
     for (const a of apps) {
       expect(services[a].build).toEqual({ context: '.', dockerfile: 'demo-app/Dockerfile' });
@@ -198,9 +212,10 @@ describe('docker-compose.yml', () => {
     expect(cmd[0]).toBe('node');
     for (const arg of cmd.slice(1).filter((x) => !x.startsWith('-'))) expect(fs.existsSync(path.join(ROOT, arg))).toBe(true);
     expect(df).toMatch(new RegExp(`^EXPOSE ${envOf('app_a').PORT}$`, 'm'));
-    // Dev dependencies (express, express-session, typescript) are installed: NODE_ENV=production only after npm ci
-    // (or its npm install fallback).
+    // Dev dependencies (express, express-session, typescript) are installed: NODE_ENV=production only after npm ci.
     expect(df.indexOf('npm ci')).toBeLessThan(df.indexOf('NODE_ENV=production'));
     expect(df).not.toMatch(/--omit=dev|--production/);
+    // The lockfile is the install, as in CI: no `npm install` that would resolve other versions.
+    expect(df).not.toMatch(/npm (install|i)\b/);
   });
 });
