@@ -236,8 +236,11 @@ export function renderMetrics(m: { instance: string; sticky: boolean; route: str
   const table = (caption: string, rows: Array<[string, unknown]>) =>
     `<table><caption>${esc(caption)}</caption>${rows.map(([k, v]) => `<tr><th>${esc(k)}</th>${cell(v)}</tr>`).join('')}</table>`;
   /** Rows of objects (per node, per timing) as one table with a column per field. */
+  const flat = (o: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(Object.entries(o).flatMap(([k, v]) =>
+    v && typeof v === 'object' ? Object.entries(v).map(([k2, v2]) => [`${k} ${k2}`, v2]) : [[k, v]]));
   const grid = (caption: string, rows: Record<string, unknown>) => {
-    const entries = Object.entries(rows).filter(([, v]) => v && typeof v === 'object') as Array<[string, Record<string, unknown>]>;
+    const entries = Object.entries(rows).filter(([, v]) => v && typeof v === 'object')
+      .map(([k, v]) => [k, flat(v as Record<string, unknown>)]) as Array<[string, Record<string, unknown>]>;
     if (!entries.length) return '';
     const cols = [...new Set(entries.flatMap(([, v]) => Object.keys(v)))];
     return `<table><caption>${esc(caption)}</caption><tr><th></th>${cols.map((c) => `<th>${esc(c)}</th>`).join('')}</tr>` +
