@@ -43,6 +43,14 @@ describe('package entry points', () => {
       `import { MemcachedStore, memcachedSession } from 'express-msm'; const s = new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:1' }); console.log(typeof s.genid(), typeof memcachedSession); await s.close();`]);
     expect(esm).toBe('string function');
   });
+
+  it('gives ESM importers every CommonJS export by name (cjs-module-lexer sees them)', () => {
+    const [named, cjs] = JSON.parse(node(['--input-type=module', '-e', `import * as m from 'express-msm'; import { createRequire } from 'module';
+      const cjs = createRequire(import.meta.url)('express-msm');
+      console.log(JSON.stringify([Object.keys(m).filter((k) => k !== 'default' && k !== '__esModule').sort(), Object.keys(cjs).filter((k) => k !== '__esModule').sort()]));`]));
+    expect(cjs.length).toBeGreaterThan(15);
+    expect(named).toEqual(cjs);
+  });
 });
 
 const REPO = 'https://github.com/express-msm/express-msm';
