@@ -189,7 +189,7 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
     if (!s || req.sessionID !== state.loadedId) return true; // destroyed or regenerated
     if (state.modified !== undefined) return state.modified;
     try {
-      return !store.transcoder.encode(store.toStored(s)).equals(state.loadedBytes!);
+      return !store.transcoder.encode(store.toStored(s), store.ids.parse(req.sessionID) ?? undefined).equals(state.loadedBytes!);
     } catch {
       return true;
     }

@@ -296,7 +296,7 @@ export class NonStickyMode implements SessionMode {
   }
 
   async touch(sid: SessionId, storedOf: () => StoredSession, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
-    const bytes = meta && meta.id === sid.id ? meta.bytes : this.ctx.transcoder.encode(storedOf());
+    const bytes = meta && meta.id === sid.id ? meta.bytes : this.ctx.transcoder.encode(storedOf(), sid);
     return this.refresh(sid, bytes, maxInactive, meta);
   }
 
@@ -378,7 +378,7 @@ export class NonStickyMode implements SessionMode {
   }
 
   private decode(sid: SessionId, found: Found): StoredSession | null {
-    const session = this.ctx.transcoder.decode(found.bytes);
+    const session = this.ctx.transcoder.decode(found.bytes, sid);
     if (session) return session;
     const { stats, logger, nodes, keys } = this.ctx;
     stats.decodeFailures++;

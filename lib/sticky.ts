@@ -89,9 +89,9 @@ export class StickyMode implements SessionMode {
         stats.localHits++;
         if (!this.ctx.nodes.isAvailable(e.node)) {
           const moved = await this.shared(sid.id, () => this.relocate(sid, e));
-          if (moved) return this.result(moved);
+          if (moved) return this.result(sid, moved);
         }
-        return this.result({ id: sid.id, bytes: e.bytes });
+        return this.result(sid, { id: sid.id, bytes: e.bytes });
       }
       if (status.get === 'stale') {
         // Inactive longer than maxInactive: the dispose handler deleted the memcached copy as well.
@@ -101,7 +101,7 @@ export class StickyMode implements SessionMode {
       stats.localMisses++;
     }
     const loaded = await this.shared(sid.id, () => (sid.route === this.route ? this.reload(sid) : this.takeover(sid)));
-    return loaded ? this.result(loaded) : null;
+    return loaded ? this.result(sid, loaded) : null;
   }
 
   /** One memcached load/move per id at a time; concurrent requests wait for it and then decode their own copy. */
@@ -130,7 +130,7 @@ export class StickyMode implements SessionMode {
   }
 
   async touch(sid: SessionId, storedOf: () => StoredSession, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
-    const bytes = meta && meta.id === sid.id ? meta.bytes : this.ctx.transcoder.encode(storedOf());
+    const bytes = meta && meta.id === sid.id ? meta.bytes : this.ctx.transcoder.encode(storedOf(), sid);
     return this.refresh(sid, bytes, maxInactive);
   }
 
@@ -153,8 +153,8 @@ export class StickyMode implements SessionMode {
 
   // --- internals ---------------------------------------------------------------------------------------------
 
-  private result(loaded: Loaded): LoadResult | null {
-    const session = this.ctx.transcoder.decode(loaded.bytes);
+  private result(sid: SessionId, loaded: Loaded): LoadResult | null {
+    const session = this.ctx.transcoder.decode(loaded.bytes, sid);
     if (!session) {
       this.ctx.stats.requestsWithoutSession++;
       return null;
@@ -246,7 +246,7 @@ export class StickyMode implements SessionMode {
     const node = this.nodeOf(sid);
     const bytes = await this.fetch(sid, node);
     if (!bytes) return null;
-    const maxInactive = this.maxInactiveOf(bytes);
+    const maxInactive = this.maxInactiveOf(sid, bytes);
     if (maxInactive === null) return this.expired(sid, node);
     // The copy's remaining TTL is unknown: the next save/touch refreshes it.
     this.local.set(sid.id, { bytes, maxInactive, node, copy: { written: bytes, expiresAt: 0 } }, { ttl: maxInactive * 1000 });
@@ -262,7 +262,7 @@ export class StickyMode implements SessionMode {
     const node = this.nodeOf(sid);
     const bytes = await this.fetch(sid, node);
     if (!bytes) return null;
-    const maxInactive = this.maxInactiveOf(bytes);
+    const maxInactive = this.maxInactiveOf(sid, bytes);
     if (maxInactive === null) return this.expired(sid, node);
 
     let target = node;
@@ -351,7 +351,7 @@ export class StickyMode implements SessionMode {
       stats.requestsWithoutSession++;
       return null;
     }
-    if (!transcoder.decode(r.value)) {
+    if (!transcoder.decode(r.value, sid)) {
       stats.decodeFailures++;
       stats.requestsWithoutSession++;
       logger.warn(`session ${hashId(sid.id)} on ${node}: ${r.value.length} bytes do not decode with ${transcoder.name}; deleted`);
@@ -369,8 +369,8 @@ export class StickyMode implements SessionMode {
   }
 
   /** s, from the stored cookie as the store computes it; null when already expired. */
-  private maxInactiveOf(bytes: Buffer): number | null {
-    const s = maxInactiveOfCookie(this.ctx.transcoder.decode(bytes)?.cookie, this.ctx.cfg.defaultMaxInactiveInterval);
+  private maxInactiveOf(sid: SessionId, bytes: Buffer): number | null {
+    const s = maxInactiveOfCookie(this.ctx.transcoder.decode(bytes, sid)?.cookie, this.ctx.cfg.defaultMaxInactiveInterval);
     return s > 0 ? s : null;
   }
 

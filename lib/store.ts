@@ -218,7 +218,7 @@ export class MemcachedStore extends Store {
     const pre = (session as any)[ENCODED] as Encoded | undefined;
     if (pre) delete (session as any)[ENCODED];
     const stored = pre?.stored ?? this.toStored(session);
-    const bytes = pre?.bytes ?? this.transcoder.encode(stored);
+    const bytes = pre?.bytes ?? this.transcoder.encode(stored, r.sid);
     if (bytes.length > this.maxSessionBytes) {
       throw new Error(`express-msm: session is ${bytes.length} bytes, above the ${this.maxSessionBytes}-byte limit (memcached item size); not stored`);
     }
@@ -240,8 +240,9 @@ export class MemcachedStore extends Store {
   needsSave(session: SessionData, sessionId: string): boolean {
     const meta = (session as any)[LOADED] as LoadedMeta | undefined;
     const stored = this.toStored(session);
-    if (!meta || meta.id !== sessionId) return Object.keys(stored).length > 1;
-    const bytes = this.transcoder.encode(stored);
+    const sid = meta && meta.id === sessionId ? this.ids.parse(sessionId) : null;
+    if (!meta || !sid) return Object.keys(stored).length > 1;
+    const bytes = this.transcoder.encode(stored, sid);
     const unchanged = bytes.equals(meta.bytes);
     Object.defineProperty(session, ENCODED, { value: { stored, bytes, unchanged } satisfies Encoded, configurable: true, writable: true });
     return !unchanged;

@@ -32,13 +32,26 @@ export interface StoredSession {
   [attribute: string]: unknown;
 }
 
+/**
+ * Which session the bytes belong to, for transcoders that bind them to it (EncryptingTranscoder). The store passes it
+ * to every encode and decode; transcoders that do not need it ignore it.
+ */
+export interface TranscoderContext {
+  /**
+   * The session id without its node and route suffix (`<random>` of `<random>-<node>[.<route>]`). The same bytes are
+   * stored under `<id>` and `bak:<id>`, and moved unchanged to another id by relocation and route takeover: all keep
+   * this part, so it is what bytes can be bound to.
+   */
+  readonly random: string;
+}
+
 export interface Transcoder {
   /** Short name for logs and stats, e.g. 'json', 'avro'. */
   readonly name: string;
   /** Must be deterministic: the store compares bytes to skip rewriting unchanged sessions. Throws on data it cannot store. */
-  encode(session: StoredSession): Buffer;
+  encode(session: StoredSession, context?: TranscoderContext): Buffer;
   /** null for anything it did not write (other transcoder, other version, corrupt bytes). Must not throw. */
-  decode(bytes: Buffer): StoredSession | null;
+  decode(bytes: Buffer, context?: TranscoderContext): StoredSession | null;
 }
 
 /** 'M','S' */
@@ -47,7 +60,7 @@ export const MAGIC1 = 0x53;
 export const FORMAT_VERSION = 1;
 export const HEADER_LENGTH = 4;
 
-export const TranscoderKind = { json: 1, avro: 2 } as const;
+export const TranscoderKind = { json: 1, avro: 2, encrypted: 3 } as const;
 
 /** Not a session: `bak:<old id>` after a relocation, pointing at the new id (see non-sticky.ts). */
 const MOVED_KIND = 0xff;
