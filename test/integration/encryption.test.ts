@@ -1,0 +1,162 @@
+// Issue 13: sessions encrypted at rest. What lands in memcached is read with an independent client: no plaintext,
+// primary and bak: copies decrypt under their session, relocation and takeover carry the bytes, rotation works, and
+// bytes that do not decrypt (retired key, tampered, copied from another session) give a fresh session, never a 500.
+import request from 'supertest';
+import { randomBytes } from 'crypto';
+import { EncryptingTranscoder, MemcachedStore, MemcachedStoreOptions } from '../../lib';
+import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
+import { RawClient } from '../helpers/raw-client';
+import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
+
+const SECRET_DATA = { card: 'VISA-4111111111111111', email: 'ada@example.com' };
+const PLAINTEXTS = ['4111111111111111', 'ada@example.com', 'originalMaxAge', '"n":', 'card'];
+const k1 = { id: 'k1', key: randomBytes(32) };
+const k2 = { id: 'k2', key: randomBytes(32) };
+
+const nodeIndex = (id: string) => Number(/-n(\d)(\.|$)/.exec(id)![1]) - 1;
+const random = (id: string) => id.slice(0, 32);
+
+function expectNoPlaintext(bytes: Buffer | null): void {
+  expect(bytes).not.toBeNull();
+  expect([...bytes!.subarray(0, 4)]).toEqual([0x4d, 0x53, 1, 3]);
+  const text = bytes!.toString('latin1');
+  for (const p of PLAINTEXTS) expect(text).not.toContain(p);
+}
+
+describe('encryption at rest (non-sticky, three nodes)', () => {
+  let ps: MemcachedProcess[];
+  let raw: RawClient[];
+  const stores: MemcachedStore[] = [];
+  const newStore = (keys = [k1], o: Partial<MemcachedStoreOptions> = {}) => {
+    const s = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000,
+      operationTimeout: 500, transcoder: new EncryptingTranscoder({ keys }), ...o });
+    stores.push(s);
+    return s;
+  };
+
+  beforeEach(async () => {
+    ps = await startMemcacheds(3);
+    raw = ps.map((p) => new RawClient(p.port));
+  });
+  afterEach(async () => {
+    await Promise.all(stores.splice(0).map((s) => s.close()));
+    raw.forEach((r) => r.close());
+    await killAll(ps);
+  });
+
+  it('stores no plaintext on any node; primary and bak: copies decrypt under their session; relocation keeps it', async () => {
+    const store = newStore();
+    const agent = request.agent(makeApp(store));
+    await agent.post('/data').send(SECRET_DATA).expect(200);
+    const id: string = (await agent.get('/inc').expect(200)).body.id;
+    const p = nodeIndex(id);
+    const b = (p + 1) % 3;
+    const primary = await raw[p].get(id);
+    const backup = await raw[b].get(`bak:${id}`);
+    expectNoPlaintext(primary);
+    expect(backup!.equals(primary!)).toBe(true);
+    const t = store.transcoder;
+    expect(t.decode(backup!, { random: random(id) })).toMatchObject({ n: 1, data: SECRET_DATA });
+    // Every item on every node: only ciphertext, validity records (timestamps) and markers.
+    for (const r of raw) for (const k of await r.sessionKeys()) expect((await r.get(k))!.toString('latin1')).not.toContain('4111111111111111');
+
+    // The primary dies: the backup's bytes are moved to a new id (same random part) and still decrypt.
+    await ps[p].kill();
+    const r = await agent.get('/inc').expect(200);
+    expect(r.body.n).toBe(2);
+    const moved = idFromSetCookie(r.headers)!;
+    expect(random(moved)).toBe(random(id));
+    expect(nodeIndex(moved)).toBe(b);
+    expectNoPlaintext(await raw[b].get(moved));
+    expect((await agent.get('/get').expect(200)).body).toMatchObject({ id: moved, n: 2, data: SECRET_DATA });
+  });
+
+  it('an unchanged session is not rewritten (the encryption is deterministic per session)', async () => {
+    const store = newStore();
+    // resave: express-session calls set on every request; the store compares the encoded bytes with the loaded ones.
+    const agent = request.agent(makeApp(store, { resave: true }));
+    const id: string = (await agent.get('/inc').expect(200)).body.id;
+    const before = await raw[nodeIndex(id)].meta(id);
+    await agent.get('/get').expect(200);
+    await agent.get('/get').expect(200);
+    expect((await raw[nodeIndex(id)].meta(id))!.cas).toBe(before!.cas);
+    expect(store.stats().requestsWithoutSessionModification).toBe(2);
+  });
+
+  it('key rotation: [k2, k1] reads k1 sessions and rewrites them with k2; once k1 is retired its sessions are fresh ones', async () => {
+    const old = request.agent(makeApp(newStore([k1])));
+    const id: string = (await old.get('/inc').expect(200)).body.id;
+    const keyIdOf = async (sid: string) => (await raw[nodeIndex(sid)].get(sid))!.toString('latin1', 5, 7);
+    expect(await keyIdOf(id)).toBe('k1');
+
+    const rotatedApp = makeApp(newStore([k2, k1]));
+    const r = await request(rotatedApp).get('/inc').set('Cookie', cookieFor(id)).expect(200);
+    expect(r.body).toMatchObject({ id, n: 2 });
+    expect(await keyIdOf(id)).toBe('k2');
+
+    // A k1-only session, then an instance that lists k2 only: a fresh session, no error.
+    const stale: string = (await request(makeApp(newStore([k1]))).get('/inc').expect(200)).body.id;
+    const retired = newStore([k2]);
+    const f = await request(makeApp(retired)).get('/inc').set('Cookie', cookieFor(stale)).expect(200);
+    expect(f.body.n).toBe(1);
+    expect(f.body.id).not.toBe(stale);
+    expect(retired.stats().decodeFailures).toBe(1);
+  });
+
+  it('tampered bytes, and a value copied under another session id, give a fresh session (200), never that data', async () => {
+    const store = newStore();
+    const app = makeApp(store);
+    const victim = request.agent(app);
+    await victim.post('/data').send(SECRET_DATA).expect(200);
+    const victimId: string = (await victim.get('/get').expect(200)).body.id;
+    const attacker = request.agent(app);
+    const attackerId: string = (await attacker.get('/inc').expect(200)).body.id;
+
+    // Copy the victim's bytes over the attacker's session (primary and backup; the validity records stay).
+    const bytes = (await raw[nodeIndex(victimId)].get(victimId))!;
+    await raw[nodeIndex(attackerId)].set(attackerId, bytes, 120);
+    await raw[(nodeIndex(attackerId) + 1) % 3].set(`bak:${attackerId}`, bytes, 120);
+    const a = await attacker.get('/get').expect(200);
+    expect(a.body).toMatchObject({ n: null, data: null });
+
+    // Flip one ciphertext byte of the victim's primary and backup.
+    const tampered = Buffer.from(bytes);
+    tampered[tampered.length - 1] ^= 0x40;
+    await raw[nodeIndex(victimId)].set(victimId, tampered, 120);
+    await raw[(nodeIndex(victimId) + 1) % 3].set(`bak:${victimId}`, tampered, 120);
+    const v = await victim.get('/get').expect(200);
+    expect(v.body).toMatchObject({ n: null, data: null });
+    expect(store.stats().decodeFailures).toBe(2);
+  });
+});
+
+describe('encryption at rest (sticky)', () => {
+  let ps: MemcachedProcess[];
+  let raw: RawClient[];
+  const stores: MemcachedStore[] = [];
+  afterAll(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+    raw.forEach((r) => r.close());
+    await killAll(ps);
+  });
+
+  it('the memcached copy is ciphertext, and a route takeover (new id, same bytes) decrypts it', async () => {
+    ps = await startMemcacheds(2);
+    raw = ps.map((p) => new RawClient(p.port));
+    const mk = (route: string) => {
+      const s = new MemcachedStore({ memcachedNodes: nodesString(ps), sticky: true, route, sessionBackupAsync: false,
+        sessionBackupTimeout: 1000, transcoder: new EncryptingTranscoder({ keys: [k1] }) });
+      stores.push(s);
+      return s;
+    };
+    const a = request.agent(makeApp(mk('a')));
+    await a.post('/data').send(SECRET_DATA).expect(200);
+    const id: string = (await a.get('/inc').expect(200)).body.id;
+    expectNoPlaintext(await raw[nodeIndex(id)].get(id));
+    const r = await request(makeApp(mk('b'))).get('/get').set('Cookie', cookieFor(id)).expect(200);
+    expect(r.body).toMatchObject({ n: 1, data: SECRET_DATA });
+    const taken = idFromSetCookie(r.headers)!;
+    expect(taken).toBe(`${id.slice(0, -2)}.b`);
+    expectNoPlaintext(await raw[nodeIndex(taken)].get(taken));
+  });
+});
