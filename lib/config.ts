@@ -1,6 +1,7 @@
 // Options, defaults and validation. Knows msm's attribute names and syntax; knows nothing of memcached or HTTP.
 import type { Transcoder } from './transcoders/transcoder';
 import type { Logger } from './logger';
+import type { IndexBy } from './user-index';
 
 export type LockingModeName = 'none' | 'all' | 'auto' | `uriPattern:${string}`;
 
@@ -43,6 +44,11 @@ export interface MemcachedStoreOptions {
   requestUriIgnorePattern?: string | RegExp;
   /** Where failover, relocation and decode failures are reported. Silent unless DEBUG includes express-msm. */
   logger?: Logger;
+  /**
+   * Per-user index (non-sticky): the value a session belongs to, e.g. `(s) => s.userId`; strings and finite numbers
+   * count. Enables store.idsOf(value) and store.destroyAllOf(value). See docs/user-index.md.
+   */
+  indexBy?: IndexBy;
   /** Test hook: called with every key before it reaches memcached. */
   onKey?: (key: string) => void;
 }
@@ -71,6 +77,7 @@ export interface ResolvedConfig {
   nodeAvailabilityCacheTTL: number;
   localMaxSessions: number;
   localMaxBytes: number;
+  indexBy: IndexBy | undefined;
 }
 
 export const DEFAULTS = {
@@ -246,7 +253,15 @@ export function resolveConfig(options: MemcachedStoreOptions): ResolvedConfig {
     nodeAvailabilityCacheTTL: nonNegative('nodeAvailabilityCacheTTL', options.nodeAvailabilityCacheTTL, DEFAULTS.nodeAvailabilityCacheTTL),
     localMaxSessions: nonNegative('localMaxSessions', options.localMaxSessions, DEFAULTS.localMaxSessions, { integer: true, min: 1 }),
     localMaxBytes: nonNegative('localMaxBytes', options.localMaxBytes, DEFAULTS.localMaxBytes, { integer: true, min: 1 }),
+    indexBy: options.indexBy ?? undefined,
   };
+  if (cfg.indexBy !== undefined && typeof cfg.indexBy !== 'function') {
+    throw new ConfigError('indexBy', typeof cfg.indexBy, 'expected a function (session) => value, e.g. (s) => s.userId');
+  }
+  if (cfg.indexBy && sticky) {
+    // A sticky instance serves its sessions from memory: another instance cannot end them.
+    throw new ConfigError('indexBy', '[function]', 'needs non-sticky mode (sticky instances serve sessions from local memory, which other instances cannot end)');
+  }
   if ((cfg.username === undefined) !== (cfg.password === undefined)) {
     throw new ConfigError(cfg.username === undefined ? 'username' : 'password', undefined, 'username and password go together (SASL)');
   }

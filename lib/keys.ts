@@ -23,6 +23,10 @@ export class KeyFormat {
   backupValidity(id: string): string {
     return 'bak:' + this.prefix + 'validity:' + this.prefix + id;
   }
+  /** Per-user index item (user-index.ts): `idx:<prefix><sha256-hex of the indexed value>`. */
+  index(hash: string): string {
+    return 'idx:' + this.prefix + hash;
+  }
   lock(id: string): string {
     return 'lock:' + this.prefix + id;
   }

@@ -58,6 +58,18 @@ export class NodeClient {
     return this.request(maintenance ? 'maintenance' : 'set', OP.set, key, expires, value, (status) => (status === STATUS.ok ? true : undefined));
   }
 
+  /** The value with its CAS token (for cas()), or null when missing. */
+  gets(key: string): Promise<OpResult<{ value: Buffer; cas: Buffer } | null>> {
+    return this.request('get', OP.get, key, undefined, undefined, (status, r) =>
+      status === STATUS.ok ? { value: r.val, cas: Buffer.from(r.header.cas) } : status === STATUS.notFound ? null : undefined);
+  }
+
+  /** set only if the item is unchanged since gets() returned `cas`; false when it changed or is gone. */
+  cas(key: string, value: Buffer, expires: number, cas: Buffer): Promise<OpResult<boolean>> {
+    return this.request('set', OP.set, key, expires, value, (status) =>
+      status === STATUS.ok ? true : status === STATUS.exists || status === STATUS.notFound ? false : undefined, cas);
+  }
+
   /** false when the key exists already (msm uses add for locks and pings). */
   add(key: string, value: Buffer, expires: number, maintenance = false): Promise<OpResult<boolean>> {
     return this.request(maintenance ? 'maintenance' : 'add', OP.add, key, expires, value, (status) =>
@@ -135,12 +147,12 @@ export class NodeClient {
    * result; undefined means the status is an error.
    */
   private request<T>(kind: keyof NodeClient['ops'], opcode: number, key: string, expires: number | undefined, value: Buffer | undefined,
-    answer: (status: number, r: Response) => T | undefined): Promise<OpResult<T>> {
+    answer: (status: number, r: Response) => T | undefined, cas?: Buffer): Promise<OpResult<T>> {
     return this.run<T>(kind, key, (cb) => {
       const client = this.client as unknown as MemjsInternals;
       client.incrSeq();
       const seq = client.seq;
-      client.perform(key, requestBuffer(opcode, key, seq, expires, value), seq, (err, r) => {
+      client.perform(key, requestBuffer(opcode, key, seq, expires, value, cas), seq, (err, r) => {
         if (err || !r) return cb(err ?? new Error('no response'), undefined as T);
         const v = answer(r.header.status, r);
         cb(v === undefined ? statusError(r.header.status) : null, v as T);
@@ -227,7 +239,7 @@ function found(status: number): boolean | undefined {
 
 /** What memjs hands a perform callback. */
 interface Response {
-  header: { status: number };
+  header: { status: number; cas: Buffer };
   val: Buffer;
 }
 
@@ -242,7 +254,8 @@ interface MemjsInternals {
  * A binary-protocol request: 24-byte header, extras (set/add: flags + expiration; touch: expiration), key, value.
  * Keys are validated ASCII before they get here, so their length in bytes is their length in characters.
  */
-export function requestBuffer(opcode: number, key: string, seq: number, expires: number | undefined, value: Buffer | undefined): Buffer {
+export function requestBuffer(opcode: number, key: string, seq: number, expires: number | undefined, value: Buffer | undefined,
+  cas?: Buffer): Buffer {
   const extrasLength = expires === undefined ? 0 : value === undefined ? 4 : 8;
   const valueLength = value?.length ?? 0;
   const b = Buffer.allocUnsafe(24 + extrasLength + key.length + valueLength);
@@ -254,8 +267,8 @@ export function requestBuffer(opcode: number, key: string, seq: number, expires:
   b.writeUInt16BE(0, 6); // vbucket
   b.writeUInt32BE(extrasLength + key.length + valueLength, 8);
   b.writeUInt32BE(seq >>> 0, 12); // opaque: memjs matches the response by it
-  b.writeUInt32BE(0, 16); // CAS
-  b.writeUInt32BE(0, 20);
+  if (cas?.length === 8) cas.copy(b, 16);
+  else b.fill(0, 16, 24); // CAS 0: unconditional
   let at = 24;
   if (extrasLength === 8) {
     b.writeUInt32BE(0, at); // flags

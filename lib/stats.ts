@@ -36,6 +36,8 @@ export class Statistics {
   /** lockTimeoutAction 'reject': requests answered 503. */
   lockRejections = 0;
   readOnlyPatternsBlacklisted = 0;
+  /** indexBy: an index change that no copy took (the session is stored; destroyAllOf may miss it). */
+  indexWriteFailures = 0;
   private readonly timings = new Map<string, { count: number; total: number; max: number }>();
 
   time(name: string, ms: number): void {

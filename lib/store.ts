@@ -16,6 +16,7 @@ import { StickyMode } from './sticky';
 import { JsonTranscoder } from './transcoders/json';
 import { StoredCookie, StoredSession, Transcoder, maxInactiveOfCookie } from './transcoders/transcoder';
 import { BackupRunner } from './backup';
+import { UserIndex } from './user-index';
 
 /** Where a loaded session carries its LoadedMeta. A symbol: invisible to JSON, to express-session's hash and to apps. */
 export const LOADED: unique symbol = Symbol('express-msm.loaded');
@@ -66,6 +67,8 @@ export class MemcachedStore extends Store {
   readonly logger: Logger;
   readonly backups: BackupRunner;
   readonly mode: SessionMode;
+  /** indexBy: the per-user index (idsOf, destroyAllOf). */
+  readonly index: UserIndex | undefined;
   /** Largest encoded session accepted; larger ones fail at set with a message naming the size. */
   maxSessionBytes = DEFAULT_MAX_SESSION_BYTES;
   /**
@@ -110,6 +113,9 @@ export class MemcachedStore extends Store {
       recordIdChange: (oldId, newId) => this.idChanges.set(oldId, newId),
     };
     this.mode = this.config.sticky ? new StickyMode(ctx) : new NonStickyMode(ctx);
+    const mode = this.mode;
+    this.index = this.config.indexBy && new UserIndex({ nodes: this.nodes, keys: this.keys, ids: this.ids, stats: this.statistics,
+      logger: this.logger, load: (sid) => mode.load(sid), destroy: (sid) => mode.destroy(sid) }, this.config.indexBy);
   }
 
   /** Pass as express-session's `genid`: `<random>-<nodeId>[.<route>]` on a random available node. */
@@ -129,6 +135,21 @@ export class MemcachedStore extends Store {
 
   destroy(sid: string, callback?: Callback<void>): Promise<void> {
     return withCallback(this.removeSession(sid), callback);
+  }
+
+  /** indexBy: ids of the live sessions whose indexBy gives `value` (each one loaded and checked). */
+  idsOf(value: string | number, callback?: Callback<string[]>): Promise<string[]> {
+    return withCallback(this.requireIndex().then((i) => i.idsOf(value)), callback);
+  }
+
+  /** indexBy: destroys every live session whose indexBy gives `value` ("log out everywhere"); resolves with how many. */
+  destroyAllOf(value: string | number, callback?: Callback<number>): Promise<number> {
+    return withCallback(this.requireIndex().then((i) => i.destroyAllOf(value)), callback);
+  }
+
+  private async requireIndex(): Promise<UserIndex> {
+    if (!this.index) throw new Error('express-msm: idsOf/destroyAllOf need the indexBy option, e.g. indexBy: (s) => s.userId');
+    return this.index;
   }
 
   /**
@@ -203,6 +224,7 @@ export class MemcachedStore extends Store {
       this.logger.warn(`session ${hashId(r.sid.id)}: stored cookie is malformed; treated as no session`);
       return null;
     }
+    this.index?.onLoad(meta, raw, session);
     meta.cookie = { ...session.cookie };
     restoreExpires(session.cookie, meta.validity?.thisAccessedTime ?? Date.now());
     Object.defineProperty(session, LOADED, { value: meta, configurable: true, writable: true });
@@ -224,6 +246,7 @@ export class MemcachedStore extends Store {
     }
     const meta = (session as any)[LOADED] as LoadedMeta | undefined;
     await this.mode.save(r.sid, stored, bytes, maxInactive, meta);
+    if (this.index) await this.index.afterWrite(r.sid, session, maxInactive, meta);
     // Counted when first stored (express-session asks genid for every request without a cookie), once per object.
     if (!meta && !this.counted.has(session)) {
       this.counted.add(session);
@@ -264,6 +287,7 @@ export class MemcachedStore extends Store {
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
     if (maxInactive <= 0) return this.mode.destroy(r.sid);
     await this.mode.touch(r.sid, () => this.toStored(session), maxInactive, (session as any)[LOADED]);
+    if (this.index) await this.index.afterWrite(r.sid, session, maxInactive, (session as any)[LOADED]);
   }
 
   private async removeSession(raw: string): Promise<void> {
@@ -273,6 +297,7 @@ export class MemcachedStore extends Store {
     this.idChanges.delete(sid.id);
     const moved = movedTo ? this.ids.parse(movedTo) : null;
     await Promise.all([this.mode.destroy(sid), moved ? this.mode.destroy(moved) : undefined]);
+    await this.index?.onDestroy(sid.id);
   }
 
   /** s: the cookie's maxAge, else its expires, else defaultMaxInactiveInterval. <= 0 means already expired. */
