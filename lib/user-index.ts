@@ -25,8 +25,9 @@ export type IndexBy = (session: Record<string, any>) => unknown;
 const INDEX_KIND = 0xfe;
 /** Copies of each index item. */
 const COPIES = 2;
-/** CAS retries before a change is given up (counted, logged). */
-const CAS_ATTEMPTS = 8;
+/** CAS tries before a change is given up (counted, logged); a lost race waits a random few ms, growing. */
+const CAS_ATTEMPTS = 30;
+const casBackoff = (attempt: number) => new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 * (attempt + 1))));
 /** Bound on one value's entries (item size); the soonest to expire are dropped first. */
 export const MAX_INDEX_ENTRIES = 2000;
 /** Sessions loaded at once while verifying a value's entries. */
@@ -298,6 +299,7 @@ export class UserIndex {
       }
       nodes.markOk(node);
       if (w.value) return true;
+      await casBackoff(attempt);
     }
     return false;
   }
