@@ -1,12 +1,16 @@
-// Bytes and encode+decode time per session, JSON vs Avro, on a small, a typical (user + 10-item cart) and a
-// large session. Run: npm run bench:transcoders  (writes bench/transcoders-results.json)
+// Bytes and encode+decode time per session, JSON vs Avro vs encrypted JSON (EncryptingTranscoder), on a small, a
+// typical (user + 10-item cart) and a large session. Run: npm run bench:transcoders  (writes bench/transcoders-results.json)
 import { writeFileSync } from 'fs';
 import * as path from 'path';
+import { randomBytes } from 'crypto';
 import { AvroTranscoder } from '../lib/transcoders/avro';
+import { EncryptingTranscoder } from '../lib/transcoders/encrypting';
 import { JsonTranscoder } from '../lib/transcoders/json';
-import type { StoredSession, Transcoder } from '../lib/transcoders/transcoder';
+import type { StoredSession, Transcoder, TranscoderContext } from '../lib/transcoders/transcoder';
 
 const T0 = 1_767_000_000_000; // a fixed epoch-ms base: deterministic sessions
+/** The session every value is bound to (only the EncryptingTranscoder uses it). */
+const CONTEXT: TranscoderContext = { random: '6F1C0E8B5A2D4F7E9C3B1A0D8E6F4C2B' };
 
 export const shopSchema = {
   type: 'record',
@@ -94,8 +98,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 function timeBoth(ts: Transcoder[], s: StoredSession, rounds = 15, ms = 40): Array<{ encodeNs: number; decodeNs: number }> {
   let sink = 0;
   const fns = ts.map((t) => {
-    const bytes = t.encode(s);
-    return { enc: () => { sink += t.encode(s).length; }, dec: () => { sink += t.decode(bytes) ? 1 : 0; } };
+    const bytes = t.encode(s, CONTEXT);
+    return { enc: () => { sink += t.encode(s, CONTEXT).length; }, dec: () => { sink += t.decode(bytes, CONTEXT) ? 1 : 0; } };
   });
   for (const f of fns) { measure(f.enc, 100); measure(f.dec, 100); } // warm up (JIT)
   const samples = fns.map(() => ({ enc: [] as number[], dec: [] as number[] }));
@@ -112,11 +116,13 @@ function timeBoth(ts: Transcoder[], s: StoredSession, rounds = 15, ms = 40): Arr
 function main(): void {
   const json = new JsonTranscoder();
   const avro = new AvroTranscoder({ schema: shopSchema as any });
+  const encrypted = new EncryptingTranscoder({ keys: [{ id: 'k1', key: randomBytes(32) }] });
   const rows: any[] = [];
   for (const [name, s] of Object.entries(sessions)) {
     const jb = json.encode(s).length;
     const ab = avro.encode(s).length;
-    const [jt, at] = timeBoth([json, avro], s);
+    const eb = encrypted.encode(s, CONTEXT).length;
+    const [jt, at, et] = timeBoth([json, avro, encrypted], s);
     rows.push({
       session: name,
       jsonBytes: jb,
@@ -125,10 +131,16 @@ function main(): void {
       jsonEncodeNs: Math.round(jt.encodeNs), jsonDecodeNs: Math.round(jt.decodeNs), jsonTotalNs: Math.round(jt.encodeNs + jt.decodeNs),
       avroEncodeNs: Math.round(at.encodeNs), avroDecodeNs: Math.round(at.decodeNs), avroTotalNs: Math.round(at.encodeNs + at.decodeNs),
       avroTimePct: Math.round(((at.encodeNs + at.decodeNs) / (jt.encodeNs + jt.decodeNs)) * 1000) / 10,
+      encryptedBytes: eb,
+      encryptedEncodeNs: Math.round(et.encodeNs), encryptedDecodeNs: Math.round(et.decodeNs),
+      // What encryption adds to a request that loads and saves a changed session (decode + encode) over plain JSON.
+      encryptionCostNs: Math.round(et.encodeNs + et.decodeNs - jt.encodeNs - jt.decodeNs),
     });
   }
-  const header = ['session', 'json B', 'avro B', 'avro/json B', 'json enc ns', 'json dec ns', 'avro enc ns', 'avro dec ns', 'avro/json time'];
-  const table = rows.map((r) => [r.session, r.jsonBytes, r.avroBytes, `${r.avroBytesPct}%`, r.jsonEncodeNs, r.jsonDecodeNs, r.avroEncodeNs, r.avroDecodeNs, `${r.avroTimePct}%`].map(String));
+  const header = ['session', 'json B', 'avro B', 'avro/json B', 'json enc ns', 'json dec ns', 'avro enc ns', 'avro dec ns', 'avro/json time',
+    'enc B', 'enc enc ns', 'enc dec ns', 'enc +ns/req'];
+  const table = rows.map((r) => [r.session, r.jsonBytes, r.avroBytes, `${r.avroBytesPct}%`, r.jsonEncodeNs, r.jsonDecodeNs, r.avroEncodeNs, r.avroDecodeNs, `${r.avroTimePct}%`,
+    r.encryptedBytes, r.encryptedEncodeNs, r.encryptedDecodeNs, r.encryptionCostNs].map(String));
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   console.log(line(header));
@@ -137,7 +149,7 @@ function main(): void {
     node: process.version,
     avsc: require('avsc/package.json').version,
     date: new Date().toISOString(),
-    note: 'per session; time = encode + decode of the store value (header included), single thread, ns per operation, median of 15 alternating rounds',
+    note: 'per session; time = encode + decode of the store value (header included), single thread, ns per operation, median of 15 alternating rounds; encrypted = EncryptingTranscoder over JSON (AES-256-GCM, synthetic IV), encryptionCostNs = its encode + decode minus JSON\'s',
     loadAverage: require('os').loadavg(),
     rows,
   };
