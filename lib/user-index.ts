@@ -83,8 +83,8 @@ export function decodeIndex(bytes: Buffer | null): { value: string; entries: Ent
 export class UserIndex {
   /** How a loaded session was indexed (by its LoadedMeta): a save compares against it. */
   private readonly loaded = new WeakMap<object, { value: string | undefined; id: string }>();
-  /** Ids this process indexed: when (ms), for how long, under which value (destroy removes them). */
-  private readonly written = new LRUCache<string, { value: string; at: number; maxInactive: number }>({ max: 100_000 });
+  /** Ids this process loaded or indexed: under which value, when it last wrote the entry (ms, 0: never), for how long. */
+  private readonly known = new LRUCache<string, { value: string; at: number; maxInactive: number }>({ max: 100_000 });
 
   constructor(private readonly ctx: UserIndexContext, private readonly indexBy: IndexBy) {}
 
@@ -99,7 +99,10 @@ export class UserIndex {
 
   /** A session was loaded under `requestedId` (its cookie's id). */
   onLoad(meta: object, requestedId: string, session: Record<string, any>): void {
-    this.loaded.set(meta, { value: this.valueOf(session), id: requestedId });
+    const value = this.valueOf(session);
+    this.loaded.set(meta, { value, id: requestedId });
+    // So that a destroy in this request takes the entry out, whichever instance wrote it.
+    if (value !== undefined && this.known.get(requestedId)?.value !== value) this.known.set(requestedId, { value, at: 0, maxInactive: 0 });
   }
 
   /**
@@ -118,21 +121,21 @@ export class UserIndex {
     if (value !== undefined && (changed || this.due(sid.id, value, maxInactive))) {
       const remove = moved && before.value === value ? [before.id] : undefined;
       writes.push(this.change(value, { add: [{ id: sid.id, expires }], remove }).then((ok) => {
-        if (ok) this.written.set(sid.id, { value, at: Date.now(), maxInactive });
+        if (ok) this.known.set(sid.id, { value, at: Date.now(), maxInactive });
       }));
     }
     if (before?.value !== undefined && before.value !== value) {
-      this.written.delete(before.id);
+      this.known.delete(before.id);
       writes.push(this.change(before.value, { remove: [before.id] }).then(() => undefined));
     }
     await Promise.all(writes);
   }
 
-  /** A session was destroyed: if this process indexed it, take it out now (else a later read drops it). */
+  /** A session was destroyed: if this process knows its value, take it out now (else a later read drops it). */
   async onDestroy(id: string): Promise<void> {
-    const w = this.written.get(id);
+    const w = this.known.get(id);
     if (!w) return;
-    this.written.delete(id);
+    this.known.delete(id);
     await this.change(w.value, { remove: [id] });
   }
 
@@ -147,7 +150,7 @@ export class UserIndex {
     const live = await this.verified(value);
     const results = await Promise.allSettled(live.map((s) => this.ctx.destroy(s.sid)));
     const destroyed = live.filter((_, i) => results[i].status === 'fulfilled').map((s) => s.id);
-    for (const id of destroyed) this.written.delete(id);
+    for (const id of destroyed) this.known.delete(id);
     if (destroyed.length) await this.change(value, { remove: destroyed });
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed.length) {
@@ -165,7 +168,7 @@ export class UserIndex {
   }
 
   private due(id: string, value: string, maxInactive: number): boolean {
-    const w = this.written.get(id);
+    const w = this.known.get(id);
     return !w || w.value !== value || w.maxInactive !== maxInactive || Date.now() - w.at >= maxInactive * 500;
   }
 

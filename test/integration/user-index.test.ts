@@ -132,8 +132,8 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
     // Removed value.
     await s2.agent.post('/data').send({}).expect(200);
     for (const it of await indexItems('alice')) expect(it.ids).not.toContain(s2.id);
-    // Destroyed.
-    await s3.agent.get('/destroy').expect(200);
+    // Destroyed, through the other instance (which never wrote its entry).
+    await request(makeApp(other)).get('/destroy').set('Cookie', cookieFor(s3.id)).expect(200);
     for (const it of await indexItems('alice')) expect(it.ids).toEqual([]);
     expect(await other.idsOf('alice')).toEqual([]);
 
