@@ -31,4 +31,14 @@ describe('requestBuffer', () => {
   it('carries an empty value', () => {
     expect(requestBuffer(0x01, key, 1, 60, Buffer.alloc(0))).toEqual(utils.makeRequestBuffer(1, key, setExtras(60), '', 1));
   });
+
+  it('carries a CAS token in header bytes 16-23 (set with CAS: the user index), else zeros', () => {
+    const cas = Buffer.from('0102030405060708', 'hex');
+    const withCas = requestBuffer(0x01, key, 3, 60, value, cas);
+    expect(withCas.subarray(16, 24)).toEqual(cas);
+    const plain = requestBuffer(0x01, key, 3, 60, value);
+    expect(plain.subarray(16, 24)).toEqual(Buffer.alloc(8));
+    // Everything else is the plain request.
+    expect(Buffer.concat([withCas.subarray(0, 16), withCas.subarray(24)])).toEqual(Buffer.concat([plain.subarray(0, 16), plain.subarray(24)]));
+  });
 });
