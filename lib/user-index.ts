@@ -9,7 +9,8 @@
 // another user's. Dead entries are dropped when read (compaction) and when past their expiry.
 import { createHash } from 'crypto';
 import { LRUCache } from 'lru-cache';
-import type { KeyFormat } from './keys';
+import { ConfigError } from './config';
+import { KeyFormat, MEMCACHED_MAX_KEY_LENGTH, isValidMemcachedKey } from './keys';
 import { Logger, hashId } from './logger';
 import type { LoadResult } from './mode';
 import type { NodeSet } from './nodes';
@@ -86,7 +87,11 @@ export class UserIndex {
   /** Ids this process loaded or indexed: under which value, when it last wrote the entry (ms, 0: never), for how long. */
   private readonly known = new LRUCache<string, { value: string; at: number; maxInactive: number }>({ max: 100_000 });
 
-  constructor(private readonly ctx: UserIndexContext, private readonly indexBy: IndexBy) {}
+  constructor(private readonly ctx: UserIndexContext, private readonly indexBy: IndexBy) {
+    if (!isValidMemcachedKey(ctx.keys.index('0'.repeat(64)))) {
+      throw new ConfigError('storageKeyPrefix', ctx.keys.prefix, `too long for indexBy: index keys (idx:<prefix><64 hex>) would exceed ${MEMCACHED_MAX_KEY_LENGTH} bytes`);
+    }
+  }
 
   valueOf(session: Record<string, any>): string | undefined {
     try {

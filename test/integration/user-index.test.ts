@@ -200,9 +200,11 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
 });
 
 describe('indexBy configuration', () => {
-  it('rejects a non-function and sticky mode', () => {
+  it('rejects a non-function, sticky mode, and a prefix too long for index keys', () => {
     expect(() => new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:11211', indexBy: 'userId' as any })).toThrow(/indexBy.*function/);
     expect(() => new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:11211', sticky: true, route: 'a', indexBy }))
       .toThrow(/indexBy.*non-sticky/);
+    const long = ['a', 'b', 'c'].map((c) => `static:${c.repeat(64)}`).join(',');
+    expect(() => new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:11211', storageKeyPrefix: long, indexBy })).toThrow(/storageKeyPrefix.*too long for indexBy/);
   });
 });
