@@ -166,7 +166,12 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
     res.end = function (this: ServerResponse, ...args: any[]) {
       const s = req.session as any;
       if (held || !s || res.headersSent || typeof req.sessionID !== 'string') return (end as any).apply(this, args);
-      const needed = store.needsSave(s, req.sessionID);
+      let needed = true;
+      try {
+        needed = store.needsSave(s, req.sessionID);
+      } catch {
+        // A session the transcoder refuses (Avro schema): the save below fails with its message, a 5xx, not a hang.
+      }
       if (state) state.modified = needed;
       if (!needed) return (end as any).apply(this, args);
       held = true;

@@ -2,7 +2,7 @@
 // followed by a late error; a saved session is in memcached when the client reads the answer.
 import express from 'express';
 import request from 'supertest';
-import { memcachedSession } from '../../lib';
+import { AvroTranscoder, memcachedSession } from '../../lib';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { SECRET } from '../helpers/app';
@@ -29,6 +29,23 @@ describe('save before response (memcachedSession)', () => {
   afterEach(async () => {
     await mw?.store.close();
     await killAll(ps);
+  });
+
+  it('answers 500 with the transcoder\'s message, at once, for a loaded session it refuses to encode', async () => {
+    ps = await startMemcacheds(1);
+    const schema = { type: 'record', name: 'S', fields: [{ name: 'n', type: ['null', 'int'], default: null }] };
+    mw = memcachedSession({ memcachedNodes: nodesString(ps), transcoder: new AvroTranscoder({ schema: schema as any }),
+      session: { secret: SECRET, resave: false, saveUninitialized: false } });
+    const a = app(mw);
+    a.get('/bad', (req, res) => {
+      (req.session as any).undeclared = 1;
+      res.json({});
+    });
+    const agent = request.agent(a);
+    await agent.get('/inc').expect(200);
+    const r = await agent.get('/bad');
+    expect(r.status).toBe(500);
+    expect(r.text).toMatch(/undeclared&quot; is not in the Avro schema/);
   });
 
   it('answers 500 when the session cannot be written on any node', async () => {
