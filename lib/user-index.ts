@@ -215,9 +215,9 @@ export class UserIndex {
     const now = Math.floor(Date.now() / 1000);
     const listed = [...entries].filter(([, exp]) => exp > now).map(([id]) => id);
     const dead = [...entries.keys()].filter((id) => !listed.includes(id));
-    const live = new Map<string, SessionId>();
-    // Relocated sessions: listed under their new id, with the old entry's expiry (the next write refreshes it).
-    const moved: Array<{ id: string; expires: number }> = [];
+    // Live sessions under their current id, with their entry's expiry (a relocated one keeps its old entry's).
+    const live = new Map<string, { sid: SessionId; expires: number }>();
+    let moved = false;
     let next = 0;
     await Promise.all(Array.from({ length: Math.min(VERIFY_CONCURRENCY, listed.length) }, async () => {
       while (next < listed.length) {
@@ -242,17 +242,19 @@ export class UserIndex {
         const current = ids.parse(loaded.meta.id) ?? sid;
         if (current.id !== id) {
           dead.push(id);
-          if (!entries.has(current.id)) moved.push({ id: current.id, expires: entries.get(id)! });
+          moved ||= !entries.has(current.id);
         }
-        live.set(current.id, current);
+        live.set(current.id, { sid: current, expires: Math.max(entries.get(id)!, live.get(current.id)?.expires ?? 0) });
       }
     }));
-    if (dead.length || moved.length) {
-      // Compaction on every node that holds a copy (so that no copy brings dead entries back) and on the targets.
-      const targets = new Set([...holders, ...this.targets(value)]);
-      await Promise.all([...targets].map((node) => this.changeOn(node, value, { remove: dead, add: moved })));
+    const targets = this.targets(value);
+    if (dead.length || moved || (live.size && targets.some((n) => !holders.includes(n)))) {
+      // Compaction and repair: every copy loses the dead entries (so that none brings them back), and a target that
+      // lost its copy (restarted, evicted) gets the live entries again.
+      const add = [...live].map(([id, l]) => ({ id, expires: l.expires }));
+      await Promise.all([...new Set([...holders, ...targets])].map((node) => this.changeOn(node, value, { remove: dead, add })));
     }
-    return [...live].map(([id, sid]) => ({ id, sid }));
+    return [...live].map(([id, l]) => ({ id, sid: l.sid }));
   }
 
   private targets(value: string): string[] {

@@ -66,7 +66,7 @@ function derive(k: EncryptionKey, i: number): DerivedKey {
 }
 
 function additionalData(prefix: Buffer, context: TranscoderContext): Buffer {
-  return Buffer.concat([prefix, Buffer.from(context.random, 'latin1')]);
+  return Buffer.concat([prefix, Buffer.from(context.random, 'utf8')]);
 }
 
 export class EncryptingTranscoder implements Transcoder {

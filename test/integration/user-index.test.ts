@@ -6,7 +6,7 @@ import { MemcachedStore, MemcachedStoreOptions, memcachedSession } from '../../l
 import { decodeIndex, encodeIndex } from '../../lib/user-index';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
-import { SECRET, cookieFor, idFromSetCookie, makeApp, sleep } from '../helpers/app';
+import { SECRET, cookieFor, idFromSetCookie, makeApp, sleep, until } from '../helpers/app';
 import express from 'express';
 
 const indexBy = (s: any) => s.data?.userId;
@@ -93,6 +93,21 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
     for (const it of await indexItems('erin')) expect(it.ids).toEqual(want);
     expect((await stores[0].idsOf('erin')).sort()).toEqual(want);
     expect(stores.map((x) => x.stats().indexWriteFailures)).toEqual([0, 0]);
+  });
+
+  it('a copy lost to a node restart is written again by the next read', async () => {
+    const store = newStore();
+    const app = makeApp(store);
+    const s1 = await login(app, 'frank');
+    const s2 = await login(app, 'frank');
+    const [first, second] = (await indexItems('frank')).map((i) => i.node);
+    await ps[first].restart();
+    await until(async () => { await store.ready(); return store.stats().nodes[`n${first + 1}`].available; }, 5000, 'node back');
+    expect((await indexItems('frank')).map((i) => i.node)).toEqual([second]);
+    // Sessions whose primary was on the restarted node are restored from their backups by the load.
+    const live = [s1.id, s2.id].sort();
+    expect((await store.idsOf('frank')).sort()).toEqual(live);
+    expect(await indexItems('frank')).toEqual([{ node: first, ids: live }, { node: second, ids: live }].sort((a, b) => a.node - b.node));
   });
 
   it('finds a session relocated off a dead node under its new id, and records the move', async () => {
