@@ -35,7 +35,7 @@ export interface ModeContext {
   cfg: ResolvedConfig;
   nodes: NodeSet;
   keys: KeyFormat;
-  ids: SessionIdFormat;
+  idFormat: SessionIdFormat;
   transcoder: Transcoder;
   stats: Statistics;
   logger: Logger;

@@ -61,7 +61,7 @@ export class NonStickyMode implements SessionMode {
   }
 
   newId(): string {
-    return this.ctx.ids.create(this.ctx.nodes.pickForNewSession(), undefined);
+    return this.ctx.idFormat.create(this.ctx.nodes.pickForNewSession(), undefined);
   }
 
   /** The node named in the id, or for plain ids (express-session's own genid) a stable hash of it. */
@@ -102,7 +102,7 @@ export class NonStickyMode implements SessionMode {
     for (let hops = 0; found && hops < 3; hops++) {
       const to = movedTo(found.bytes);
       if (to === undefined) return found;
-      const next = this.ctx.ids.parse(to);
+      const next = this.ctx.idFormat.parse(to);
       if (!next) return null;
       found = await this.locateCopy(next);
       if (found && !found.newId) found.newId = next.id;
@@ -202,13 +202,13 @@ export class NonStickyMode implements SessionMode {
    * backups; otherwise the newest backup on any node. Tried once: no copy means "no session" at once (msm #404).
    */
   private async relocate(sid: SessionId, primary: string): Promise<Found | null> {
-    const { nodes, keys, stats, ids, logger } = this.ctx;
+    const { nodes, keys, stats, idFormat, logger } = this.ctx;
     const target = nodes.nextAvailable(primary);
     if (!target) {
       logger.warn(`session ${hashId(sid.id)}: node ${primary} is down and no other node is available`);
       return null;
     }
-    const newId = ids.withNode(sid, target);
+    const newId = idFormat.withNode(sid, target);
     const tc = nodes.client(target);
     const [[n, nv], copy] = await Promise.all([
       Promise.all([tc.get(keys.session(newId)), tc.get(keys.validity(newId))]),
@@ -227,7 +227,7 @@ export class NonStickyMode implements SessionMode {
     // The newest copy is a marker: the session moved on from this id already; locate() follows it.
     if (movedTo(copy.bytes) !== undefined) return { id: sid.id, node: copy.node, bytes: copy.bytes, validity: copy.validity };
 
-    const moved = ids.parse(newId)!;
+    const moved = idFormat.parse(newId)!;
     // Newer than the copy it came from even when this instance's clock is behind the writer's.
     const validity: Validity = { maxInactiveInterval: copy.validity.maxInactiveInterval, lastAccessedTime: copy.validity.thisAccessedTime,
       thisAccessedTime: Math.max(Date.now(), copy.validity.thisAccessedTime + 1) };
@@ -384,7 +384,7 @@ export class NonStickyMode implements SessionMode {
     stats.decodeFailures++;
     stats.requestsWithoutSession++;
     logger.warn(`session ${hashId(sid.id)} on ${found.node}: ${found.bytes.length} bytes do not decode with ${this.ctx.transcoder.name}; deleted`);
-    void this.deleteEverywhere(this.ctx.ids.parse(found.id) ?? sid, found.node);
+    void this.deleteEverywhere(this.ctx.idFormat.parse(found.id) ?? sid, found.node);
     void nodes.client(found.node).delete(keys.session(found.id));
     return null;
   }

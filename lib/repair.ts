@@ -66,7 +66,7 @@ export class NodeRepair {
   }
 
   private async repairLocked(node: string, reason: string): Promise<void> {
-    const { nodes, keys, ids, stats, logger } = this.ctx;
+    const { nodes, keys, idFormat, stats, logger } = this.ctx;
     stats.nodeRepairs++;
     const pingKeys = new Set(nodes.ids.map((id) => keys.ping(id)));
     const tasks: Array<() => Promise<boolean>> = [];
@@ -80,7 +80,7 @@ export class NodeRepair {
       for (const key of listed.value) {
         if (pingKeys.has(key)) continue;
         const backupOf = idInKey(keys, key, 'backup');
-        const sid = ids.parse(backupOf ?? idInKey(keys, key, 'session'));
+        const sid = idFormat.parse(backupOf ?? idInKey(keys, key, 'session'));
         if (!sid) continue;
         const primary = this.primaryOf(sid);
         if (backupOf !== undefined) {

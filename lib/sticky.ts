@@ -72,7 +72,7 @@ export class StickyMode implements SessionMode {
   }
 
   newId(): string {
-    return this.ctx.ids.create(this.ctx.nodes.pickForNewSession(), this.route);
+    return this.ctx.idFormat.create(this.ctx.nodes.pickForNewSession(), this.route);
   }
 
   /** The node named in the id; for ids without one (single `host:port`, express-session's own ids) a stable hash. */
@@ -258,7 +258,7 @@ export class StickyMode implements SessionMode {
    * change the route to ours (and move it off this instance's failover node), write the new key, then delete the old.
    */
   private async takeover(sid: SessionId): Promise<Loaded | null> {
-    const { nodes, keys, ids, stats, logger, cfg } = this.ctx;
+    const { nodes, keys, idFormat, stats, logger, cfg } = this.ctx;
     const node = this.nodeOf(sid);
     const bytes = await this.fetch(sid, node);
     if (!bytes) return null;
@@ -271,7 +271,7 @@ export class StickyMode implements SessionMode {
       const next = nodes.nextAvailable(node);
       if (next && !nodes.failoverIds.includes(next)) target = next;
     }
-    const newId = ids.withRoute(target === node ? sid : { ...sid, nodeId: target }, this.route);
+    const newId = idFormat.withRoute(target === node ? sid : { ...sid, nodeId: target }, this.route);
     const copy: MemcachedCopy = { written: undefined, expiresAt: 0 };
     const e: LocalEntry = { bytes, maxInactive, node: target, copy };
     this.local.set(newId, e, { ttl: maxInactive * 1000 });
@@ -308,11 +308,11 @@ export class StickyMode implements SessionMode {
    * session is then served locally under its id.
    */
   private async relocate(sid: SessionId, e: LocalEntry): Promise<Loaded | null> {
-    const { nodes, keys, ids, stats, logger, cfg } = this.ctx;
+    const { nodes, keys, idFormat, stats, logger, cfg } = this.ctx;
     if (!cfg.encodeNodeId) return null;
     const target = nodes.nextAvailable(e.node);
     if (!target) return null;
-    const newId = ids.withNode(sid, target);
+    const newId = idFormat.withNode(sid, target);
     const ttl = stickyMemcachedTtl(e.maxInactive);
     const started = Date.now();
     const w = await nodes.client(target).set(keys.session(newId), e.bytes, toMemcachedExpiration(ttl));

@@ -60,7 +60,7 @@ export class MemcachedStore extends Store {
   readonly config: ResolvedConfig;
   readonly nodes: NodeSet;
   readonly keys: KeyFormat;
-  readonly ids: SessionIdFormat;
+  readonly idFormat: SessionIdFormat;
   readonly transcoder: Transcoder;
   readonly statistics = new Statistics();
   readonly logger: Logger;
@@ -85,7 +85,7 @@ export class MemcachedStore extends Store {
       throw new Error('express-msm: invalid transcoder: expected { encode(session): Buffer, decode(bytes): session | null }');
     }
     this.keys = new KeyFormat(this.config.storageKeyPrefix);
-    this.ids = new SessionIdFormat(new Set(this.config.nodes.map((n) => n.id)), this.config.encodeNodeId, this.keys.maxIdLength);
+    this.idFormat = new SessionIdFormat(new Set(this.config.nodes.map((n) => n.id)), this.config.encodeNodeId, this.keys.maxIdLength);
     this.nodes = new NodeSet({
       nodes: this.config.nodes,
       failoverNodeIds: this.config.failoverNodeIds,
@@ -102,7 +102,7 @@ export class MemcachedStore extends Store {
       cfg: this.config,
       nodes: this.nodes,
       keys: this.keys,
-      ids: this.ids,
+      idFormat: this.idFormat,
       transcoder: this.transcoder,
       stats: this.statistics,
       logger: this.logger,
@@ -174,11 +174,11 @@ export class MemcachedStore extends Store {
 
   /** Parses and validates a client-supplied id, following a recorded move. null: invalid, never reaches memcached. */
   private resolve(raw: unknown): { sid: SessionId; movedTo?: string } | null {
-    const sid = this.ids.parse(raw);
+    const sid = this.idFormat.parse(raw);
     if (!sid) return null;
     const movedTo = this.idChanges.get(sid.id);
     if (movedTo) {
-      const moved = this.ids.parse(movedTo);
+      const moved = this.idFormat.parse(movedTo);
       if (moved) return { sid: moved, movedTo };
     }
     return { sid };
@@ -266,11 +266,11 @@ export class MemcachedStore extends Store {
   }
 
   private async removeSession(raw: string): Promise<void> {
-    const sid = this.ids.parse(raw);
+    const sid = this.idFormat.parse(raw);
     if (!sid) return;
     const movedTo = this.idChanges.get(sid.id);
     this.idChanges.delete(sid.id);
-    const moved = movedTo ? this.ids.parse(movedTo) : null;
+    const moved = movedTo ? this.idFormat.parse(movedTo) : null;
     await Promise.all([this.mode.destroy(sid), moved ? this.mode.destroy(moved) : undefined]);
   }
 

@@ -69,7 +69,7 @@ describe('logging', () => {
   });
 
   test('decode failure: one line with the hashed id', async () => {
-    const id = mw.store.ids.create('n1', undefined);
+    const id = mw.store.idFormat.create('n1', undefined);
     ids.push(id);
     await raws[0].set('log_' + id, Buffer.from('garbage, not a session'), 60);
     await raws[0].set('validity:log_' + id, Buffer.from(require('../../lib/validity').encodeValidity({ maxInactiveInterval: 60, lastAccessedTime: Date.now(), thisAccessedTime: Date.now() })), 60);
