@@ -65,56 +65,101 @@ export class NodeClient {
   }
 
   /**
-   * Every key on the node (`lru_crawler metadump all`, text protocol on its own short-lived socket; memjs speaks
-   * binary only). For repair, not for requests. Fails on servers without it (SASL-only, memcached < 1.4.31).
+   * Streams every key on the node to `onBatch`, `batchSize` keys at a time, decoded (metadump URL-encodes them);
+   * the socket is paused while a batch is handled, so memory stays bounded. Resolves with the number of keys.
+   * `lru_crawler metadump hash` walks the hash table: every item that exists for the whole walk is listed. The LRU
+   * walk (`metadump all`) is not complete: it silently skips items a worker holds at that moment (a get or touch in
+   * flight) and items the LRU maintainer moves between HOT/WARM/COLD behind it (docs/reliability.md). Text protocol
+   * on its own socket (memjs speaks binary only); memcached >= 1.6.9; not on SASL nodes (binary protocol only).
    */
-  async listKeys(timeoutMs = 10_000): Promise<OpResult<string[]>> {
-    // A crawl that overlaps memcached's own background crawl can list part of the items: two listings, united.
-    const a = await this.metadumpWhenFree(timeoutMs);
-    if (!a.ok) return a;
-    const b = await this.metadumpWhenFree(timeoutMs);
-    return b.ok ? { ok: true, value: [...new Set([...a.value, ...b.value])] } : a;
-  }
-
-  /** One crawl at a time per server: another client's crawl answers BUSY; wait for it. */
-  private async metadumpWhenFree(timeoutMs: number): Promise<OpResult<string[]>> {
+  async walkKeys(onBatch: (keys: string[]) => Promise<void> | void, batchSize = 1000, idleTimeoutMs = 10_000): Promise<OpResult<number>> {
+    if (this.opts.username !== undefined) {
+      return { ok: false, error: new Error(`memcached ${this.id} (${this.address}) cannot list its keys: a SASL node speaks only the binary protocol, which has no lru_crawler metadump`) };
+    }
+    // One crawl at a time per server: another client's crawl answers BUSY, a hash table being resized "locked".
     for (let attempt = 0; ; attempt++) {
-      const r = await this.metadump(timeoutMs);
-      if (r.ok || !/BUSY/.test(r.error.message) || attempt >= 20) return r;
-      await new Promise((res) => setTimeout(res, 50 * (attempt + 1)));
+      const r = await this.metadump(onBatch, batchSize, idleTimeoutMs);
+      if (r.ok) return r;
+      if (!r.retry || attempt >= 40) return { ok: false, error: r.error };
+      await new Promise((res) => setTimeout(res, Math.min(50 * (attempt + 1), 500)));
     }
   }
 
-  private metadump(timeoutMs: number): Promise<OpResult<string[]>> {
+  private metadump(onBatch: (keys: string[]) => Promise<void> | void, batchSize: number, idleTimeoutMs: number):
+    Promise<{ ok: true; value: number } | { ok: false; error: Error; retry: boolean }> {
     this.ops.maintenance++;
-    const [host, port] = [this.opts.host, this.opts.port];
+    const fail = (what: string) => new Error(`memcached ${this.id} (${this.address}) cannot list its keys: ${what}`);
     return new Promise((resolve) => {
-      const keys: string[] = [];
-      let buf = '';
+      let batch: string[] = [];
+      let count = 0;
+      let rest = '';
       let done = false;
-      const sock = net.connect({ host, port });
-      const finish = (r: OpResult<string[]>) => {
+      let timer: NodeJS.Timeout | undefined;
+      const sock = net.connect({ host: this.opts.host, port: this.opts.port });
+      const finish = (r: { ok: true; value: number } | { ok: false; error: Error; retry: boolean }) => {
         if (done) return;
         done = true;
         clearTimeout(timer);
         sock.destroy();
         resolve(r);
       };
-      const timer = setTimeout(() => finish({ ok: false, error: new Error(`metadump on ${this.id} timed out`) }), timeoutMs);
-      sock.on('connect', () => sock.write('lru_crawler metadump all\r\n'));
-      sock.on('data', (d) => {
-        buf += d.toString('latin1');
-        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-          const line = buf.slice(0, i).replace(/\r$/, '');
-          buf = buf.slice(i + 1);
-          if (line === 'END') return finish({ ok: true, value: keys });
-          if (/^(ERROR|CLIENT_ERROR|SERVER_ERROR|BUSY)/.test(line)) return finish({ ok: false, error: new Error(`metadump on ${this.id}: ${line}`) });
-          const m = /^key=(\S+)/.exec(line);
-          if (m) keys.push(decodeURIComponent(m[1]));
+      const arm = () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => finish({ ok: false, error: fail(`no answer for ${idleTimeoutMs} ms`), retry: false }), idleTimeoutMs);
+      };
+      // Hands a batch over with the socket paused; memcached waits for a paused reader (it gives up after 30 min).
+      const flush = async (): Promise<boolean> => {
+        if (!batch.length) return true;
+        const keys = batch;
+        batch = [];
+        count += keys.length;
+        try {
+          await onBatch(keys);
+          return true;
+        } catch (e) {
+          finish({ ok: false, error: e instanceof Error ? e : new Error(String(e)), retry: false });
+          return false;
         }
+      };
+      let chain = Promise.resolve();
+      const onLines = async (text: string) => {
+        let at = 0;
+        for (let nl = text.indexOf('\n'); nl >= 0 && !done; at = nl + 1, nl = text.indexOf('\n', at)) {
+          const line = text.slice(at, text[nl - 1] === '\r' ? nl - 1 : nl);
+          if (line.startsWith('key=')) {
+            const sp = line.indexOf(' ');
+            const key = decodeKey(line.slice(4, sp < 0 ? line.length : sp));
+            if (key !== undefined) batch.push(key);
+            if (batch.length >= batchSize && !(await flush())) return;
+          } else if (line === 'END') {
+            if (await flush()) finish({ ok: true, value: count });
+            return;
+          } else if (/^(BUSY|ERROR locked)/.test(line) && count === 0 && !batch.length) {
+            return finish({ ok: false, error: fail(line), retry: true });
+          } else if (/^(ERROR|CLIENT_ERROR|SERVER_ERROR|BUSY)/.test(line)) {
+            const old = /^(ERROR|CLIENT_ERROR bad)/.test(line) && count === 0 ? ' (lru_crawler metadump hash needs memcached 1.6.9 or later)' : '';
+            return finish({ ok: false, error: fail(line + old), retry: false });
+          }
+        }
+        rest = text.slice(at);
+      };
+      sock.on('connect', () => {
+        arm();
+        sock.write('lru_crawler metadump hash\r\n');
       });
-      sock.on('error', (e) => finish({ ok: false, error: e }));
-      sock.on('close', () => finish({ ok: false, error: new Error(`metadump on ${this.id}: connection closed`) }));
+      sock.on('data', (d) => {
+        const text = rest + d.toString('latin1');
+        rest = '';
+        sock.pause();
+        clearTimeout(timer);
+        chain = chain.then(() => onLines(text)).then(() => {
+          if (done) return;
+          arm();
+          sock.resume();
+        });
+      });
+      sock.on('error', (e) => finish({ ok: false, error: fail(e.message), retry: false }));
+      sock.on('close', () => void chain.then(() => finish({ ok: false, error: fail('connection closed before END'), retry: false })));
     });
   }
 
@@ -204,6 +249,15 @@ export class NodeClient {
         finish(e);
       }
     });
+  }
+}
+
+/** A metadump key (URL-encoded by memcached); undefined for bytes that are not UTF-8 (never one of ours). */
+function decodeKey(encoded: string): string | undefined {
+  try {
+    return decodeURIComponent(encoded);
+  } catch {
+    return undefined;
   }
 }
 

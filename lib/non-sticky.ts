@@ -13,7 +13,7 @@ import type { LoadResult, LoadedMeta, ModeContext, SessionMode } from './mode';
 import { unchanged } from './mode';
 import type { SessionId } from './session-id';
 import type { StoredSession } from './transcoders/transcoder';
-import { encodeMoved, movedTo } from './transcoders/transcoder';
+import { encodeMoved, isMsmItem, movedTo } from './transcoders/transcoder';
 import { Validity, decodeValidity, encodeValidity, isValid, nonStickySessionTtl, toMemcachedExpiration } from './validity';
 import { hashId } from './logger';
 import type { OpResult } from './node-client';
@@ -381,8 +381,14 @@ export class NonStickyMode implements SessionMode {
     const session = this.ctx.transcoder.decode(found.bytes);
     if (session) return session;
     const { stats, logger, nodes, keys } = this.ctx;
-    stats.decodeFailures++;
     stats.requestsWithoutSession++;
+    if (!isMsmItem(found.bytes)) {
+      // Another application's item under this key (e.g. Tomcat msm on shared nodes): not ours to delete.
+      stats.foreignItems++;
+      logger.warn(`session ${hashId(sid.id)} on ${found.node}: the item is not express-msm's (no header); left in place, treated as no session`);
+      return null;
+    }
+    stats.decodeFailures++;
     logger.warn(`session ${hashId(sid.id)} on ${found.node}: ${found.bytes.length} bytes do not decode with ${this.ctx.transcoder.name}; deleted`);
     void this.deleteEverywhere(this.ctx.idFormat.parse(found.id) ?? sid, found.node);
     void nodes.client(found.node).delete(keys.session(found.id));

@@ -7,7 +7,7 @@ import type { LoadResult, LoadedMeta, ModeContext, SessionMode } from './mode';
 import { unchanged } from './mode';
 import type { SessionId } from './session-id';
 import type { StoredSession } from './transcoders/transcoder';
-import { maxInactiveOfCookie } from './transcoders/transcoder';
+import { isMsmItem, maxInactiveOfCookie } from './transcoders/transcoder';
 import { toMemcachedExpiration } from './validity';
 import { hashId } from './logger';
 
@@ -349,6 +349,13 @@ export class StickyMode implements SessionMode {
     nodes.markOk(node);
     if (!r.value) {
       stats.requestsWithoutSession++;
+      return null;
+    }
+    if (!isMsmItem(r.value)) {
+      // Another application's item under this key (e.g. Tomcat msm on shared nodes): not ours to delete.
+      stats.foreignItems++;
+      stats.requestsWithoutSession++;
+      logger.warn(`session ${hashId(sid.id)} on ${node}: the item is not express-msm's (no header); left in place, treated as no session`);
       return null;
     }
     if (!transcoder.decode(r.value)) {
