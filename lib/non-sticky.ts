@@ -350,6 +350,28 @@ export class NonStickyMode implements SessionMode {
     if (!answered) throw new Error(`express-msm: could not destroy session: no node answered`);
   }
 
+  async peek(sid: SessionId, node: string): Promise<{ bytes: Buffer; validity: Validity } | null> {
+    if (this.primaryOf(sid) !== node) return null;
+    const { nodes, keys } = this.ctx;
+    const backupNode = this.backupNodeOf(node);
+    const pc = nodes.client(node);
+    const [s, v, bv] = await Promise.all([
+      pc.get(keys.session(sid.id), true),
+      pc.get(keys.validity(sid.id), true),
+      backupNode ? nodes.client(backupNode).get(keys.backupValidity(sid.id), true) : undefined,
+    ]);
+    if (!s.ok || !v.ok) throw firstFailure([s, v])!.error;
+    const validity = decodeValidity(v.value);
+    if (!s.value || !validity || !isValid(validity)) return null;
+    const backupValidity = bv?.ok ? decodeValidity(bv.value) : null;
+    if (backupNode && newer(backupValidity, validity)) {
+      // As locateCopy: a newer backup wins, and a newer relocation marker means the session lives under another id.
+      const b = await nodes.client(backupNode).get(keys.backup(sid.id), true);
+      if (b.ok && b.value) return movedTo(b.value) === undefined ? { bytes: b.value, validity: backupValidity! } : null;
+    }
+    return movedTo(s.value) === undefined ? { bytes: s.value, validity } : null;
+  }
+
   async close(): Promise<void> {
     await this.repair.close();
   }

@@ -145,6 +145,23 @@ export class StickyMode implements SessionMode {
     if (!r.ok) nodes.markFailed(node, r.error);
   }
 
+  async peek(sid: SessionId, node: string): Promise<{ bytes: Buffer } | null> {
+    // Local sessions are listed from the local store (localSessions); their memcached copy is their backup.
+    if (this.nodeOf(sid) !== node || this.local.has(sid.id)) return null;
+    const r = await this.ctx.nodes.client(node).get(this.ctx.keys.session(sid.id), true);
+    if (!r.ok) throw r.error;
+    return r.value && this.maxInactiveOf(r.value) !== null ? { bytes: r.value } : null;
+  }
+
+  *localSessions(): Iterable<[string, Buffer]> {
+    // entries() skips expired entries; it does not change recency.
+    for (const [id, e] of this.local.entries()) yield [id, e.bytes];
+  }
+
+  clearLocal(): void {
+    this.local.clear();
+  }
+
   async close(): Promise<void> {
     clearInterval(this.purgeTimer);
     this.inflight.clear();

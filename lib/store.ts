@@ -16,6 +16,7 @@ import { StickyMode } from './sticky';
 import { JsonTranscoder } from './transcoders/json';
 import { StoredCookie, StoredSession, Transcoder, maxInactiveOfCookie } from './transcoders/transcoder';
 import { BackupRunner } from './backup';
+import { SessionLister } from './listing';
 
 /** Where a loaded session carries its LoadedMeta. A symbol: invisible to JSON, to express-session's hash and to apps. */
 export const LOADED: unique symbol = Symbol('express-msm.loaded');
@@ -66,6 +67,7 @@ export class MemcachedStore extends Store {
   readonly logger: Logger;
   readonly backups: BackupRunner;
   readonly mode: SessionMode;
+  private readonly lister: SessionLister;
   /** Largest encoded session accepted; larger ones fail at set with a message naming the size. */
   maxSessionBytes = DEFAULT_MAX_SESSION_BYTES;
   /**
@@ -110,6 +112,7 @@ export class MemcachedStore extends Store {
       recordIdChange: (oldId, newId) => this.idChanges.set(oldId, newId),
     };
     this.mode = this.config.sticky ? new StickyMode(ctx) : new NonStickyMode(ctx);
+    this.lister = new SessionLister(ctx, this.mode);
   }
 
   /** Pass as express-session's `genid`: `<random>-<nodeId>[.<route>]` on a random available node. */
@@ -129,6 +132,29 @@ export class MemcachedStore extends Store {
 
   destroy(sid: string, callback?: Callback<void>): Promise<void> {
     return withCallback(this.removeSession(sid), callback);
+  }
+
+  /** Every live session, id -> session as `get` returns it (as express-session's MemoryStore). Walks every node. */
+  all(callback?: Callback<Record<string, SessionData>>): Promise<Record<string, SessionData>> {
+    const out: Record<string, SessionData> = Object.create(null);
+    return withCallback(this.eachSession((id, session) => { out[id] = session; }).then(() => out), callback);
+  }
+
+  /** How many live sessions there are (streamed: keys are never all in memory). */
+  length(callback?: Callback<number>): Promise<number> {
+    let n = 0;
+    return withCallback(this.eachSession(() => { n++; }).then(() => n), callback);
+  }
+
+  /** The ids of every live session (connect-redis's `ids`). */
+  ids(callback?: Callback<string[]>): Promise<string[]> {
+    const out: string[] = [];
+    return withCallback(this.eachSession((id) => { out.push(id); }).then(() => out), callback);
+  }
+
+  /** Deletes every copy of this store's sessions on every node (and sticky's local ones); nothing else. */
+  clear(callback?: Callback<void>): Promise<void> {
+    return withCallback(this.lister.clear().then(() => undefined), callback);
   }
 
   /**
@@ -207,6 +233,16 @@ export class MemcachedStore extends Store {
     restoreExpires(session.cookie, meta.validity?.thisAccessedTime ?? Date.now());
     Object.defineProperty(session, LOADED, { value: meta, configurable: true, writable: true });
     return session as unknown as SessionData;
+  }
+
+  /** Every live session as `get` would return it (without its load metadata: a listing is not a request). */
+  private eachSession(each: (id: string, session: SessionData) => void): Promise<void> {
+    return this.lister.forEach((id, bytes, validity) => {
+      const session = this.transcoder.decode(bytes);
+      if (!session || !isUsableCookie(session.cookie)) return;
+      restoreExpires(session.cookie, validity?.thisAccessedTime ?? Date.now());
+      each(id, session as unknown as SessionData);
+    });
   }
 
   private async saveSession(raw: string, session: SessionData): Promise<void> {
