@@ -43,10 +43,9 @@ describe('non-sticky store on two nodes', () => {
     const p = nodeIndex(id);
     const b = 1 - p;
     // besides each node's probe marker (ping-<nodeId>) and a repair lock (lock:repair-<nodeId>)
-    // (metadump walks the LRU in the background: poll until a write is listed)
     const sessionKeys = async (i: number) => (await raw[i].keys()).filter((k) => !/^(ping-n\d|lock:repair-n\d)$/.test(k)).sort();
     const expectKeys = async (i: number, want: string[]) => {
-      // metadump overlapping memcached's own background crawl can list part of the items: poll for a full listing
+      // backups are written after the response: poll until they are listed
       let last: string[] = [];
       await until(async () => {
         last = await sessionKeys(i).catch(() => []);
