@@ -95,8 +95,9 @@ export class RawClient {
     await this.command(Buffer.from(`delete ${key}\r\n`), endOfLine);
   }
 
-  async stats(): Promise<Record<string, number>> {
-    const out = (await this.command(Buffer.from('stats\r\n'), endOfRetrieval)).toString();
+  /** `stats` or `stats <group>` (e.g. 'items': per slab class and LRU segment). */
+  async stats(group = ''): Promise<Record<string, number>> {
+    const out = (await this.command(Buffer.from(`stats${group ? ' ' + group : ''}\r\n`), endOfRetrieval)).toString();
     const r: Record<string, number> = {};
     for (const line of out.split('\r\n')) {
       const m = /^STAT (\S+) (\S+)$/.exec(line);
