@@ -148,11 +148,15 @@ export class NodeClient {
         sock.write('lru_crawler metadump hash\r\n');
       });
       sock.on('data', (d) => {
-        const text = rest + d.toString('latin1');
-        rest = '';
+        const chunk = d.toString('latin1');
         sock.pause();
         clearTimeout(timer);
-        chain = chain.then(() => onLines(text)).then(() => {
+        chain = chain.then(() => {
+          // A line cut by the chunk boundary is completed by the next chunk.
+          const text = rest + chunk;
+          rest = '';
+          return onLines(text);
+        }).then(() => {
           if (done) return;
           arm();
           sock.resume();

@@ -154,7 +154,7 @@ export class MemcachedStore extends Store {
 
   /** Deletes every copy of this store's sessions on every node (and sticky's local ones); nothing else. */
   clear(callback?: Callback<void>): Promise<void> {
-    return withCallback(this.lister.clear().then(() => undefined), callback);
+    return withCallback(this.lister.clear().then((n) => { this.logger.info(`clear: ${n} items deleted`); }), callback);
   }
 
   /**

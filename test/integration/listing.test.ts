@@ -122,7 +122,7 @@ describe('all/length/ids/clear', () => {
     const everyone = [...idsA, ...idsB].sort();
     await expect(a.length()).resolves.toBe(9);
     expect((await a.ids()).sort()).toEqual(everyone);
-    const all = await a.all();
+    const all: Record<string, any> = await a.all();
     expect(Object.keys(all).sort()).toEqual(everyone);
     expect(all[idsB[2]].n).toBe(12);
     expect(all[idsA[0]].n).toBe(0);
@@ -152,6 +152,8 @@ describe('all/length/ids/clear', () => {
     });
     try {
       for (let round = 0; round < 5; round++) await expect(store.length()).resolves.toBe(ids.length);
+      // Two walks at once: memcached runs one crawl at a time (BUSY), the second waits for it.
+      await expect(Promise.all([store.length(), reader.length()])).resolves.toEqual([ids.length, ids.length]);
       expect(new Set(await store.ids()).size).toBe(ids.length);
     } finally {
       stop = true;
