@@ -21,12 +21,13 @@ export class SessionLister {
   async forEach(each: (id: string, bytes: Buffer, validity?: Validity) => void): Promise<void> {
     const { idFormat } = this.ctx;
     if (this.mode.localSessions) for (const [id, bytes] of this.mode.localSessions()) each(id, bytes);
-    await this.walk(async (node, batch) => {
-      const sids: SessionId[] = [];
-      for (const found of this.classify(batch)) {
-        const sid = found.kind === 'session' ? idFormat.parse(found.id) : null;
-        if (sid) sids.push(sid);
-      }
+    const item = this.itemOf();
+    const sessionOf = (key: string) => {
+      const found = item(key);
+      return found?.kind === 'session' ? idFormat.parse(found.id) : null;
+    };
+    await this.walk((key) => sessionOf(key) !== null, async (node, batch) => {
+      const sids = batch.map(sessionOf).filter((sid): sid is SessionId => sid !== null);
       const copies = await Promise.all(sids.map((sid) => this.mode.peek(sid, node)));
       copies.forEach((c, i) => c && each(sids[i].id, c.bytes, c.validity));
     });
@@ -41,9 +42,14 @@ export class SessionLister {
     this.mode.clearLocal?.();
     const { nodes, keys } = this.ctx;
     let deleted = 0;
-    await this.walk(async (node, batch) => {
+    const item = this.itemOf();
+    const ours = (key: string) => {
+      const found = item(key);
+      return found && this.ctx.idFormat.parse(found.id) ? { key, ...found } : undefined;
+    };
+    await this.walk((key) => ours(key) !== undefined, async (node, batch) => {
       const client = nodes.client(node);
-      const items = this.classify(batch).filter((f) => this.ctx.idFormat.parse(f.id));
+      const items = batch.map(ours).filter((f): f is NonNullable<ReturnType<typeof ours>> => f !== undefined);
       const verdicts = await Promise.all(items.map(async (f) => {
         const r = await client.get(f.key, true);
         if (!r.ok) throw r.error;
@@ -65,26 +71,21 @@ export class SessionLister {
     return deleted;
   }
 
-  /** Keys of session items (kind and id), without probe markers. Ids are not validated yet. */
-  private classify(batch: string[]): Array<{ key: string; kind: KeyKind; id: string }> {
+  /** key -> the session item it is (kind, id not validated yet); probe markers are not session items. */
+  private itemOf(): (key: string) => { kind: KeyKind; id: string } | undefined {
     const { keys, nodes } = this.ctx;
     const pings = new Set(nodes.ids.map((id) => keys.ping(id)));
-    const out: Array<{ key: string; kind: KeyKind; id: string }> = [];
-    for (const key of batch) {
-      const found = pings.has(key) ? undefined : idInKey(keys, key);
-      if (found) out.push({ key, ...found });
-    }
-    return out;
+    return (key) => (pings.has(key) ? undefined : idInKey(keys, key));
   }
 
   /** Walks every node (in parallel); a node that is down or cannot be listed fails the whole call, loudly. */
-  private async walk(onBatch: (node: string, batch: string[]) => Promise<void>): Promise<void> {
+  private async walk(keep: (key: string) => boolean, onBatch: (node: string, batch: string[]) => Promise<void>): Promise<void> {
     const { nodes } = this.ctx;
     await nodes.refresh();
     const down = nodes.ids.filter((id) => !nodes.isAvailable(id));
     if (down.length) throw new Error(`express-msm: cannot list sessions: memcached node ${down.join(', ')} is unavailable`);
     await Promise.all(nodes.ids.map(async (node) => {
-      const r = await nodes.client(node).walkKeys((batch) => onBatch(node, batch), BATCH);
+      const r = await nodes.client(node).walkKeys((batch) => onBatch(node, batch), { batchSize: BATCH, keep });
       if (!r.ok) throw new Error(`express-msm: cannot list sessions: ${r.error.message}`);
     }));
   }

@@ -65,35 +65,42 @@ export class NodeClient {
   }
 
   /**
-   * Streams every key on the node to `onBatch`, `batchSize` keys at a time, decoded (metadump URL-encodes them);
-   * the socket is paused while a batch is handled, so memory stays bounded. Resolves with the number of keys.
+   * Streams every key on the node to `onBatch`, `batchSize` keys at a time (one batch at a time), decoded (metadump
+   * URL-encodes them). Resolves with the number of keys handed over.
    * `lru_crawler metadump hash` walks the hash table: every item that exists for the whole walk is listed. The LRU
    * walk (`metadump all`) is not complete: it silently skips items a worker holds at that moment (a get or touch in
    * flight) and items the LRU maintainer moves between HOT/WARM/COLD behind it (docs/reliability.md). Text protocol
    * on its own socket (memjs speaks binary only); memcached >= 1.6.9; not on SASL nodes (binary protocol only).
    */
-  async walkKeys(onBatch: (keys: string[]) => Promise<void> | void, batchSize = 1000, idleTimeoutMs = 10_000): Promise<OpResult<number>> {
+  async walkKeys(onBatch: (keys: string[]) => Promise<void> | void, opts: WalkOptions = {}): Promise<OpResult<number>> {
+    const { batchSize = 1000, idleTimeoutMs = 10_000, keep } = opts;
     if (this.opts.username !== undefined) {
       return { ok: false, error: new Error(`memcached ${this.id} (${this.address}) cannot list its keys: a SASL node speaks only the binary protocol, which has no lru_crawler metadump`) };
     }
     // One crawl at a time per server: another client's crawl answers BUSY, a hash table being resized "locked".
     for (let attempt = 0; ; attempt++) {
-      const r = await this.metadump(onBatch, batchSize, idleTimeoutMs);
+      const r = await this.metadump(onBatch, batchSize, idleTimeoutMs, keep);
       if (r.ok) return r;
       if (!r.retry || attempt >= 40) return { ok: false, error: r.error };
       await new Promise((res) => setTimeout(res, Math.min(50 * (attempt + 1), 500)));
     }
   }
 
-  private metadump(onBatch: (keys: string[]) => Promise<void> | void, batchSize: number, idleTimeoutMs: number):
+  private metadump(onBatch: (keys: string[]) => Promise<void> | void, batchSize: number, idleTimeoutMs: number, keep: WalkOptions['keep']):
     Promise<{ ok: true; value: number } | { ok: false; error: Error; retry: boolean }> {
     this.ops.maintenance++;
     const fail = (what: string) => new Error(`memcached ${this.id} (${this.address}) cannot list its keys: ${what}`);
     return new Promise((resolve) => {
+      /** Full batches not handed over yet (one string each, keys joined by spaces: half the memory), and the one being filled. */
+      const pending: string[] = [];
       let batch: string[] = [];
       let count = 0;
       let rest = '';
+      let ended = false;
       let done = false;
+      let handing = false;
+      /** null until memcached's `version` answered: whether a paused reader is safe (see below). */
+      let pausable: boolean | null = null;
       let timer: NodeJS.Timeout | undefined;
       const sock = net.connect({ host: this.opts.host, port: this.opts.port });
       const finish = (r: { ok: true; value: number } | { ok: false; error: Error; retry: boolean }) => {
@@ -107,63 +114,81 @@ export class NodeClient {
         clearTimeout(timer);
         timer = setTimeout(() => finish({ ok: false, error: fail(`no answer for ${idleTimeoutMs} ms`), retry: false }), idleTimeoutMs);
       };
-      // Hands a batch over with the socket paused; memcached waits for a paused reader (it gives up after 30 min).
-      const flush = async (): Promise<boolean> => {
-        if (!batch.length) return true;
-        const keys = batch;
-        batch = [];
-        count += keys.length;
-        try {
-          await onBatch(keys);
-          return true;
-        } catch (e) {
-          finish({ ok: false, error: e instanceof Error ? e : new Error(String(e)), retry: false });
-          return false;
-        }
-      };
-      let chain = Promise.resolve();
-      const onLines = async (text: string) => {
-        let at = 0;
-        for (let nl = text.indexOf('\n'); nl >= 0 && !done; at = nl + 1, nl = text.indexOf('\n', at)) {
-          const line = text.slice(at, text[nl - 1] === '\r' ? nl - 1 : nl);
-          if (line.startsWith('key=')) {
-            const sp = line.indexOf(' ');
-            const key = decodeKey(line.slice(4, sp < 0 ? line.length : sp));
-            if (key !== undefined) batch.push(key);
-            if (batch.length >= batchSize && !(await flush())) return;
-          } else if (line === 'END') {
-            if (await flush()) finish({ ok: true, value: count });
-            return;
-          } else if (/^(BUSY|ERROR locked)/.test(line) && count === 0 && !batch.length) {
-            return finish({ ok: false, error: fail(line), retry: true });
-          } else if (/^(ERROR|CLIENT_ERROR|SERVER_ERROR|BUSY)/.test(line)) {
-            const old = /^(ERROR|CLIENT_ERROR bad)/.test(line) && count === 0 ? ' (lru_crawler metadump hash needs memcached 1.6.9 or later)' : '';
-            return finish({ ok: false, error: fail(line + old), retry: false });
+      // memcached 1.6.9-1.6.18 holds an item lock while it waits for a slow metadump reader (fixed in 1.6.19), which
+      // stalls every request for keys under that lock, ours included. There the socket is read at full speed and
+      // the keys wait here; from 1.6.19 on the socket is paused while two batches wait, so memory stays bounded.
+      const hand = async () => {
+        if (handing) return;
+        handing = true;
+        while (pending.length && !done) {
+          const keys = pending.shift()!.split(' ');
+          if (pending.length < 2 && sock.isPaused() && !ended) {
+            arm();
+            sock.resume();
+          }
+          try {
+            await onBatch(keys);
+          } catch (e) {
+            return finish({ ok: false, error: e instanceof Error ? e : new Error(String(e)), retry: false });
           }
         }
-        rest = text.slice(at);
+        handing = false;
+        if (ended && !pending.length) finish({ ok: true, value: count });
+      };
+      const queue = (keys: string[]) => {
+        if (!keys.length) return void hand();
+        count += keys.length;
+        pending.push(keys.join(' '));
+        void hand();
+      };
+      const onLine = (line: string) => {
+        if (pausable === null) {
+          const v = /^VERSION (\d+)\.(\d+)\.(\d+)/.exec(line);
+          pausable = !!v && Number(v[1]) * 1e6 + Number(v[2]) * 1e3 + Number(v[3]) >= 1_006_019;
+          sock.write('lru_crawler metadump hash\r\n');
+        } else if (line.startsWith('key=')) {
+          const sp = line.indexOf(' ');
+          const key = decodeKey(line.slice(4, sp < 0 ? line.length : sp));
+          // Keys this store builds are printable ASCII without spaces (isValidMemcachedKey): anything else is not ours.
+          if (key !== undefined && isValidMemcachedKey(key) && (!keep || keep(key))) batch.push(key);
+          if (batch.length >= batchSize) {
+            queue(batch);
+            batch = [];
+          }
+        } else if (line === 'END') {
+          ended = true;
+          clearTimeout(timer);
+          sock.destroy();
+          queue(batch);
+        } else if (/^(BUSY|ERROR locked)/.test(line) && count === 0 && !batch.length) {
+          finish({ ok: false, error: fail(line), retry: true });
+        } else if (/^(ERROR|CLIENT_ERROR|SERVER_ERROR|BUSY)/.test(line)) {
+          const old = /^(ERROR|CLIENT_ERROR bad)/.test(line) && count === 0 && !batch.length ? ' (lru_crawler metadump hash needs memcached 1.6.9 or later)' : '';
+          finish({ ok: false, error: fail(line + old), retry: false });
+        }
       };
       sock.on('connect', () => {
         arm();
-        sock.write('lru_crawler metadump hash\r\n');
+        sock.write('version\r\n');
       });
       sock.on('data', (d) => {
-        const chunk = d.toString('latin1');
-        sock.pause();
-        clearTimeout(timer);
-        chain = chain.then(() => {
-          // A line cut by the chunk boundary is completed by the next chunk.
-          const text = rest + chunk;
-          rest = '';
-          return onLines(text);
-        }).then(() => {
-          if (done) return;
-          arm();
-          sock.resume();
-        });
+        arm();
+        // A line cut by the chunk boundary is completed by the next chunk.
+        const text = rest + d.toString('latin1');
+        let at = 0;
+        for (let nl = text.indexOf('\n'); nl >= 0 && !done && !ended; at = nl + 1, nl = text.indexOf('\n', at)) {
+          onLine(text.slice(at, text[nl - 1] === '\r' ? nl - 1 : nl));
+        }
+        rest = text.slice(at);
+        if (pausable && pending.length >= 2 && !ended && !done) {
+          clearTimeout(timer);
+          sock.pause();
+        }
       });
       sock.on('error', (e) => finish({ ok: false, error: fail(e.message), retry: false }));
-      sock.on('close', () => void chain.then(() => finish({ ok: false, error: fail('connection closed before END'), retry: false })));
+      sock.on('close', () => {
+        if (!ended) finish({ ok: false, error: fail('connection closed before END'), retry: false });
+      });
     });
   }
 
@@ -254,6 +279,15 @@ export class NodeClient {
       }
     });
   }
+}
+
+export interface WalkOptions {
+  /** Keys per batch handed to onBatch. */
+  batchSize?: number;
+  /** ms without data from memcached before the walk fails. */
+  idleTimeoutMs?: number;
+  /** Only these keys are kept and handed over (fewer keys wait in memory). */
+  keep?: (key: string) => boolean;
 }
 
 /** A metadump key (URL-encoded by memcached); undefined for bytes that are not UTF-8 (never one of ours). */

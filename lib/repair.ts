@@ -70,16 +70,20 @@ export class NodeRepair {
     const { nodes, keys, idFormat, stats, logger } = this.ctx;
     stats.nodeRepairs++;
     const pingKeys = new Set(nodes.ids.map((id) => keys.ping(id)));
+    const sessionOrBackup = (key: string) => {
+      const found = pingKeys.has(key) ? undefined : idInKey(keys, key);
+      return found && (found.kind === 'backup' || found.kind === 'session') ? found : undefined;
+    };
     let checked = 0;
     let copied = 0;
     for (const other of nodes.ids) {
       if (other === node || this.closed || !nodes.isAvailable(other)) continue;
-      // Streamed: each batch of keys is repaired before the walk goes on, so a node's keys are never all in memory.
+      // Streamed: batches are repaired while the walk goes on (NodeClient.walkKeys says when keys wait in memory).
       const walked = await nodes.client(other).walkKeys(async (batch) => {
         const tasks: Array<() => Promise<boolean>> = [];
         for (const key of batch) {
-          const found = pingKeys.has(key) ? undefined : idInKey(keys, key);
-          if (!found || (found.kind !== 'backup' && found.kind !== 'session')) continue;
+          const found = sessionOrBackup(key);
+          if (!found) continue;
           const sid = idFormat.parse(found.id);
           if (!sid) continue;
           const primary = this.primaryOf(sid);
@@ -96,7 +100,7 @@ export class NodeRepair {
         await Promise.all(Array.from({ length: Math.min(CONCURRENCY, tasks.length) }, async () => {
           while (next < tasks.length && !this.closed) if (await tasks[next++]()) copied++;
         }));
-      });
+      }, { keep: (key) => sessionOrBackup(key) !== undefined });
       if (!walked.ok) logger.warn(`repair of ${node}: ${walked.error.message}; its sessions are repaired on their next request`);
     }
     stats.sessionsRepaired += copied;
