@@ -10,6 +10,7 @@ import { idInKey } from './keys';
 import { hashId } from './logger';
 import type { ModeContext } from './mode';
 import type { SessionId } from './session-id';
+import { isMsmItem } from './transcoders/transcoder';
 import { Validity, decodeValidity, encodeValidity, isValid, toMemcachedExpiration } from './validity';
 
 const CONCURRENCY = 8;
@@ -118,7 +119,8 @@ export class NodeRepair {
     const s = k(fromRole);
     const d = k(toRole);
     const [bytes, v, current] = await Promise.all([src.get(s.session, true), src.get(s.validity, true), dst.get(d.validity, true)]);
-    if (!bytes.ok || !v.ok || !current.ok || !bytes.value) return false;
+    // Another application's item under a session key (foreignItems) is not copied.
+    if (!bytes.ok || !v.ok || !current.ok || !bytes.value || !isMsmItem(bytes.value)) return false;
     const validity = decodeValidity(v.value);
     if (!validity || !isValid(validity)) return false;
     const have = decodeValidity(current.value);
