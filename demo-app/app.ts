@@ -138,7 +138,7 @@ export function createApp(cfg: DemoConfig): DemoApp {
 
 export function pageInfo(req: Request, cfg: DemoConfig, store: MemcachedStore): PageInfo {
   const s = req.session;
-  const sid = store.ids.parse(req.sessionID);
+  const sid = store.idFormat.parse(req.sessionID);
   const nodes = store.nodes.snapshot();
   let node: PageInfo['node'] = null;
   let backup: PageInfo['backup'] = null;

@@ -36,10 +36,22 @@ export class KeyFormat {
   }
 }
 
-/** The id in a key of the form `<prefix><id>` or `bak:<prefix><id>` (validate it with SessionIdFormat.parse). */
-export function idInKey(keys: KeyFormat, key: string, kind: 'session' | 'backup'): string | undefined {
-  const head = kind === 'backup' ? 'bak:' + keys.prefix : keys.prefix;
-  return key.startsWith(head) ? key.slice(head.length) : undefined;
+/** The kinds of items a session has (see KeyFormat), as listing finds them. */
+export type KeyKind = 'session' | 'validity' | 'backup' | 'backupValidity' | 'lock';
+
+/**
+ * The one key -> session id step (listing, repair, clear): the kind of item and the id it belongs to, or undefined
+ * for a key this store never builds that way (other prefix, another application's key). Validate the id with
+ * SessionIdFormat.parse. Keys hold the id as is; if keys ever escape or hash ids, the inverse belongs here.
+ */
+export function idInKey(keys: KeyFormat, key: string): { kind: KeyKind; id: string } | undefined {
+  const p = keys.prefix;
+  // Ids never contain ':', so with an empty prefix `bak:x` can only be a backup key.
+  for (const [kind, head] of [['backupValidity', 'bak:' + p + 'validity:' + p], ['backup', 'bak:' + p], ['validity', 'validity:' + p],
+    ['lock', 'lock:' + p], ['session', p]] as const) {
+    if (key.startsWith(head) && key.length > head.length) return { kind, id: key.slice(head.length) };
+  }
+  return undefined;
 }
 
 /** Memcached text/binary keys: 1-250 bytes, no whitespace or control characters. Last line of defence. */

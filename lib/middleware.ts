@@ -119,7 +119,7 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
       const primary = mode instanceof NonStickyMode ? mode.primaryOf(sid) : sid.nodeId ?? store.nodes.hashNode(sid.random);
       if (store.nodes.isAvailable(primary)) return { node: primary, id: sid.id };
       const moved = store.nodes.nextAvailable(primary);
-      return moved ? { node: moved, id: store.ids.withNode(sid, moved) } : { node: primary, id: sid.id };
+      return moved ? { node: moved, id: store.idFormat.withNode(sid, moved) } : { node: primary, id: sid.id };
     },
   });
   const expressSession = session({ ...sessionOptions, store, genid: store.genid });
@@ -138,7 +138,7 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
     if (!pathOf(url).startsWith(resolved?.path || '/')) return undefined;
     const secrets = configuredSecrets ?? (req.secret ? [req.secret] : undefined);
     if (!secrets) return undefined;
-    return store.ids.parse(cookieSessionId(req, cookieName, secrets)) ?? undefined;
+    return store.idFormat.parse(cookieSessionId(req, cookieName, secrets)) ?? undefined;
   }
 
   function runSession(req: SessionRequest, res: ServerResponse, next: Next, state: RequestState | undefined): void {
@@ -194,7 +194,7 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
     if (!s || req.sessionID !== state.loadedId) return true; // destroyed or regenerated
     if (state.modified !== undefined) return state.modified;
     try {
-      return !store.transcoder.encode(store.toStored(s), store.ids.parse(req.sessionID) ?? undefined).equals(state.loadedBytes!);
+      return !store.transcoder.encode(store.toStored(s), store.idFormat.parse(req.sessionID) ?? undefined).equals(state.loadedBytes!);
     } catch {
       return true;
     }

@@ -35,7 +35,7 @@ export interface ModeContext {
   cfg: ResolvedConfig;
   nodes: NodeSet;
   keys: KeyFormat;
-  ids: SessionIdFormat;
+  idFormat: SessionIdFormat;
   transcoder: Transcoder;
   stats: Statistics;
   logger: Logger;
@@ -53,6 +53,16 @@ export interface SessionMode {
   /** `storedOf` builds the plain session only when the mode needs bytes it does not have (no LoadedMeta). */
   touch(sid: SessionId, storedOf: () => StoredSession, maxInactive: number, meta: LoadedMeta | undefined): Promise<void>;
   destroy(sid: SessionId): Promise<void>;
+  /**
+   * Listing (store.all/length/ids): the copy `get` would serve for `sid`, whose session key was found on `node`; null
+   * when that key is not the session's live primary copy (another node's stray, expired, moved by a relocation).
+   * Read-only: no repair, no stats. Throws when the node does not answer.
+   */
+  peek(sid: SessionId, node: string): Promise<{ bytes: Buffer; validity?: Validity } | null>;
+  /** Sticky: the sessions held locally, listed before memcached's copies (peek skips their ids). */
+  localSessions?(): Iterable<[string, Buffer]>;
+  /** Sticky: drops every local session (store.clear). */
+  clearLocal?(): void;
   close(): Promise<void>;
   /** Resolves when background work (repairs) is done. */
   idle?(): Promise<void>;

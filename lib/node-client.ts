@@ -77,56 +77,130 @@ export class NodeClient {
   }
 
   /**
-   * Every key on the node (`lru_crawler metadump all`, text protocol on its own short-lived socket; memjs speaks
-   * binary only). For repair, not for requests. Fails on servers without it (SASL-only, memcached < 1.4.31).
+   * Streams every key on the node to `onBatch`, `batchSize` keys at a time (one batch at a time), decoded (metadump
+   * URL-encodes them). Resolves with the number of keys handed over.
+   * `lru_crawler metadump hash` walks the hash table: every item that exists for the whole walk is listed. The LRU
+   * walk (`metadump all`) is not complete: it silently skips items a worker holds at that moment (a get or touch in
+   * flight) and items the LRU maintainer moves between HOT/WARM/COLD behind it (docs/reliability.md). Text protocol
+   * on its own socket (memjs speaks binary only); memcached >= 1.6.9; not on SASL nodes (binary protocol only).
    */
-  async listKeys(timeoutMs = 10_000): Promise<OpResult<string[]>> {
-    // A crawl that overlaps memcached's own background crawl can list part of the items: two listings, united.
-    const a = await this.metadumpWhenFree(timeoutMs);
-    if (!a.ok) return a;
-    const b = await this.metadumpWhenFree(timeoutMs);
-    return b.ok ? { ok: true, value: [...new Set([...a.value, ...b.value])] } : a;
-  }
-
-  /** One crawl at a time per server: another client's crawl answers BUSY; wait for it. */
-  private async metadumpWhenFree(timeoutMs: number): Promise<OpResult<string[]>> {
+  async walkKeys(onBatch: (keys: string[]) => Promise<void> | void, opts: WalkOptions = {}): Promise<OpResult<number>> {
+    const { batchSize = 1000, idleTimeoutMs = 10_000, keep } = opts;
+    if (this.opts.username !== undefined) {
+      return { ok: false, error: new Error(`memcached ${this.id} (${this.address}) cannot list its keys: a SASL node speaks only the binary protocol, which has no lru_crawler metadump`) };
+    }
+    // One crawl at a time per server: another client's crawl answers BUSY, a hash table being resized "locked".
     for (let attempt = 0; ; attempt++) {
-      const r = await this.metadump(timeoutMs);
-      if (r.ok || !/BUSY/.test(r.error.message) || attempt >= 20) return r;
-      await new Promise((res) => setTimeout(res, 50 * (attempt + 1)));
+      const r = await this.metadump(onBatch, batchSize, idleTimeoutMs, keep);
+      if (r.ok) return r;
+      if (!r.retry || attempt >= 40) return { ok: false, error: r.error };
+      await new Promise((res) => setTimeout(res, Math.min(50 * (attempt + 1), 500)));
     }
   }
 
-  private metadump(timeoutMs: number): Promise<OpResult<string[]>> {
+  private metadump(onBatch: (keys: string[]) => Promise<void> | void, batchSize: number, idleTimeoutMs: number, keep: WalkOptions['keep']):
+    Promise<{ ok: true; value: number } | { ok: false; error: Error; retry: boolean }> {
     this.ops.maintenance++;
-    const [host, port] = [this.opts.host, this.opts.port];
+    const fail = (what: string) => new Error(`memcached ${this.id} (${this.address}) cannot list its keys: ${what}`);
     return new Promise((resolve) => {
-      const keys: string[] = [];
-      let buf = '';
+      /** Full batches not handed over yet (one string each, keys joined by spaces: half the memory), and the one being filled. */
+      const pending: string[] = [];
+      let batch: string[] = [];
+      let count = 0;
+      let rest = '';
+      let ended = false;
       let done = false;
-      const sock = net.connect({ host, port });
-      const finish = (r: OpResult<string[]>) => {
+      let handing = false;
+      /** null until memcached's `version` answered: whether a paused reader is safe (see below). */
+      let pausable: boolean | null = null;
+      let timer: NodeJS.Timeout | undefined;
+      const sock = net.connect({ host: this.opts.host, port: this.opts.port });
+      const finish = (r: { ok: true; value: number } | { ok: false; error: Error; retry: boolean }) => {
         if (done) return;
         done = true;
         clearTimeout(timer);
         sock.destroy();
         resolve(r);
       };
-      const timer = setTimeout(() => finish({ ok: false, error: new Error(`metadump on ${this.id} timed out`) }), timeoutMs);
-      sock.on('connect', () => sock.write('lru_crawler metadump all\r\n'));
+      const arm = () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => finish({ ok: false, error: fail(`no answer for ${idleTimeoutMs} ms`), retry: false }), idleTimeoutMs);
+      };
+      // memcached 1.6.9-1.6.18 holds an item lock while it waits for a slow metadump reader (fixed in 1.6.19), which
+      // stalls every request for keys under that lock, ours included. There the socket is read at full speed and
+      // the keys wait here; from 1.6.19 on the socket is paused while two batches wait, so memory stays bounded.
+      const hand = async () => {
+        if (handing) return;
+        handing = true;
+        while (pending.length && !done) {
+          const keys = pending.shift()!.split(' ');
+          if (pending.length < 2 && sock.isPaused() && !ended) {
+            arm();
+            sock.resume();
+          }
+          try {
+            await onBatch(keys);
+          } catch (e) {
+            return finish({ ok: false, error: e instanceof Error ? e : new Error(String(e)), retry: false });
+          }
+        }
+        handing = false;
+        if (ended && !pending.length) finish({ ok: true, value: count });
+      };
+      const queue = (keys: string[]) => {
+        if (!keys.length) return void hand();
+        count += keys.length;
+        pending.push(keys.join(' '));
+        void hand();
+      };
+      const onLine = (line: string) => {
+        if (pausable === null) {
+          const v = /^VERSION (\d+)\.(\d+)\.(\d+)/.exec(line);
+          pausable = !!v && Number(v[1]) * 1e6 + Number(v[2]) * 1e3 + Number(v[3]) >= 1_006_019;
+          sock.write('lru_crawler metadump hash\r\n');
+        } else if (line.startsWith('key=')) {
+          const sp = line.indexOf(' ');
+          const key = decodeKey(line.slice(4, sp < 0 ? line.length : sp));
+          // Keys this store builds are printable ASCII without spaces (isValidMemcachedKey): anything else is not ours.
+          if (key !== undefined && isValidMemcachedKey(key) && (!keep || keep(key))) batch.push(key);
+          if (batch.length >= batchSize) {
+            queue(batch);
+            batch = [];
+          }
+        } else if (line === 'END') {
+          ended = true;
+          clearTimeout(timer);
+          sock.destroy();
+          queue(batch);
+        } else if (/^(BUSY|ERROR locked)/.test(line) && count === 0 && !batch.length) {
+          finish({ ok: false, error: fail(line), retry: true });
+        } else if (/^(ERROR|CLIENT_ERROR|SERVER_ERROR|BUSY)/.test(line)) {
+          const old = /^(ERROR|CLIENT_ERROR bad)/.test(line) && count === 0 && !batch.length ? ' (lru_crawler metadump hash needs memcached 1.6.9 or later)' : '';
+          finish({ ok: false, error: fail(line + old), retry: false });
+        }
+      };
+      sock.on('connect', () => {
+        arm();
+        sock.write('version\r\n');
+      });
       sock.on('data', (d) => {
-        buf += d.toString('latin1');
-        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-          const line = buf.slice(0, i).replace(/\r$/, '');
-          buf = buf.slice(i + 1);
-          if (line === 'END') return finish({ ok: true, value: keys });
-          if (/^(ERROR|CLIENT_ERROR|SERVER_ERROR|BUSY)/.test(line)) return finish({ ok: false, error: new Error(`metadump on ${this.id}: ${line}`) });
-          const m = /^key=(\S+)/.exec(line);
-          if (m) keys.push(decodeURIComponent(m[1]));
+        arm();
+        // A line cut by the chunk boundary is completed by the next chunk.
+        const text = rest + d.toString('latin1');
+        let at = 0;
+        for (let nl = text.indexOf('\n'); nl >= 0 && !done && !ended; at = nl + 1, nl = text.indexOf('\n', at)) {
+          onLine(text.slice(at, text[nl - 1] === '\r' ? nl - 1 : nl));
+        }
+        rest = text.slice(at);
+        if (pausable && pending.length >= 2 && !ended && !done) {
+          clearTimeout(timer);
+          sock.pause();
         }
       });
-      sock.on('error', (e) => finish({ ok: false, error: e }));
-      sock.on('close', () => finish({ ok: false, error: new Error(`metadump on ${this.id}: connection closed`) }));
+      sock.on('error', (e) => finish({ ok: false, error: fail(e.message), retry: false }));
+      sock.on('close', () => {
+        if (!ended) finish({ ok: false, error: fail('connection closed before END'), retry: false });
+      });
     });
   }
 
@@ -216,6 +290,24 @@ export class NodeClient {
         finish(e);
       }
     });
+  }
+}
+
+export interface WalkOptions {
+  /** Keys per batch handed to onBatch. */
+  batchSize?: number;
+  /** ms without data from memcached before the walk fails. */
+  idleTimeoutMs?: number;
+  /** Only these keys are kept and handed over (fewer keys wait in memory). */
+  keep?: (key: string) => boolean;
+}
+
+/** A metadump key (URL-encoded by memcached); undefined for bytes that are not UTF-8 (never one of ours). */
+function decodeKey(encoded: string): string | undefined {
+  try {
+    return decodeURIComponent(encoded);
+  } catch {
+    return undefined;
   }
 }
 

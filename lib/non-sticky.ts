@@ -13,7 +13,7 @@ import type { LoadResult, LoadedMeta, ModeContext, SessionMode } from './mode';
 import { unchanged } from './mode';
 import type { SessionId } from './session-id';
 import type { StoredSession } from './transcoders/transcoder';
-import { encodeMoved, movedTo } from './transcoders/transcoder';
+import { encodeMoved, isMsmItem, movedTo } from './transcoders/transcoder';
 import { Validity, decodeValidity, encodeValidity, isValid, nonStickySessionTtl, toMemcachedExpiration } from './validity';
 import { hashId } from './logger';
 import type { OpResult } from './node-client';
@@ -61,7 +61,7 @@ export class NonStickyMode implements SessionMode {
   }
 
   newId(): string {
-    return this.ctx.ids.create(this.ctx.nodes.pickForNewSession(), undefined);
+    return this.ctx.idFormat.create(this.ctx.nodes.pickForNewSession(), undefined);
   }
 
   /** The node named in the id, or for plain ids (express-session's own genid) a stable hash of it. */
@@ -102,7 +102,7 @@ export class NonStickyMode implements SessionMode {
     for (let hops = 0; found && hops < 3; hops++) {
       const to = movedTo(found.bytes);
       if (to === undefined) return found;
-      const next = this.ctx.ids.parse(to);
+      const next = this.ctx.idFormat.parse(to);
       if (!next) return null;
       found = await this.locateCopy(next);
       if (found && !found.newId) found.newId = next.id;
@@ -202,13 +202,13 @@ export class NonStickyMode implements SessionMode {
    * backups; otherwise the newest backup on any node. Tried once: no copy means "no session" at once (msm #404).
    */
   private async relocate(sid: SessionId, primary: string): Promise<Found | null> {
-    const { nodes, keys, stats, ids, logger } = this.ctx;
+    const { nodes, keys, stats, idFormat, logger } = this.ctx;
     const target = nodes.nextAvailable(primary);
     if (!target) {
       logger.warn(`session ${hashId(sid.id)}: node ${primary} is down and no other node is available`);
       return null;
     }
-    const newId = ids.withNode(sid, target);
+    const newId = idFormat.withNode(sid, target);
     const tc = nodes.client(target);
     const [[n, nv], copy] = await Promise.all([
       Promise.all([tc.get(keys.session(newId)), tc.get(keys.validity(newId))]),
@@ -227,7 +227,7 @@ export class NonStickyMode implements SessionMode {
     // The newest copy is a marker: the session moved on from this id already; locate() follows it.
     if (movedTo(copy.bytes) !== undefined) return { id: sid.id, node: copy.node, bytes: copy.bytes, validity: copy.validity };
 
-    const moved = ids.parse(newId)!;
+    const moved = idFormat.parse(newId)!;
     // Newer than the copy it came from even when this instance's clock is behind the writer's.
     const validity: Validity = { maxInactiveInterval: copy.validity.maxInactiveInterval, lastAccessedTime: copy.validity.thisAccessedTime,
       thisAccessedTime: Math.max(Date.now(), copy.validity.thisAccessedTime + 1) };
@@ -350,6 +350,28 @@ export class NonStickyMode implements SessionMode {
     if (!answered) throw new Error(`express-msm: could not destroy session: no node answered`);
   }
 
+  async peek(sid: SessionId, node: string): Promise<{ bytes: Buffer; validity: Validity } | null> {
+    if (this.primaryOf(sid) !== node) return null;
+    const { nodes, keys } = this.ctx;
+    const backupNode = this.backupNodeOf(node);
+    const pc = nodes.client(node);
+    const [s, v, bv] = await Promise.all([
+      pc.get(keys.session(sid.id), true),
+      pc.get(keys.validity(sid.id), true),
+      backupNode ? nodes.client(backupNode).get(keys.backupValidity(sid.id), true) : undefined,
+    ]);
+    if (!s.ok || !v.ok) throw firstFailure([s, v])!.error;
+    const validity = decodeValidity(v.value);
+    if (!s.value || !validity || !isValid(validity)) return null;
+    const backupValidity = bv?.ok ? decodeValidity(bv.value) : null;
+    if (backupNode && newer(backupValidity, validity)) {
+      // As locateCopy: a newer backup wins, and a newer relocation marker means the session lives under another id.
+      const b = await nodes.client(backupNode).get(keys.backup(sid.id), true);
+      if (b.ok && b.value) return movedTo(b.value) === undefined ? { bytes: b.value, validity: backupValidity! } : null;
+    }
+    return movedTo(s.value) === undefined ? { bytes: s.value, validity } : null;
+  }
+
   async close(): Promise<void> {
     await this.repair.close();
   }
@@ -381,10 +403,16 @@ export class NonStickyMode implements SessionMode {
     const session = this.ctx.transcoder.decode(found.bytes, sid);
     if (session) return session;
     const { stats, logger, nodes, keys } = this.ctx;
-    stats.decodeFailures++;
     stats.requestsWithoutSession++;
+    if (!isMsmItem(found.bytes)) {
+      // Another application's item under this key (e.g. Tomcat msm on shared nodes): not ours to delete.
+      stats.foreignItems++;
+      logger.warn(`session ${hashId(sid.id)} on ${found.node}: the item is not express-msm's (no header); left in place, treated as no session`);
+      return null;
+    }
+    stats.decodeFailures++;
     logger.warn(`session ${hashId(sid.id)} on ${found.node}: ${found.bytes.length} bytes do not decode with ${this.ctx.transcoder.name}; deleted`);
-    void this.deleteEverywhere(this.ctx.ids.parse(found.id) ?? sid, found.node);
+    void this.deleteEverywhere(this.ctx.idFormat.parse(found.id) ?? sid, found.node);
     void nodes.client(found.node).delete(keys.session(found.id));
     return null;
   }

@@ -3,12 +3,14 @@
 // it. When a node returns (restarted, or reachable again), one instance copies back what belongs on it: its
 // primaries from their bak: copies on other nodes, and the bak: copies of sessions whose primary precedes it.
 // A copy never replaces a newer one (versions: the validity records' thisAccessedTime).
-// Keys are listed with `lru_crawler metadump`; a server without it (SASL-only, old) is skipped and logged, and its
-// sessions are repaired by their next request (read-repair in non-sticky.ts).
+// Keys are listed with `lru_crawler metadump hash` (NodeClient.walkKeys: complete, streamed); a server without it
+// (SASL-only, older than 1.6.9) is skipped and logged, and its sessions are repaired by their next request
+// (read-repair in non-sticky.ts).
 import { idInKey } from './keys';
 import { hashId } from './logger';
 import type { ModeContext } from './mode';
 import type { SessionId } from './session-id';
+import { isMsmItem } from './transcoders/transcoder';
 import { Validity, decodeValidity, encodeValidity, isValid, toMemcachedExpiration } from './validity';
 
 const CONCURRENCY = 8;
@@ -66,39 +68,44 @@ export class NodeRepair {
   }
 
   private async repairLocked(node: string, reason: string): Promise<void> {
-    const { nodes, keys, ids, stats, logger } = this.ctx;
+    const { nodes, keys, idFormat, stats, logger } = this.ctx;
     stats.nodeRepairs++;
     const pingKeys = new Set(nodes.ids.map((id) => keys.ping(id)));
-    const tasks: Array<() => Promise<boolean>> = [];
+    const sessionOrBackup = (key: string) => {
+      const found = pingKeys.has(key) ? undefined : idInKey(keys, key);
+      return found && (found.kind === 'backup' || found.kind === 'session') ? found : undefined;
+    };
+    let checked = 0;
+    let copied = 0;
     for (const other of nodes.ids) {
       if (other === node || this.closed || !nodes.isAvailable(other)) continue;
-      const listed = await nodes.client(other).listKeys();
-      if (!listed.ok) {
-        logger.warn(`repair of ${node}: cannot list keys on ${other} (${listed.error.message}); its sessions are repaired on their next request`);
-        continue;
-      }
-      for (const key of listed.value) {
-        if (pingKeys.has(key)) continue;
-        const backupOf = idInKey(keys, key, 'backup');
-        const sid = ids.parse(backupOf ?? idInKey(keys, key, 'session'));
-        if (!sid) continue;
-        const primary = this.primaryOf(sid);
-        if (backupOf !== undefined) {
-          // A backup whose primary is the returned node: the primary copy may be gone or older.
-          if (primary === node) tasks.push(() => this.copy(sid, other, 'backup', node, 'primary'));
-        } else if (primary === other && nodes.nextAvailable(other) === node) {
-          // A primary on `other` whose backup belongs on the returned node.
-          tasks.push(() => this.copy(sid, other, 'primary', node, 'backup'));
+      // Streamed: batches are repaired while the walk goes on (NodeClient.walkKeys says when keys wait in memory).
+      const walked = await nodes.client(other).walkKeys(async (batch) => {
+        const tasks: Array<() => Promise<boolean>> = [];
+        for (const key of batch) {
+          const found = sessionOrBackup(key);
+          if (!found) continue;
+          const sid = idFormat.parse(found.id);
+          if (!sid) continue;
+          const primary = this.primaryOf(sid);
+          if (found.kind === 'backup') {
+            // A backup whose primary is the returned node: the primary copy may be gone or older.
+            if (primary === node) tasks.push(() => this.copy(sid, other, 'backup', node, 'primary'));
+          } else if (primary === other && nodes.nextAvailable(other) === node) {
+            // A primary on `other` whose backup belongs on the returned node.
+            tasks.push(() => this.copy(sid, other, 'primary', node, 'backup'));
+          }
         }
-      }
+        checked += tasks.length;
+        let next = 0;
+        await Promise.all(Array.from({ length: Math.min(CONCURRENCY, tasks.length) }, async () => {
+          while (next < tasks.length && !this.closed) if (await tasks[next++]()) copied++;
+        }));
+      }, { keep: (key) => sessionOrBackup(key) !== undefined });
+      if (!walked.ok) logger.warn(`repair of ${node}: ${walked.error.message}; its sessions are repaired on their next request`);
     }
-    let copied = 0;
-    let next = 0;
-    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, tasks.length) }, async () => {
-      while (next < tasks.length && !this.closed) if (await tasks[next++]()) copied++;
-    }));
     stats.sessionsRepaired += copied;
-    logger.info(`repair of ${node} (${reason}): ${tasks.length} sessions checked, ${copied} copies written`);
+    logger.info(`repair of ${node} (${reason}): ${checked} sessions checked, ${copied} copies written`);
   }
 
   /** Copies one session from `from` (as its primary or backup keys) to `to`, unless `to` holds the same or newer. */
@@ -112,7 +119,8 @@ export class NodeRepair {
     const s = k(fromRole);
     const d = k(toRole);
     const [bytes, v, current] = await Promise.all([src.get(s.session, true), src.get(s.validity, true), dst.get(d.validity, true)]);
-    if (!bytes.ok || !v.ok || !current.ok || !bytes.value) return false;
+    // Another application's item under a session key (foreignItems) is not copied.
+    if (!bytes.ok || !v.ok || !current.ok || !bytes.value || !isMsmItem(bytes.value)) return false;
     const validity = decodeValidity(v.value);
     if (!validity || !isValid(validity)) return false;
     const have = decodeValidity(current.value);

@@ -11,6 +11,8 @@ export class Statistics {
   sessionsDestroyed = 0;
   sessionsExpired = 0;
   decodeFailures = 0;
+  /** Items under a session key without express-msm's header (e.g. a Tomcat msm session on shared nodes): left in place. */
+  foreignItems = 0;
   invalidSessionIds = 0;
   primaryWriteFailures = 0;
   backupsSkippedNoNode = 0;

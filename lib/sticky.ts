@@ -7,7 +7,7 @@ import type { LoadResult, LoadedMeta, ModeContext, SessionMode } from './mode';
 import { unchanged } from './mode';
 import type { SessionId } from './session-id';
 import type { StoredSession } from './transcoders/transcoder';
-import { maxInactiveOfCookie } from './transcoders/transcoder';
+import { isMsmItem, maxInactiveOfCookie } from './transcoders/transcoder';
 import { toMemcachedExpiration } from './validity';
 import { hashId } from './logger';
 
@@ -72,7 +72,7 @@ export class StickyMode implements SessionMode {
   }
 
   newId(): string {
-    return this.ctx.ids.create(this.ctx.nodes.pickForNewSession(), this.route);
+    return this.ctx.idFormat.create(this.ctx.nodes.pickForNewSession(), this.route);
   }
 
   /** The node named in the id; for ids without one (single `host:port`, express-session's own ids) a stable hash. */
@@ -143,6 +143,23 @@ export class StickyMode implements SessionMode {
     if (!nodes.isAvailable(node)) return; // its TTL removes the copy
     const r = await nodes.client(node).delete(keys.session(sid.id));
     if (!r.ok) nodes.markFailed(node, r.error);
+  }
+
+  async peek(sid: SessionId, node: string): Promise<{ bytes: Buffer } | null> {
+    // Local sessions are listed from the local store (localSessions); their memcached copy is their backup.
+    if (this.nodeOf(sid) !== node || this.local.has(sid.id)) return null;
+    const r = await this.ctx.nodes.client(node).get(this.ctx.keys.session(sid.id), true);
+    if (!r.ok) throw r.error;
+    return r.value && this.maxInactiveOf(sid, r.value) !== null ? { bytes: r.value } : null;
+  }
+
+  *localSessions(): Iterable<[string, Buffer]> {
+    // entries() skips expired entries; it does not change recency.
+    for (const [id, e] of this.local.entries()) yield [id, e.bytes];
+  }
+
+  clearLocal(): void {
+    this.local.clear();
   }
 
   async close(): Promise<void> {
@@ -258,7 +275,7 @@ export class StickyMode implements SessionMode {
    * change the route to ours (and move it off this instance's failover node), write the new key, then delete the old.
    */
   private async takeover(sid: SessionId): Promise<Loaded | null> {
-    const { nodes, keys, ids, stats, logger, cfg } = this.ctx;
+    const { nodes, keys, idFormat, stats, logger, cfg } = this.ctx;
     const node = this.nodeOf(sid);
     const bytes = await this.fetch(sid, node);
     if (!bytes) return null;
@@ -271,7 +288,7 @@ export class StickyMode implements SessionMode {
       const next = nodes.nextAvailable(node);
       if (next && !nodes.failoverIds.includes(next)) target = next;
     }
-    const newId = ids.withRoute(target === node ? sid : { ...sid, nodeId: target }, this.route);
+    const newId = idFormat.withRoute(target === node ? sid : { ...sid, nodeId: target }, this.route);
     const copy: MemcachedCopy = { written: undefined, expiresAt: 0 };
     const e: LocalEntry = { bytes, maxInactive, node: target, copy };
     this.local.set(newId, e, { ttl: maxInactive * 1000 });
@@ -308,11 +325,11 @@ export class StickyMode implements SessionMode {
    * session is then served locally under its id.
    */
   private async relocate(sid: SessionId, e: LocalEntry): Promise<Loaded | null> {
-    const { nodes, keys, ids, stats, logger, cfg } = this.ctx;
+    const { nodes, keys, idFormat, stats, logger, cfg } = this.ctx;
     if (!cfg.encodeNodeId) return null;
     const target = nodes.nextAvailable(e.node);
     if (!target) return null;
-    const newId = ids.withNode(sid, target);
+    const newId = idFormat.withNode(sid, target);
     const ttl = stickyMemcachedTtl(e.maxInactive);
     const started = Date.now();
     const w = await nodes.client(target).set(keys.session(newId), e.bytes, toMemcachedExpiration(ttl));
@@ -349,6 +366,13 @@ export class StickyMode implements SessionMode {
     nodes.markOk(node);
     if (!r.value) {
       stats.requestsWithoutSession++;
+      return null;
+    }
+    if (!isMsmItem(r.value)) {
+      // Another application's item under this key (e.g. Tomcat msm on shared nodes): not ours to delete.
+      stats.foreignItems++;
+      stats.requestsWithoutSession++;
+      logger.warn(`session ${hashId(sid.id)} on ${node}: the item is not express-msm's (no header); left in place, treated as no session`);
       return null;
     }
     if (!transcoder.decode(r.value, sid)) {

@@ -17,6 +17,7 @@ import { JsonTranscoder } from './transcoders/json';
 import { StoredCookie, StoredSession, Transcoder, maxInactiveOfCookie } from './transcoders/transcoder';
 import { BackupRunner } from './backup';
 import { UserIndex } from './user-index';
+import { SessionLister } from './listing';
 
 /** Where a loaded session carries its LoadedMeta. A symbol: invisible to JSON, to express-session's hash and to apps. */
 export const LOADED: unique symbol = Symbol('express-msm.loaded');
@@ -61,7 +62,7 @@ export class MemcachedStore extends Store {
   readonly config: ResolvedConfig;
   readonly nodes: NodeSet;
   readonly keys: KeyFormat;
-  readonly ids: SessionIdFormat;
+  readonly idFormat: SessionIdFormat;
   readonly transcoder: Transcoder;
   readonly statistics = new Statistics();
   readonly logger: Logger;
@@ -69,6 +70,7 @@ export class MemcachedStore extends Store {
   readonly mode: SessionMode;
   /** indexBy: the per-user index (idsOf, destroyAllOf). */
   readonly index: UserIndex | undefined;
+  private readonly lister: SessionLister;
   /** Largest encoded session accepted; larger ones fail at set with a message naming the size. */
   maxSessionBytes = DEFAULT_MAX_SESSION_BYTES;
   /**
@@ -88,7 +90,7 @@ export class MemcachedStore extends Store {
       throw new Error('express-msm: invalid transcoder: expected { encode(session): Buffer, decode(bytes): session | null }');
     }
     this.keys = new KeyFormat(this.config.storageKeyPrefix);
-    this.ids = new SessionIdFormat(new Set(this.config.nodes.map((n) => n.id)), this.config.encodeNodeId, this.keys.maxIdLength);
+    this.idFormat = new SessionIdFormat(new Set(this.config.nodes.map((n) => n.id)), this.config.encodeNodeId, this.keys.maxIdLength);
     this.nodes = new NodeSet({
       nodes: this.config.nodes,
       failoverNodeIds: this.config.failoverNodeIds,
@@ -105,7 +107,7 @@ export class MemcachedStore extends Store {
       cfg: this.config,
       nodes: this.nodes,
       keys: this.keys,
-      ids: this.ids,
+      idFormat: this.idFormat,
       transcoder: this.transcoder,
       stats: this.statistics,
       logger: this.logger,
@@ -114,8 +116,9 @@ export class MemcachedStore extends Store {
     };
     this.mode = this.config.sticky ? new StickyMode(ctx) : new NonStickyMode(ctx);
     const mode = this.mode;
-    this.index = this.config.indexBy && new UserIndex({ nodes: this.nodes, keys: this.keys, ids: this.ids, stats: this.statistics,
+    this.index = this.config.indexBy && new UserIndex({ nodes: this.nodes, keys: this.keys, ids: this.idFormat, stats: this.statistics,
       logger: this.logger, load: (sid) => mode.load(sid), destroy: (sid) => mode.destroy(sid) }, this.config.indexBy);
+    this.lister = new SessionLister(ctx, this.mode);
   }
 
   /** Pass as express-session's `genid`: `<random>-<nodeId>[.<route>]` on a random available node. */
@@ -150,6 +153,29 @@ export class MemcachedStore extends Store {
   private async requireIndex(): Promise<UserIndex> {
     if (!this.index) throw new Error('express-msm: idsOf/destroyAllOf need the indexBy option, e.g. indexBy: (s) => s.userId');
     return this.index;
+  }
+
+  /** Every live session, id -> session as `get` returns it (as express-session's MemoryStore). Walks every node. */
+  all(callback?: Callback<Record<string, SessionData>>): Promise<Record<string, SessionData>> {
+    const out: Record<string, SessionData> = Object.create(null);
+    return withCallback(this.eachSession((id, session) => { out[id] = session; }).then(() => out), callback);
+  }
+
+  /** How many live sessions there are (streamed: keys are never all in memory). */
+  length(callback?: Callback<number>): Promise<number> {
+    let n = 0;
+    return withCallback(this.eachSession(() => { n++; }).then(() => n), callback);
+  }
+
+  /** The ids of every live session (connect-redis's `ids`). */
+  ids(callback?: Callback<string[]>): Promise<string[]> {
+    const out: string[] = [];
+    return withCallback(this.eachSession((id) => { out.push(id); }).then(() => out), callback);
+  }
+
+  /** Deletes every copy of this store's sessions on every node (and sticky's local ones); nothing else. */
+  clear(callback?: Callback<void>): Promise<void> {
+    return withCallback(this.lister.clear().then((n) => { this.logger.info(`clear: ${n} items deleted`); }), callback);
   }
 
   /**
@@ -195,11 +221,11 @@ export class MemcachedStore extends Store {
 
   /** Parses and validates a client-supplied id, following a recorded move. null: invalid, never reaches memcached. */
   private resolve(raw: unknown): { sid: SessionId; movedTo?: string } | null {
-    const sid = this.ids.parse(raw);
+    const sid = this.idFormat.parse(raw);
     if (!sid) return null;
     const movedTo = this.idChanges.get(sid.id);
     if (movedTo) {
-      const moved = this.ids.parse(movedTo);
+      const moved = this.idFormat.parse(movedTo);
       if (moved) return { sid: moved, movedTo };
     }
     return { sid };
@@ -229,6 +255,17 @@ export class MemcachedStore extends Store {
     restoreExpires(session.cookie, meta.validity?.thisAccessedTime ?? Date.now());
     Object.defineProperty(session, LOADED, { value: meta, configurable: true, writable: true });
     return session as unknown as SessionData;
+  }
+
+  /** Every live session as `get` would return it (without its load metadata: a listing is not a request). */
+  private eachSession(each: (id: string, session: SessionData) => void): Promise<void> {
+    return this.lister.forEach((id, bytes, validity) => {
+      const sid = this.idFormat.parse(id);
+      const session = sid && this.transcoder.decode(bytes, sid);
+      if (!session || !isUsableCookie(session.cookie)) return;
+      restoreExpires(session.cookie, validity?.thisAccessedTime ?? Date.now());
+      each(id, session as unknown as SessionData);
+    });
   }
 
   private async saveSession(raw: string, session: SessionData): Promise<void> {
@@ -263,7 +300,7 @@ export class MemcachedStore extends Store {
   needsSave(session: SessionData, sessionId: string): boolean {
     const meta = (session as any)[LOADED] as LoadedMeta | undefined;
     const stored = this.toStored(session);
-    const sid = meta && meta.id === sessionId ? this.ids.parse(sessionId) : null;
+    const sid = meta && meta.id === sessionId ? this.idFormat.parse(sessionId) : null;
     if (!meta || !sid) return Object.keys(stored).length > 1;
     const bytes = this.transcoder.encode(stored, sid);
     const unchanged = bytes.equals(meta.bytes);
@@ -291,11 +328,11 @@ export class MemcachedStore extends Store {
   }
 
   private async removeSession(raw: string): Promise<void> {
-    const sid = this.ids.parse(raw);
+    const sid = this.idFormat.parse(raw);
     if (!sid) return;
     const movedTo = this.idChanges.get(sid.id);
     this.idChanges.delete(sid.id);
-    const moved = movedTo ? this.ids.parse(movedTo) : null;
+    const moved = movedTo ? this.idFormat.parse(movedTo) : null;
     await Promise.all([this.mode.destroy(sid), moved ? this.mode.destroy(moved) : undefined]);
     await this.index?.onDestroy(sid.id);
   }

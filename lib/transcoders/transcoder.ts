@@ -88,6 +88,11 @@ export function hasHeader(bytes: Buffer, kind: number): boolean {
   return bytes.length >= HEADER_LENGTH && bytes[0] === MAGIC0 && bytes[1] === MAGIC1 && bytes[2] === FORMAT_VERSION && bytes[3] === kind;
 }
 
+/** Written by express-msm (any transcoder, format version, or a marker). Anything else belongs to someone else. */
+export function isMsmItem(bytes: Buffer): boolean {
+  return bytes.length >= HEADER_LENGTH && bytes[0] === MAGIC0 && bytes[1] === MAGIC1;
+}
+
 export function isStoredSession(v: unknown): v is StoredSession {
   return typeof v === 'object' && v !== null && !Array.isArray(v) &&
     typeof (v as StoredSession).cookie === 'object' && (v as StoredSession).cookie !== null;

@@ -95,8 +95,9 @@ export class RawClient {
     await this.command(Buffer.from(`delete ${key}\r\n`), endOfLine);
   }
 
-  async stats(): Promise<Record<string, number>> {
-    const out = (await this.command(Buffer.from('stats\r\n'), endOfRetrieval)).toString();
+  /** `stats` or `stats <group>` (e.g. 'items': per slab class and LRU segment). */
+  async stats(group = ''): Promise<Record<string, number>> {
+    const out = (await this.command(Buffer.from(`stats${group ? ' ' + group : ''}\r\n`), endOfRetrieval)).toString();
     const r: Record<string, number> = {};
     for (const line of out.split('\r\n')) {
       const m = /^STAT (\S+) (\S+)$/.exec(line);
@@ -105,11 +106,14 @@ export class RawClient {
     return r;
   }
 
-  /** All keys currently stored (lru_crawler metadump on its own socket; retried while another crawl runs). */
+  /**
+   * All keys currently stored (`lru_crawler metadump hash` on its own socket: the hash-table walk is complete, the LRU
+   * walk `metadump all` is not; retried while another crawl runs).
+   */
   async keys(): Promise<string[]> {
     for (let attempt = 0; ; attempt++) {
       const out = await new Promise<string>((resolve, reject) => {
-        const s = net.connect({ host: this.host, port: this.port }, () => s.write('lru_crawler metadump all\r\n'));
+        const s = net.connect({ host: this.host, port: this.port }, () => s.write('lru_crawler metadump hash\r\n'));
         let b = Buffer.alloc(0);
         const t = setTimeout(() => { s.destroy(); reject(new Error(`raw client ${this.port}: metadump timeout`)); }, 5000);
         s.on('data', (d) => {
@@ -119,7 +123,7 @@ export class RawClient {
         });
         s.on('error', (e) => { clearTimeout(t); reject(e); });
       });
-      if (/(^|\n)BUSY/.test(out) && attempt < 50) {
+      if (/(^|\n)(BUSY|ERROR locked)/.test(out) && attempt < 50) {
         await new Promise((r) => setTimeout(r, 20));
         continue;
       }

@@ -60,6 +60,9 @@ describe('encryption at rest (non-sticky, three nodes)', () => {
     expect(t.decode(backup!, { random: random(id) })).toMatchObject({ n: 1, data: SECRET_DATA });
     // Every item on every node: only ciphertext, validity records (timestamps) and markers.
     for (const r of raw) for (const k of await r.sessionKeys()) expect((await r.get(k))!.toString('latin1')).not.toContain('4111111111111111');
+    // Listing decrypts each session under its own id.
+    expect(await store.ids()).toEqual([id]);
+    expect((await store.all())[id]).toMatchObject({ n: 1, data: SECRET_DATA });
 
     // The primary dies: the backup's bytes are moved to a new id (same random part) and still decrypt.
     await ps[p].kill();

@@ -279,7 +279,7 @@ describe('fuzz: hostile cookies, routes and stored values', () => {
           id = c.id.value;
           break;
         case 'mutateFresh': {
-          const base = store.ids.create(NODE_IDS[c.id.node], undefined);
+          const base = store.idFormat.create(NODE_IDS[c.id.node], undefined);
           id = base + c.id.mutation;
           break;
         }
@@ -291,7 +291,7 @@ describe('fuzz: hostile cookies, routes and stored values', () => {
           }
           break;
         case 'planted': {
-          id = store.ids.create(NODE_IDS[c.id.node], undefined);
+          id = store.idFormat.create(NODE_IDS[c.id.node], undefined);
           const r = await plantValues(id, c.id.node, c.id.plant);
           expect = r === 'none' ? 'fresh' : 'maybe';
           break;
@@ -353,7 +353,7 @@ describe('fuzz: hostile cookies, routes and stored values', () => {
         failures.push(`${tag}: bad body ${JSON.stringify(res.body).slice(0, 200)}`);
         return;
       }
-      if (!store.ids.parse(sid)) failures.push(`${tag}: app saw invalid session id ${JSON.stringify(sid)}`);
+      if (!store.idFormat.parse(sid)) failures.push(`${tag}: app saw invalid session id ${JSON.stringify(sid)}`);
       const isRegen = c.path === '/regen';
       if (expect === 'continue' && !isRegen) {
         if (sid !== knownEntry!.id || n !== knownEntry!.n + 1) failures.push(`${tag}: expected ${knownEntry!.id} n=${knownEntry!.n + 1}, got ${sid} n=${n}`);

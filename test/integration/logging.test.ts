@@ -69,9 +69,10 @@ describe('logging', () => {
   });
 
   test('decode failure: one line with the hashed id', async () => {
-    const id = mw.store.ids.create('n1', undefined);
+    const id = mw.store.idFormat.create('n1', undefined);
     ids.push(id);
-    await raws[0].set('log_' + id, Buffer.from('garbage, not a session'), 60);
+    // express-msm's JSON header over a corrupt body (bytes without the header are another app's: left alone)
+    await raws[0].set('log_' + id, Buffer.concat([Buffer.from([0x4d, 0x53, 1, 1]), Buffer.from('garbage, not a session')]), 60);
     await raws[0].set('validity:log_' + id, Buffer.from(require('../../lib/validity').encodeValidity({ maxInactiveInterval: 60, lastAccessedTime: Date.now(), thisAccessedTime: Date.now() })), 60);
     const r = await get('/inc', cookieFor(id));
     expect(r.status).toBe(200);

@@ -134,7 +134,7 @@ describe('memcached with a smaller item size (-I 128k) than maxSessionBytes', ()
     const s2 = new MemcachedStore({ memcachedNodes: `n1:127.0.0.1:${wide.port},n2:127.0.0.1:${ps[0].port}`, storageKeyPrefix: 'static:big', sessionBackupAsync: false, sessionBackupTimeout: 2000 });
     try {
       await s2.ready();
-      const id = s2.ids.create('n1', undefined);
+      const id = s2.idFormat.create('n1', undefined);
       await s2.set(id, { cookie: cookie(), pad: big(200_000) } as any);
       await s2.backups.flush();
       expect(await rawWide.get(PREFIX + id)).not.toBeNull();

@@ -104,6 +104,16 @@ describeSasl('SASL PLAIN against memcached -S', () => {
     expect(errors).toEqual([]);
   });
 
+  test('all/length/ids/clear on a SASL node: a clear error (binary protocol only: no lru_crawler), never an empty answer', async () => {
+    const store = makeStore(PASSWORD);
+    await store.set(store.genid(), { cookie: { originalMaxAge: 60_000 }, n: 1 } as any);
+    for (const call of [() => store.length(), () => store.ids(), () => store.all(), () => store.clear()]) {
+      await expect(call()).rejects.toThrow(/cannot list sessions: memcached n1 .*SASL node speaks only the binary protocol/);
+    }
+    const viaCallback = await new Promise<unknown>((resolve) => store.length((err) => resolve(err)));
+    expect(String(viaCallback)).toMatch(/SASL/);
+  });
+
   test('a wrong password fails cleanly: an error to express-session, no crash, no hang', async () => {
     const errors: string[] = [];
     const store = makeStore('wrong-' + PASSWORD.split('').reverse().join(''));

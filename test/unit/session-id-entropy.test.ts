@@ -9,7 +9,7 @@ describe('store.genid() entropy', () => {
     const ids = Array.from({ length: 2000 }, () => store.genid());
     for (const id of ids) {
       expect(id).toMatch(/^[0-9A-F]{32}-n[12]$/);
-      expect(store.ids.parse(id)).not.toBeNull();
+      expect(store.idFormat.parse(id)).not.toBeNull();
     }
     const randoms = ids.map((id) => id.slice(0, 32));
     expect(new Set(randoms).size).toBe(ids.length);
