@@ -1,0 +1,61 @@
+// Mocha --require hook for scripts/express-session-suite.sh: makes express-session's own tests (run from a temporary
+// copy of an express-session checkout, the working directory) use MemcachedStore wherever they use MemoryStore.
+// Env: ESS_DIST (this repo's dist/index.js), ESS_NODES (msm memcachedNodes), ESS_PORTS (flushed before each test),
+// ESS_CONFIG: plain (express-session's own ids) | genid (genid: store.genid) | sticky (route 'a', genid: store.genid).
+'use strict';
+const Module = require('module');
+const net = require('net');
+const path = require('path');
+
+const root = process.cwd();
+const entry = require.resolve(path.join(root, 'index.js'));
+const config = process.env.ESS_CONFIG || 'plain';
+if (!['plain', 'genid', 'sticky'].includes(config)) throw new Error(`ESS_CONFIG: unknown configuration ${config}`);
+
+// MemcachedStore must extend the Store of the express-session under test, not the one in this repo's node_modules.
+const resolve = Module._resolveFilename;
+Module._resolveFilename = function (request, ...rest) {
+  return request === 'express-session' ? entry : resolve.call(this, request, ...rest);
+};
+
+const real = require(entry);
+const { MemcachedStore } = require(process.env.ESS_DIST);
+const stores = [];
+
+function newStore() {
+  const store = new MemcachedStore({ memcachedNodes: process.env.ESS_NODES, sticky: config === 'sticky', route: config === 'sticky' ? 'a' : undefined });
+  stores.push(store);
+  return store;
+}
+
+// `new session.MemoryStore()` in the tests, and the store session() creates when given none.
+function MemoryStore() {
+  return newStore();
+}
+
+function session(options) {
+  const opts = Object.assign({}, options);
+  if (!opts.store) opts.store = newStore();
+  if (config !== 'plain' && !('genid' in opts) && opts.store instanceof MemcachedStore) opts.genid = opts.store.genid;
+  return real(opts);
+}
+Object.assign(session, real, { MemoryStore });
+require.cache[entry].exports = session;
+
+/** flush_all on every node: tests reuse fixed ids ('apple', '%'), which must not find an earlier test's session. */
+function flush(port) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port }, () => s.write('flush_all\r\n'));
+    s.on('data', (d) => (String(d).includes('OK') ? (s.end(), resolve()) : reject(new Error(`flush_all on ${port}: ${d}`))));
+    s.on('error', reject);
+  });
+}
+
+exports.mochaHooks = {
+  async beforeEach() {
+    await Promise.all((process.env.ESS_PORTS || '').split(/\s+/).filter(Boolean).map((p) => flush(Number(p))));
+  },
+  async afterAll() {
+    await Promise.all(stores.splice(0).map((s) => s.close()));
+  },
+};
