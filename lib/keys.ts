@@ -1,34 +1,73 @@
 // Key names exactly as Java msm builds them (SessionIdFormat / StorageKeyFormat). Knows no bytes, no HTTP.
+// Every id reaches a key through idToKeyPart: msm-format ids as they are, any other id escaped or hashed.
+import { createHash } from 'crypto';
+
 export const MEMCACHED_MAX_KEY_LENGTH = 250;
 
+/** msm's id shape (and express-session's uid-safe ids): kept verbatim in keys, exactly as Java msm does. */
+const MSM_ID = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_]+)?$/;
+/** Never in an msm-format id: marks an escaped id (`~` + percent-encoded UTF-8) and a hashed id (`#` + SHA-256). */
+const ESCAPED = '~';
+const HASHED = '#';
+/** Bytes left verbatim by the escaping; every other byte becomes `%XX`. */
+const VERBATIM = /[A-Za-z0-9_.-]/;
+
 export class KeyFormat {
-  /** Longest session id for which every derived key (the longest is the backup validity key) fits 250 bytes. */
+  /** Longest key part (mapped id) for which every derived key (the longest is the backup validity key) fits 250 bytes. */
   readonly maxIdLength: number;
 
   constructor(readonly prefix: string) {
-    this.maxIdLength = MEMCACHED_MAX_KEY_LENGTH - this.backupValidity('').length;
+    this.maxIdLength = MEMCACHED_MAX_KEY_LENGTH - ('bak:' + prefix + 'validity:' + prefix).length;
+  }
+
+  /**
+   * The id as it appears in keys. msm-format ids that fit: unchanged (msm's keys). Others: `~` + percent-encoding,
+   * reversible with keyPartToId; when that is too long: `#` + SHA-256 (base64url), not reversible. Callers pass
+   * only ids SessionIdFormat.parse accepted (well-formed UTF-16), so the mapping is injective.
+   */
+  idToKeyPart(id: string): string {
+    if (id.length <= this.maxIdLength && MSM_ID.test(id)) return id;
+    let escaped = ESCAPED;
+    for (const byte of Buffer.from(id, 'utf8')) {
+      const c = String.fromCharCode(byte);
+      escaped += byte < 0x80 && VERBATIM.test(c) ? c : '%' + byte.toString(16).toUpperCase().padStart(2, '0');
+      if (escaped.length > this.maxIdLength) return HASHED + createHash('sha256').update(id, 'utf8').digest('base64url');
+    }
+    return escaped;
+  }
+
+  /** The id a key part stands for; undefined for a hashed id (the key does not hold it) or a malformed part. */
+  keyPartToId(part: string): string | undefined {
+    if (part.startsWith(HASHED)) return undefined;
+    if (!part.startsWith(ESCAPED)) return MSM_ID.test(part) ? part : undefined;
+    try {
+      const id = decodeURIComponent(part.slice(1));
+      return this.idToKeyPart(id) === part ? id : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** msm StorageKeyFormat.format: `<prefix><id>`. */
   session(id: string): string {
-    return this.prefix + id;
+    return this.prefix + this.idToKeyPart(id);
   }
   validity(id: string): string {
-    return 'validity:' + this.prefix + id;
+    return 'validity:' + this.prefix + this.idToKeyPart(id);
   }
   backup(id: string): string {
-    return 'bak:' + this.prefix + id;
+    return 'bak:' + this.prefix + this.idToKeyPart(id);
   }
   /** msm: `"bak:" + fmt("validity:" + fmt(id))`: with prefix `x_` that is `bak:x_validity:x_<id>`. */
   backupValidity(id: string): string {
-    return 'bak:' + this.prefix + 'validity:' + this.prefix + id;
+    return 'bak:' + this.prefix + 'validity:' + this.prefix + this.idToKeyPart(id);
   }
   /** Per-user index item (user-index.ts): `idx:<prefix><sha256-hex of the indexed value>`. */
   index(hash: string): string {
     return 'idx:' + this.prefix + hash;
   }
   lock(id: string): string {
-    return 'lock:' + this.prefix + id;
+    return 'lock:' + this.prefix + this.idToKeyPart(id);
   }
   /** msm probes `fmt("ping-" + nodeId)` with a get; a miss means the node answers. */
   ping(nodeId: string): string {
@@ -39,7 +78,7 @@ export class KeyFormat {
 /** The id in a key of the form `<prefix><id>` or `bak:<prefix><id>` (validate it with SessionIdFormat.parse). */
 export function idInKey(keys: KeyFormat, key: string, kind: 'session' | 'backup'): string | undefined {
   const head = kind === 'backup' ? 'bak:' + keys.prefix : keys.prefix;
-  return key.startsWith(head) ? key.slice(head.length) : undefined;
+  return key.startsWith(head) ? keys.keyPartToId(key.slice(head.length)) : undefined;
 }
 
 /** Memcached text/binary keys: 1-250 bytes, no whitespace or control characters. Last line of defence. */

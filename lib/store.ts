@@ -88,7 +88,7 @@ export class MemcachedStore extends Store {
       throw new Error('express-msm: invalid transcoder: expected { encode(session): Buffer, decode(bytes): session | null }');
     }
     this.keys = new KeyFormat(this.config.storageKeyPrefix);
-    this.ids = new SessionIdFormat(new Set(this.config.nodes.map((n) => n.id)), this.config.encodeNodeId, this.keys.maxIdLength);
+    this.ids = new SessionIdFormat(new Set(this.config.nodes.map((n) => n.id)), this.config.encodeNodeId);
     this.nodes = new NodeSet({
       nodes: this.config.nodes,
       failoverNodeIds: this.config.failoverNodeIds,

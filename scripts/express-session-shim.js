@@ -1,10 +1,9 @@
 // Mocha --require hook for scripts/express-session-suite.sh: makes express-session's own tests (run from a temporary
 // copy of an express-session checkout, the working directory) use MemcachedStore wherever they use MemoryStore.
-// Env: ESS_DIST (this repo's dist/index.js), ESS_NODES (msm memcachedNodes), ESS_PORTS (flushed before each test),
+// Env: ESS_DIST (this repo's dist/index.js), ESS_NODES (msm memcachedNodes),
 // ESS_CONFIG: plain (express-session's own ids) | genid (genid: store.genid) | sticky (route 'a', genid: store.genid).
 'use strict';
 const Module = require('module');
-const net = require('net');
 const path = require('path');
 
 const root = process.cwd();
@@ -42,19 +41,7 @@ function session(options) {
 Object.assign(session, real, { MemoryStore });
 require.cache[entry].exports = session;
 
-/** flush_all on every node: tests reuse fixed ids ('apple', '%'), which must not find an earlier test's session. */
-function flush(port) {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => s.write('flush_all\r\n'));
-    s.on('data', (d) => (String(d).includes('OK') ? (s.end(), resolve()) : reject(new Error(`flush_all on ${port}: ${d}`))));
-    s.on('error', reject);
-  });
-}
-
 exports.mochaHooks = {
-  async beforeEach() {
-    await Promise.all((process.env.ESS_PORTS || '').split(/\s+/).filter(Boolean).map((p) => flush(Number(p))));
-  },
   async afterAll() {
     await Promise.all(stores.splice(0).map((s) => s.close()));
   },

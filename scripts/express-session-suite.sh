@@ -48,7 +48,7 @@ done
 status=0
 for config in "${configs[@]}"; do
   echo "=== express-session suite, configuration: $config ($nodes)"
-  (cd "$work" && ESS_CONFIG="$config" ESS_DIST="$repo/dist/index.js" ESS_NODES="$nodes" ESS_PORTS="${ports[*]}" \
+  (cd "$work" && ESS_CONFIG="$config" ESS_DIST="$repo/dist/index.js" ESS_NODES="$nodes" \
     NO_DEPRECATION=express-session node_modules/.bin/mocha --require "$repo/scripts/express-session-shim.js" \
     --check-leaks --exit --reporter "${ESS_REPORTER:-spec}" test/) || status=1
 done

@@ -66,15 +66,15 @@ export const TranscoderKind = { json: 1, avro: 2, encrypted: 3 } as const;
 const MOVED_KIND = 0xff;
 
 export function encodeMoved(newId: string): Buffer {
-  const b = Buffer.allocUnsafe(HEADER_LENGTH + Buffer.byteLength(newId, 'latin1'));
+  const b = Buffer.allocUnsafe(HEADER_LENGTH + Buffer.byteLength(newId, 'utf8'));
   writeHeader(b, MOVED_KIND);
-  b.write(newId, HEADER_LENGTH, 'latin1');
+  b.write(newId, HEADER_LENGTH, 'utf8');
   return b;
 }
 
 /** The new id when `bytes` is a relocation marker, else undefined. */
 export function movedTo(bytes: Buffer): string | undefined {
-  return hasHeader(bytes, MOVED_KIND) ? bytes.toString('latin1', HEADER_LENGTH) : undefined;
+  return hasHeader(bytes, MOVED_KIND) ? bytes.toString('utf8', HEADER_LENGTH) : undefined;
 }
 
 export function writeHeader(target: Buffer, kind: number): void {

@@ -8,7 +8,7 @@ import express from 'express';
 import session from 'express-session';
 import fc from 'fast-check';
 import { MemcachedStore } from '../../lib/store';
-import { isValidMemcachedKey } from '../../lib/keys';
+import { KeyFormat, isValidMemcachedKey } from '../../lib/keys';
 import { SessionIdFormat } from '../../lib/session-id';
 import { encodeValidity } from '../../lib/validity';
 import { JsonTranscoder } from '../../lib/transcoders/json';
@@ -105,11 +105,12 @@ const caseGen: fc.Arbitrary<Case> = fc.record({
 
 // --- harness -----------------------------------------------------------------------------------------------
 
-const keyIds = new SessionIdFormat(new Set(NODE_IDS), true, 1000);
+const keyIds = new SessionIdFormat(new Set(NODE_IDS), true);
+const keyFormat = new KeyFormat(PREFIX);
 const badKeys: string[] = [];
 let keysSeen = 0;
 
-/** Every key the store builds: valid for memcached, and built from an id the store's parser accepts. */
+/** Every key the store builds: valid for memcached, and built (escaped or hashed) from an id the parser accepts. */
 function checkKey(key: string): void {
   keysSeen++;
   if (!isValidMemcachedKey(key)) {
@@ -127,9 +128,12 @@ function checkKey(key: string): void {
     badKeys.push(`key without the prefix ${JSON.stringify(key)}`);
     return;
   }
-  const id = rest.slice(PREFIX.length);
-  if (/^ping-n[123]$/.test(id) && key === rest) return;
-  if (!keyIds.parse(id)) badKeys.push(`key built from an id the parser rejects ${JSON.stringify(key)}`);
+  const part = rest.slice(PREFIX.length);
+  if (/^ping-n[123]$/.test(part) && key === rest) return;
+  // A hashed id: nothing of the client's input is in the key.
+  if (/^#[A-Za-z0-9_-]{43}$/.test(part)) return;
+  const id = keyFormat.keyPartToId(part);
+  if (id === undefined || !keyIds.parse(id)) badKeys.push(`key built from an id the parser rejects ${JSON.stringify(key)}`);
 }
 
 function encodeCookieValue(v: string): string {
