@@ -16,6 +16,8 @@ export interface LoadedMeta {
   /** Encoded bytes as loaded or last written: equal bytes at save mean "unchanged". */
   bytes: Buffer;
   validity?: Validity;
+  /** Sticky: ms of the last save or touch of the local copy (non-sticky: validity.thisAccessedTime). */
+  accessedAt?: number;
   /** Set when the load moved the session to a new id (relocation or route takeover): the response must carry it. */
   newId?: string;
   /** Non-sticky: the load found the backup older or missing; the next save or touch rewrites it. */

@@ -32,6 +32,8 @@ interface LocalEntry {
   /** Memcached node holding the backup. */
   readonly node: string;
   readonly copy: MemcachedCopy;
+  /** ms of the last save or touch: the cookie's expiry counts from here (the lru-cache TTL is whole seconds). */
+  accessedAt: number;
 }
 
 /** A memcached load (reload or takeover), shared by concurrent requests for the same id: bytes, never objects. */
@@ -39,6 +41,8 @@ interface Loaded {
   id: string;
   bytes: Buffer;
   newId?: string;
+  /** ms of the last save or touch, when known (local hits). */
+  accessedAt?: number;
 }
 
 /** Memcached TTL of the backup: maxInactive plus a margin (msm: 60 s; at most maxInactive for short sessions). */
@@ -91,7 +95,7 @@ export class StickyMode implements SessionMode {
           const moved = await this.shared(sid.id, () => this.relocate(sid, e));
           if (moved) return this.result(sid, moved);
         }
-        return this.result(sid, { id: sid.id, bytes: e.bytes });
+        return this.result(sid, { id: sid.id, bytes: e.bytes, accessedAt: e.accessedAt });
       }
       if (status.get === 'stale') {
         // Inactive longer than maxInactive: the dispose handler deleted the memcached copy as well.
@@ -122,7 +126,7 @@ export class StickyMode implements SessionMode {
     }
     const node = prev?.node ?? this.nodeOf(sid);
     const copy = prev?.copy ?? { written: undefined, expiresAt: 0 };
-    const e: LocalEntry = { bytes, maxInactive, node, copy };
+    const e: LocalEntry = { bytes, maxInactive, node, copy, accessedAt: Date.now() };
     this.local.set(sid.id, e, { ttl: maxInactive * 1000 });
     if (meta) Object.assign(meta, { id: sid.id, bytes });
     if (copy.written && copy.written.equals(bytes) && !this.refreshDue(e)) return;
@@ -160,7 +164,7 @@ export class StickyMode implements SessionMode {
       return null;
     }
     this.ctx.stats.requestsWithSession++;
-    const meta: LoadedMeta = { id: loaded.newId ?? loaded.id, bytes: loaded.bytes };
+    const meta: LoadedMeta = { id: loaded.newId ?? loaded.id, bytes: loaded.bytes, accessedAt: loaded.accessedAt };
     if (loaded.newId) meta.newId = loaded.newId;
     return { session, meta };
   }
@@ -174,7 +178,8 @@ export class StickyMode implements SessionMode {
     const prev = this.local.peek(sid.id);
     const e: LocalEntry = prev && prev.maxInactive === maxInactive
       ? prev
-      : { bytes: prev?.bytes ?? bytes, maxInactive, node: prev?.node ?? this.nodeOf(sid), copy: prev?.copy ?? { written: undefined, expiresAt: 0 } };
+      : { bytes: prev?.bytes ?? bytes, maxInactive, node: prev?.node ?? this.nodeOf(sid), copy: prev?.copy ?? { written: undefined, expiresAt: 0 }, accessedAt: 0 };
+    e.accessedAt = Date.now();
     this.local.set(sid.id, e, { ttl: maxInactive * 1000 });
     if (!this.refreshDue(e)) return Promise.resolve();
     // Claim the refresh now so concurrent requests do not send one each; a failure resets it.
@@ -249,7 +254,7 @@ export class StickyMode implements SessionMode {
     const maxInactive = this.maxInactiveOf(sid, bytes);
     if (maxInactive === null) return this.expired(sid, node);
     // The copy's remaining TTL is unknown: the next save/touch refreshes it.
-    this.local.set(sid.id, { bytes, maxInactive, node, copy: { written: bytes, expiresAt: 0 } }, { ttl: maxInactive * 1000 });
+    this.local.set(sid.id, { bytes, maxInactive, node, copy: { written: bytes, expiresAt: 0 }, accessedAt: Date.now() }, { ttl: maxInactive * 1000 });
     return { id: sid.id, bytes };
   }
 
@@ -273,7 +278,7 @@ export class StickyMode implements SessionMode {
     }
     const newId = ids.withRoute(target === node ? sid : { ...sid, nodeId: target }, this.route);
     const copy: MemcachedCopy = { written: undefined, expiresAt: 0 };
-    const e: LocalEntry = { bytes, maxInactive, node: target, copy };
+    const e: LocalEntry = { bytes, maxInactive, node: target, copy, accessedAt: Date.now() };
     this.local.set(newId, e, { ttl: maxInactive * 1000 });
 
     const ttl = stickyMemcachedTtl(maxInactive);
@@ -323,13 +328,13 @@ export class StickyMode implements SessionMode {
     }
     nodes.markOk(target);
     this.local.delete(sid.id);
-    this.local.set(newId, { bytes: e.bytes, maxInactive: e.maxInactive, node: target, copy: { written: e.bytes, expiresAt: started + ttl * 1000 } },
+    this.local.set(newId, { bytes: e.bytes, maxInactive: e.maxInactive, node: target, copy: { written: e.bytes, expiresAt: started + ttl * 1000 }, accessedAt: e.accessedAt },
       { ttl: e.maxInactive * 1000 });
     stats.requestsWithMemcachedFailover++;
     stats.sessionsRelocated++;
     logger.warn(`session ${hashId(sid.id)}: node ${e.node} down, relocated to ${target}`);
     this.ctx.recordIdChange(sid.id, newId);
-    return { id: sid.id, bytes: e.bytes, newId };
+    return { id: sid.id, bytes: e.bytes, newId, accessedAt: e.accessedAt };
   }
 
   /** The copy's bytes from `node`; null when missing, unreadable or the node is down. */

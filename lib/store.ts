@@ -218,15 +218,23 @@ export class MemcachedStore extends Store {
     if (!loaded) return null;
     const { session, meta } = loaded;
     if (r.movedTo && !meta.newId) meta.newId = r.movedTo;
-    if (!isUsableCookie(session.cookie)) {
+    const cookie = session.cookie;
+    if (cookie !== undefined && !isUsableCookie(cookie)) {
       // Decoded, but express-session would throw on this cookie (in res.end, where the request then hangs).
       this.statistics.decodeFailures++;
       this.logger.warn(`session ${hashId(r.sid.id)}: stored cookie is malformed; treated as no session`);
       return null;
     }
+    if (cookie) {
+      meta.cookie = { ...cookie };
+      restoreExpires(cookie, meta.validity?.thisAccessedTime ?? meta.accessedAt ?? Date.now());
+      // Memcached and the validity record keep whole seconds; the cookie says to the millisecond (maxAge: 5).
+      if (cookie.expires && new Date(cookie.expires as string).getTime() <= Date.now()) {
+        this.statistics.sessionsExpired++;
+        return null;
+      }
+    }
     this.index?.onLoad(meta, raw, session);
-    meta.cookie = { ...session.cookie };
-    restoreExpires(session.cookie, meta.validity?.thisAccessedTime ?? Date.now());
     Object.defineProperty(session, LOADED, { value: meta, configurable: true, writable: true });
     return session as unknown as SessionData;
   }
@@ -312,7 +320,7 @@ export class MemcachedStore extends Store {
    */
   toStored(session: SessionData): StoredSession {
     const cookie = storedCookieOf(session);
-    const out: StoredSession = { cookie };
+    const out: StoredSession = cookie ? { cookie } : {};
     const filter = this.config.sessionAttributeFilter;
     for (const k of Object.keys(session)) {
       if (k === 'cookie' || (filter && !filter.test(k))) continue;
@@ -394,15 +402,21 @@ function isUsableCookie(cookie: StoredCookie): boolean {
     && optional(cookie.priority, (v) => typeof v === 'string' && PRIORITY.has(v.toLowerCase()));
 }
 
-/** The cookie as stored: its fields without `expires` when originalMaxAge can rebuild it, drift undone. */
-function storedCookieOf(session: SessionData): StoredCookie {
+/**
+ * The cookie as stored: Cookie.toJSON's fields, without `expires` when originalMaxAge can rebuild it, drift undone.
+ * A plain cookie an app passes to set() is read as Cookie would read it: `maxAge` becomes originalMaxAge.
+ */
+function storedCookieOf(session: SessionData): StoredCookie | undefined {
   const src = session.cookie as any;
-  const data = src && typeof src.toJSON === 'function' ? src.toJSON() : { ...(src ?? {}) };
-  const cookie: StoredCookie = { originalMaxAge: typeof data.originalMaxAge === 'number' ? data.originalMaxAge : null };
+  if (src === undefined || src === null) return undefined;
+  const data = typeof src.toJSON === 'function' ? src.toJSON() : { ...src };
+  const maxAge = typeof data.originalMaxAge === 'number' ? data.originalMaxAge : typeof data.maxAge === 'number' ? data.maxAge : null;
+  const cookie: StoredCookie = { originalMaxAge: maxAge };
   const loaded = ((session as any)[LOADED] as LoadedMeta | undefined)?.cookie?.originalMaxAge;
   if (typeof loaded === 'number' && isMaxAgeDrift(loaded, cookie.originalMaxAge)) cookie.originalMaxAge = loaded;
   for (const k of Object.keys(data)) {
-    if (k === 'originalMaxAge' || data[k] === undefined) continue;
+    // Cookie's accessors (maxAge, data) and its backing field are not data: they would break Cookie's constructor.
+    if (k === 'originalMaxAge' || k === 'maxAge' || k === 'data' || k === '_expires' || data[k] === undefined) continue;
     if (k === 'expires' && cookie.originalMaxAge !== null) continue;
     cookie[k] = data[k] instanceof Date ? data[k].toISOString() : data[k];
   }
@@ -415,6 +429,7 @@ function storedCookieOf(session: SessionData): StoredCookie {
  */
 function cookieChanged(session: SessionData, loaded: StoredCookie): boolean {
   const now = storedCookieOf(session);
+  if (!now) return true;
   const keys = Object.keys(now);
   if (keys.length !== Object.keys(loaded).length) return true;
   for (const k of keys) if (now[k] !== loaded[k]) return true;
@@ -433,6 +448,6 @@ function isMaxAgeDrift(loaded: number, now: number | null): boolean {
 
 /** express-session expects `cookie.expires`; rebuild it from the last access and originalMaxAge (see toStored). */
 function restoreExpires(cookie: StoredCookie, lastAccess: number): void {
-  if (!cookie || cookie.expires !== undefined) return;
+  if (cookie.expires !== undefined) return;
   cookie.expires = typeof cookie.originalMaxAge === 'number' ? new Date(lastAccess + cookie.originalMaxAge).toISOString() : null;
 }

@@ -26,9 +26,12 @@ export function maxInactiveOfCookie(cookie: StoredCookie | undefined, fallback: 
   return fallback;
 }
 
-/** What a transcoder encodes and decodes: plain data, the cookie plus the app's top-level attributes. */
+/**
+ * What a transcoder encodes and decodes: plain data, the cookie plus the app's top-level attributes. No cookie only
+ * when the app stored a session without one (store.set): like MemoryStore, it comes back without one.
+ */
 export interface StoredSession {
-  cookie: StoredCookie;
+  cookie?: StoredCookie;
   [attribute: string]: unknown;
 }
 
@@ -89,6 +92,6 @@ export function hasHeader(bytes: Buffer, kind: number): boolean {
 }
 
 export function isStoredSession(v: unknown): v is StoredSession {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) &&
-    typeof (v as StoredSession).cookie === 'object' && (v as StoredSession).cookie !== null;
+  const cookie = (v as StoredSession | null)?.cookie;
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && (cookie === undefined || (typeof cookie === 'object' && cookie !== null));
 }
