@@ -242,7 +242,7 @@ export class MemcachedStore extends Store {
   private async saveSession(raw: string, session: SessionData): Promise<void> {
     const started = performance.now();
     const r = this.resolve(raw);
-    if (!r) throw new Error(`express-msm: refusing to store a session under an invalid id (check the genid option: use store.genid)`);
+    if (!r) throw new Error(`express-msm: refusing to store a session under an id that has no key (empty, longer than 4096 characters, or a lone UTF-16 surrogate): check the genid option`);
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
     if (maxInactive <= 0) return this.mode.destroy(r.sid);
     const pre = (session as any)[ENCODED] as Encoded | undefined;
