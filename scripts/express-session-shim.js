@@ -22,7 +22,13 @@ const { MemcachedStore } = require(process.env.ESS_DIST);
 const stores = [];
 
 function newStore() {
-  const store = new MemcachedStore({ memcachedNodes: process.env.ESS_NODES, sticky: config === 'sticky', route: config === 'sticky' ? 'a' : undefined });
+  // Each store its own key prefix: like each test's own MemoryStore, it sees (lists, counts, clears) only its sessions.
+  const store = new MemcachedStore({
+    memcachedNodes: process.env.ESS_NODES,
+    storageKeyPrefix: `static:es${stores.length}`,
+    sticky: config === 'sticky',
+    route: config === 'sticky' ? 'a' : undefined,
+  });
   stores.push(store);
   return store;
 }

@@ -52,6 +52,10 @@ done
 status=0
 for config in "${configs[@]}"; do
   echo "=== express-session suite, configuration: $config ($nodes)"
+  # Each configuration starts on empty nodes.
+  for p in "${ports[@]}"; do
+    exec 3<>"/dev/tcp/127.0.0.1/$p"; printf 'flush_all\r\n' >&3; read -r _ <&3; exec 3<&-
+  done
   (cd "$work" && ESS_CONFIG="$config" ESS_DIST="$repo/dist/index.js" ESS_NODES="$nodes" \
     NO_DEPRECATION=express-session node_modules/.bin/mocha --require "$repo/scripts/express-session-shim.js" \
     --check-leaks --exit --reporter "${ESS_REPORTER:-spec}" test/) || status=1
