@@ -218,22 +218,19 @@ export class MemcachedStore extends Store {
     if (!loaded) return null;
     const { session, meta } = loaded;
     if (r.movedTo && !meta.newId) meta.newId = r.movedTo;
-    const cookie = session.cookie;
-    if (cookie !== undefined && !isUsableCookie(cookie)) {
+    const loadedCookie = session.cookie && { ...session.cookie };
+    const state = checkCookie(session, meta.validity?.thisAccessedTime ?? meta.accessedAt ?? Date.now());
+    if (state === 'malformed') {
       // Decoded, but express-session would throw on this cookie (in res.end, where the request then hangs).
       this.statistics.decodeFailures++;
       this.logger.warn(`session ${hashId(r.sid.id)}: stored cookie is malformed; treated as no session`);
       return null;
     }
-    if (cookie) {
-      meta.cookie = { ...cookie };
-      restoreExpires(cookie, meta.validity?.thisAccessedTime ?? meta.accessedAt ?? Date.now());
-      // Memcached and the validity record keep whole seconds; the cookie says to the millisecond (maxAge: 5).
-      if (cookie.expires && new Date(cookie.expires as string).getTime() <= Date.now()) {
-        this.statistics.sessionsExpired++;
-        return null;
-      }
+    if (state === 'expired') {
+      this.statistics.sessionsExpired++;
+      return null;
     }
+    if (loadedCookie) meta.cookie = loadedCookie;
     this.index?.onLoad(meta, raw, session);
     Object.defineProperty(session, LOADED, { value: meta, configurable: true, writable: true });
     return session as unknown as SessionData;
@@ -444,6 +441,20 @@ function cookieChanged(session: SessionData, loaded: StoredCookie): boolean {
 const MAX_AGE_DRIFT_MS = 50;
 function isMaxAgeDrift(loaded: number, now: number | null): boolean {
   return typeof now === 'number' && now <= loaded && loaded - now < MAX_AGE_DRIFT_MS;
+}
+
+/**
+ * What `get` may return of a decoded session (listing too): 'malformed' when express-session could not use its
+ * cookie, 'expired' when the cookie's expiry has passed, to the millisecond (memcached and the validity record keep
+ * whole seconds; express-session allows `maxAge: 5`). 'live' rebuilds `cookie.expires` in place from `lastAccess`
+ * (ms, the last save or touch). A session without a cookie is live and comes back as stored, like MemoryStore.
+ */
+function checkCookie(session: StoredSession, lastAccess: number): 'live' | 'malformed' | 'expired' {
+  const cookie = session.cookie;
+  if (cookie === undefined) return 'live';
+  if (!isUsableCookie(cookie)) return 'malformed';
+  restoreExpires(cookie, lastAccess);
+  return cookie.expires && new Date(cookie.expires as string).getTime() <= Date.now() ? 'expired' : 'live';
 }
 
 /** express-session expects `cookie.expires`; rebuild it from the last access and originalMaxAge (see toStored). */
