@@ -17,7 +17,7 @@ export class KeyFormat {
   readonly maxIdLength: number;
 
   constructor(readonly prefix: string) {
-    this.maxIdLength = MEMCACHED_MAX_KEY_LENGTH - ('bak:' + prefix + 'validity:' + prefix).length;
+    this.maxIdLength = MEMCACHED_MAX_KEY_LENGTH - this.backupValidityHead().length;
   }
 
   /**
@@ -60,7 +60,10 @@ export class KeyFormat {
   }
   /** msm: `"bak:" + fmt("validity:" + fmt(id))`: with prefix `x_` that is `bak:x_validity:x_<id>`. */
   backupValidity(id: string): string {
-    return 'bak:' + this.prefix + 'validity:' + this.prefix + this.idToKeyPart(id);
+    return this.backupValidityHead() + this.idToKeyPart(id);
+  }
+  private backupValidityHead(): string {
+    return 'bak:' + this.prefix + 'validity:' + this.prefix;
   }
   /** Per-user index item (user-index.ts): `idx:<prefix><sha256-hex of the indexed value>`. */
   index(hash: string): string {

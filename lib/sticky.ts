@@ -176,10 +176,11 @@ export class StickyMode implements SessionMode {
    */
   private refresh(sid: SessionId, bytes: Buffer, maxInactive: number): Promise<void> {
     const prev = this.local.peek(sid.id);
+    const now = Date.now();
     const e: LocalEntry = prev && prev.maxInactive === maxInactive
       ? prev
-      : { bytes: prev?.bytes ?? bytes, maxInactive, node: prev?.node ?? this.nodeOf(sid), copy: prev?.copy ?? { written: undefined, expiresAt: 0 }, accessedAt: 0 };
-    e.accessedAt = Date.now();
+      : { bytes: prev?.bytes ?? bytes, maxInactive, node: prev?.node ?? this.nodeOf(sid), copy: prev?.copy ?? { written: undefined, expiresAt: 0 }, accessedAt: now };
+    e.accessedAt = now;
     this.local.set(sid.id, e, { ttl: maxInactive * 1000 });
     if (!this.refreshDue(e)) return Promise.resolve();
     // Claim the refresh now so concurrent requests do not send one each; a failure resets it.
