@@ -36,6 +36,11 @@ export class KeyFormat {
     return escaped;
   }
 
+  /** Whether the id's keys hold a hash of it (then its items carry the id: transcoder.ts withId). */
+  isHashed(id: string): boolean {
+    return this.idToKeyPart(id).startsWith(HASHED);
+  }
+
   /** The id a key part stands for; undefined for a hashed id (the key does not hold it) or a malformed part. */
   keyPartToId(part: string): string | undefined {
     if (part.startsWith(HASHED)) return undefined;

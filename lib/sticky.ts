@@ -4,7 +4,7 @@
 // created it), an eviction from the local bounds, or a restart.
 import { LRUCache } from 'lru-cache';
 import type { LoadResult, LoadedMeta, ModeContext, SessionMode } from './mode';
-import { unchanged } from './mode';
+import { itemUnderId, unchanged } from './mode';
 import type { SessionId } from './session-id';
 import type { StoredSession } from './transcoders/transcoder';
 import { maxInactiveOfCookie } from './transcoders/transcoder';
@@ -133,8 +133,8 @@ export class StickyMode implements SessionMode {
     return this.ctx.backups.run(() => this.backup(sid.id, e));
   }
 
-  async touch(sid: SessionId, storedOf: () => StoredSession, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
-    const bytes = meta && meta.id === sid.id ? meta.bytes : this.ctx.transcoder.encode(storedOf(), sid);
+  async touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
+    const bytes = meta && meta.id === sid.id ? meta.bytes : bytesOf();
     return this.refresh(sid, bytes, maxInactive);
   }
 
@@ -278,16 +278,17 @@ export class StickyMode implements SessionMode {
       if (next && !nodes.failoverIds.includes(next)) target = next;
     }
     const newId = ids.withRoute(target === node ? sid : { ...sid, nodeId: target }, this.route);
+    const item = itemUnderId(keys, newId, bytes);
     const copy: MemcachedCopy = { written: undefined, expiresAt: 0 };
-    const e: LocalEntry = { bytes, maxInactive, node: target, copy, accessedAt: Date.now() };
+    const e: LocalEntry = { bytes: item, maxInactive, node: target, copy, accessedAt: Date.now() };
     this.local.set(newId, e, { ttl: maxInactive * 1000 });
 
     const ttl = stickyMemcachedTtl(maxInactive);
     const started = Date.now();
-    const w = await nodes.client(target).set(keys.session(newId), bytes, toMemcachedExpiration(ttl));
+    const w = await nodes.client(target).set(keys.session(newId), item, toMemcachedExpiration(ttl));
     if (w.ok) {
       nodes.markOk(target);
-      copy.written = bytes;
+      copy.written = item;
       copy.expiresAt = started + ttl * 1000;
       // Only once the new key exists: the old one is superseded.
       const d = await nodes.client(node).delete(keys.session(sid.id));
@@ -305,7 +306,7 @@ export class StickyMode implements SessionMode {
       logger.info(`session ${hashId(sid.id)} taken over from route ${sid.route ?? '(none)'}`);
     }
     this.ctx.recordIdChange(sid.id, newId);
-    return { id: sid.id, bytes, newId };
+    return { id: sid.id, bytes: item, newId };
   }
 
   /**
@@ -319,9 +320,10 @@ export class StickyMode implements SessionMode {
     const target = nodes.nextAvailable(e.node);
     if (!target) return null;
     const newId = ids.withNode(sid, target);
+    const item = itemUnderId(keys, newId, e.bytes);
     const ttl = stickyMemcachedTtl(e.maxInactive);
     const started = Date.now();
-    const w = await nodes.client(target).set(keys.session(newId), e.bytes, toMemcachedExpiration(ttl));
+    const w = await nodes.client(target).set(keys.session(newId), item, toMemcachedExpiration(ttl));
     if (!w.ok) {
       nodes.markFailed(target, w.error);
       this.backupFailed(newId, target, w.error);
@@ -329,13 +331,13 @@ export class StickyMode implements SessionMode {
     }
     nodes.markOk(target);
     this.local.delete(sid.id);
-    this.local.set(newId, { bytes: e.bytes, maxInactive: e.maxInactive, node: target, copy: { written: e.bytes, expiresAt: started + ttl * 1000 }, accessedAt: e.accessedAt },
+    this.local.set(newId, { bytes: item, maxInactive: e.maxInactive, node: target, copy: { written: item, expiresAt: started + ttl * 1000 }, accessedAt: e.accessedAt },
       { ttl: e.maxInactive * 1000 });
     stats.requestsWithMemcachedFailover++;
     stats.sessionsRelocated++;
     logger.warn(`session ${hashId(sid.id)}: node ${e.node} down, relocated to ${target}`);
     this.ctx.recordIdChange(sid.id, newId);
-    return { id: sid.id, bytes: e.bytes, newId, accessedAt: e.accessedAt };
+    return { id: sid.id, bytes: item, newId, accessedAt: e.accessedAt };
   }
 
   /** The copy's bytes from `node`; null when missing, unreadable or the node is down. */

@@ -7,14 +7,14 @@ import { LRUCache } from 'lru-cache';
 import { MemcachedStoreOptions, ResolvedConfig, resolveConfig } from './config';
 import { KeyFormat } from './keys';
 import { Logger, defaultLogger, hashId } from './logger';
-import { LoadedMeta, ModeContext, SessionMode } from './mode';
+import { LoadedMeta, ModeContext, SessionMode, itemUnderId } from './mode';
 import { NodeSet } from './nodes';
 import { NonStickyMode } from './non-sticky';
 import { SessionId, SessionIdFormat } from './session-id';
 import { Statistics } from './stats';
 import { StickyMode } from './sticky';
 import { JsonTranscoder } from './transcoders/json';
-import { StoredCookie, StoredSession, Transcoder, maxInactiveOfCookie } from './transcoders/transcoder';
+import { StoredCookie, StoredSession, Transcoder, idInItem, maxInactiveOfCookie, transcodedBytes } from './transcoders/transcoder';
 import { BackupRunner } from './backup';
 import { UserIndex } from './user-index';
 
@@ -106,7 +106,8 @@ export class MemcachedStore extends Store {
       nodes: this.nodes,
       keys: this.keys,
       ids: this.ids,
-      transcoder: this.transcoder,
+      // Modes decode session items: the transcoder's bytes, behind the id when its key is a hash (itemUnderId).
+      transcoder: { name: this.transcoder.name, encode: (s, c) => this.transcoder.encode(s, c), decode: (b, c) => this.transcoder.decode(transcodedBytes(b), c) },
       stats: this.statistics,
       logger: this.logger,
       backups: this.backups,
@@ -218,6 +219,8 @@ export class MemcachedStore extends Store {
     if (!loaded) return null;
     const { session, meta } = loaded;
     if (r.movedTo && !meta.newId) meta.newId = r.movedTo;
+    // An id whose keys hold its hash: the item must name it (two ids with one hash would otherwise share a session).
+    if (this.keys.isHashed(meta.id) && idInItem(meta.bytes) !== meta.id) return null;
     const loadedCookie = session.cookie && { ...session.cookie };
     const state = checkCookie(session, meta.validity?.thisAccessedTime ?? meta.accessedAt ?? Date.now());
     if (state === 'malformed') {
@@ -245,7 +248,7 @@ export class MemcachedStore extends Store {
     const pre = (session as any)[ENCODED] as Encoded | undefined;
     if (pre) delete (session as any)[ENCODED];
     const stored = pre?.stored ?? this.toStored(session);
-    const bytes = pre?.bytes ?? this.transcoder.encode(stored, r.sid);
+    const bytes = pre?.bytes ?? this.encodeItem(r.sid, stored);
     if (bytes.length > this.maxSessionBytes) {
       throw new Error(`express-msm: session is ${bytes.length} bytes, above the ${this.maxSessionBytes}-byte limit (memcached item size); not stored`);
     }
@@ -270,7 +273,7 @@ export class MemcachedStore extends Store {
     const stored = this.toStored(session);
     const sid = meta && meta.id === sessionId ? this.ids.parse(sessionId) : null;
     if (!meta || !sid) return Object.keys(stored).length > 1;
-    const bytes = this.transcoder.encode(stored, sid);
+    const bytes = this.encodeItem(sid, stored);
     const unchanged = bytes.equals(meta.bytes);
     Object.defineProperty(session, ENCODED, { value: { stored, bytes, unchanged } satisfies Encoded, configurable: true, writable: true });
     return !unchanged;
@@ -291,7 +294,7 @@ export class MemcachedStore extends Store {
     if (!r) return;
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
     if (maxInactive <= 0) return this.mode.destroy(r.sid);
-    await this.mode.touch(r.sid, () => this.toStored(session), maxInactive, (session as any)[LOADED]);
+    await this.mode.touch(r.sid, () => this.encodeItem(r.sid, this.toStored(session)), maxInactive, (session as any)[LOADED]);
     if (this.index) await this.index.afterWrite(r.sid, session, maxInactive, (session as any)[LOADED]);
   }
 
@@ -308,6 +311,11 @@ export class MemcachedStore extends Store {
   /** s: the cookie's maxAge, else its expires, else defaultMaxInactiveInterval. <= 0 means already expired. */
   maxInactiveOf(cookie: StoredCookie | undefined): number {
     return maxInactiveOfCookie(cookie, this.config.defaultMaxInactiveInterval);
+  }
+
+  /** What is stored under `id` for this plain session (itemUnderId): memcachedSession() compares it with the loaded bytes. */
+  encodeItem(sid: SessionId, stored: StoredSession): Buffer {
+    return itemUnderId(this.keys, sid.id, this.transcoder.encode(stored, sid));
   }
 
   /**

@@ -75,6 +75,33 @@ export function encodeMoved(newId: string): Buffer {
   return b;
 }
 
+/**
+ * Not a transcoder's bytes: a session whose key holds a hash of its id (keys.ts) carries the id in front of the
+ * transcoder's bytes (`<header><u16 length><id, UTF-8><bytes>`), so a listing of keys can still name it.
+ */
+const WITH_ID_KIND = 0xfe;
+
+export function withId(id: string, bytes: Buffer): Buffer {
+  const len = Buffer.byteLength(id, 'utf8');
+  const b = Buffer.allocUnsafe(HEADER_LENGTH + 2 + len + bytes.length);
+  writeHeader(b, WITH_ID_KIND);
+  b.writeUInt16BE(len, HEADER_LENGTH);
+  b.write(id, HEADER_LENGTH + 2, 'utf8');
+  bytes.copy(b, HEADER_LENGTH + 2 + len);
+  return b;
+}
+
+/** The id a session item carries (withId), else undefined (its key names it). */
+export function idInItem(item: Buffer): string | undefined {
+  if (!hasHeader(item, WITH_ID_KIND) || item.length < HEADER_LENGTH + 2) return undefined;
+  return item.toString('utf8', HEADER_LENGTH + 2, HEADER_LENGTH + 2 + item.readUInt16BE(HEADER_LENGTH));
+}
+
+/** The transcoder's bytes in a session item (without the id withId put in front). */
+export function transcodedBytes(item: Buffer): Buffer {
+  return hasHeader(item, WITH_ID_KIND) && item.length >= HEADER_LENGTH + 2 ? item.subarray(HEADER_LENGTH + 2 + item.readUInt16BE(HEADER_LENGTH)) : item;
+}
+
 /** The new id when `bytes` is a relocation marker, else undefined. */
 export function movedTo(bytes: Buffer): string | undefined {
   return hasHeader(bytes, MOVED_KIND) ? bytes.toString('utf8', HEADER_LENGTH) : undefined;

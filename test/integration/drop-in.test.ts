@@ -3,6 +3,7 @@
 import { createHash } from 'crypto';
 import request from 'supertest';
 import { MemcachedStore, MemcachedStoreOptions } from '../../lib';
+import { idInItem } from '../../lib/transcoders/transcoder';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { cookieFor, idFromSetCookie, makeApp, sleep, until } from '../helpers/app';
@@ -93,6 +94,10 @@ describe('drop-in semantics on three nodes', () => {
       expect(backup).not.toBe(primary);
       expect(await holders(`bak:${PREFIX}validity:${PREFIX}${part}`)).toEqual([backup]);
 
+      // Escaped keys name the id; a hashed key does not, so its items carry the id (for listings).
+      const item = (await raw[primary].get(PREFIX + part))!;
+      expect(idInItem(item)).toBe(part.startsWith('#') ? id : undefined);
+      if (part.startsWith('#')) expect(idInItem((await raw[backup].get(`bak:${PREFIX}${part}`))!)).toBe(id);
       const s = (await store.get(id)) as any;
       expect(s.n).toBe(1);
       const before = (await raw[primary].get(`validity:${PREFIX}${part}`))!;
@@ -134,6 +139,36 @@ describe('drop-in semantics on three nodes', () => {
     expect(((await store.get(id)) as any).n).toBe(7);
     await store.destroy(id);
     await until(async () => (await holders(PREFIX + '~a%20b%2F%25.a')).length === 0, 3000, 'copy deleted');
+  });
+
+  it('sticky takeover of a hashed id: the new id\'s item names the new id', async () => {
+    const store = newStore({ sticky: true, route: 'a' });
+    const id = 'y'.repeat(300);
+    await store.set(id, { cookie: { originalMaxAge: 60_000 }, n: 3 } as any);
+    const hash = (s: string) => '#' + createHash('sha256').update(s).digest('base64url');
+    expect(await holders(PREFIX + hash(id))).toHaveLength(1);
+    // No route in the id: this instance takes it over as `<id>.a`.
+    const loaded = (await store.get(id)) as any;
+    expect(loaded.n).toBe(3);
+    const [node] = await holders(PREFIX + hash(id + '.a'));
+    expect(idInItem((await raw[node].get(PREFIX + hash(id + '.a')))!)).toBe(id + '.a');
+    expect(((await store.get(id + '.a')) as any).n).toBe(3);
+  });
+
+  it('a hashed key whose item names another id is no session', async () => {
+    const store = newStore();
+    const id = 'z'.repeat(300);
+    await store.set(id, { cookie: { originalMaxAge: 60_000 }, n: 1 } as any);
+    const part = '#' + createHash('sha256').update(id).digest('base64url');
+    const [primary] = await holders(PREFIX + part);
+    const item = (await raw[primary].get(PREFIX + part))!;
+    // Same bytes, but naming a different id (what a hash collision would look like).
+    const forged = Buffer.from(item);
+    forged.write('Z', 6, 'utf8');
+    await raw[primary].set(PREFIX + part, forged, 60);
+    await raw[(primary + 1) % 3].delete(`bak:${PREFIX}${part}`);
+    await raw[(primary + 1) % 3].delete(`bak:${PREFIX}validity:${PREFIX}${part}`);
+    expect(await store.get(id)).toBeNull();
   });
 
   describe.each(modes)('every cookie shape set() can be handed round-trips (%s)', (_mode, opts) => {
