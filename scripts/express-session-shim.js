@@ -49,6 +49,7 @@ require.cache[entry].exports = session;
 
 exports.mochaHooks = {
   async afterAll() {
+    this.timeout(60_000); // one store per test: about 150 to close
     await Promise.all(stores.splice(0).map((s) => s.close()));
   },
 };
