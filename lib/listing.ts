@@ -2,12 +2,12 @@
 // each node (NodeClient.walkKeys, `lru_crawler metadump hash`) and are handled a batch at a time. A session is
 // listed once, from its primary copy (sticky: the local store, then memcached's copies of sessions not held here);
 // backups, validity records, locks, probe markers and other applications' items are never listed.
-import { idInKey } from './keys';
-import type { KeyKind } from './keys';
+import { idInKey, keyOfPart } from './keys';
+import type { KeyItem } from './keys';
 import type { ModeContext, SessionMode } from './mode';
 import type { SessionId } from './session-id';
-import { isMsmItem } from './transcoders/transcoder';
-import { Validity, decodeValidity } from './validity';
+import { idInItem, isMsmItem } from './transcoders/transcoder';
+import { decodeValidity } from './validity';
 
 /** Keys handed over per batch: bounds memory and the gets in flight per node. */
 const BATCH = 500;
@@ -18,19 +18,27 @@ export class SessionLister {
   constructor(private readonly ctx: ModeContext, private readonly mode: SessionMode) {}
 
   /** Calls `each` for every live session (the copy `get` would serve), each session once. */
-  async forEach(each: (id: string, bytes: Buffer, validity?: Validity) => void): Promise<void> {
+  async forEach(each: (id: string, bytes: Buffer, lastAccess: number | undefined) => void): Promise<void> {
     const { idFormat } = this.ctx;
-    if (this.mode.localSessions) for (const [id, bytes] of this.mode.localSessions()) each(id, bytes);
+    if (this.mode.localSessions) for (const [id, bytes, accessedAt] of this.mode.localSessions()) each(id, bytes, accessedAt);
     const item = this.itemOf();
-    const sessionOf = (key: string) => {
+    const sessionKey = (key: string) => {
       const found = item(key);
-      return found?.kind === 'session' ? idFormat.parse(found.id) : null;
+      return found?.kind === 'session' && (found.id === undefined || idFormat.parse(found.id) !== null) ? found : undefined;
     };
-    await this.walk((key) => sessionOf(key) !== null, async (node, batch) => {
-      const sids = batch.map(sessionOf).filter((sid): sid is SessionId => sid !== null);
-      const copies = await Promise.all(sids.map((sid) => this.mode.peek(sid, node)));
-      copies.forEach((c, i) => c && each(sids[i].id, c.bytes, c.validity));
+    await this.walk((key) => sessionKey(key) !== undefined, async (node, batch) => {
+      const found = batch.map(sessionKey).filter((f): f is KeyItem => f !== undefined);
+      const sids = await Promise.all(found.map(async (f) => idFormat.parse(f.id ?? await this.idOfHashed(node, f.part))));
+      const copies = await Promise.all(sids.map((sid) => sid && this.mode.peek(sid, node)));
+      copies.forEach((c, i) => c && each(sids[i]!.id, c.bytes, c.validity?.thisAccessedTime));
     });
+  }
+
+  /** A hashed id's key does not hold it: its session item does (idInItem). */
+  private async idOfHashed(node: string, part: string): Promise<string | undefined> {
+    const r = await this.ctx.nodes.client(node).get(keyOfPart(this.ctx.keys, 'session', part), true);
+    if (!r.ok) throw r.error;
+    return r.value ? idInItem(r.value) : undefined;
   }
 
   /**
@@ -45,7 +53,7 @@ export class SessionLister {
     const item = this.itemOf();
     const ours = (key: string) => {
       const found = item(key);
-      return found && this.ctx.idFormat.parse(found.id) ? { key, ...found } : undefined;
+      return found && (found.id === undefined || this.ctx.idFormat.parse(found.id)) ? { key, ...found } : undefined;
     };
     await this.walk((key) => ours(key) !== undefined, async (node, batch) => {
       const client = nodes.client(node);
@@ -58,7 +66,7 @@ export class SessionLister {
         if (f.kind === 'lock') return LOCK_TOKEN.test(r.value.toString('latin1'));
         // A validity record has no header: ours when its session item is ours, or gone.
         if (!decodeValidity(r.value)) return false;
-        const owner = await client.get(f.kind === 'validity' ? keys.session(f.id) : keys.backup(f.id), true);
+        const owner = await client.get(keyOfPart(keys, f.kind === 'validity' ? 'session' : 'backup', f.part), true);
         if (!owner.ok) throw owner.error;
         return !owner.value || isMsmItem(owner.value);
       }));
@@ -72,7 +80,7 @@ export class SessionLister {
   }
 
   /** key -> the session item it is (kind, id not validated yet); probe markers are not session items. */
-  private itemOf(): (key: string) => { kind: KeyKind; id: string } | undefined {
+  private itemOf(): (key: string) => KeyItem | undefined {
     const { keys, nodes } = this.ctx;
     const pings = new Set(nodes.ids.map((id) => keys.ping(id)));
     return (key) => (pings.has(key) ? undefined : idInKey(keys, key));

@@ -194,7 +194,8 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
     if (!s || req.sessionID !== state.loadedId) return true; // destroyed or regenerated
     if (state.modified !== undefined) return state.modified;
     try {
-      return !store.transcoder.encode(store.toStored(s), store.idFormat.parse(req.sessionID) ?? undefined).equals(state.loadedBytes!);
+      const sid = store.idFormat.parse(req.sessionID);
+      return !sid || !store.encodeItem(sid, store.toStored(s)).equals(state.loadedBytes!);
     } catch {
       return true;
     }

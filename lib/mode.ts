@@ -6,6 +6,7 @@ import type { NodeSet } from './nodes';
 import type { SessionId, SessionIdFormat } from './session-id';
 import type { Statistics } from './stats';
 import type { StoredCookie, StoredSession, Transcoder } from './transcoders/transcoder';
+import { transcodedBytes, withId } from './transcoders/transcoder';
 import type { Validity } from './validity';
 import type { BackupRunner } from './backup';
 
@@ -16,6 +17,8 @@ export interface LoadedMeta {
   /** Encoded bytes as loaded or last written: equal bytes at save mean "unchanged". */
   bytes: Buffer;
   validity?: Validity;
+  /** Sticky: ms of the last save or touch of the local copy (non-sticky: validity.thisAccessedTime). */
+  accessedAt?: number;
   /** Set when the load moved the session to a new id (relocation or route takeover): the response must carry it. */
   newId?: string;
   /** Non-sticky: the load found the backup older or missing; the next save or touch rewrites it. */
@@ -48,10 +51,10 @@ export interface SessionMode {
   /** Id for a new session (store.genid). */
   newId(): string;
   load(sid: SessionId): Promise<LoadResult | null>;
-  /** `bytes` = transcoder.encode(stored); maxInactive in s (> 0). */
+  /** `bytes` = the session item (store.encodeItem: transcoder bytes, behind the id when its key is a hash); maxInactive in s (> 0). */
   save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void>;
-  /** `storedOf` builds the plain session only when the mode needs bytes it does not have (no LoadedMeta). */
-  touch(sid: SessionId, storedOf: () => StoredSession, maxInactive: number, meta: LoadedMeta | undefined): Promise<void>;
+  /** `bytesOf` encodes the session only when the mode needs bytes it does not have (no LoadedMeta). */
+  touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void>;
   destroy(sid: SessionId): Promise<void>;
   /**
    * Listing (store.all/length/ids): the copy `get` would serve for `sid`, whose session key was found on `node`; null
@@ -60,12 +63,21 @@ export interface SessionMode {
    */
   peek(sid: SessionId, node: string): Promise<{ bytes: Buffer; validity?: Validity } | null>;
   /** Sticky: the sessions held locally, listed before memcached's copies (peek skips their ids). */
-  localSessions?(): Iterable<[string, Buffer]>;
+  localSessions?(): Iterable<[id: string, bytes: Buffer, accessedAt: number]>;
   /** Sticky: drops every local session (store.clear). */
   clearLocal?(): void;
   close(): Promise<void>;
   /** Resolves when background work (repairs) is done. */
   idle?(): Promise<void>;
+}
+
+/**
+ * The item stored under `id` for a session item or transcoder bytes: the bytes alone, or with the id in front when
+ * the id's keys hold a hash of it (keys.ts). Relocation and takeover pass the old id's item for the new id.
+ */
+export function itemUnderId(keys: KeyFormat, id: string, item: Buffer): Buffer {
+  const bytes = transcodedBytes(item);
+  return keys.isHashed(id) ? withId(id, bytes) : bytes;
 }
 
 /** Equal bytes: the session was not modified since it was loaded or last written. */

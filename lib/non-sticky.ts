@@ -10,7 +10,7 @@
 // lost its items (restart, eviction) is restored from the newest backup. NodeRepair (repair.ts) does the same
 // proactively for a node that comes back.
 import type { LoadResult, LoadedMeta, ModeContext, SessionMode } from './mode';
-import { unchanged } from './mode';
+import { itemUnderId, unchanged } from './mode';
 import type { SessionId } from './session-id';
 import type { StoredSession } from './transcoders/transcoder';
 import { encodeMoved, isMsmItem, movedTo } from './transcoders/transcoder';
@@ -231,7 +231,8 @@ export class NonStickyMode implements SessionMode {
     // Newer than the copy it came from even when this instance's clock is behind the writer's.
     const validity: Validity = { maxInactiveInterval: copy.validity.maxInactiveInterval, lastAccessedTime: copy.validity.thisAccessedTime,
       thisAccessedTime: Math.max(Date.now(), copy.validity.thisAccessedTime + 1) };
-    const written = await this.writePrimary(moved, target, copy.bytes, validity);
+    const bytes = itemUnderId(keys, newId, copy.bytes);
+    const written = await this.writePrimary(moved, target, bytes, validity);
     if (!written.ok) {
       nodes.markFailed(target, written.error);
       throw new Error(`express-msm: session could not be relocated: ${written.error.message}`);
@@ -248,8 +249,8 @@ export class NonStickyMode implements SessionMode {
       void nodes.client(node).delete(keys.backup(sid.id));
       void nodes.client(node).delete(keys.backupValidity(sid.id));
     }
-    await this.ctx.backups.run(() => this.writeBackup(moved, target, copy.bytes, validity));
-    return { id: newId, node: target, bytes: copy.bytes, validity, newId };
+    await this.ctx.backups.run(() => this.writeBackup(moved, target, bytes, validity));
+    return { id: newId, node: target, bytes, validity, newId };
   }
 
   async save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
@@ -295,8 +296,8 @@ export class NonStickyMode implements SessionMode {
     this.ctx.logger.warn(`session ${hashId(sid.id)}: node ${primary} down, stored on ${target} for relocation`);
   }
 
-  async touch(sid: SessionId, storedOf: () => StoredSession, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
-    const bytes = meta && meta.id === sid.id ? meta.bytes : this.ctx.transcoder.encode(storedOf(), sid);
+  async touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
+    const bytes = meta && meta.id === sid.id ? meta.bytes : bytesOf();
     return this.refresh(sid, bytes, maxInactive, meta);
   }
 

@@ -17,15 +17,17 @@ export interface SessionId {
   readonly route: string | undefined;
 }
 
-// express-session's default ids (uid-safe, base64url) use [A-Za-z0-9_-]; ours add one `.route` part.
-const ID_SHAPE = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_]+)?$/;
+/** A route (jvmRoute) after the last `.`. */
+const ROUTE = /^[A-Za-z0-9_]+$/;
+/** Longer than any cookie a browser sends (4 KB): longer ids are refused before any work is done on them. */
+export const MAX_ID_LENGTH = 4096;
+/** In `u` mode a surrogate pair is one code point: only unpaired halves match. */
+const LONE_SURROGATE = /\p{Cs}/u;
 
 export class SessionIdFormat {
   constructor(
     private readonly nodeIds: ReadonlySet<string>,
     private readonly encodeNodeId: boolean,
-    /** Longest id whose longest derived key still fits memcached's 250 bytes. */
-    readonly maxLength: number,
   ) {}
 
   create(nodeId: string | undefined, route: string | undefined): string {
@@ -36,12 +38,18 @@ export class SessionIdFormat {
     return random + (nodeId ? '-' + nodeId : '') + (route ? '.' + route : '');
   }
 
-  /** Returns null for anything that must not reach memcached: wrong alphabet, too long, empty parts. */
+  /**
+   * Any id express-session can produce (a custom genid's `%`, `/`, spaces, non-ASCII, 300 characters): keys are
+   * built from it by KeyFormat.idToKeyPart, which escapes or hashes what is not msm-format. Returns null for what
+   * has no key: not a string, empty, longer than MAX_ID_LENGTH, or not well-formed UTF-16 (a lone surrogate has no
+   * UTF-8 form, so two such ids would share a key).
+   */
   parse(id: unknown): SessionId | null {
-    if (typeof id !== 'string' || id.length === 0 || id.length > this.maxLength || !ID_SHAPE.test(id)) return null;
-    const dot = id.indexOf('.');
-    const base = dot < 0 ? id : id.slice(0, dot);
-    const route = dot < 0 ? undefined : id.slice(dot + 1);
+    if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH || LONE_SURROGATE.test(id)) return null;
+    const dot = id.lastIndexOf('.');
+    const hasRoute = dot > 0 && ROUTE.test(id.slice(dot + 1));
+    const base = hasRoute ? id.slice(0, dot) : id;
+    const route = hasRoute ? id.slice(dot + 1) : undefined;
     let random = base;
     let nodeId: string | undefined;
     if (this.encodeNodeId) {

@@ -4,7 +4,7 @@
 // created it), an eviction from the local bounds, or a restart.
 import { LRUCache } from 'lru-cache';
 import type { LoadResult, LoadedMeta, ModeContext, SessionMode } from './mode';
-import { unchanged } from './mode';
+import { itemUnderId, unchanged } from './mode';
 import type { SessionId } from './session-id';
 import type { StoredSession } from './transcoders/transcoder';
 import { isMsmItem, maxInactiveOfCookie } from './transcoders/transcoder';
@@ -32,6 +32,8 @@ interface LocalEntry {
   /** Memcached node holding the backup. */
   readonly node: string;
   readonly copy: MemcachedCopy;
+  /** ms of the last save or touch: the cookie's expiry counts from here (the lru-cache TTL is whole seconds). */
+  accessedAt: number;
 }
 
 /** A memcached load (reload or takeover), shared by concurrent requests for the same id: bytes, never objects. */
@@ -39,6 +41,8 @@ interface Loaded {
   id: string;
   bytes: Buffer;
   newId?: string;
+  /** ms of the last save or touch, when known (local hits). */
+  accessedAt?: number;
 }
 
 /** Memcached TTL of the backup: maxInactive plus a margin (msm: 60 s; at most maxInactive for short sessions). */
@@ -91,7 +95,7 @@ export class StickyMode implements SessionMode {
           const moved = await this.shared(sid.id, () => this.relocate(sid, e));
           if (moved) return this.result(sid, moved);
         }
-        return this.result(sid, { id: sid.id, bytes: e.bytes });
+        return this.result(sid, { id: sid.id, bytes: e.bytes, accessedAt: e.accessedAt });
       }
       if (status.get === 'stale') {
         // Inactive longer than maxInactive: the dispose handler deleted the memcached copy as well.
@@ -122,15 +126,15 @@ export class StickyMode implements SessionMode {
     }
     const node = prev?.node ?? this.nodeOf(sid);
     const copy = prev?.copy ?? { written: undefined, expiresAt: 0 };
-    const e: LocalEntry = { bytes, maxInactive, node, copy };
+    const e: LocalEntry = { bytes, maxInactive, node, copy, accessedAt: Date.now() };
     this.local.set(sid.id, e, { ttl: maxInactive * 1000 });
     if (meta) Object.assign(meta, { id: sid.id, bytes });
     if (copy.written && copy.written.equals(bytes) && !this.refreshDue(e)) return;
     return this.ctx.backups.run(() => this.backup(sid.id, e));
   }
 
-  async touch(sid: SessionId, storedOf: () => StoredSession, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
-    const bytes = meta && meta.id === sid.id ? meta.bytes : this.ctx.transcoder.encode(storedOf(), sid);
+  async touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
+    const bytes = meta && meta.id === sid.id ? meta.bytes : bytesOf();
     return this.refresh(sid, bytes, maxInactive);
   }
 
@@ -153,9 +157,9 @@ export class StickyMode implements SessionMode {
     return r.value && this.maxInactiveOf(sid, r.value) !== null ? { bytes: r.value } : null;
   }
 
-  *localSessions(): Iterable<[string, Buffer]> {
+  *localSessions(): Iterable<[id: string, bytes: Buffer, accessedAt: number]> {
     // entries() skips expired entries; it does not change recency.
-    for (const [id, e] of this.local.entries()) yield [id, e.bytes];
+    for (const [id, e] of this.local.entries()) yield [id, e.bytes, e.accessedAt];
   }
 
   clearLocal(): void {
@@ -177,7 +181,7 @@ export class StickyMode implements SessionMode {
       return null;
     }
     this.ctx.stats.requestsWithSession++;
-    const meta: LoadedMeta = { id: loaded.newId ?? loaded.id, bytes: loaded.bytes };
+    const meta: LoadedMeta = { id: loaded.newId ?? loaded.id, bytes: loaded.bytes, accessedAt: loaded.accessedAt };
     if (loaded.newId) meta.newId = loaded.newId;
     return { session, meta };
   }
@@ -189,9 +193,11 @@ export class StickyMode implements SessionMode {
    */
   private refresh(sid: SessionId, bytes: Buffer, maxInactive: number): Promise<void> {
     const prev = this.local.peek(sid.id);
+    const now = Date.now();
     const e: LocalEntry = prev && prev.maxInactive === maxInactive
       ? prev
-      : { bytes: prev?.bytes ?? bytes, maxInactive, node: prev?.node ?? this.nodeOf(sid), copy: prev?.copy ?? { written: undefined, expiresAt: 0 } };
+      : { bytes: prev?.bytes ?? bytes, maxInactive, node: prev?.node ?? this.nodeOf(sid), copy: prev?.copy ?? { written: undefined, expiresAt: 0 }, accessedAt: now };
+    e.accessedAt = now;
     this.local.set(sid.id, e, { ttl: maxInactive * 1000 });
     if (!this.refreshDue(e)) return Promise.resolve();
     // Claim the refresh now so concurrent requests do not send one each; a failure resets it.
@@ -266,7 +272,7 @@ export class StickyMode implements SessionMode {
     const maxInactive = this.maxInactiveOf(sid, bytes);
     if (maxInactive === null) return this.expired(sid, node);
     // The copy's remaining TTL is unknown: the next save/touch refreshes it.
-    this.local.set(sid.id, { bytes, maxInactive, node, copy: { written: bytes, expiresAt: 0 } }, { ttl: maxInactive * 1000 });
+    this.local.set(sid.id, { bytes, maxInactive, node, copy: { written: bytes, expiresAt: 0 }, accessedAt: Date.now() }, { ttl: maxInactive * 1000 });
     return { id: sid.id, bytes };
   }
 
@@ -289,16 +295,17 @@ export class StickyMode implements SessionMode {
       if (next && !nodes.failoverIds.includes(next)) target = next;
     }
     const newId = idFormat.withRoute(target === node ? sid : { ...sid, nodeId: target }, this.route);
+    const item = itemUnderId(keys, newId, bytes);
     const copy: MemcachedCopy = { written: undefined, expiresAt: 0 };
-    const e: LocalEntry = { bytes, maxInactive, node: target, copy };
+    const e: LocalEntry = { bytes: item, maxInactive, node: target, copy, accessedAt: Date.now() };
     this.local.set(newId, e, { ttl: maxInactive * 1000 });
 
     const ttl = stickyMemcachedTtl(maxInactive);
     const started = Date.now();
-    const w = await nodes.client(target).set(keys.session(newId), bytes, toMemcachedExpiration(ttl));
+    const w = await nodes.client(target).set(keys.session(newId), item, toMemcachedExpiration(ttl));
     if (w.ok) {
       nodes.markOk(target);
-      copy.written = bytes;
+      copy.written = item;
       copy.expiresAt = started + ttl * 1000;
       // Only once the new key exists: the old one is superseded.
       const d = await nodes.client(node).delete(keys.session(sid.id));
@@ -316,7 +323,7 @@ export class StickyMode implements SessionMode {
       logger.info(`session ${hashId(sid.id)} taken over from route ${sid.route ?? '(none)'}`);
     }
     this.ctx.recordIdChange(sid.id, newId);
-    return { id: sid.id, bytes, newId };
+    return { id: sid.id, bytes: item, newId };
   }
 
   /**
@@ -330,9 +337,10 @@ export class StickyMode implements SessionMode {
     const target = nodes.nextAvailable(e.node);
     if (!target) return null;
     const newId = idFormat.withNode(sid, target);
+    const item = itemUnderId(keys, newId, e.bytes);
     const ttl = stickyMemcachedTtl(e.maxInactive);
     const started = Date.now();
-    const w = await nodes.client(target).set(keys.session(newId), e.bytes, toMemcachedExpiration(ttl));
+    const w = await nodes.client(target).set(keys.session(newId), item, toMemcachedExpiration(ttl));
     if (!w.ok) {
       nodes.markFailed(target, w.error);
       this.backupFailed(newId, target, w.error);
@@ -340,13 +348,13 @@ export class StickyMode implements SessionMode {
     }
     nodes.markOk(target);
     this.local.delete(sid.id);
-    this.local.set(newId, { bytes: e.bytes, maxInactive: e.maxInactive, node: target, copy: { written: e.bytes, expiresAt: started + ttl * 1000 } },
+    this.local.set(newId, { bytes: item, maxInactive: e.maxInactive, node: target, copy: { written: item, expiresAt: started + ttl * 1000 }, accessedAt: e.accessedAt },
       { ttl: e.maxInactive * 1000 });
     stats.requestsWithMemcachedFailover++;
     stats.sessionsRelocated++;
     logger.warn(`session ${hashId(sid.id)}: node ${e.node} down, relocated to ${target}`);
     this.ctx.recordIdChange(sid.id, newId);
-    return { id: sid.id, bytes: e.bytes, newId };
+    return { id: sid.id, bytes: item, newId, accessedAt: e.accessedAt };
   }
 
   /** The copy's bytes from `node`; null when missing, unreadable or the node is down. */

@@ -7,14 +7,14 @@ import { LRUCache } from 'lru-cache';
 import { MemcachedStoreOptions, ResolvedConfig, resolveConfig } from './config';
 import { KeyFormat } from './keys';
 import { Logger, defaultLogger, hashId } from './logger';
-import { LoadedMeta, ModeContext, SessionMode } from './mode';
+import { LoadedMeta, ModeContext, SessionMode, itemUnderId } from './mode';
 import { NodeSet } from './nodes';
 import { NonStickyMode } from './non-sticky';
 import { SessionId, SessionIdFormat } from './session-id';
 import { Statistics } from './stats';
 import { StickyMode } from './sticky';
 import { JsonTranscoder } from './transcoders/json';
-import { StoredCookie, StoredSession, Transcoder, maxInactiveOfCookie } from './transcoders/transcoder';
+import { StoredCookie, StoredSession, Transcoder, idInItem, maxInactiveOfCookie, transcodedBytes } from './transcoders/transcoder';
 import { BackupRunner } from './backup';
 import { UserIndex } from './user-index';
 import { SessionLister } from './listing';
@@ -90,7 +90,7 @@ export class MemcachedStore extends Store {
       throw new Error('express-msm: invalid transcoder: expected { encode(session): Buffer, decode(bytes): session | null }');
     }
     this.keys = new KeyFormat(this.config.storageKeyPrefix);
-    this.idFormat = new SessionIdFormat(new Set(this.config.nodes.map((n) => n.id)), this.config.encodeNodeId, this.keys.maxIdLength);
+    this.idFormat = new SessionIdFormat(new Set(this.config.nodes.map((n) => n.id)), this.config.encodeNodeId);
     this.nodes = new NodeSet({
       nodes: this.config.nodes,
       failoverNodeIds: this.config.failoverNodeIds,
@@ -108,7 +108,8 @@ export class MemcachedStore extends Store {
       nodes: this.nodes,
       keys: this.keys,
       idFormat: this.idFormat,
-      transcoder: this.transcoder,
+      // Modes decode session items: the transcoder's bytes, behind the id when its key is a hash (itemUnderId).
+      transcoder: { name: this.transcoder.name, encode: (s, c) => this.transcoder.encode(s, c), decode: (b, c) => this.transcoder.decode(transcodedBytes(b), c) },
       stats: this.statistics,
       logger: this.logger,
       backups: this.backups,
@@ -244,40 +245,45 @@ export class MemcachedStore extends Store {
     if (!loaded) return null;
     const { session, meta } = loaded;
     if (r.movedTo && !meta.newId) meta.newId = r.movedTo;
-    if (!isUsableCookie(session.cookie)) {
+    // An id whose keys hold its hash: the item must name it (two ids with one hash would otherwise share a session).
+    if (this.keys.isHashed(meta.id) && idInItem(meta.bytes) !== meta.id) return null;
+    const loadedCookie = session.cookie && { ...session.cookie };
+    const state = checkCookie(session, meta.validity?.thisAccessedTime ?? meta.accessedAt ?? Date.now());
+    if (state === 'malformed') {
       // Decoded, but express-session would throw on this cookie (in res.end, where the request then hangs).
       this.statistics.decodeFailures++;
       this.logger.warn(`session ${hashId(r.sid.id)}: stored cookie is malformed; treated as no session`);
       return null;
     }
+    if (state === 'expired') {
+      this.statistics.sessionsExpired++;
+      return null;
+    }
+    if (loadedCookie) meta.cookie = loadedCookie;
     this.index?.onLoad(meta, raw, session);
-    meta.cookie = { ...session.cookie };
-    restoreExpires(session.cookie, meta.validity?.thisAccessedTime ?? Date.now());
     Object.defineProperty(session, LOADED, { value: meta, configurable: true, writable: true });
     return session as unknown as SessionData;
   }
 
   /** Every live session as `get` would return it (without its load metadata: a listing is not a request). */
   private eachSession(each: (id: string, session: SessionData) => void): Promise<void> {
-    return this.lister.forEach((id, bytes, validity) => {
+    return this.lister.forEach((id, bytes, lastAccess) => {
       const sid = this.idFormat.parse(id);
-      const session = sid && this.transcoder.decode(bytes, sid);
-      if (!session || !isUsableCookie(session.cookie)) return;
-      restoreExpires(session.cookie, validity?.thisAccessedTime ?? Date.now());
-      each(id, session as unknown as SessionData);
+      const session = sid && this.transcoder.decode(transcodedBytes(bytes), sid);
+      if (session && checkCookie(session, lastAccess ?? Date.now()) === 'live') each(id, session as unknown as SessionData);
     });
   }
 
   private async saveSession(raw: string, session: SessionData): Promise<void> {
     const started = performance.now();
     const r = this.resolve(raw);
-    if (!r) throw new Error(`express-msm: refusing to store a session under an invalid id (check the genid option: use store.genid)`);
+    if (!r) throw new Error(`express-msm: refusing to store a session under an id that has no key (empty, longer than 4096 characters, or a lone UTF-16 surrogate): check the genid option`);
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
     if (maxInactive <= 0) return this.mode.destroy(r.sid);
     const pre = (session as any)[ENCODED] as Encoded | undefined;
     if (pre) delete (session as any)[ENCODED];
     const stored = pre?.stored ?? this.toStored(session);
-    const bytes = pre?.bytes ?? this.transcoder.encode(stored, r.sid);
+    const bytes = pre?.bytes ?? this.encodeItem(r.sid, stored);
     if (bytes.length > this.maxSessionBytes) {
       throw new Error(`express-msm: session is ${bytes.length} bytes, above the ${this.maxSessionBytes}-byte limit (memcached item size); not stored`);
     }
@@ -302,7 +308,7 @@ export class MemcachedStore extends Store {
     const stored = this.toStored(session);
     const sid = meta && meta.id === sessionId ? this.idFormat.parse(sessionId) : null;
     if (!meta || !sid) return Object.keys(stored).length > 1;
-    const bytes = this.transcoder.encode(stored, sid);
+    const bytes = this.encodeItem(sid, stored);
     const unchanged = bytes.equals(meta.bytes);
     Object.defineProperty(session, ENCODED, { value: { stored, bytes, unchanged } satisfies Encoded, configurable: true, writable: true });
     return !unchanged;
@@ -323,7 +329,7 @@ export class MemcachedStore extends Store {
     if (!r) return;
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
     if (maxInactive <= 0) return this.mode.destroy(r.sid);
-    await this.mode.touch(r.sid, () => this.toStored(session), maxInactive, (session as any)[LOADED]);
+    await this.mode.touch(r.sid, () => this.encodeItem(r.sid, this.toStored(session)), maxInactive, (session as any)[LOADED]);
     if (this.index) await this.index.afterWrite(r.sid, session, maxInactive, (session as any)[LOADED]);
   }
 
@@ -342,6 +348,11 @@ export class MemcachedStore extends Store {
     return maxInactiveOfCookie(cookie, this.config.defaultMaxInactiveInterval);
   }
 
+  /** What is stored under `id` for this plain session (itemUnderId): memcachedSession() compares it with the loaded bytes. */
+  encodeItem(sid: SessionId, stored: StoredSession): Buffer {
+    return itemUnderId(this.keys, sid.id, this.transcoder.encode(stored, sid));
+  }
+
   /**
    * Plain data for the transcoder: the cookie's fields and the (filtered) top-level attributes. The cookie's
    * `expires` moves with every request (express-session resets it), so it is left out whenever it can be rebuilt
@@ -349,7 +360,7 @@ export class MemcachedStore extends Store {
    */
   toStored(session: SessionData): StoredSession {
     const cookie = storedCookieOf(session);
-    const out: StoredSession = { cookie };
+    const out: StoredSession = cookie ? { cookie } : {};
     const filter = this.config.sessionAttributeFilter;
     for (const k of Object.keys(session)) {
       if (k === 'cookie' || (filter && !filter.test(k))) continue;
@@ -431,15 +442,21 @@ function isUsableCookie(cookie: StoredCookie): boolean {
     && optional(cookie.priority, (v) => typeof v === 'string' && PRIORITY.has(v.toLowerCase()));
 }
 
-/** The cookie as stored: its fields without `expires` when originalMaxAge can rebuild it, drift undone. */
-function storedCookieOf(session: SessionData): StoredCookie {
+/**
+ * The cookie as stored: Cookie.toJSON's fields, without `expires` when originalMaxAge can rebuild it, drift undone.
+ * A plain cookie an app passes to set() is read as Cookie would read it: `maxAge` becomes originalMaxAge.
+ */
+function storedCookieOf(session: SessionData): StoredCookie | undefined {
   const src = session.cookie as any;
-  const data = src && typeof src.toJSON === 'function' ? src.toJSON() : { ...(src ?? {}) };
-  const cookie: StoredCookie = { originalMaxAge: typeof data.originalMaxAge === 'number' ? data.originalMaxAge : null };
+  if (src === undefined || src === null) return undefined;
+  const data = typeof src.toJSON === 'function' ? src.toJSON() : { ...src };
+  const maxAge = typeof data.originalMaxAge === 'number' ? data.originalMaxAge : typeof data.maxAge === 'number' ? data.maxAge : null;
+  const cookie: StoredCookie = { originalMaxAge: maxAge };
   const loaded = ((session as any)[LOADED] as LoadedMeta | undefined)?.cookie?.originalMaxAge;
   if (typeof loaded === 'number' && isMaxAgeDrift(loaded, cookie.originalMaxAge)) cookie.originalMaxAge = loaded;
   for (const k of Object.keys(data)) {
-    if (k === 'originalMaxAge' || data[k] === undefined) continue;
+    // Cookie's accessors (maxAge, data) and its backing field are not data: they would break Cookie's constructor.
+    if (k === 'originalMaxAge' || k === 'maxAge' || k === 'data' || k === '_expires' || data[k] === undefined) continue;
     if (k === 'expires' && cookie.originalMaxAge !== null) continue;
     cookie[k] = data[k] instanceof Date ? data[k].toISOString() : data[k];
   }
@@ -452,6 +469,7 @@ function storedCookieOf(session: SessionData): StoredCookie {
  */
 function cookieChanged(session: SessionData, loaded: StoredCookie): boolean {
   const now = storedCookieOf(session);
+  if (!now) return true;
   const keys = Object.keys(now);
   if (keys.length !== Object.keys(loaded).length) return true;
   for (const k of keys) if (now[k] !== loaded[k]) return true;
@@ -468,8 +486,22 @@ function isMaxAgeDrift(loaded: number, now: number | null): boolean {
   return typeof now === 'number' && now <= loaded && loaded - now < MAX_AGE_DRIFT_MS;
 }
 
+/**
+ * What `get` may return of a decoded session (listing too): 'malformed' when express-session could not use its
+ * cookie, 'expired' when the cookie's expiry has passed, to the millisecond (memcached and the validity record keep
+ * whole seconds; express-session allows `maxAge: 5`). 'live' rebuilds `cookie.expires` in place from `lastAccess`
+ * (ms, the last save or touch). A session without a cookie is live and comes back as stored, like MemoryStore.
+ */
+function checkCookie(session: StoredSession, lastAccess: number): 'live' | 'malformed' | 'expired' {
+  const cookie = session.cookie;
+  if (cookie === undefined) return 'live';
+  if (!isUsableCookie(cookie)) return 'malformed';
+  restoreExpires(cookie, lastAccess);
+  return cookie.expires && new Date(cookie.expires as string).getTime() <= Date.now() ? 'expired' : 'live';
+}
+
 /** express-session expects `cookie.expires`; rebuild it from the last access and originalMaxAge (see toStored). */
 function restoreExpires(cookie: StoredCookie, lastAccess: number): void {
-  if (!cookie || cookie.expires !== undefined) return;
+  if (cookie.expires !== undefined) return;
   cookie.expires = typeof cookie.originalMaxAge === 'number' ? new Date(lastAccess + cookie.originalMaxAge).toISOString() : null;
 }

@@ -26,9 +26,12 @@ export function maxInactiveOfCookie(cookie: StoredCookie | undefined, fallback: 
   return fallback;
 }
 
-/** What a transcoder encodes and decodes: plain data, the cookie plus the app's top-level attributes. */
+/**
+ * What a transcoder encodes and decodes: plain data, the cookie plus the app's top-level attributes. No cookie only
+ * when the app stored a session without one (store.set): like MemoryStore, it comes back without one.
+ */
 export interface StoredSession {
-  cookie: StoredCookie;
+  cookie?: StoredCookie;
   [attribute: string]: unknown;
 }
 
@@ -66,15 +69,42 @@ export const TranscoderKind = { json: 1, avro: 2, encrypted: 3 } as const;
 const MOVED_KIND = 0xff;
 
 export function encodeMoved(newId: string): Buffer {
-  const b = Buffer.allocUnsafe(HEADER_LENGTH + Buffer.byteLength(newId, 'latin1'));
+  const b = Buffer.allocUnsafe(HEADER_LENGTH + Buffer.byteLength(newId, 'utf8'));
   writeHeader(b, MOVED_KIND);
-  b.write(newId, HEADER_LENGTH, 'latin1');
+  b.write(newId, HEADER_LENGTH, 'utf8');
   return b;
+}
+
+/**
+ * Not a transcoder's bytes: a session whose key holds a hash of its id (keys.ts) carries the id in front of the
+ * transcoder's bytes (`<header><u16 length><id, UTF-8><bytes>`), so a listing of keys can still name it.
+ */
+const WITH_ID_KIND = 0xfe;
+
+export function withId(id: string, bytes: Buffer): Buffer {
+  const len = Buffer.byteLength(id, 'utf8');
+  const b = Buffer.allocUnsafe(HEADER_LENGTH + 2 + len + bytes.length);
+  writeHeader(b, WITH_ID_KIND);
+  b.writeUInt16BE(len, HEADER_LENGTH);
+  b.write(id, HEADER_LENGTH + 2, 'utf8');
+  bytes.copy(b, HEADER_LENGTH + 2 + len);
+  return b;
+}
+
+/** The id a session item carries (withId), else undefined (its key names it). */
+export function idInItem(item: Buffer): string | undefined {
+  if (!hasHeader(item, WITH_ID_KIND) || item.length < HEADER_LENGTH + 2) return undefined;
+  return item.toString('utf8', HEADER_LENGTH + 2, HEADER_LENGTH + 2 + item.readUInt16BE(HEADER_LENGTH));
+}
+
+/** The transcoder's bytes in a session item (without the id withId put in front). */
+export function transcodedBytes(item: Buffer): Buffer {
+  return hasHeader(item, WITH_ID_KIND) && item.length >= HEADER_LENGTH + 2 ? item.subarray(HEADER_LENGTH + 2 + item.readUInt16BE(HEADER_LENGTH)) : item;
 }
 
 /** The new id when `bytes` is a relocation marker, else undefined. */
 export function movedTo(bytes: Buffer): string | undefined {
-  return hasHeader(bytes, MOVED_KIND) ? bytes.toString('latin1', HEADER_LENGTH) : undefined;
+  return hasHeader(bytes, MOVED_KIND) ? bytes.toString('utf8', HEADER_LENGTH) : undefined;
 }
 
 export function writeHeader(target: Buffer, kind: number): void {
@@ -94,6 +124,6 @@ export function isMsmItem(bytes: Buffer): boolean {
 }
 
 export function isStoredSession(v: unknown): v is StoredSession {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) &&
-    typeof (v as StoredSession).cookie === 'object' && (v as StoredSession).cookie !== null;
+  const cookie = (v as StoredSession | null)?.cookie;
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && (cookie === undefined || (typeof cookie === 'object' && cookie !== null));
 }

@@ -141,8 +141,8 @@ describe('Avro through express-session and real memcached', () => {
     const { cookie, ...attrs } = decoded;
     expect(cookie).toMatchObject({ httpOnly: true, path: '/' });
     // express-session's maxAge setter reads the clock twice: it may come out a millisecond short
-    expect(60_000 - (cookie.originalMaxAge as number)).toBeGreaterThanOrEqual(0);
-    expect(60_000 - (cookie.originalMaxAge as number)).toBeLessThan(10);
+    expect(60_000 - (cookie!.originalMaxAge as number)).toBeGreaterThanOrEqual(0);
+    expect(60_000 - (cookie!.originalMaxAge as number)).toBeLessThan(10);
     const defaults = t instanceof AvroTranscoder ? { visits: 0, theme: 'light' } : {};
     expect(attrs).toEqual({ user: { id: 1, name: 'Cy' }, cart: ['sku-1', 'sku-2'], ...defaults });
     // The request itself still saw everything; the next one sees only what was stored.

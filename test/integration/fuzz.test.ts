@@ -8,7 +8,7 @@ import express from 'express';
 import session from 'express-session';
 import fc from 'fast-check';
 import { MemcachedStore } from '../../lib/store';
-import { isValidMemcachedKey } from '../../lib/keys';
+import { KeyFormat, isValidMemcachedKey } from '../../lib/keys';
 import { SessionIdFormat } from '../../lib/session-id';
 import { encodeValidity } from '../../lib/validity';
 import { JsonTranscoder } from '../../lib/transcoders/json';
@@ -105,11 +105,12 @@ const caseGen: fc.Arbitrary<Case> = fc.record({
 
 // --- harness -----------------------------------------------------------------------------------------------
 
-const keyIds = new SessionIdFormat(new Set(NODE_IDS), true, 1000);
+const keyIds = new SessionIdFormat(new Set(NODE_IDS), true);
+const keyFormat = new KeyFormat(PREFIX);
 const badKeys: string[] = [];
 let keysSeen = 0;
 
-/** Every key the store builds: valid for memcached, and built from an id the store's parser accepts. */
+/** Every key the store builds: valid for memcached, and built (escaped or hashed) from an id the parser accepts. */
 function checkKey(key: string): void {
   keysSeen++;
   if (!isValidMemcachedKey(key)) {
@@ -127,9 +128,12 @@ function checkKey(key: string): void {
     badKeys.push(`key without the prefix ${JSON.stringify(key)}`);
     return;
   }
-  const id = rest.slice(PREFIX.length);
-  if (/^ping-n[123]$/.test(id) && key === rest) return;
-  if (!keyIds.parse(id)) badKeys.push(`key built from an id the parser rejects ${JSON.stringify(key)}`);
+  const part = rest.slice(PREFIX.length);
+  if (/^ping-n[123]$/.test(part) && key === rest) return;
+  // A hashed id: nothing of the client's input is in the key.
+  if (/^#[A-Za-z0-9_-]{43}$/.test(part)) return;
+  const id = keyFormat.keyPartToId(part);
+  if (id === undefined || !keyIds.parse(id)) badKeys.push(`key built from an id the parser rejects ${JSON.stringify(key)}`);
 }
 
 function encodeCookieValue(v: string): string {
@@ -331,8 +335,9 @@ describe('fuzz: hostile cookies, routes and stored values', () => {
       count(`${c.id.kind}/${c.id.kind === 'planted' ? c.id.plant.kind : wrap}/${res.status}`);
       if (badKeys.length > keysBefore) failures.push(`${tag}: ${badKeys.slice(keysBefore).join('; ')}`);
 
+      const noCookie = c.id.kind === 'planted' && c.id.plant.kind === 'json' && c.id.plant.text === '{}' && res.status === 500;
       if (c.path === '/boom') {
-        if (res.status !== 500 || res.body?.error !== 'handler failure') failures.push(`${tag}: /boom answered ${res.status} ${JSON.stringify(res.body)}`);
+        if (res.status !== 500 || (res.body?.error !== 'handler failure' && !noCookie)) failures.push(`${tag}: /boom answered ${res.status} ${JSON.stringify(res.body)}`);
         return;
       }
       if (c.path === '/destroy') {
@@ -341,8 +346,11 @@ describe('fuzz: hostile cookies, routes and stored values', () => {
         return;
       }
       if (res.status !== 200) {
-        // Clear errors are allowed only where the stored data itself is too big to be saved again.
-        const allowed = c.id.kind === 'planted' && c.id.plant.kind === 'oversized' && expect === 'maybe';
+        // Clear errors are allowed only where the stored data itself is too big to be saved again, and for a session
+        // stored without a cookie ('{}'): it comes back as stored (like MemoryStore) and express-session's inflate
+        // fails the request with its own error.
+        const allowed = (c.id.kind === 'planted' && c.id.plant.kind === 'oversized' && expect === 'maybe')
+          || noCookie;
         if (!allowed || res.status < 400 || typeof res.body?.error !== 'string' || !res.body.error) {
           failures.push(`${tag}: status ${res.status} body ${JSON.stringify(res.body).slice(0, 300)}`);
         }
@@ -400,9 +408,9 @@ describe('fuzz: hostile cookies, routes and stored values', () => {
     expect(badKeys).toEqual([]);
     expect(rejections).toEqual([]);
     expect(keysSeen).toBeGreaterThan(CASES);
-    // Coverage of the interesting paths: invalid ids were seen, decode failures happened, planted values expired.
+    // Coverage of the interesting paths: decode failures happened, planted values expired. (Hostile ids are valid
+    // ids now; checkKey saw each reach memcached only escaped or hashed.)
     const st = store.stats() as any;
-    expect(st.invalidSessionIds).toBeGreaterThan(500);
     expect(st.decodeFailures).toBeGreaterThan(50);
     expect(st.sessionsExpired).toBeGreaterThan(50);
     if (process.env.FUZZ_VERBOSE) console.log(tally, st);

@@ -1,16 +1,27 @@
 // The key -> (kind, session id) step used by listing, clear and repair: the inverse of KeyFormat.
-import { KeyFormat, idInKey } from '../../lib/keys';
+import { KeyFormat, idInKey, keyOfPart } from '../../lib/keys';
 
 describe('idInKey', () => {
   const id = '0123456789ABCDEF0123456789ABCDEF-n1';
 
-  it.each(['', 'shop_'])('inverts every key KeyFormat builds (prefix %j)', (prefix) => {
+  it.each(['', 'shop_'])('inverts every key KeyFormat builds, escaped ids too (prefix %j)', (prefix) => {
     const keys = new KeyFormat(prefix);
-    expect(idInKey(keys, keys.session(id))).toEqual({ kind: 'session', id });
-    expect(idInKey(keys, keys.validity(id))).toEqual({ kind: 'validity', id });
-    expect(idInKey(keys, keys.backup(id))).toEqual({ kind: 'backup', id });
-    expect(idInKey(keys, keys.backupValidity(id))).toEqual({ kind: 'backupValidity', id });
-    expect(idInKey(keys, keys.lock(id))).toEqual({ kind: 'lock', id });
+    for (const [sid, part] of [[id, id], ['a b/é', '~a%20b%2F%C3%A9']]) {
+      for (const kind of ['session', 'validity', 'backup', 'backupValidity', 'lock'] as const) {
+        const key = keys[kind](sid);
+        expect(idInKey(keys, key)).toEqual({ kind, id: sid, part });
+        expect(keyOfPart(keys, kind, part)).toBe(key);
+      }
+    }
+  });
+
+  it('a hashed id: the key gives its part, not the id (the item names it)', () => {
+    const keys = new KeyFormat('shop_');
+    const long = 'z'.repeat(400);
+    const part = keys.idToKeyPart(long);
+    expect(keys.isHashedPart(part)).toBe(true);
+    expect(idInKey(keys, keys.backupValidity(long))).toEqual({ kind: 'backupValidity', id: undefined, part });
+    expect(keyOfPart(keys, 'session', part)).toBe(keys.session(long));
   });
 
   it('knows no key of another prefix, nor the bare prefix', () => {

@@ -1,7 +1,7 @@
-import { SessionIdFormat, randomPart } from '../../lib/session-id';
-import { KeyFormat } from '../../lib/keys';
+import { MAX_ID_LENGTH, SessionIdFormat, randomPart } from '../../lib/session-id';
+import { KeyFormat, isValidMemcachedKey } from '../../lib/keys';
 
-const fmt = new SessionIdFormat(new Set(['n1', 'n2']), true, new KeyFormat('').maxIdLength);
+const fmt = new SessionIdFormat(new Set(['n1', 'n2']), true);
 
 describe('session ids', () => {
   it('random part: 128 bits from crypto as 32 hex chars, never "-" or "."', () => {
@@ -32,32 +32,68 @@ describe('session ids', () => {
   });
 
   it('never puts a node id in ids when the single node has none (msm host:port form)', () => {
-    const single = new SessionIdFormat(new Set(['n1']), false, 200);
+    const single = new SessionIdFormat(new Set(['n1']), false);
     expect(single.create('n1', undefined)).toMatch(/^[0-9A-F]{32}$/);
     expect(single.parse('ABC-n1')).toMatchObject({ random: 'ABC-n1', nodeId: undefined });
   });
 
   it.each([
-    ['', 'empty'],
-    ['has space-n1', 'space'],
-    ['abc\u0000-n1', 'control character'],
-    ['abc\n', 'newline'],
-    ['café-n1', 'non-ASCII'],
-    ['a.b.c', 'two routes'],
-    ['abc.', 'empty route'],
-    ['abc-n1.r-x', 'dash in route'],
-    ['x'.repeat(fmt.maxLength + 1), 'too long'],
-    [42, 'not a string'],
-  ] as Array<[unknown, string]>)('rejects %j (%s)', (id) => {
+    ['empty', ''],
+    ['longer than any cookie', 'x'.repeat(MAX_ID_LENGTH + 1)],
+    ['a lone surrogate (no UTF-8 form)', 'a\uD800b'],
+    ['not a string', 42],
+  ] as Array<[string, unknown]>)('rejects an id that is %s', (_what, id) => {
     expect(fmt.parse(id)).toBeNull();
   });
 
-  it('max length keeps the longest derived key within memcached\'s 250 bytes', () => {
-    const keys = new KeyFormat('shop_');
-    const f = new SessionIdFormat(new Set(['n1']), true, keys.maxIdLength);
-    const id = 'A'.repeat(f.maxLength);
-    expect(f.parse(id)).not.toBeNull();
-    expect(keys.backupValidity(id).length).toBe(250);
+  it('accepts any other id express-session may hand over (custom genid), reading a route only after the last "."', () => {
+    for (const id of ['%', 'a/b+c=', 'has space-n1', 'abc\u0000', 'café-n1', '😀', 'x'.repeat(300), 'abc.', 'a.b-c']) {
+      expect(fmt.parse(id)).toMatchObject({ id, route: undefined });
+    }
+    expect(fmt.parse('café-n1')).toMatchObject({ random: 'café', nodeId: 'n1' });
+    expect(fmt.parse('a.b.c')).toMatchObject({ random: 'a.b', route: 'c' });
+    expect(fmt.parse('%/x.a')).toMatchObject({ random: '%/x', route: 'a' });
+  });
+});
+
+describe('id <-> key part (KeyFormat.idToKeyPart / keyPartToId)', () => {
+  const k = new KeyFormat('shop_');
+
+  it('keeps msm-format ids verbatim while the longest derived key fits 250 bytes', () => {
+    for (const id of ['ABC-n1', 'ABC-n1.a', 'uid_safe-Base64url', 'A'.repeat(k.maxIdLength)]) {
+      expect(k.idToKeyPart(id)).toBe(id);
+      expect(k.keyPartToId(id)).toBe(id);
+    }
+    expect(k.backupValidity('A'.repeat(k.maxIdLength)).length).toBe(250);
+  });
+
+  it.each([
+    ['%', '~%25'],
+    ['a/b+c=d', '~a%2Fb%2Bc%3Dd'],
+    ['has space', '~has%20space'],
+    ['tab\tnl\n', '~tab%09nl%0A'],
+    ['café', '~caf%C3%A9'],
+    ['a.b.c', '~a.b.c'],
+    ['~x', '~%7Ex'],
+    ['#x', '~%23x'],
+  ])('escapes %j as %j, reversibly', (id, part) => {
+    expect(k.idToKeyPart(id)).toBe(part);
+    expect(k.keyPartToId(part)).toBe(id);
+    expect(isValidMemcachedKey(k.backupValidity(id))).toBe(true);
+  });
+
+  it('hashes ids whose escaped form would not fit (not reversible from the key)', () => {
+    for (const id of ['x'.repeat(300), 'A'.repeat(k.maxIdLength + 1), 'é'.repeat(100)]) {
+      const part = k.idToKeyPart(id);
+      expect(part).toMatch(/^#[A-Za-z0-9_-]{43}$/);
+      expect(k.keyPartToId(part)).toBeUndefined();
+      expect(isValidMemcachedKey(k.backupValidity(id))).toBe(true);
+    }
+    expect(k.idToKeyPart('x'.repeat(300))).not.toBe(k.idToKeyPart('x'.repeat(301)));
+  });
+
+  it('maps no key part to an id that would not map back to it', () => {
+    for (const part of ['~%zz', '~ab', 'validity:x', '~%41']) expect(k.keyPartToId(part)).toBeUndefined();
   });
 });
 
