@@ -176,7 +176,9 @@ export class MemcachedStore extends Store {
 
   /** Deletes every copy of this store's sessions on every node (and sticky's local ones); nothing else. */
   clear(callback?: Callback<void>): Promise<void> {
-    return withCallback(this.lister.clear().then((n) => { this.logger.info(`clear: ${n} items deleted`); }), callback);
+    // Queued backups and a running node repair would otherwise write copies back after the walk deleted them.
+    const cleared = this.backups.flush().then(() => this.ready()).then(() => this.lister.clear());
+    return withCallback(cleared.then((n) => { this.logger.info(`clear: ${n} items deleted`); }), callback);
   }
 
   /**

@@ -146,6 +146,18 @@ describe('drop-in semantics on three nodes', () => {
     });
   });
 
+  it('clear right after writes: neither a queued backup nor a node repair brings a session back', async () => {
+    // A new prefix has no probe markers yet, so the first probes start node repairs; backups are written after set.
+    for (let i = 0; i < 8; i++) {
+      const store = newStore({ storageKeyPrefix: `static:cr${i}`, sessionBackupAsync: true });
+      const id = store.genid();
+      await store.set(id, { cookie: { originalMaxAge: 60_000, path: '/' }, n: i } as any);
+      await store.clear();
+      expect(await store.get(id)).toBeNull();
+      for (const r of raw) expect((await r.keys()).filter((k) => k.includes(`cr${i}_`) && !k.includes('ping-'))).toEqual([]);
+    }
+  });
+
   it('sticky: an odd id with this instance\'s route stays local and its memcached copy is under the escaped key', async () => {
     const store = newStore({ sticky: true, route: 'a' });
     const id = 'a b/%.a';
