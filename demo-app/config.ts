@@ -8,6 +8,7 @@ export const ENV_NAMES = [
   'HOST',
   'PORT',
   'MEMCACHED_NODES',
+  'MEMCACHED_TLS_CA',
   'FAILOVER_NODES',
   'STICKY',
   'ROUTE',
@@ -28,6 +29,8 @@ export interface DemoConfig {
   host: string;
   port: number;
   memcachedNodes: string;
+  /** PEM file of the CA that signed the memcached nodes' certificates: set, the app speaks TLS to them. */
+  memcachedTlsCa: string | undefined;
   failoverNodes: string | undefined;
   sticky: boolean;
   route: string | undefined;
@@ -64,6 +67,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
     host: env.HOST || '127.0.0.1',
     port,
     memcachedNodes: env.MEMCACHED_NODES || 'n1:127.0.0.1:21211,n2:127.0.0.1:21212',
+    memcachedTlsCa: env.MEMCACHED_TLS_CA || undefined,
     failoverNodes: env.FAILOVER_NODES || undefined,
     sticky,
     route,

@@ -6,6 +6,7 @@
 // Environment (all optional):
 //   DEMO_PORT=8080  DEMO_APP_A_PORT=3001  DEMO_APP_B_PORT=3002  DEMO_N1_PORT=21211  DEMO_N2_PORT=21212
 //   DEMO_STICKY=1 (or --sticky)     sticky mode: routes a/b, the balancer routes by the cookie's `.route` suffix
+//   DEMO_TLS=1                      memcached speaks TLS only (certificates made with openssl in a temp dir)
 //   DEMO_BALANCER=nginx|node        default: nginx when installed, else node
 //   DEMO_STATE_FILE=path            where pids and ports are written for `npm run demo:check` (demo-app/.run/state.json)
 //   SESSION_SECRET                  shared by both instances (default: random per run)
@@ -16,6 +17,7 @@ import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { NodeBalancer, Upstream, nginxConfig, startNodeBalancer } from './balancer';
+import { makeCerts } from '../test/helpers/tls';
 
 const ROOT = path.resolve(__dirname, '..');
 const HOST = '127.0.0.1';
@@ -142,6 +144,7 @@ function pipeOutput(name: string, proc: ChildProcess): void {
 
 async function main(): Promise<void> {
   const sticky = process.argv.includes('--sticky') || /^(1|true|yes|on)$/i.test(process.env.DEMO_STICKY ?? '');
+  const tls = /^(1|true|yes|on)$/i.test(process.env.DEMO_TLS ?? '');
   const ports = {
     balancer: envPort('DEMO_PORT', 8080),
     a: envPort('DEMO_APP_A_PORT', 3001),
@@ -164,6 +167,7 @@ async function main(): Promise<void> {
   const children: Array<{ name: string; proc: ChildProcess }> = [];
   let nodeBalancer: NodeBalancer | undefined;
   let nginxDir: string | undefined;
+  let certsDir: string | undefined;
   let stopping = false;
 
   const stop = async (code: number) => {
@@ -183,7 +187,7 @@ async function main(): Promise<void> {
       await Promise.race([Promise.all(procs.map(exited)), new Promise((r) => setTimeout(r, 5000))]);
       for (const p of procs) if (alive(p)) p.kill('SIGKILL');
     }
-    if (nginxDir) fs.rmSync(nginxDir, { recursive: true, force: true });
+    for (const dir of [nginxDir, certsDir]) if (dir) fs.rmSync(dir, { recursive: true, force: true });
     log('stopped');
     process.exit(code);
   };
@@ -209,8 +213,11 @@ async function main(): Promise<void> {
 
   try {
     // memcached n1, n2
+    const certs = tls ? makeCerts() : undefined;
+    certsDir = certs?.dir;
     for (const id of ['n1', 'n2'] as const) {
       const args = ['-l', HOST, '-p', String(ports[id]), '-U', '0', '-m', '64', '-t', '2', '-c', '1024'];
+      if (certs) args.push('-Z', '-o', `ssl_chain_cert=${certs.serverCert},ssl_key=${certs.serverKey}`);
       if (process.getuid?.() === 0) args.push('-u', 'root');
       const proc = spawnChild(id, memcachedBin, args);
       await waitFor(`memcached ${id} (port ${ports[id]})`, () => canConnect(ports[id]), proc, 15_000);
@@ -227,6 +234,7 @@ async function main(): Promise<void> {
         HOST,
         PORT: String(ports[name]),
         MEMCACHED_NODES: memcachedNodes,
+        ...(certs ? { MEMCACHED_TLS_CA: certs.ca } : {}),
         STICKY: sticky ? 'true' : 'false',
         ROUTE: name,
         SESSION_SECRET: secret,
@@ -282,11 +290,11 @@ async function main(): Promise<void> {
     fs.writeFileSync(stateFile, JSON.stringify(state, null, 2) + '\n');
 
     process.stdout.write(`
-express-msm demo (${sticky ? 'sticky: routes a/b, the balancer follows the cookie\'s .route suffix' : 'non-sticky: sessions live in memcached'})
+express-msm demo (${sticky ? 'sticky: routes a/b, the balancer follows the cookie\'s .route suffix' : 'non-sticky: sessions live in memcached'}${tls ? '; TLS to memcached' : ''})
   balancer  ${url}  (${balancer.kind}, ${sticky ? 'by the route in the session cookie; new sessions round robin' : 'round robin over a and b'})
   app a     http://${HOST}:${ports.a}/  pid ${state.apps.a.pid}
   app b     http://${HOST}:${ports.b}/  pid ${state.apps.b.pid}
-  memcached n1 ${HOST}:${ports.n1} pid ${state.memcached.n1.pid}, n2 ${HOST}:${ports.n2} pid ${state.memcached.n2.pid}
+  memcached${tls ? ' (TLS)' : ''} n1 ${HOST}:${ports.n1} pid ${state.memcached.n1.pid}, n2 ${HOST}:${ports.n2} pid ${state.memcached.n2.pid}
 
 Try:
   1. Open ${url} and reload a few times: ${sticky

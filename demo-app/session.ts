@@ -1,4 +1,6 @@
 // The one place the demo builds its session middleware.
+import * as fs from 'fs';
+import type { ConnectionOptions } from 'tls';
 import type { RequestHandler } from 'express';
 import type session from 'express-session';
 import { memcachedSession } from '../lib';
@@ -10,6 +12,7 @@ export type SessionMiddleware = RequestHandler & { store: MemcachedStore };
 
 export interface DemoSessionOptions {
   memcachedNodes: string;
+  tls?: ConnectionOptions;
   failoverNodes?: string;
   sticky: boolean;
   route?: string;
@@ -21,6 +24,7 @@ export interface DemoSessionOptions {
 export function demoSession(cfg: DemoConfig): SessionMiddleware {
   const options: DemoSessionOptions = {
     memcachedNodes: cfg.memcachedNodes,
+    ...(cfg.memcachedTlsCa ? { tls: { ca: fs.readFileSync(cfg.memcachedTlsCa) } } : {}),
     failoverNodes: cfg.failoverNodes,
     sticky: cfg.sticky,
     route: cfg.route,

@@ -1,4 +1,5 @@
 // Options, defaults and validation. Knows msm's attribute names and syntax; knows nothing of memcached or HTTP.
+import { type ConnectionOptions, createSecureContext } from 'tls';
 import type { Transcoder } from './transcoders/transcoder';
 import type { Logger } from './logger';
 import type { IndexBy } from './user-index';
@@ -27,6 +28,8 @@ export interface MemcachedStoreOptions {
   /** SASL PLAIN credentials, passed to each node's client. */
   username?: string;
   password?: string;
+  /** TLS to every node: true (system CAs) or tls.connect options (ca, cert + key for mutual TLS, servername, ...). */
+  tls?: boolean | ConnectionOptions;
   /** Session <-> bytes. JSON by default. */
   transcoder?: Transcoder;
   /** Regex over top-level attribute names; only matching attributes are stored (msm `sessionAttributeFilter`). */
@@ -73,6 +76,7 @@ export interface ResolvedConfig {
   defaultMaxInactiveInterval: number;
   username: string | undefined;
   password: string | undefined;
+  tls: ConnectionOptions | undefined;
   sessionAttributeFilter: RegExp | undefined;
   nodeAvailabilityCacheTTL: number;
   localMaxSessions: number;
@@ -193,6 +197,20 @@ function regex(option: string, value: unknown): RegExp | undefined {
   }
 }
 
+/** true -> {} (Node's defaults: system CAs, certificate checked); an object is checked now, not at first connect. */
+export function parseTls(value: unknown): ConnectionOptions | undefined {
+  if (value === undefined || value === null || value === false) return undefined;
+  if (value === true) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError('tls', value, 'expected true or tls.connect options');
+  const options = { ...(value as ConnectionOptions) };
+  try {
+    createSecureContext(options); // bad PEM, a key that does not match its certificate, unknown ciphers
+  } catch (e) {
+    throw new ConfigError('tls', '[options]', (e as Error).message);
+  }
+  return options;
+}
+
 /** msm's storageKeyPrefix tokens: `static:x`, `host`, `host.hash`; joined with ':' and ended with '_'. */
 export function parseStorageKeyPrefix(value: unknown, hostname: () => string): string {
   const option = 'storageKeyPrefix';
@@ -249,6 +267,7 @@ export function resolveConfig(options: MemcachedStoreOptions): ResolvedConfig {
       'defaultMaxInactiveInterval', options.defaultMaxInactiveInterval, DEFAULTS.defaultMaxInactiveInterval, { integer: true, min: 1 }),
     username: options.username,
     password: options.password,
+    tls: parseTls(options.tls),
     sessionAttributeFilter: regex('sessionAttributeFilter', options.sessionAttributeFilter),
     nodeAvailabilityCacheTTL: nonNegative('nodeAvailabilityCacheTTL', options.nodeAvailabilityCacheTTL, DEFAULTS.nodeAvailabilityCacheTTL),
     localMaxSessions: nonNegative('localMaxSessions', options.localMaxSessions, DEFAULTS.localMaxSessions, { integer: true, min: 1 }),

@@ -1,9 +1,10 @@
-// One memcached node. The only file that imports memjs: the store sees get/set/add/delete/touch with a deadline,
+// One memcached node. The only file that uses memjs (lib/tls.ts makes its servers): the store sees get/set/add/delete/touch with a deadline,
 // and failures as values, never exceptions.
 import * as memjs from 'memjs';
-import * as net from 'net';
+import type { ConnectionOptions } from 'tls';
 import { isValidMemcachedKey } from './keys';
 import type { Logger } from './logger';
+import { connectSocket, memjsServer } from './tls';
 
 export type OpResult<T> = { ok: true; value: T } | { ok: false; error: Error };
 
@@ -15,6 +16,8 @@ export interface NodeClientOptions {
   operationTimeout: number;
   username?: string;
   password?: string;
+  /** Set: every socket to the node is TLS with these options. */
+  tls?: ConnectionOptions;
   logger: Logger;
   onKey?: (key: string) => void;
 }
@@ -34,7 +37,7 @@ export class NodeClient {
     this.address = `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`;
     const seconds = opts.operationTimeout / 1000;
     const quiet = { log: (...a: unknown[]) => opts.logger.debug(`memjs ${this.id}: ${a.join(' ')}`) };
-    this.client = memjs.Client.create(this.address, {
+    const options = {
       // One retry, at once: a socket broken by a node restart fails its first operation, and that alone must not
       // move sessions to another node. Timeouts cannot stack: run() enforces one operationTimeout for both tries.
       retries: 2,
@@ -45,7 +48,8 @@ export class NodeClient {
       keepAlive: true,
       logger: quiet as unknown as Console,
       ...(opts.username !== undefined ? { username: opts.username, password: opts.password } : {}),
-    } as memjs.ClientOptions & memjs.ServerOptions);
+    } as memjs.ClientOptions & memjs.ServerOptions;
+    this.client = new memjs.Client([memjsServer(opts.host, opts.port, options, opts.tls)], options);
   }
 
   /** `maintenance`: probes and repairs, counted apart from the operations requests cause. */
@@ -114,7 +118,10 @@ export class NodeClient {
       /** null until memcached's `version` answered: whether a paused reader is safe (see below). */
       let pausable: boolean | null = null;
       let timer: NodeJS.Timeout | undefined;
-      const sock = net.connect({ host: this.opts.host, port: this.opts.port });
+      const sock = connectSocket(this.opts.host, this.opts.port, this.opts.tls, () => {
+        arm();
+        sock.write('version\r\n');
+      });
       const finish = (r: { ok: true; value: number } | { ok: false; error: Error; retry: boolean }) => {
         if (done) return;
         done = true;
@@ -179,10 +186,6 @@ export class NodeClient {
           finish({ ok: false, error: fail(line + old), retry: false });
         }
       };
-      sock.on('connect', () => {
-        arm();
-        sock.write('version\r\n');
-      });
       sock.on('data', (d) => {
         arm();
         // A line cut by the chunk boundary is completed by the next chunk.

@@ -1,6 +1,7 @@
 // The node set: ids in configured order, which node is next, and an availability cache fed by
 // `ping-<nodeId>` probes and by operation results (msm's NodeAvailabilityCache, 1 s by default).
 import { EventEmitter } from 'events';
+import type { ConnectionOptions } from 'tls';
 import { NodeClient } from './node-client';
 import type { MemcachedNodeConfig } from './config';
 import type { KeyFormat } from './keys';
@@ -23,6 +24,7 @@ export interface NodeSetOptions {
   logger: Logger;
   username?: string;
   password?: string;
+  tls?: ConnectionOptions;
   onKey?: (key: string) => void;
 }
 
@@ -44,7 +46,7 @@ export class NodeSet extends EventEmitter {
     this.primaryIds = this.ids.filter((id) => !opts.failoverNodeIds.includes(id));
     for (const n of opts.nodes) {
       this.clients.set(n.id, new NodeClient({ ...n, operationTimeout: opts.operationTimeout, logger: opts.logger,
-        username: opts.username, password: opts.password, onKey: opts.onKey }));
+        username: opts.username, password: opts.password, tls: opts.tls, onKey: opts.onKey }));
       // Unknown nodes start as available: the first operation or probe tells.
       this.state.set(n.id, { available: true, checkedAt: 0, probing: undefined });
     }

@@ -100,6 +100,7 @@ export class MemcachedStore extends Store {
       logger: this.logger,
       username: this.config.username,
       password: this.config.password,
+      tls: this.config.tls,
       onKey: options.onKey,
     });
     this.backups = new BackupRunner(this.config.sessionBackupAsync, this.config.sessionBackupTimeout, this.logger);

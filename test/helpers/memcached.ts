@@ -88,7 +88,7 @@ export class MemcachedProcess {
   proc: ChildProcess | undefined;
   stopped = false;
 
-  constructor(readonly port: number, readonly extraArgs: string[] = []) {}
+  constructor(readonly port: number, readonly extraArgs: string[] = [], readonly env: NodeJS.ProcessEnv = process.env) {}
 
   get address(): string {
     return `127.0.0.1:${this.port}`;
@@ -97,7 +97,7 @@ export class MemcachedProcess {
   async start(): Promise<this> {
     const args = ['-l', '127.0.0.1', '-p', String(this.port), '-U', '0', '-m', '64', '-t', '2', '-c', '1024', ...this.extraArgs];
     if (process.getuid?.() === 0) args.push('-u', 'root');
-    this.proc = spawn(memcachedBinary(), args, { stdio: 'ignore', detached: false });
+    this.proc = spawn(memcachedBinary(), args, { stdio: 'ignore', detached: false, env: this.env });
     this.stopped = false;
     const until = Date.now() + 5000;
     while (Date.now() < until) {
