@@ -233,16 +233,22 @@ export function parseStorageKeyPrefix(value: unknown, hostname: () => string): s
   return parts.length ? parts.join(':') + '_' : '';
 }
 
-export function resolveConfig(options: MemcachedStoreOptions): ResolvedConfig {
-  if (!options || typeof options !== 'object') throw new ConfigError('options', options, 'expected an object');
-  const { nodes, encodeNodeId } = parseMemcachedNodes(options.memcachedNodes);
-  const failoverNodeIds = parseIdList('failoverNodes', options.failoverNodes, nodes);
+/** memcachedNodes and failoverNodes together: at construction and for setMemcachedNodes. */
+export function resolveNodes(memcachedNodes: unknown, failoverNodes: unknown): Pick<ResolvedConfig, 'nodes' | 'encodeNodeId' | 'failoverNodeIds'> {
+  const { nodes, encodeNodeId } = parseMemcachedNodes(memcachedNodes);
+  const failoverNodeIds = parseIdList('failoverNodes', failoverNodes, nodes);
   if (failoverNodeIds.length && nodes.length === 1) {
-    throw new ConfigError('failoverNodes', options.failoverNodes, 'needs more than one memcached node');
+    throw new ConfigError('failoverNodes', failoverNodes, 'needs more than one memcached node');
   }
   if (failoverNodeIds.length === nodes.length) {
-    throw new ConfigError('failoverNodes', options.failoverNodes, 'names every node: at least one node must be a primary');
+    throw new ConfigError('failoverNodes', failoverNodes, 'names every node: at least one node must be a primary');
   }
+  return { nodes, encodeNodeId, failoverNodeIds };
+}
+
+export function resolveConfig(options: MemcachedStoreOptions): ResolvedConfig {
+  if (!options || typeof options !== 'object') throw new ConfigError('options', options, 'expected an object');
+  const { nodes, encodeNodeId, failoverNodeIds } = resolveNodes(options.memcachedNodes, options.failoverNodes);
   const sticky = bool('sticky', options.sticky, DEFAULTS.sticky);
   let route: string | undefined;
   if (options.route !== undefined && options.route !== null && options.route !== '') {

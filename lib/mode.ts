@@ -67,6 +67,8 @@ export interface SessionMode {
   /** Sticky: drops every local session (store.clear). */
   clearLocal?(): void;
   close(): Promise<void>;
+  /** After the node list changed (`before`: the ids before): re-place what the change displaced. */
+  nodesChanged?(before: readonly string[]): void;
   /** Resolves when background work (repairs) is done. */
   idle?(): Promise<void>;
 }

@@ -33,23 +33,68 @@ export interface NodeSetOptions {
  * answers without our marker in `ping-<nodeId>` ('restarted': it lost its items, or is new). Repair listens.
  */
 export class NodeSet extends EventEmitter {
-  readonly ids: readonly string[];
-  readonly primaryIds: readonly string[];
-  readonly failoverIds: readonly string[];
+  /** Current nodes in configured order; replaced (never mutated) by update(). */
+  ids: readonly string[] = [];
+  primaryIds: readonly string[] = [];
+  failoverIds: readonly string[] = [];
+  /**
+   * Every node id this set has had, current or removed: session ids that name a removed node must still parse as
+   * naming it (so they are served from their backups and relocated, as for a dead node), not as plain ids.
+   */
+  readonly knownIds = new Set<string>();
   private readonly clients = new Map<string, NodeClient>();
+  private readonly configs = new Map<string, MemcachedNodeConfig>();
+  /** Clients of removed nodes: operations in flight finish, later ones fail ("closed"), never throw. */
+  private readonly removed = new Map<string, NodeClient>();
+  private readonly closeTimers = new Set<NodeJS.Timeout>();
   private readonly state = new Map<string, Availability>();
 
   constructor(private readonly opts: NodeSetOptions) {
     super();
-    this.ids = opts.nodes.map((n) => n.id);
-    this.failoverIds = opts.failoverNodeIds;
-    this.primaryIds = this.ids.filter((id) => !opts.failoverNodeIds.includes(id));
-    for (const n of opts.nodes) {
-      this.clients.set(n.id, new NodeClient({ ...n, operationTimeout: opts.operationTimeout, logger: opts.logger,
-        username: opts.username, password: opts.password, tls: opts.tls, onKey: opts.onKey }));
+    this.update(opts.nodes, opts.failoverNodeIds);
+  }
+
+  /**
+   * Replaces the node list (validated by the caller). Kept nodes keep their client and availability; a node whose
+   * address changed counts as removed and added. Removed nodes count as down from now on; their clients close
+   * after operationTimeout, so operations already sent can finish. Returns what changed.
+   */
+  update(nodes: readonly MemcachedNodeConfig[], failoverIds: readonly string[]): { added: string[]; removed: string[] } {
+    const added: string[] = [];
+    const removed: string[] = [];
+    const next = new Map(nodes.map((n) => [n.id, n]));
+    for (const [id, c] of this.clients) {
+      const n = next.get(id);
+      const was = this.configs.get(id)!;
+      if (n && n.host === was.host && n.port === was.port) continue;
+      this.clients.delete(id);
+      this.configs.delete(id);
+      this.state.delete(id);
+      this.removed.get(id)?.close();
+      this.removed.set(id, c);
+      const t = setTimeout(() => {
+        this.closeTimers.delete(t);
+        c.close();
+      }, this.opts.operationTimeout + 100);
+      t.unref?.();
+      this.closeTimers.add(t);
+      removed.push(id);
+    }
+    for (const n of nodes) {
+      if (this.clients.has(n.id)) continue;
+      this.clients.set(n.id, new NodeClient({ ...n, operationTimeout: this.opts.operationTimeout, logger: this.opts.logger,
+        username: this.opts.username, password: this.opts.password, tls: this.opts.tls, onKey: this.opts.onKey }));
+      this.configs.set(n.id, n);
+      this.removed.delete(n.id);
       // Unknown nodes start as available: the first operation or probe tells.
       this.state.set(n.id, { available: true, checkedAt: 0, probing: undefined });
+      this.knownIds.add(n.id);
+      added.push(n.id);
     }
+    this.ids = nodes.map((n) => n.id);
+    this.failoverIds = [...failoverIds];
+    this.primaryIds = this.ids.filter((id) => !failoverIds.includes(id));
+    return { added, removed };
   }
 
   has(id: string): boolean {
@@ -57,7 +102,7 @@ export class NodeSet extends EventEmitter {
   }
 
   client(id: string): NodeClient {
-    const c = this.clients.get(id);
+    const c = this.clients.get(id) ?? this.removed.get(id);
     if (!c) throw new Error(`express-msm: no memcached node "${id}"`);
     return c;
   }
@@ -144,7 +189,8 @@ export class NodeSet extends EventEmitter {
   }
 
   close(): void {
-    for (const c of this.clients.values()) c.close();
+    for (const t of this.closeTimers) clearTimeout(t);
+    for (const c of [...this.clients.values(), ...this.removed.values()]) c.close();
   }
 
   private probe(id: string): void {
@@ -159,6 +205,7 @@ export class NodeSet extends EventEmitter {
     const client = this.client(id);
     const ping = this.opts.keys.ping(id);
     s.probing = client.get(ping, true).then(async (r) => {
+      if (this.state.get(id) !== s) return; // removed (or replaced) meanwhile
       if (!r.ok) return this.markFailed(id, r.error);
       this.markOk(id);
       // msm only needs the get to answer. The marker tells a node that lost its items: the first instance to put it

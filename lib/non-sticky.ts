@@ -388,6 +388,19 @@ export class NonStickyMode implements SessionMode {
     else this.refreshed.set(id, which === 'primary' ? { primary: Date.now(), backup: 0 } : { primary: 0, backup: Date.now() });
   }
 
+  /**
+   * A node joined or left: the backups of sessions whose primary now has another next node are copied there now
+   * (a repair of that node), rather than on each session's next request. Sessions whose primary left keep their
+   * backups and are relocated by their next request.
+   */
+  nodesChanged(before: readonly string[]): void {
+    const now = this.ctx.nodes.ids;
+    if (now.length < 2) return;
+    const nextIn = (list: readonly string[], id: string) => list[(list.indexOf(id) + 1) % list.length];
+    const targets = new Set(now.filter((id) => !before.includes(id) || nextIn(before, id) !== nextIn(now, id)).map((id) => nextIn(now, id)));
+    for (const node of targets) void this.repair.schedule(node, 'node list changed');
+  }
+
   /** Resolves when no repair is running (tests, start-up). */
   idle(): Promise<void> {
     return this.repair.idle();

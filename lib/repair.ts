@@ -30,7 +30,7 @@ export class NodeRepair {
   private readonly onReturned = (id: string, reason: string) => this.schedule(id, reason);
 
   constructor(private readonly ctx: ModeContext, private readonly primaryOf: (sid: SessionId) => string) {
-    if (ctx.nodes.ids.length > 1) ctx.nodes.on('returned', this.onReturned);
+    ctx.nodes.on('returned', this.onReturned); // node lists can grow at run time: run() checks there is another node
   }
 
   /** Starts a repair of `node` unless one runs already in this process. Resolves when it is done. */
@@ -56,6 +56,7 @@ export class NodeRepair {
 
   private async run(node: string, reason: string): Promise<void> {
     const { nodes, keys } = this.ctx;
+    if (nodes.ids.length < 2 || !nodes.has(node)) return;
     const target = nodes.client(node);
     const lockKey = keys.lock(`repair-${node}`);
     const lock = await target.add(lockKey, Buffer.from('1'), REPAIR_LOCK_TTL, true);

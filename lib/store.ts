@@ -4,7 +4,7 @@
 import { Store } from 'express-session';
 import type { SessionData } from 'express-session';
 import { LRUCache } from 'lru-cache';
-import { MemcachedStoreOptions, ResolvedConfig, resolveConfig } from './config';
+import { ConfigError, MemcachedStoreOptions, ResolvedConfig, resolveConfig, resolveNodes } from './config';
 import { KeyFormat } from './keys';
 import { Logger, defaultLogger, hashId } from './logger';
 import { LoadedMeta, ModeContext, SessionMode, itemUnderId } from './mode';
@@ -90,7 +90,6 @@ export class MemcachedStore extends Store {
       throw new Error('express-msm: invalid transcoder: expected { encode(session): Buffer, decode(bytes): session | null }');
     }
     this.keys = new KeyFormat(this.config.storageKeyPrefix);
-    this.idFormat = new SessionIdFormat(new Set(this.config.nodes.map((n) => n.id)), this.config.encodeNodeId);
     this.nodes = new NodeSet({
       nodes: this.config.nodes,
       failoverNodeIds: this.config.failoverNodeIds,
@@ -103,6 +102,8 @@ export class MemcachedStore extends Store {
       tls: this.config.tls,
       onKey: options.onKey,
     });
+    // The node set's knownIds, live: ids naming a node removed at run time still parse as naming it.
+    this.idFormat = new SessionIdFormat(this.nodes.knownIds, this.config.encodeNodeId);
     this.backups = new BackupRunner(this.config.sessionBackupAsync, this.config.sessionBackupTimeout, this.logger);
     const ctx: ModeContext = {
       cfg: this.config,
@@ -203,6 +204,30 @@ export class MemcachedStore extends Store {
       nodes: this.nodes.snapshot(),
       pendingBackups: this.backups.size,
     };
+  }
+
+  /**
+   * Replaces the memcached node list at run time (msm: through JMX), in the memcachedNodes/failoverNodes syntax.
+   * Invalid input throws a ConfigError and changes nothing. A node id keeps naming the same node: a session id
+   * names its node. New nodes take new sessions; sessions on a removed node are served from their backups and
+   * relocated on their next request, as when a node dies (sticky: the session's memcached copy is rewritten on
+   * another node). Every instance must be given the same list.
+   */
+  setMemcachedNodes(memcachedNodes: string, failoverNodes?: string): void {
+    if (this.closed) throw new Error('express-msm: setMemcachedNodes on a closed store');
+    const next = resolveNodes(memcachedNodes, failoverNodes);
+    if (next.encodeNodeId !== this.config.encodeNodeId) {
+      // Ids without a node suffix are placed by a hash over the nodes; ids with one name their node. Not mixable.
+      throw new ConfigError('memcachedNodes', memcachedNodes, this.config.encodeNodeId
+        ? 'the store was started with node ids ("n1:host:port,..."): give every node an id'
+        : 'the store was started with a single "host:port" (session ids name no node): it can only be replaced by one "host:port"');
+    }
+    const before = this.nodes.ids;
+    const { added, removed } = this.nodes.update(next.nodes, next.failoverNodeIds);
+    Object.assign(this.config, next);
+    if (!added.length && !removed.length) return;
+    this.logger.info(`memcached nodes changed: ${this.nodes.ids.join(', ')}${added.length ? `; added ${added.join(', ')}` : ''}${removed.length ? `; removed ${removed.join(', ')}` : ''}`);
+    this.mode.nodesChanged?.(before);
   }
 
   /** Probes every node now (normally probes run in the background when the 1 s cache entry is stale). */

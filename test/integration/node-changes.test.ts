@@ -1,0 +1,162 @@
+// store.setMemcachedNodes (issue 12): the node list changes at run time against real memcached processes, with two
+// app instances under load; every session must survive with every acknowledged increment.
+import request from 'supertest';
+import { ConfigError, MemcachedStore, MemcachedStoreOptions } from '../../lib';
+import { MemcachedProcess, killAll, startMemcacheds } from '../helpers/memcached';
+import { RawClient } from '../helpers/raw-client';
+import { cookieFor, idFromSetCookie, makeApp, until } from '../helpers/app';
+
+const spec = (ps: MemcachedProcess[], ids: string[]) => ids.map((id) => `${id}:127.0.0.1:${ps[Number(id.slice(1)) - 1].port}`).join(',');
+const nodeOf = (id: string) => /-(n\d)(?:\.\w+)?$/.exec(id)?.[1];
+
+describe('setMemcachedNodes', () => {
+  let ps: MemcachedProcess[];
+  let raw: RawClient[];
+  let stores: MemcachedStore[];
+  const newStore = (o: Partial<MemcachedStoreOptions>) => {
+    const s = new MemcachedStore({ memcachedNodes: spec(ps, ['n1', 'n2', 'n3']), sessionBackupAsync: false, sessionBackupTimeout: 1000,
+      storageKeyPrefix: 'static:nc', ...o });
+    stores.push(s);
+    return s;
+  };
+
+  beforeEach(async () => {
+    stores = [];
+    ps = await startMemcacheds(4);
+    raw = ps.map((p) => new RawClient(p.port));
+  });
+  afterEach(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+    raw.forEach((r) => r.close());
+    await killAll(ps);
+  });
+
+  test('non-sticky, two instances under load: a node joins, a node leaves; 0 sessions and 0 acknowledged increments lost', async () => {
+    const a = newStore({});
+    const b = newStore({});
+    const apps = [makeApp(a), makeApp(b)];
+    const sessions: Array<{ id: string; acked: number }> = [];
+    for (let i = 0; i < 24; i++) {
+      const r = await request(apps[0]).get('/inc').expect(200);
+      sessions.push({ id: idFromSetCookie(r.headers)!, acked: 1 });
+    }
+    expect(new Set(sessions.map((s) => nodeOf(s.id)))).toEqual(new Set(['n1', 'n2', 'n3']));
+    const onN1 = sessions.filter((s) => nodeOf(s.id) === 'n1');
+
+    // One loop per session (requests of one session in sequence, alternating instances), all sessions at once.
+    let phase = 0;
+    const failures: string[] = [];
+    const load = Promise.all(sessions.map(async (s, i) => {
+      for (let k = 0; phase < 3 || k < 4; k++) {
+        const r = await request(apps[(i + k) % 2]).get('/inc').set('Cookie', cookieFor(s.id));
+        if (r.status !== 200) {
+          failures.push(`${r.status} ${r.text}`);
+          continue;
+        }
+        if (r.body.n !== s.acked + 1) failures.push(`session ${s.id}: n ${r.body.n}, expected ${s.acked + 1}`);
+        s.acked = r.body.n;
+        s.id = idFromSetCookie(r.headers) ?? s.id;
+      }
+    }));
+    const progress = async (what: string) => {
+      const total = () => sessions.reduce((n, s) => n + s.acked, 0);
+      const from = total();
+      await until(() => total() >= from + sessions.length * 2, 20_000, what);
+    };
+    await progress('load before the changes');
+    // Both instances in the same tick: no request sees them disagree (with autoDiscovery they converge by polling).
+    a.setMemcachedNodes(spec(ps, ['n1', 'n2', 'n3', 'n4']));
+    b.setMemcachedNodes(spec(ps, ['n1', 'n2', 'n3', 'n4']));
+    phase = 1;
+    await progress('load after n4 joined');
+    a.setMemcachedNodes(spec(ps, ['n2', 'n3', 'n4']));
+    b.setMemcachedNodes(spec(ps, ['n2', 'n3', 'n4']));
+    phase = 2;
+    await progress('load after n1 left');
+    phase = 3;
+    await load;
+
+    expect(failures).toEqual([]);
+    for (const s of sessions) {
+      const r = await request(apps[0]).get('/get').set('Cookie', cookieFor(s.id)).expect(200);
+      expect(r.body.n).toBe(s.acked);
+      expect(nodeOf(idFromSetCookie(r.headers) ?? s.id)).not.toBe('n1');
+    }
+    // n1's sessions were relocated (same random part, another node), not recreated.
+    for (const s of onN1) expect(sessions.find((x) => x.id.startsWith(s.id.slice(0, 32)))!.id).not.toMatch(/-n1$/);
+    expect(a.stats().nodes).not.toHaveProperty('n1');
+    expect(Object.keys(b.stats().nodes)).toEqual(['n2', 'n3', 'n4']);
+
+    // The joined node takes new sessions; the removed one none.
+    const created = new Set<string | undefined>();
+    for (let i = 0; i < 40; i++) created.add(nodeOf(idFromSetCookie((await request(apps[1]).get('/inc').expect(200)).headers)!));
+    expect(created.has('n4')).toBe(true);
+    expect(created.has('n1')).toBe(false);
+    // Backups of sessions whose next node changed were re-placed: every session has a current backup somewhere else.
+    await a.ready();
+    for (const s of sessions) {
+      const primary = Number(nodeOf(s.id)!.slice(1)) - 1;
+      const backups = await Promise.all([1, 2, 3].filter((i) => i !== primary).map((i) => raw[i].get(a.keys.backup(s.id))));
+      expect(backups.some((x) => x !== null)).toBe(true);
+    }
+  }, 120_000);
+
+  test('invalid input throws and changes nothing', async () => {
+    const s = newStore({ failoverNodes: 'n3' });
+    const agent = request.agent(makeApp(s));
+    await agent.get('/inc').expect(200);
+    const before = JSON.stringify({ ids: s.nodes.ids, failover: s.nodes.failoverIds, nodes: Object.keys(s.stats().nodes) });
+    const bad: Array<[string, string | undefined]> = [
+      ['', undefined],
+      ['n1:127.0.0.1:notaport', undefined],
+      ['n-1:127.0.0.1:11211', undefined],
+      ['n1:127.0.0.1:11211,n1:127.0.0.1:11212', undefined],
+      [`127.0.0.1:${ps[0].port}`, undefined], // the id-less form: session ids would stop naming nodes
+      [spec(ps, ['n1', 'n2']), 'n9'],
+      [spec(ps, ['n1', 'n2']), 'n1,n2'],
+      [42 as unknown as string, undefined],
+    ];
+    for (const [nodes, failover] of bad) expect(() => s.setMemcachedNodes(nodes, failover)).toThrow(ConfigError);
+    expect(JSON.stringify({ ids: s.nodes.ids, failover: s.nodes.failoverIds, nodes: Object.keys(s.stats().nodes) })).toBe(before);
+    expect((await agent.get('/inc').expect(200)).body.n).toBe(2);
+  });
+
+  test('a store started with one host:port can only be pointed at another host:port', async () => {
+    const s = newStore({ memcachedNodes: `127.0.0.1:${ps[0].port}` });
+    expect(() => s.setMemcachedNodes(spec(ps, ['n1', 'n2']))).toThrow(/single "host:port"/);
+    s.setMemcachedNodes(`127.0.0.1:${ps[1].port}`);
+    const r = await request(makeApp(s)).get('/inc').expect(200);
+    expect(await raw[1].get(s.keys.session(r.body.id))).not.toBeNull();
+    expect(await raw[0].get(s.keys.session(r.body.id))).toBeNull();
+  });
+
+  test('sticky: a session whose memcached copy is on a removed node gets a copy on another node; another route takes it over', async () => {
+    const a = newStore({ sticky: true, route: 'a' });
+    const b = newStore({ sticky: true, route: 'b' });
+    const appA = makeApp(a);
+    let id = '';
+    for (let i = 0; i < 60 && nodeOf(id) !== 'n1'; i++) id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
+    expect(nodeOf(id)).toBe('n1');
+    await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200);
+    a.setMemcachedNodes(spec(ps, ['n2', 'n3']));
+    b.setMemcachedNodes(spec(ps, ['n2', 'n3']));
+    const r = await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200);
+    expect(r.body.n).toBe(3);
+    const moved = idFromSetCookie(r.headers)!;
+    expect(moved.slice(0, 32)).toBe(id.slice(0, 32));
+    expect(nodeOf(moved)).toMatch(/^n[23]$/);
+    await a.backups.flush();
+    expect(await raw[Number(nodeOf(moved)!.slice(1)) - 1].get(a.keys.session(moved))).not.toBeNull();
+    // Instance a is gone: b takes the session over from the new copy.
+    const t = await request(makeApp(b)).get('/inc').set('Cookie', cookieFor(moved)).expect(200);
+    expect(t.body.n).toBe(4);
+  });
+
+  test('a session id that names a removed node still names it: served from its backup, not hashed to a random node', () => {
+    const s = newStore({});
+    s.setMemcachedNodes(spec(ps, ['n2', 'n3']));
+    const sid = s.idFormat.parse(`${'A'.repeat(32)}-n1`);
+    expect(sid).toMatchObject({ nodeId: 'n1', random: 'A'.repeat(32) });
+    expect(s.nodes.isAvailable('n1')).toBe(false);
+  });
+});
