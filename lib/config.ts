@@ -8,7 +8,9 @@ export type LockingModeName = 'none' | 'all' | 'auto' | `uriPattern:${string}`;
 
 export interface MemcachedStoreOptions {
   /** msm syntax: `n1:host:11211,n2:host:11212` (commas or spaces), or a single `host:port` without node id. */
-  memcachedNodes: string;
+  memcachedNodes?: string;
+  /** Instead of memcachedNodes: the nodes from a configuration endpoint (`config get cluster`), polled. */
+  autoDiscovery?: AutoDiscoveryOptions;
   /** Node ids used only when no other node is available (msm `failoverNodes`). */
   failoverNodes?: string;
   /** msm `sticky`: local primary + memcached backup (true) or memcached primary + backup node (false, default). */
@@ -56,6 +58,14 @@ export interface MemcachedStoreOptions {
   onKey?: (key: string) => void;
 }
 
+export interface AutoDiscoveryOptions {
+  /** `host:port` of the configuration endpoint. */
+  endpoint: string;
+  /** ms between polls (default 60 000, as ElastiCache's own clients). */
+  intervalMs?: number;
+}
+
+
 export interface MemcachedNodeConfig {
   id: string;
   host: string;
@@ -82,10 +92,12 @@ export interface ResolvedConfig {
   localMaxSessions: number;
   localMaxBytes: number;
   indexBy: IndexBy | undefined;
+  autoDiscovery: { endpoint: { host: string; port: number }; intervalMs: number } | undefined;
 }
 
 export const DEFAULTS = {
   sticky: false,
+  autoDiscoveryIntervalMs: 60_000,
   operationTimeout: 1000,
   sessionBackupAsync: true,
   sessionBackupTimeout: 100,
@@ -124,6 +136,25 @@ function splitHostPort(s: string): [string, string] | null {
   const i = s.lastIndexOf(':');
   if (i <= 0) return null;
   return [s.slice(0, i), s.slice(i + 1)];
+}
+
+export function parseHostPort(option: string, host: string, port: string, entry: string): { host: string; port: number } {
+  return { host: parseHost(option, host, entry), port: parsePort(option, port, entry) };
+}
+
+export function resolveAutoDiscovery(value: unknown): { endpoint: { host: string; port: number }; intervalMs: number } {
+  const o = value as AutoDiscoveryOptions;
+  if (!o || typeof o !== 'object' || typeof o.endpoint !== 'string') {
+    throw new ConfigError('autoDiscovery', value, 'expected { endpoint: "host:port", intervalMs? }');
+  }
+  const i = o.endpoint.lastIndexOf(':');
+  if (i <= 0) throw new ConfigError('autoDiscovery', o.endpoint, 'endpoint must be host:port');
+  const endpoint = parseHostPort('autoDiscovery', o.endpoint.slice(0, i), o.endpoint.slice(i + 1), o.endpoint);
+  const intervalMs = o.intervalMs ?? DEFAULTS.autoDiscoveryIntervalMs;
+  if (typeof intervalMs !== 'number' || !Number.isFinite(intervalMs) || intervalMs < 100) {
+    throw new ConfigError('autoDiscovery.intervalMs', intervalMs, 'expected a number of ms >= 100');
+  }
+  return { endpoint, intervalMs };
 }
 
 /** Parses msm's memcachedNodes: `id:host:port` entries separated by commas or spaces, or one `host:port`. */
@@ -248,7 +279,16 @@ export function resolveNodes(memcachedNodes: unknown, failoverNodes: unknown): P
 
 export function resolveConfig(options: MemcachedStoreOptions): ResolvedConfig {
   if (!options || typeof options !== 'object') throw new ConfigError('options', options, 'expected an object');
-  const { nodes, encodeNodeId, failoverNodeIds } = resolveNodes(options.memcachedNodes, options.failoverNodes);
+  let autoDiscovery: ResolvedConfig['autoDiscovery'];
+  if (options.autoDiscovery !== undefined) {
+    if (options.memcachedNodes !== undefined) throw new ConfigError('autoDiscovery', options.autoDiscovery, 'give memcachedNodes or autoDiscovery, not both');
+    if (options.failoverNodes) throw new ConfigError('failoverNodes', options.failoverNodes, 'not with autoDiscovery: discovered nodes are all primaries');
+    autoDiscovery = resolveAutoDiscovery(options.autoDiscovery);
+  }
+  // Discovered nodes arrive after construction; their ids always go into session ids.
+  const { nodes, encodeNodeId, failoverNodeIds } = autoDiscovery
+    ? { nodes: [], encodeNodeId: true, failoverNodeIds: [] }
+    : resolveNodes(options.memcachedNodes, options.failoverNodes);
   const sticky = bool('sticky', options.sticky, DEFAULTS.sticky);
   let route: string | undefined;
   if (options.route !== undefined && options.route !== null && options.route !== '') {
@@ -279,6 +319,7 @@ export function resolveConfig(options: MemcachedStoreOptions): ResolvedConfig {
     localMaxSessions: nonNegative('localMaxSessions', options.localMaxSessions, DEFAULTS.localMaxSessions, { integer: true, min: 1 }),
     localMaxBytes: nonNegative('localMaxBytes', options.localMaxBytes, DEFAULTS.localMaxBytes, { integer: true, min: 1 }),
     indexBy: options.indexBy ?? undefined,
+    autoDiscovery,
   };
   if (cfg.indexBy !== undefined && typeof cfg.indexBy !== 'function') {
     throw new ConfigError('indexBy', typeof cfg.indexBy, 'expected a function (session) => value, e.g. (s) => s.userId');

@@ -233,7 +233,8 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
     res.on('close', onClose);
 
     if (!lock) return runSession(req, res, next, state);
-    locks.lock(sid).then((handle) => {
+    const known = store.whenNodeKnown(sid.id);
+    (known ? known.then(() => locks.lock(store.idFormat.parse(sid.id) ?? sid), () => locks.lock(sid)) : locks.lock(sid)).then((handle) => {
       if (state.done) {
         // The client went away while we waited: nothing will run for it.
         void handle.release();

@@ -18,6 +18,7 @@ import { StoredCookie, StoredSession, Transcoder, idInItem, maxInactiveOfCookie,
 import { BackupRunner } from './backup';
 import { UserIndex } from './user-index';
 import { SessionLister } from './listing';
+import { DISCOVERED_ID, Discovery } from './discovery';
 
 /** Where a loaded session carries its LoadedMeta. A symbol: invisible to JSON, to express-session's hash and to apps. */
 export const LOADED: unique symbol = Symbol('express-msm.loaded');
@@ -71,6 +72,8 @@ export class MemcachedStore extends Store {
   /** indexBy: the per-user index (idsOf, destroyAllOf). */
   readonly index: UserIndex | undefined;
   private readonly lister: SessionLister;
+  /** Set with the autoDiscovery option: polls the configuration endpoint and applies its node list. */
+  readonly discovery: Discovery | undefined;
   /** Largest encoded session accepted; larger ones fail at set with a message naming the size. */
   maxSessionBytes = DEFAULT_MAX_SESSION_BYTES;
   /**
@@ -122,6 +125,9 @@ export class MemcachedStore extends Store {
     this.index = this.config.indexBy && new UserIndex({ nodes: this.nodes, keys: this.keys, ids: this.idFormat, stats: this.statistics,
       logger: this.logger, load: (sid) => mode.load(sid), destroy: (sid) => mode.destroy(sid) }, this.config.indexBy);
     this.lister = new SessionLister(ctx, this.mode);
+    const ad = this.config.autoDiscovery;
+    this.discovery = ad && new Discovery({ ...ad, timeoutMs: this.config.operationTimeout, tls: this.config.tls, logger: this.logger,
+      apply: (nodes) => this.applyNodes({ nodes, encodeNodeId: true, failoverNodeIds: [] }) });
   }
 
   /** Pass as express-session's `genid`: `<random>-<nodeId>[.<route>]` on a random available node. */
@@ -215,6 +221,7 @@ export class MemcachedStore extends Store {
    */
   setMemcachedNodes(memcachedNodes: string, failoverNodes?: string): void {
     if (this.closed) throw new Error('express-msm: setMemcachedNodes on a closed store');
+    if (this.discovery) throw new Error(`express-msm: the node list comes from autoDiscovery (${this.discovery.endpoint}); setMemcachedNodes is for memcachedNodes`);
     const next = resolveNodes(memcachedNodes, failoverNodes);
     if (next.encodeNodeId !== this.config.encodeNodeId) {
       // Ids without a node suffix are placed by a hash over the nodes; ids with one name their node. Not mixable.
@@ -222,6 +229,11 @@ export class MemcachedStore extends Store {
         ? 'the store was started with node ids ("n1:host:port,..."): give every node an id'
         : 'the store was started with a single "host:port" (session ids name no node): it can only be replaced by one "host:port"');
     }
+    this.applyNodes(next);
+  }
+
+  private applyNodes(next: Pick<ResolvedConfig, 'nodes' | 'encodeNodeId' | 'failoverNodeIds'>): void {
+    if (this.closed) return;
     const before = this.nodes.ids;
     const { added, removed } = this.nodes.update(next.nodes, next.failoverNodeIds);
     Object.assign(this.config, next);
@@ -230,8 +242,22 @@ export class MemcachedStore extends Store {
     this.mode.nodesChanged?.(before);
   }
 
+  /**
+   * autoDiscovery: a promise when `id` names a node not discovered here yet (another instance polled first and
+   * put a session on it): a poll, so the session is found rather than taken for a plain id. Undefined otherwise.
+   */
+  whenNodeKnown(id: string): Promise<unknown> | undefined {
+    if (!this.discovery) return undefined;
+    if (!this.nodes.ids.length) return this.discovery.waitForNodes(this.config.operationTimeout);
+    const base = id.split('.', 1)[0];
+    const suffix = base.slice(base.lastIndexOf('-') + 1);
+    if (!DISCOVERED_ID.test(suffix) || this.nodes.knownIds.has(suffix)) return undefined;
+    return this.discovery.pollSoon();
+  }
+
   /** Probes every node now (normally probes run in the background when the 1 s cache entry is stale). */
   async ready(): Promise<void> {
+    await this.discovery?.waitForNodes(Math.max(this.config.operationTimeout, 5000));
     await this.nodes.refresh();
     await this.mode.idle?.();
   }
@@ -240,6 +266,7 @@ export class MemcachedStore extends Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.discovery?.close();
     await this.backups.flush();
     await this.mode.close();
     await this.backups.flush();
@@ -262,6 +289,8 @@ export class MemcachedStore extends Store {
 
   private async loadSession(raw: string): Promise<SessionData | null> {
     const started = performance.now();
+    const known = typeof raw === 'string' ? this.whenNodeKnown(raw) : undefined;
+    if (known) await known;
     const r = this.resolve(raw);
     if (!r) {
       this.statistics.invalidSessionIds++;
@@ -304,6 +333,8 @@ export class MemcachedStore extends Store {
 
   private async saveSession(raw: string, session: SessionData): Promise<void> {
     const started = performance.now();
+    const discovered = this.nodesDiscovered();
+    if (discovered) await discovered;
     const r = this.resolve(raw);
     if (!r) throw new Error(`express-msm: refusing to store a session under an id that has no key (empty, longer than 4096 characters, or a lone UTF-16 surrogate): check the genid option`);
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
@@ -342,7 +373,14 @@ export class MemcachedStore extends Store {
     return !unchanged;
   }
 
+  /** autoDiscovery before its first answer: wait for it (up to operationTimeout), or fail saying why. */
+  private nodesDiscovered(): Promise<void> | undefined {
+    return this.discovery && !this.nodes.ids.length ? this.discovery.waitForNodes(this.config.operationTimeout) : undefined;
+  }
+
   private async refreshSession(raw: string, session: SessionData): Promise<void> {
+    const discovered = this.nodesDiscovered();
+    if (discovered) await discovered;
     if ((session as any)[SAVED]) {
       // Saved moments ago in this request (memcachedSession): validity and TTLs are fresh.
       delete (session as any)[SAVED];
@@ -362,6 +400,8 @@ export class MemcachedStore extends Store {
   }
 
   private async removeSession(raw: string): Promise<void> {
+    const discovered = this.nodesDiscovered();
+    if (discovered) await discovered;
     const sid = this.idFormat.parse(raw);
     if (!sid) return;
     const movedTo = this.idChanges.get(sid.id);

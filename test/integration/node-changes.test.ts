@@ -4,7 +4,8 @@ import request from 'supertest';
 import { ConfigError, MemcachedStore, MemcachedStoreOptions } from '../../lib';
 import { MemcachedProcess, killAll, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
-import { cookieFor, idFromSetCookie, makeApp, until } from '../helpers/app';
+import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
+import { SessionLoad } from '../helpers/session-load';
 
 const spec = (ps: MemcachedProcess[], ids: string[]) => ids.map((id) => `${id}:127.0.0.1:${ps[Number(id.slice(1)) - 1].port}`).join(',');
 const nodeOf = (id: string) => /-(n\d)(?:\.\w+)?$/.exec(id)?.[1];
@@ -35,55 +36,26 @@ describe('setMemcachedNodes', () => {
     const a = newStore({});
     const b = newStore({});
     const apps = [makeApp(a), makeApp(b)];
-    const sessions: Array<{ id: string; acked: number }> = [];
-    for (let i = 0; i < 24; i++) {
-      const r = await request(apps[0]).get('/inc').expect(200);
-      sessions.push({ id: idFromSetCookie(r.headers)!, acked: 1 });
-    }
+    const sessions = await SessionLoad.create(apps, 24);
     expect(new Set(sessions.map((s) => nodeOf(s.id)))).toEqual(new Set(['n1', 'n2', 'n3']));
-    const onN1 = sessions.filter((s) => nodeOf(s.id) === 'n1');
+    const onN1 = sessions.filter((s) => nodeOf(s.id) === 'n1').map((s) => s.id);
 
-    // One loop per session (requests of one session in sequence, alternating instances), all sessions at once.
-    let phase = 0;
-    const failures: string[] = [];
-    const load = Promise.all(sessions.map(async (s, i) => {
-      for (let k = 0; phase < 3 || k < 4; k++) {
-        const r = await request(apps[(i + k) % 2]).get('/inc').set('Cookie', cookieFor(s.id));
-        if (r.status !== 200) {
-          failures.push(`${r.status} ${r.text}`);
-          continue;
-        }
-        if (r.body.n !== s.acked + 1) failures.push(`session ${s.id}: n ${r.body.n}, expected ${s.acked + 1}`);
-        s.acked = r.body.n;
-        s.id = idFromSetCookie(r.headers) ?? s.id;
-      }
-    }));
-    const progress = async (what: string) => {
-      const total = () => sessions.reduce((n, s) => n + s.acked, 0);
-      const from = total();
-      await until(() => total() >= from + sessions.length * 2, 20_000, what);
-    };
-    await progress('load before the changes');
+    const load = new SessionLoad(apps, sessions);
+    await load.progress('load before the changes');
     // Both instances in the same tick: no request sees them disagree (with autoDiscovery they converge by polling).
     a.setMemcachedNodes(spec(ps, ['n1', 'n2', 'n3', 'n4']));
     b.setMemcachedNodes(spec(ps, ['n1', 'n2', 'n3', 'n4']));
-    phase = 1;
-    await progress('load after n4 joined');
+    await load.progress('load after n4 joined');
     a.setMemcachedNodes(spec(ps, ['n2', 'n3', 'n4']));
     b.setMemcachedNodes(spec(ps, ['n2', 'n3', 'n4']));
-    phase = 2;
-    await progress('load after n1 left');
-    phase = 3;
-    await load;
+    await load.progress('load after n1 left');
+    await load.stop();
 
-    expect(failures).toEqual([]);
-    for (const s of sessions) {
-      const r = await request(apps[0]).get('/get').set('Cookie', cookieFor(s.id)).expect(200);
-      expect(r.body.n).toBe(s.acked);
-      expect(nodeOf(idFromSetCookie(r.headers) ?? s.id)).not.toBe('n1');
-    }
+    expect(load.failures).toEqual([]);
+    expect(await load.verify(apps[0])).toEqual([]);
+    for (const s of sessions) expect(nodeOf(s.id)).not.toBe('n1');
     // n1's sessions were relocated (same random part, another node), not recreated.
-    for (const s of onN1) expect(sessions.find((x) => x.id.startsWith(s.id.slice(0, 32)))!.id).not.toMatch(/-n1$/);
+    for (const id of onN1) expect(sessions.find((x) => x.id.startsWith(id.slice(0, 32)))!.id).not.toMatch(/-n1$/);
     expect(a.stats().nodes).not.toHaveProperty('n1');
     expect(Object.keys(b.stats().nodes)).toEqual(['n2', 'n3', 'n4']);
 
