@@ -1,12 +1,16 @@
 // One app instance for the chaos run (scripts/chaos.ts): a child process, so it can be killed -9 and restarted.
-// env: CHAOS_PORT, CHAOS_NODES (msm memcachedNodes), CHAOS_LOCKING (default all).
+// env: CHAOS_PORT, CHAOS_NODES (msm memcachedNodes) or CHAOS_DISCOVERY (host:port of a config endpoint),
+// CHAOS_LOCKING (default all).
 import * as http from 'http';
 import express from 'express';
 import { memcachedSession } from '../lib/middleware';
 
 const port = Number(process.env.CHAOS_PORT);
 const mw = memcachedSession({
-  memcachedNodes: process.env.CHAOS_NODES!,
+  // CHAOS_DISCOVERY: the nodes come from that configuration endpoint (autoDiscovery), polled every 200 ms.
+  ...(process.env.CHAOS_DISCOVERY
+    ? { autoDiscovery: { endpoint: process.env.CHAOS_DISCOVERY, intervalMs: Number(process.env.CHAOS_DISCOVERY_INTERVAL ?? 200) } }
+    : { memcachedNodes: process.env.CHAOS_NODES! }),
   storageKeyPrefix: 'static:chaos',
   lockingMode: (process.env.CHAOS_LOCKING ?? 'all') as 'all',
   operationTimeout: Number(process.env.CHAOS_OP_TIMEOUT ?? 1000),
@@ -30,7 +34,8 @@ app.use((err: Error, _req: express.Request, res: express.Response, _next: expres
 });
 const server = http.createServer(app);
 server.keepAliveTimeout = 60_000;
-server.listen(port, '127.0.0.1', () => process.send?.('ready'));
+// Ready once the nodes are known (with autoDiscovery: the endpoint has answered).
+void mw.store.ready().then(() => server.listen(port, '127.0.0.1', () => process.send?.('ready')));
 process.on('SIGTERM', () => {
   server.close();
   void mw.store.close().then(() => process.exit(0));

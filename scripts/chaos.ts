@@ -8,12 +8,16 @@ import * as http from 'http';
 import * as path from 'path';
 import { MemcachedProcess, freePort, killAll, nodesString, startMemcacheds } from '../test/helpers/memcached';
 import { readJsonReply } from '../test/helpers/session-http';
+import { ConfigEndpoint } from '../test/helpers/config-endpoint';
 
 const SECRET = 'chaos-secret';
 const signature: { sign(v: string, s: string): string } = require('cookie-signature');
 
 export type FaultAction =
   | { at: number; kind: 'kill' | 'restart' | 'stop' | 'cont'; node: number }
+  // The configuration endpoint starts listing the node (join) or stops listing it (leave; its process is killed
+  // once the apps have had time to poll: as a managed service retires a removed node).
+  | { at: number; kind: 'join' | 'leave'; node: number }
   | { at: number; kind: 'appKill' | 'appRestart'; app: number };
 
 export interface ChaosOptions {
@@ -48,18 +52,23 @@ export interface ChaosReport {
   latency: { p50: number; p99: number; max: number };
   windows: Array<{ label: string; from: number; to: number; requests: number; failed: number; p50: number; p99: number; max: number }>;
   lostDetail: string[];
+  /** Addresses of the nodes the configuration listed at the end, and of the nodes each app used at the end. */
+  listedNodes: string[];
+  appNodes: string[][];
 }
 
 class App {
   proc: ChildProcess | undefined;
   up = false;
+  /** `nodes`: memcachedNodes, or `discovery:<host:port>` for a configuration endpoint. */
   constructor(readonly port: number, private readonly nodes: string, private readonly opTimeout: number) {}
 
   start(): Promise<void> {
     return new Promise((resolve, reject) => {
       const p = fork(path.join(__dirname, 'chaos-app.ts'), [], {
         execArgv: ['-r', path.join(__dirname, 'register.js')],
-        env: { ...process.env, CHAOS_PORT: String(this.port), CHAOS_NODES: this.nodes, CHAOS_OP_TIMEOUT: String(this.opTimeout) },
+        env: { ...process.env, CHAOS_PORT: String(this.port), CHAOS_OP_TIMEOUT: String(this.opTimeout),
+          ...(this.nodes.startsWith('discovery:') ? { CHAOS_DISCOVERY: this.nodes.slice('discovery:'.length) } : { CHAOS_NODES: this.nodes }) },
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
       this.proc = p;
@@ -102,8 +111,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const log = opts.log ?? ((l: string) => console.log(l));
   const opTimeout = opts.operationTimeout ?? 1000;
   const requestTimeout = opts.requestTimeoutMs ?? opTimeout * 6 + 2000;
-  const nodes: MemcachedProcess[] = await startMemcacheds(3);
-  const apps = [new App(await freePort(), nodesString(nodes), opTimeout), new App(await freePort(), nodesString(nodes), opTimeout)];
+  // Joins and leaves need a node list that changes: the apps then read it from a configuration endpoint.
+  const discovery = opts.schedule.some((f) => f.kind === 'join' || f.kind === 'leave');
+  const joining = new Set(opts.schedule.filter((f) => f.kind === 'join').map((f) => (f as { node: number }).node));
+  const nodes: MemcachedProcess[] = await startMemcacheds(Math.max(3, ...[...joining].map((n) => n + 1)));
+  const listed = new Set(nodes.map((_, i) => i).filter((i) => !joining.has(i)));
+  const endpoint = discovery ? await ConfigEndpoint.start() : undefined;
+  const list = () => endpoint?.setNodes([...listed].sort().map((i) => nodes[i].port));
+  list();
+  const spec = endpoint ? `discovery:${endpoint.address}` : nodesString(nodes);
+  const apps = [new App(await freePort(), spec, opTimeout), new App(await freePort(), spec, opTimeout)];
+  const retiring: Array<Promise<void>> = [];
   const agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency * 2 });
   try {
     await Promise.all(apps.map((a) => a.start()));
@@ -140,7 +158,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         busy[i] = false;
       }
     }));
-    log(`created ${opts.sessions} sessions on 2 app instances, 3 memcached nodes (${nodes.map((n) => n.port).join(', ')})`);
+    log(`created ${opts.sessions} sessions on 2 app instances, ${listed.size} memcached nodes (${[...listed].map((i) => nodes[i].port).join(', ')})` +
+      (endpoint ? `, listed by a configuration endpoint (autoDiscovery) on ${endpoint.port}` : ''));
 
     // --- load + fault schedule
     const samples: Sample[] = [];
@@ -167,6 +186,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
             open.set(key, { label: `SIGSTOP n${f.node + 1}`, from: now });
           } else if (f.kind === 'cont') n.cont();
           else if (f.kind === 'restart') await n.start();
+          else if (f.kind === 'join' || f.kind === 'leave') {
+            if (f.kind === 'join') listed.add(f.node);
+            else listed.delete(f.node);
+            list();
+            // Counted as a fault window until both apps have polled (interval 200 ms) and moved what had to move.
+            windows.push({ label: `${f.kind} n${f.node + 1}`, from: now, to: now + 2000 });
+            if (f.kind === 'leave') retiring.push(new Promise((r) => setTimeout(r, 2000)).then(() => n.kill()));
+          }
           if (f.kind === 'cont' || f.kind === 'restart') {
             const o = open.get(key);
             if (o) windows.push({ label: `${o.label} .. ${f.kind}`, from: o.from, to: now });
@@ -227,12 +254,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     await faults;
     stop = true;
     await Promise.all(drivers);
+    await Promise.all(retiring);
     for (const [, o] of open) windows.push({ label: `${o.label} (still open)`, from: o.from, to: Date.now() - t0 });
 
     // --- heal and check every session
-    for (const n of nodes) {
+    for (const [i, n] of nodes.entries()) {
       if (n.stopped) n.cont();
-      if (!n.proc) await n.start();
+      if (!n.proc && listed.has(i)) await n.start();
     }
     for (const a of apps) if (!a.up) await a.start();
     await new Promise((r) => setTimeout(r, 1500)); // availability caches (1 s) see every node again
@@ -261,6 +289,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       }
     }));
 
+    const appNodes = await Promise.all(apps.map(async (a) => {
+      const st = await call(a, 'GET', '/stats');
+      return Object.values(st.body.nodes as Record<string, { address: string }>).map((n) => n.address).sort();
+    }));
+
     // A request belongs to a fault when its lifetime overlaps the window (one in flight when an app is killed
     // started before the window opened).
     const inFault = (t: number, ms = 0) => windows.some((w) => t + ms >= w.from && t <= w.to + 2000);
@@ -281,10 +314,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         return { ...w, requests: inside.length, failed: inside.filter((s) => s.status !== 200).length, ...summary(inside) };
       }),
       lostDetail,
+      listedNodes: [...listed].map((i) => nodes[i].address).sort(),
+      appNodes,
     };
   } finally {
     agent.destroy();
     await Promise.all(apps.map((a) => a.kill()));
+    await endpoint?.close();
     await killAll(nodes);
   }
 }
@@ -294,6 +330,7 @@ export function printReport(r: ChaosReport, log: (l: string) => void = console.l
   log(`sessions: ${r.sessions}, requests: ${r.requests}, acknowledged: ${r.acknowledged}`);
   log(`sessions lost: ${r.sessionsLost}   updates lost: ${r.updatesLost}   phantom updates: ${r.phantomUpdates}`);
   log(`requests failed: ${r.requestsFailed} (outside fault windows + 2 s: ${r.failuresOutsideFaults})`);
+  log(`nodes at the end: listed ${r.listedNodes.join(' ')}; ${r.appNodes.map((n, i) => `app ${i + 1} uses ${n.join(' ')}`).join('; ')}`);
   log(`latency overall: p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, max ${r.latency.max} ms`);
   for (const w of r.windows) {
     log(`  ${w.label.padEnd(32)} ${String(w.from).padStart(6)}-${String(w.to).padEnd(6)} ms: ${w.requests} req, ${w.failed} failed, p50 ${w.p50} p99 ${w.p99} max ${w.max} ms`);
@@ -310,24 +347,28 @@ export function printReport(r: ChaosReport, log: (l: string) => void = console.l
 if (require.main === module) {
   const seconds = Number(process.env.CHAOS_SECONDS ?? 60);
   const s = (x: number) => Math.round(x * seconds * 1000);
-  // One fault at a time: each node is killed or stopped and brought back, and app 2 is killed and restarted.
+  // One fault at a time: each node is killed or stopped and brought back, app 2 is killed and restarted, a 4th node
+  // joins and the 1st leaves (the apps discover both through a configuration endpoint).
   const schedule: FaultAction[] = [
     { at: s(0.05), kind: 'kill', node: 0 },
     { at: s(0.13), kind: 'restart', node: 0 },
     { at: s(0.2), kind: 'stop', node: 1 },
     { at: s(0.28), kind: 'cont', node: 1 },
+    { at: s(0.31), kind: 'join', node: 3 },
     { at: s(0.35), kind: 'kill', node: 2 },
     { at: s(0.43), kind: 'restart', node: 2 },
     { at: s(0.5), kind: 'appKill', app: 1 },
     { at: s(0.55), kind: 'appRestart', app: 1 },
     { at: s(0.6), kind: 'stop', node: 0 },
     { at: s(0.68), kind: 'cont', node: 0 },
+    { at: s(0.71), kind: 'leave', node: 0 },
     { at: s(0.75), kind: 'kill', node: 1 },
     { at: s(0.83), kind: 'restart', node: 1 },
     { at: s(0.88), kind: 'stop', node: 2 },
     { at: s(0.94), kind: 'cont', node: 2 },
   ];
-  // CHAOS_SCHEDULE overrides, e.g. "kill:1@0.2,restart:1@0.5,appKill:2@0.6,appRestart:2@0.7" (fractions of the run).
+  // CHAOS_SCHEDULE overrides, e.g. "kill:1@0.2,restart:1@0.5,appKill:2@0.6,appRestart:2@0.7,join:4@0.8,leave:2@0.9"
+  // (fractions of the run).
   if (process.env.CHAOS_SCHEDULE) {
     schedule.length = 0;
     for (const item of process.env.CHAOS_SCHEDULE.split(',')) {
