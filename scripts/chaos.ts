@@ -26,6 +26,8 @@ export interface ChaosOptions {
   durationMs: number;
   concurrency: number;
   schedule: FaultAction[];
+  /** Nodes from a configuration endpoint even without joins or leaves (CHAOS_DISCOVERY=1). */
+  discovery?: boolean;
   operationTimeout?: number;
   /** ms; a request slower than this counts as failed (timeout). */
   requestTimeoutMs?: number;
@@ -112,7 +114,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const opTimeout = opts.operationTimeout ?? 1000;
   const requestTimeout = opts.requestTimeoutMs ?? opTimeout * 6 + 2000;
   // Joins and leaves need a node list that changes: the apps then read it from a configuration endpoint.
-  const discovery = opts.schedule.some((f) => f.kind === 'join' || f.kind === 'leave');
+  const discovery = opts.discovery || opts.schedule.some((f) => f.kind === 'join' || f.kind === 'leave');
   const joining = new Set(opts.schedule.filter((f) => f.kind === 'join').map((f) => (f as { node: number }).node));
   const nodes: MemcachedProcess[] = await startMemcacheds(Math.max(3, ...[...joining].map((n) => n + 1)));
   const listed = new Set(nodes.map((_, i) => i).filter((i) => !joining.has(i)));
@@ -359,13 +361,14 @@ if (require.main === module) {
     { at: s(0.43), kind: 'restart', node: 2 },
     { at: s(0.5), kind: 'appKill', app: 1 },
     { at: s(0.55), kind: 'appRestart', app: 1 },
-    { at: s(0.6), kind: 'stop', node: 0 },
-    { at: s(0.68), kind: 'cont', node: 0 },
-    { at: s(0.71), kind: 'leave', node: 0 },
-    { at: s(0.75), kind: 'kill', node: 1 },
-    { at: s(0.83), kind: 'restart', node: 1 },
-    { at: s(0.88), kind: 'stop', node: 2 },
-    { at: s(0.94), kind: 'cont', node: 2 },
+    { at: s(0.58), kind: 'stop', node: 0 },
+    { at: s(0.65), kind: 'cont', node: 0 },
+    // After a leave, the backups that lived on the node are re-placed by a background repair: the next fault waits.
+    { at: s(0.68), kind: 'leave', node: 0 },
+    { at: s(0.78), kind: 'kill', node: 1 },
+    { at: s(0.85), kind: 'restart', node: 1 },
+    { at: s(0.89), kind: 'stop', node: 2 },
+    { at: s(0.95), kind: 'cont', node: 2 },
   ];
   // CHAOS_SCHEDULE overrides, e.g. "kill:1@0.2,restart:1@0.5,appKill:2@0.6,appRestart:2@0.7,join:4@0.8,leave:2@0.9"
   // (fractions of the run).
@@ -384,6 +387,7 @@ if (require.main === module) {
     durationMs: seconds * 1000,
     concurrency: Number(process.env.CHAOS_CONCURRENCY ?? 16),
     schedule,
+    discovery: process.env.CHAOS_DISCOVERY === '1',
   }).then((r) => {
     printReport(r);
     process.exit(r.sessionsLost || r.updatesLost || r.phantomUpdates ? 1 : 0);
