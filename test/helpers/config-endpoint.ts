@@ -1,6 +1,7 @@
 // A configuration endpoint as ElastiCache serves it (`config get cluster`), in front of the tests' own memcached
 // processes: the test sets the node list, bumps the version, or makes the endpoint hang or refuse.
 import * as net from 'net';
+import * as tls from 'tls';
 import { freePort } from './memcached';
 
 export class ConfigEndpoint {
@@ -15,10 +16,11 @@ export class ConfigEndpoint {
   private server: net.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
 
-  constructor(readonly port: number) {}
+  /** `tlsOptions`: the endpoint speaks TLS (as ElastiCache's does with in-transit encryption). */
+  constructor(readonly port: number, private readonly tlsOptions?: tls.TlsOptions) {}
 
-  static async start(): Promise<ConfigEndpoint> {
-    return new ConfigEndpoint(await freePort()).listen();
+  static async start(tlsOptions?: tls.TlsOptions): Promise<ConfigEndpoint> {
+    return new ConfigEndpoint(await freePort(), tlsOptions).listen();
   }
 
   get address(): string {
@@ -32,7 +34,7 @@ export class ConfigEndpoint {
   }
 
   listen(): Promise<this> {
-    this.server = net.createServer((s) => {
+    const onConnection = (s: net.Socket) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
       s.on('error', () => undefined);
@@ -52,7 +54,8 @@ export class ConfigEndpoint {
           s.write(`CONFIG cluster 0 ${Buffer.byteLength(data)}\r\n${data}\r\nEND\r\n`);
         }
       });
-    });
+    };
+    this.server = this.tlsOptions ? tls.createServer(this.tlsOptions, onConnection) : net.createServer(onConnection);
     return new Promise((resolve) => this.server!.listen(this.port, '127.0.0.1', () => resolve(this)));
   }
 

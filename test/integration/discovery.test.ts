@@ -11,7 +11,7 @@ import { ConfigEndpoint } from '../helpers/config-endpoint';
 import { SessionLoad } from '../helpers/session-load';
 
 const idOf = (p: MemcachedProcess) => discoveredNodeId(`node${p.port}.cluster.test`, p.port);
-const nodeOf = (sessionId: string) => /-(\w+)$/.exec(sessionId)?.[1];
+const nodeOf = (sessionId: string) => /-(\w+)(?:\.\w+)?$/.exec(sessionId)?.[1];
 
 describe('autoDiscovery', () => {
   let ps: MemcachedProcess[];
@@ -77,6 +77,25 @@ describe('autoDiscovery', () => {
     expect(created.has(idOf(ps[3]))).toBe(true);
     expect(created.has(idOf(leaving))).toBe(false);
   }, 120_000);
+
+  test('sticky: ids name discovered nodes and the route; a node leaves, the session moves with its next request', async () => {
+    const a = newStore({ sticky: true, route: 'a' });
+    const b = newStore({ sticky: true, route: 'b' });
+    await Promise.all([a.ready(), b.ready()]);
+    const appA = makeApp(a);
+    let id = '';
+    for (let i = 0; i < 60 && nodeOf(id) !== idOf(ps[0]); i++) id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
+    expect(id).toMatch(new RegExp(`^[0-9A-F]{32}-${idOf(ps[0])}\\.a$`));
+    endpoint.setNodes(ps.slice(1, 3).map((p) => p.port));
+    await until(() => knows(a, ps.slice(1, 3)) && knows(b, ps.slice(1, 3)), 10_000, 'both instances to drop the first node');
+    const r = await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200);
+    expect(r.body.n).toBe(2);
+    const moved = idFromSetCookie(r.headers)!;
+    expect([idOf(ps[1]), idOf(ps[2])]).toContain(nodeOf(moved));
+    await a.backups.flush();
+    // Instance a is gone: b takes the session over from its new memcached copy.
+    expect((await request(makeApp(b)).get('/inc').set('Cookie', cookieFor(moved)).expect(200)).body.n).toBe(3);
+  });
 
   test('the endpoint reorders its list: same ids, same order, nothing changes', async () => {
     const log = capturingLogger();

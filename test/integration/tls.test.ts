@@ -11,6 +11,7 @@ import { RawClient } from '../helpers/raw-client';
 import { cookieFor, idFromSetCookie, makeApp, until } from '../helpers/app';
 import { capturingLogger } from '../helpers/capturing-logger';
 import { TestCerts, makeCerts, opensslMissing, startTlsMemcached } from '../helpers/tls';
+import { ConfigEndpoint } from '../helpers/config-endpoint';
 
 const missing = opensslMissing();
 if (missing) console.warn(`tls.test.ts skipped: ${missing}`);
@@ -150,6 +151,30 @@ describeTls('TLS to memcached', () => {
     const wrong = newStore({ memcachedNodes: `n1:127.0.0.1:${node.mc.port}`, username: sasl.user, password: 'wrong', logger: log });
     await expectSaveFails(wrong);
     expect(log.lines.join('\n')).toMatch(/authentication failed/);
+  });
+
+  test('autoDiscovery over TLS: the configuration endpoint and the nodes it lists', async () => {
+    const key = fs.readFileSync(certs.serverKey);
+    const cert = fs.readFileSync(certs.serverCert);
+    const endpoint = await ConfigEndpoint.start({ key, cert });
+    try {
+      endpoint.setNodes(good.map((n) => n.mc.port));
+      const s = newStore({ memcachedNodes: undefined, autoDiscovery: { endpoint: endpoint.address, intervalMs: 100 } });
+      await s.ready();
+      expect(s.nodes.ids).toHaveLength(2);
+      const agent = request.agent(makeApp(s));
+      const r = await agent.get('/inc').expect(200);
+      expect((await agent.get('/inc').expect(200)).body.n).toBe(2);
+      const node = good.find((n) => s.nodes.client(/-(\w+)$/.exec(r.body.id)![1]).address === `127.0.0.1:${n.mc.port}`)!;
+      expect((await node.raw.get(s.keys.session(r.body.id)))!.toString()).toContain('"n":2');
+      // A store that does not trust the endpoint's CA never gets a list, and says why.
+      const log = capturingLogger();
+      const untrusting = newStore({ memcachedNodes: undefined, autoDiscovery: { endpoint: endpoint.address, intervalMs: 100 },
+        tls: { ca: fs.readFileSync(certs.otherCa) }, operationTimeout: 300, logger: log });
+      await expect(untrusting.ready()).rejects.toThrow(/has not answered \(TLS handshake with .* failed/);
+    } finally {
+      await endpoint.close();
+    }
   });
 
   test('invalid tls options fail at construction, naming the option', () => {
