@@ -249,9 +249,10 @@ export class MemcachedStore extends Store {
   whenNodeKnown(id: string): Promise<unknown> | undefined {
     if (!this.discovery) return undefined;
     if (!this.nodes.ids.length) return this.discovery.waitForNodes(this.config.operationTimeout);
-    const base = id.split('.', 1)[0];
-    const suffix = base.slice(base.lastIndexOf('-') + 1);
-    if (!DISCOVERED_ID.test(suffix) || this.nodes.knownIds.has(suffix)) return undefined;
+    const sid = this.idFormat.parse(id);
+    if (!sid || sid.nodeId) return undefined;
+    const suffix = sid.random.slice(sid.random.lastIndexOf('-') + 1);
+    if (!DISCOVERED_ID.test(suffix)) return undefined;
     return this.discovery.pollSoon();
   }
 
