@@ -1,0 +1,111 @@
+// Issue 11 item 6: frameworks that cannot change the session cookie (a plain node http server with express-session,
+// Fastify 5 with @fastify/session). After a relocation (non-sticky, the node in the id is killed) or a route
+// takeover (sticky, the cookie of instance a sent to b), the browser keeps the OLD cookie for good. Two instances
+// over three real memcached nodes serve it alternately; every increment must be seen, across instances, past the
+// 5 s an in-process memory would last, after the dead node returns, without relocating again.
+import type { MemcachedStoreOptions } from '../../lib';
+import { JsonTranscoder } from '../../lib/transcoders/json';
+import { movedTo } from '../../lib/transcoders/transcoder';
+import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
+import { RawClient } from '../helpers/raw-client';
+import { sleep, until } from '../helpers/app';
+import { Framework, FrameworkServer, get, startServer } from '../helpers/frameworks';
+
+const json = new JsonTranscoder();
+const nodeIndex = (id: string) => Number(/-n(\d)(?:\.|$)/.exec(id)![1]) - 1;
+async function counter(servers: FrameworkServer[], name: string): Promise<number> {
+  let n = 0;
+  for (const s of servers) n += (await s.stats())[name] as number;
+  return n;
+}
+
+describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework (%s)', (kind) => {
+  let ps: MemcachedProcess[];
+  let raw: RawClient[];
+  let servers: FrameworkServer[];
+
+  async function instances(o: Partial<MemcachedStoreOptions>[]): Promise<void> {
+    servers = await Promise.all(o.map((extra) => startServer(kind, { memcachedNodes: nodesString(ps), operationTimeout: 500, ...extra })));
+  }
+
+  /** `count` requests with `cookie`, alternating instances from `first`; each increments and must see n + 1. */
+  async function alternate(cookie: string, id: string, from: number, count: number, first = 0): Promise<number> {
+    let n = from;
+    for (let i = 0; i < count; i++) {
+      const r = await get(servers[(first + i) % 2].port, '/inc', cookie);
+      expect(r.status).toBe(200);
+      expect(r.body).toEqual({ id, n: ++n });
+    }
+    return n;
+  }
+
+  beforeEach(async () => {
+    servers = [];
+    ps = await startMemcacheds(3);
+    raw = ps.map((p) => new RawClient(p.port));
+  });
+  afterEach(async () => {
+    await Promise.all(servers.map((s) => s.close()));
+    raw.forEach((r) => r.close());
+    await killAll(ps);
+  });
+
+  it('non-sticky relocation: the old id keeps working at both instances, past 5 s and after the node returns', async () => {
+    await instances([{}, {}]);
+    const created = await get(servers[0].port, '/inc');
+    const cookie = created.setCookie!;
+    const id: string = created.body.id;
+    expect(cookie).toBeDefined();
+    let n = await alternate(cookie, id, 1, 3, 1);
+    const p = nodeIndex(id);
+    const target = (p + 1) % 3;
+    const moved = `${id.slice(0, 32)}-n${target + 1}`;
+    await ps[p].kill();
+
+    n = await alternate(cookie, id, n, 10);
+    // One relocation for both instances; the old id is a marker at its backup place, the session lives under `moved`.
+    expect(await counter(servers, 'sessionsRelocated')).toBe(1);
+    expect(movedTo((await raw[target].get(`bak:${id}`))!)).toBe(moved);
+    expect(json.decode((await raw[target].get(moved))!)).toMatchObject({ n });
+
+    await sleep(5500);
+    n = await alternate(cookie, id, n, 6, 1);
+
+    // The node returns empty: the old id must not start over there.
+    await ps[p].start();
+    for (const s of servers) await until(async () => { await s.ready(); return (await s.stats()).nodes[`n${p + 1}`].available; }, 5000, 'node back');
+    n = await alternate(cookie, id, n, 10);
+    expect(await counter(servers, 'sessionsRelocated')).toBe(1);
+    expect(json.decode((await raw[target].get(moved))!)).toMatchObject({ n });
+  });
+
+  it('non-sticky relocation: both instances serving the old id at once do not fork the session', async () => {
+    await instances([{}, {}]);
+    const created = await get(servers[0].port, '/inc');
+    const cookie = created.setCookie!;
+    const id: string = created.body.id;
+    await ps[nodeIndex(id)].kill();
+    // Concurrent requests (no locking): increments may overwrite each other, but there must stay one session.
+    const rs = await Promise.all([0, 1, 0, 1, 0, 1].map((i) => get(servers[i].port, '/inc', cookie)));
+    for (const r of rs) expect(r.status).toBe(200);
+    const seen = Math.max(...rs.map((r) => r.body.n));
+    const after = await get(servers[0].port, '/get', cookie);
+    expect(after.body.n).toBe(seen);
+    await alternate(cookie, id, seen, 8, 1);
+    expect(await counter(servers, 'sessionsRelocated')).toBeLessThanOrEqual(2);
+  });
+
+  it('sticky takeover: the old cookie of a keeps working at a and b, past 5 s', async () => {
+    await instances([{ sticky: true, route: 'a' }, { sticky: true, route: 'b' }]);
+    const created = await get(servers[0].port, '/inc');
+    const cookie = created.setCookie!;
+    const id: string = created.body.id;
+    expect(id).toMatch(/\.a$/);
+    let n = await alternate(cookie, id, 1, 2); // both at a: local hits
+    n = await alternate(cookie, id, n, 1, 1); // at b: takeover
+    n = await alternate(cookie, id, n, 10);
+    await sleep(5500);
+    n = await alternate(cookie, id, n, 6, 1);
+    expect(n).toBe(20);
+  });
+});
