@@ -45,6 +45,8 @@ export interface ModeContext {
   backups: BackupRunner;
   /** Remembers old id -> new id so concurrent requests with the old cookie follow the move. */
   recordIdChange(oldId: string, newId: string): void;
+  /** True once the framework was seen keeping the cookie it was given: moved ids then stay in use (aliases). */
+  fixedCookies(): boolean;
 }
 
 export interface SessionMode {
@@ -56,6 +58,11 @@ export interface SessionMode {
   /** `bytesOf` encodes the session only when the mode needs bytes it does not have (no LoadedMeta). */
   touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void>;
   destroy(sid: SessionId): Promise<void>;
+  /**
+   * A save or touch of `target` arrived under `alias`, an id the session was moved away from, because the framework
+   * cannot change the cookie: keep the alias's forwarding marker alive as long as the session is used.
+   */
+  keepAlias(alias: SessionId, target: SessionId, maxInactive: number): Promise<void>;
   /**
    * Listing (store.all/length/ids): the copy `get` would serve for `sid`, whose session key was found on `node`; null
    * when that key is not the session's live primary copy (another node's stray, expired, moved by a relocation).

@@ -232,10 +232,16 @@ export class NonStickyMode implements SessionMode {
     const validity: Validity = { maxInactiveInterval: copy.validity.maxInactiveInterval, lastAccessedTime: copy.validity.thisAccessedTime,
       thisAccessedTime: Math.max(Date.now(), copy.validity.thisAccessedTime + 1) };
     const bytes = itemUnderId(keys, newId, copy.bytes);
-    const written = await this.writePrimary(moved, target, bytes, validity);
+    // Nothing under the new id yet: add, so an instance that relocated it meanwhile (and maybe saved since) wins.
+    const written = await this.writePrimary(moved, target, bytes, validity, n.value ? 'set' : 'add');
     if (!written.ok) {
       nodes.markFailed(target, written.error);
       throw new Error(`express-msm: session could not be relocated: ${written.error.message}`);
+    }
+    if (!written.value) {
+      const theirs = await this.locateCopy(moved);
+      if (theirs && !theirs.newId) theirs.newId = newId;
+      return theirs;
     }
     stats.requestsWithMemcachedFailover++;
     stats.sessionsRelocated++;
@@ -373,6 +379,20 @@ export class NonStickyMode implements SessionMode {
     return movedTo(s.value) === undefined ? { bytes: s.value, validity } : null;
   }
 
+  /**
+   * The old id's marker (`bak:<alias>` on the node after its primary, where relocation left it and where loads look
+   * for it) is rewritten when due, with a version newer than any copy of the alias, so it outlives the session's
+   * activity and still wins when the alias's old node comes back.
+   */
+  async keepAlias(alias: SessionId, target: SessionId, maxInactive: number): Promise<void> {
+    if (!this.touchDue(alias.id, 'backup', maxInactive)) return;
+    const node = this.backupNodeOf(this.primaryOf(alias));
+    if (!node || maxInactive <= 0) return;
+    const now = Date.now();
+    const marker: Validity = { maxInactiveInterval: maxInactive, lastAccessedTime: now, thisAccessedTime: now };
+    await this.ctx.backups.run(async () => this.afterBackup(alias, node, await this.writeBackupKeys(alias, node, encodeMoved(target.id), marker)));
+  }
+
   async close(): Promise<void> {
     await this.repair.close();
   }
@@ -455,7 +475,9 @@ export class NonStickyMode implements SessionMode {
         ]);
       } else await client.delete(keys.validity(sid.id));
     }
-    return !s.ok ? s : v;
+    if (!s.ok) return s;
+    // With add: false when either key existed already.
+    return v.ok ? { ok: true, value: s.value && v.value } : v;
   }
 
   private async writeBackupKeys(sid: SessionId, node: string, bytes: Buffer, validity: Validity): Promise<OpResult<boolean>> {

@@ -2,12 +2,16 @@
 // local lru-cache is the primary copy and memcached holds a backup (only `<prefix><id>` on the node in the id; no
 // validity, no bak:). Memcached is read only when the id is not held locally: a route takeover (another instance
 // created it), an eviction from the local bounds, or a restart.
+//
+// A takeover leaves a forwarding marker under the old key (as non-sticky relocation does at `bak:`), so the old id
+// keeps working at every instance. When the framework keeps the cookie it was given (no req.res, Fastify), the old
+// id stays in use for good and any instance may get it: loads then read memcached every time (see loadShared).
 import { LRUCache } from 'lru-cache';
 import type { LoadResult, LoadedMeta, ModeContext, SessionMode } from './mode';
 import { itemUnderId, unchanged } from './mode';
 import type { SessionId } from './session-id';
 import type { StoredSession } from './transcoders/transcoder';
-import { isMsmItem, maxInactiveOfCookie } from './transcoders/transcoder';
+import { encodeMoved, isMsmItem, maxInactiveOfCookie, movedTo } from './transcoders/transcoder';
 import { toMemcachedExpiration } from './validity';
 import { hashId } from './logger';
 
@@ -45,6 +49,13 @@ interface Loaded {
   accessedAt?: number;
 }
 
+/** A session copy found in memcached: under `sid` on `node` (after following markers). */
+interface Found {
+  sid: SessionId;
+  node: string;
+  bytes: Buffer;
+}
+
 /** Memcached TTL of the backup: maxInactive plus a margin (msm: 60 s; at most maxInactive for short sessions). */
 export function stickyMemcachedTtl(maxInactive: number): number {
   return maxInactive + stickyMargin(maxInactive);
@@ -61,6 +72,8 @@ export class StickyMode implements SessionMode {
   /** Memcached loads in flight, by the id requested: concurrent requests for one id share one load (one takeover). */
   private readonly inflight = new Map<string, Promise<Loaded | null>>();
   private readonly purgeTimer: NodeJS.Timeout;
+  /** Alias id -> when its marker was last refreshed here (ms). */
+  private readonly aliasesRefreshed = new LRUCache<string, number>({ max: 100_000 });
 
   constructor(private readonly ctx: ModeContext) {
     if (!ctx.cfg.route) throw new Error('express-msm: sticky mode needs a route');
@@ -86,6 +99,7 @@ export class StickyMode implements SessionMode {
 
   async load(sid: SessionId): Promise<LoadResult | null> {
     const { stats } = this.ctx;
+    if (this.ctx.fixedCookies()) return this.loadShared(sid);
     if (sid.route === this.route) {
       const status: LRUCache.Status<string, LocalEntry> = {};
       const e = this.local.get(sid.id, { status });
@@ -104,8 +118,68 @@ export class StickyMode implements SessionMode {
       }
       stats.localMisses++;
     }
-    const loaded = await this.shared(sid.id, () => (sid.route === this.route ? this.reload(sid) : this.takeover(sid)));
+    const loaded = await this.shared(sid.id, async () => {
+      const found = await this.locate(sid);
+      if (!found) return null;
+      return found.sid.route === this.route ? this.reload(sid, found) : this.takeover(sid, found);
+    });
     return loaded ? this.result(sid, loaded) : null;
+  }
+
+  /**
+   * The framework keeps the cookie it was given, so an id may reach any instance, in any order: the local copy
+   * may be older than what another instance wrote. Memcached is read on every load (following markers), the
+   * session is served under the id it lives at without a takeover, and saves are awaited (see save).
+   */
+  private async loadShared(sid: SessionId): Promise<LoadResult | null> {
+    const loaded = await this.shared(sid.id, async (): Promise<Loaded | null> => {
+      const found = await this.locate(sid);
+      const id = found?.sid ?? sid;
+      const held = this.local.peek(id.id);
+      const newId = id.id !== sid.id ? id.id : undefined;
+      if (!found) {
+        // Missing or unreadable in memcached: the local copy, if any, moved off a dead node first.
+        if (!held) return null;
+        if (!this.ctx.nodes.isAvailable(held.node)) {
+          const moved = await this.relocate(id, held);
+          if (moved) return { ...moved, id: sid.id };
+        }
+        return { id: sid.id, bytes: held.bytes, newId, accessedAt: held.accessedAt };
+      }
+      const maxInactive = this.maxInactiveOf(found.sid, found.bytes);
+      if (maxInactive === null) return this.expired(found.sid, found.node);
+      const copy = held?.copy.written?.equals(found.bytes) ? held.copy : { written: found.bytes, expiresAt: 0 };
+      this.local.set(id.id, { bytes: found.bytes, maxInactive, node: found.node, copy, accessedAt: Date.now() }, { ttl: maxInactive * 1000 });
+      return { id: sid.id, bytes: found.bytes, newId };
+    });
+    return loaded ? this.result(sid, loaded) : null;
+  }
+
+  /**
+   * The copy for `sid`, following takeover markers; for an id whose node is down, the id relocation gives it on
+   * the next available node (every instance computes the same one).
+   */
+  private async locate(sid: SessionId): Promise<Found | null> {
+    const { nodes, idFormat, cfg } = this.ctx;
+    let id = sid;
+    for (let hops = 0; hops < 3; hops++) {
+      let node = this.nodeOf(id);
+      if (!nodes.isAvailable(node) && cfg.encodeNodeId && id.nodeId) {
+        const next = nodes.nextAvailable(node);
+        if (next) {
+          id = idFormat.parse(idFormat.withNode(id, next))!;
+          node = next;
+        }
+      }
+      const bytes = await this.fetch(id, node);
+      if (!bytes) return null;
+      const to = movedTo(bytes);
+      if (to === undefined) return { sid: id, node, bytes };
+      const next = idFormat.parse(to);
+      if (!next) return null;
+      id = next;
+    }
+    return null;
   }
 
   /** One memcached load/move per id at a time; concurrent requests wait for it and then decode their own copy. */
@@ -130,7 +204,30 @@ export class StickyMode implements SessionMode {
     this.local.set(sid.id, e, { ttl: maxInactive * 1000 });
     if (meta) Object.assign(meta, { id: sid.id, bytes });
     if (copy.written && copy.written.equals(bytes) && !this.refreshDue(e)) return;
+    // Fixed cookies: the next request may reach another instance, which reads memcached; it must find this write.
+    if (this.ctx.fixedCookies()) return this.backup(sid.id, e);
     return this.ctx.backups.run(() => this.backup(sid.id, e));
+  }
+
+  /** The alias's key holds the marker to `target`: its TTL is extended (rewritten if gone) once per margin/2. */
+  async keepAlias(alias: SessionId, target: SessionId, maxInactive: number): Promise<void> {
+    const { nodes, keys } = this.ctx;
+    const now = Date.now();
+    if (now - (this.aliasesRefreshed.get(alias.id) ?? 0) < stickyMargin(maxInactive) * 500) return;
+    const node = this.nodeOf(alias);
+    if (!nodes.isAvailable(node)) return;
+    this.aliasesRefreshed.set(alias.id, now);
+    const ttl = toMemcachedExpiration(stickyMemcachedTtl(maxInactive));
+    await this.ctx.backups.run(async () => {
+      const client = nodes.client(node);
+      const t = await client.touch(keys.session(alias.id), ttl);
+      const r = t.ok && !t.value ? await client.set(keys.session(alias.id), encodeMoved(target.id), ttl) : t;
+      if (!r.ok) {
+        this.aliasesRefreshed.delete(alias.id);
+        nodes.markFailed(node, r.error);
+        this.backupFailed(alias.id, node, r.error);
+      }
+    });
   }
 
   async touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
@@ -154,7 +251,8 @@ export class StickyMode implements SessionMode {
     if (this.nodeOf(sid) !== node || this.local.has(sid.id)) return null;
     const r = await this.ctx.nodes.client(node).get(this.ctx.keys.session(sid.id), true);
     if (!r.ok) throw r.error;
-    return r.value && this.maxInactiveOf(sid, r.value) !== null ? { bytes: r.value } : null;
+    // A takeover's marker is no session.
+    return r.value && movedTo(r.value) === undefined && this.maxInactiveOf(sid, r.value) !== null ? { bytes: r.value } : null;
   }
 
   *localSessions(): Iterable<[id: string, bytes: Buffer, accessedAt: number]> {
@@ -264,27 +362,30 @@ export class StickyMode implements SessionMode {
     this.ctx.logger.warn(`session ${hashId(id)}: memcached backup on ${node} failed: ${error.message}`);
   }
 
-  /** Local miss for one of our ids (evicted, or this instance restarted): one `get` on the id's node. */
-  private async reload(sid: SessionId): Promise<Loaded | null> {
-    const node = this.nodeOf(sid);
-    const bytes = await this.fetch(sid, node);
-    if (!bytes) return null;
-    const maxInactive = this.maxInactiveOf(sid, bytes);
-    if (maxInactive === null) return this.expired(sid, node);
+  /**
+   * The copy lives under one of our ids: a local miss (evicted, or this instance restarted), or an id that was
+   * moved to one of ours. One `get` on the id's node, plus one per marker followed.
+   */
+  private async reload(sid: SessionId, found: Found): Promise<Loaded | null> {
+    const newId = found.sid.id !== sid.id ? found.sid.id : undefined;
+    const held = newId ? this.local.get(found.sid.id) : undefined;
+    if (held) return { id: sid.id, bytes: held.bytes, newId, accessedAt: held.accessedAt };
+    const { sid: at, node, bytes } = found;
+    const maxInactive = this.maxInactiveOf(at, bytes);
+    if (maxInactive === null) return this.expired(at, node);
     // The copy's remaining TTL is unknown: the next save/touch refreshes it.
-    this.local.set(sid.id, { bytes, maxInactive, node, copy: { written: bytes, expiresAt: 0 }, accessedAt: Date.now() }, { ttl: maxInactive * 1000 });
-    return { id: sid.id, bytes };
+    this.local.set(at.id, { bytes, maxInactive, node, copy: { written: bytes, expiresAt: 0 }, accessedAt: Date.now() }, { ttl: maxInactive * 1000 });
+    return { id: sid.id, bytes, newId };
   }
 
   /**
-   * Route takeover (msm's Tomcat failover): the id carries another instance's route (or none). Load the copy,
-   * change the route to ours (and move it off this instance's failover node), write the new key, then delete the old.
+   * Route takeover (msm's Tomcat failover): the copy lives under another instance's route (or none). Change the
+   * route to ours (and move it off this instance's failover node), write the new key, then turn the old key into a
+   * marker pointing at it: requests that keep the old id (fixed cookies, stragglers) follow it at any instance.
    */
-  private async takeover(sid: SessionId): Promise<Loaded | null> {
+  private async takeover(requested: SessionId, found: Found): Promise<Loaded | null> {
     const { nodes, keys, idFormat, stats, logger, cfg } = this.ctx;
-    const node = this.nodeOf(sid);
-    const bytes = await this.fetch(sid, node);
-    if (!bytes) return null;
+    const { sid, node, bytes } = found;
     const maxInactive = this.maxInactiveOf(sid, bytes);
     if (maxInactive === null) return this.expired(sid, node);
 
@@ -308,7 +409,7 @@ export class StickyMode implements SessionMode {
       copy.written = item;
       copy.expiresAt = started + ttl * 1000;
       // Only once the new key exists: the old one is superseded.
-      const d = await nodes.client(node).delete(keys.session(sid.id));
+      const d = await nodes.client(node).set(keys.session(sid.id), encodeMoved(newId), toMemcachedExpiration(ttl));
       if (!d.ok) nodes.markFailed(node, d.error);
     } else {
       // Keep the old key; the next save or touch writes the new one (touch finds it missing and rewrites).
@@ -322,8 +423,10 @@ export class StickyMode implements SessionMode {
     } else {
       logger.info(`session ${hashId(sid.id)} taken over from route ${sid.route ?? '(none)'}`);
     }
-    this.ctx.recordIdChange(sid.id, newId);
-    return { id: sid.id, bytes: item, newId };
+    // The move may lead back to the requested id (a -> b -> a): then nothing changes for the cookie.
+    if (newId === requested.id) return { id: requested.id, bytes: item };
+    this.ctx.recordIdChange(requested.id, newId);
+    return { id: requested.id, bytes: item, newId };
   }
 
   /**
@@ -383,6 +486,7 @@ export class StickyMode implements SessionMode {
       logger.warn(`session ${hashId(sid.id)} on ${node}: the item is not express-msm's (no header); left in place, treated as no session`);
       return null;
     }
+    if (movedTo(r.value) !== undefined) return r.value;
     if (!transcoder.decode(r.value, sid)) {
       stats.decodeFailures++;
       stats.requestsWithoutSession++;
@@ -410,7 +514,8 @@ export class StickyMode implements SessionMode {
     if (reason === 'evict') {
       // Bounds, not expiry: the memcached copy stays and the next request loads it back.
       this.ctx.stats.localEvictions++;
-    } else if (reason === 'expire') {
+    } else if (reason === 'expire' && !this.ctx.fixedCookies()) {
+      // (With fixed cookies other instances serve the id too: its memcached TTL decides.)
       this.ctx.stats.sessionsExpired++;
       const { nodes, keys } = this.ctx;
       if (nodes.isAvailable(e.node)) void nodes.client(e.node).delete(keys.session(id));

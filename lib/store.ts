@@ -34,6 +34,8 @@ interface Encoded {
 }
 /** On req while an id change waits to be applied. */
 const PENDING_ID = Symbol('express-msm.pendingIdChange');
+/** On req once the app applied id changes itself (applyPendingIdChange): the cookie follows them. */
+const APPLIES_IDS = Symbol('express-msm.appliesIdChanges');
 
 /** Memcached's default item size is 1 MB; leave room for the key and item header. */
 export const DEFAULT_MAX_SESSION_BYTES = 1024 * 1024 - 1024;
@@ -81,6 +83,14 @@ export class MemcachedStore extends Store {
    * ids recur (a -> b -> a), so an older entry would redirect a live id to a stale one.
    */
   private readonly idChanges = new LRUCache<string, string>({ max: 10_000, ttl: 5_000 });
+  /**
+   * Requested id -> what its latest load here learnt, when that load found the session under another id. For
+   * frameworks that rebuild the session object from store.get (Fastify), so their set/touch of the same request
+   * still knows where the session lives. Each load of the id replaces or drops its entry.
+   */
+  private readonly forwards = new LRUCache<string, LoadedMeta>({ max: 10_000, ttl: 10 * 60_000 });
+  /** Set at the first save showing a framework that keeps the cookie it was given (see noteCookieHandling). */
+  private fixedCookies = false;
   private closed = false;
   private readonly counted = new WeakSet<object>();
 
@@ -119,6 +129,7 @@ export class MemcachedStore extends Store {
       logger: this.logger,
       backups: this.backups,
       recordIdChange: (oldId, newId) => this.idChanges.set(oldId, newId),
+      fixedCookies: () => this.fixedCookies,
     };
     this.mode = this.config.sticky ? new StickyMode(ctx) : new NonStickyMode(ctx);
     const mode = this.mode;
@@ -320,6 +331,8 @@ export class MemcachedStore extends Store {
     if (loadedCookie) meta.cookie = loadedCookie;
     this.index?.onLoad(meta, raw, session);
     Object.defineProperty(session, LOADED, { value: meta, configurable: true, writable: true });
+    if (meta.newId && meta.newId !== raw) this.forwards.set(raw, meta);
+    else this.forwards.delete(raw);
     return session as unknown as SessionData;
   }
 
@@ -338,18 +351,21 @@ export class MemcachedStore extends Store {
     if (discovered) await discovered;
     const r = this.resolve(raw);
     if (!r) throw new Error(`express-msm: refusing to store a session under an id that has no key (empty, longer than 4096 characters, or a lone UTF-16 surrogate): check the genid option`);
+    this.noteCookieHandling(session);
+    const meta = this.loadedMeta(raw, session);
+    const { sid, alias } = this.whereTo(r.sid, meta);
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
-    if (maxInactive <= 0) return this.mode.destroy(r.sid);
+    if (maxInactive <= 0) return this.mode.destroy(sid);
     const pre = (session as any)[ENCODED] as Encoded | undefined;
     if (pre) delete (session as any)[ENCODED];
     const stored = pre?.stored ?? this.toStored(session);
-    const bytes = pre?.bytes ?? this.encodeItem(r.sid, stored);
+    const bytes = pre?.bytes ?? this.encodeItem(sid, stored);
     if (bytes.length > this.maxSessionBytes) {
       throw new Error(`express-msm: session is ${bytes.length} bytes, above the ${this.maxSessionBytes}-byte limit (memcached item size); not stored`);
     }
-    const meta = (session as any)[LOADED] as LoadedMeta | undefined;
-    await this.mode.save(r.sid, stored, bytes, maxInactive, meta);
-    if (this.index) await this.index.afterWrite(r.sid, session, maxInactive, meta);
+    await this.mode.save(sid, stored, bytes, maxInactive, meta);
+    if (alias) await this.mode.keepAlias(alias, sid, maxInactive);
+    if (this.index) await this.index.afterWrite(sid, session, maxInactive, meta);
     // Counted when first stored (express-session asks genid for every request without a cookie), once per object.
     if (!meta && !this.counted.has(session)) {
       this.counted.add(session);
@@ -389,15 +405,45 @@ export class MemcachedStore extends Store {
     }
     const encoded = (session as any)[ENCODED] as Encoded | undefined;
     if (encoded) delete (session as any)[ENCODED];
-    const meta = (session as any)[LOADED] as LoadedMeta | undefined;
+    const meta = this.loadedMeta(raw, session);
     // memcachedSession() already compared the whole encoding, cookie included: no second look at the cookie.
     if (!encoded?.unchanged && meta?.cookie && cookieChanged(session, meta.cookie)) return this.saveSession(raw, session);
     const r = this.resolve(raw);
     if (!r) return;
+    this.noteCookieHandling(session);
+    const { sid, alias } = this.whereTo(r.sid, meta);
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
-    if (maxInactive <= 0) return this.mode.destroy(r.sid);
-    await this.mode.touch(r.sid, () => this.encodeItem(r.sid, this.toStored(session)), maxInactive, (session as any)[LOADED]);
-    if (this.index) await this.index.afterWrite(r.sid, session, maxInactive, (session as any)[LOADED]);
+    if (maxInactive <= 0) return this.mode.destroy(sid);
+    await this.mode.touch(sid, () => this.encodeItem(sid, this.toStored(session)), maxInactive, meta);
+    if (alias) await this.mode.keepAlias(alias, sid, maxInactive);
+    if (this.index) await this.index.afterWrite(sid, session, maxInactive, meta);
+  }
+
+  /** What the load of this request learnt: on the session object, or (rebuilt by the framework) by its id. */
+  private loadedMeta(raw: string, session: SessionData): LoadedMeta | undefined {
+    return ((session as any)[LOADED] as LoadedMeta | undefined) ?? this.forwards.get(raw);
+  }
+
+  /**
+   * Where a save goes: the id the load moved the session to, when the framework kept the old id (no req.res,
+   * Fastify). The old id stays an alias of it, served through the mode's forwarding marker.
+   */
+  private whereTo(sid: SessionId, meta: LoadedMeta | undefined): { sid: SessionId; alias?: SessionId } {
+    const moved = meta?.newId && meta.newId !== sid.id ? this.idFormat.parse(meta.newId) : null;
+    return moved ? { sid: moved, alias: sid } : { sid };
+  }
+
+  /**
+   * express-session's sessions carry their request; it sends a changed id as a new cookie when the store can
+   * switch req.sessionID in time (req.res, or the app calls applyPendingIdChange). Anything else (a plain server,
+   * Fastify's sessions) keeps the cookie it was given: from then on sticky mode checks memcached on every load.
+   */
+  private noteCookieHandling(session: SessionData): void {
+    if (this.fixedCookies) return;
+    const req = (session as any).req;
+    if (req && typeof req === 'object' && (req.res || req[APPLIES_IDS])) return;
+    this.fixedCookies = true;
+    this.logger.info('the framework keeps the session cookie it was given (no req.res: a plain server, or not express-session): moved sessions stay reachable under their old ids');
   }
 
   private async removeSession(raw: string): Promise<void> {
@@ -405,8 +451,9 @@ export class MemcachedStore extends Store {
     if (discovered) await discovered;
     const sid = this.idFormat.parse(raw);
     if (!sid) return;
-    const movedTo = this.idChanges.get(sid.id);
+    const movedTo = this.idChanges.get(sid.id) ?? this.forwards.get(sid.id)?.newId;
     this.idChanges.delete(sid.id);
+    this.forwards.delete(sid.id);
     const moved = movedTo ? this.idFormat.parse(movedTo) : null;
     await Promise.all([this.mode.destroy(sid), moved ? this.mode.destroy(moved) : undefined]);
     await this.index?.onDestroy(sid.id);
@@ -445,6 +492,7 @@ export class MemcachedStore extends Store {
    * sees the new req.sessionID. memcachedSession() calls it right after express-session. Idempotent.
    */
   applyPendingIdChange(req: any): void {
+    if (req && typeof req === 'object' && !req[APPLIES_IDS]) Object.defineProperty(req, APPLIES_IDS, { value: true });
     const pending = (req as any)[PENDING_ID] as (() => void) | undefined;
     if (pending) pending();
   }
