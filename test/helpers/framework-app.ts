@@ -9,6 +9,7 @@ import fastifySession from '@fastify/session';
 import { MemcachedStore } from '../../lib';
 
 const store = new MemcachedStore(JSON.parse(process.env.MSM_OPTIONS!));
+const maxAge = Number(process.env.MSM_MAX_AGE ?? 60_000);
 
 function answer(res: http.ServerResponse, status: number, body: unknown): void {
   res.statusCode = status;
@@ -25,7 +26,7 @@ function admin(url: string | undefined, res: http.ServerResponse): boolean {
 }
 
 async function plain(): Promise<() => Promise<void>> {
-  const mw = session({ store, genid: store.genid, secret: 'plain-secret', resave: false, saveUninitialized: false, cookie: { maxAge: 60_000 } });
+  const mw = session({ store, genid: store.genid, secret: 'plain-secret', resave: false, saveUninitialized: false, cookie: { maxAge } });
   const server = http.createServer((req: any, res) => {
     if (admin(req.url, res)) return;
     mw(req, res as any, (err?: unknown) => {
@@ -51,7 +52,7 @@ async function fastify(): Promise<() => Promise<void>> {
     idGenerator: store.genid,
     secret: 'a-fastify-session-secret-of-32-characters-or-more',
     saveUninitialized: false,
-    cookie: { secure: false, maxAge: 60_000 },
+    cookie: { secure: false, maxAge },
   });
   app.get('/inc', async (req) => {
     const s = req.session as any;

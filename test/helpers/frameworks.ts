@@ -20,17 +20,18 @@ export interface FrameworkServer {
   close(): Promise<void>;
 }
 
-export async function startServer(kind: Framework, options: MemcachedStoreOptions): Promise<FrameworkServer> {
+/** `maxAge`: the session cookie's, in ms (60 s unless given). */
+export async function startServer(kind: Framework, options: MemcachedStoreOptions, maxAge = 60_000): Promise<FrameworkServer> {
   const proc = spawn(process.execPath, ['-r', path.join(ROOT, 'scripts', 'register.js'), path.join(__dirname, 'framework-app.ts')], {
     cwd: ROOT,
-    env: { ...process.env, MSM_FRAMEWORK: kind, MSM_OPTIONS: JSON.stringify(options) },
+    env: { ...process.env, MSM_FRAMEWORK: kind, MSM_OPTIONS: JSON.stringify(options), MSM_MAX_AGE: String(maxAge) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
-    const t = setTimeout(() => reject(new Error(`${kind} app did not start: ${err}`)), 20_000);
+    const t = setTimeout(() => reject(new Error(`${kind} app did not start: ${err}`)), 60_000);
     proc.stdout!.on('data', (d) => {
       out += d;
       const m = /LISTENING (\d+)/.exec(out);

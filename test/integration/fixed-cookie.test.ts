@@ -24,14 +24,15 @@ describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework
   let raw: RawClient[];
   let servers: FrameworkServer[];
 
-  async function instances(o: Partial<MemcachedStoreOptions>[]): Promise<void> {
-    servers = await Promise.all(o.map((extra) => startServer(kind, { memcachedNodes: nodesString(ps), operationTimeout: 500, ...extra })));
+  async function instances(o: Partial<MemcachedStoreOptions>[], maxAge?: number): Promise<void> {
+    servers = await Promise.all(o.map((extra) => startServer(kind, { memcachedNodes: nodesString(ps), operationTimeout: 500, ...extra }, maxAge)));
   }
 
   /** `count` requests with `cookie`, alternating instances from `first`; each increments and must see n + 1. */
-  async function alternate(cookie: string, id: string, from: number, count: number, first = 0): Promise<number> {
+  async function alternate(cookie: string, id: string, from: number, count: number, first = 0, gapMs = 0): Promise<number> {
     let n = from;
     for (let i = 0; i < count; i++) {
+      if (gapMs) await sleep(gapMs);
       const r = await get(servers[(first + i) % 2].port, '/inc', cookie);
       expect(r.status).toBe(200);
       expect(r.body).toEqual({ id, n: ++n });
@@ -107,5 +108,31 @@ describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework
     await sleep(5500);
     n = await alternate(cookie, id, n, 6, 1);
     expect(n).toBe(20);
+  });
+
+  // Sessions of 4 s: the markers' own TTLs (validity 4 s non-sticky, 4 + 4 s sticky) pass during the run.
+  it('non-sticky: the old id\'s marker is kept alive while the session is used, after its node came back empty', async () => {
+    await instances([{}, {}], 4000);
+    const created = await get(servers[0].port, '/inc');
+    const cookie = created.setCookie!;
+    const id: string = created.body.id;
+    const p = nodeIndex(id);
+    await ps[p].kill();
+    let n = await alternate(cookie, id, 1, 2);
+    await ps[p].start();
+    for (const s of servers) await until(async () => { await s.ready(); return (await s.stats()).nodes[`n${p + 1}`].available; }, 5000, 'node back');
+    n = await alternate(cookie, id, n, 30, 0, 300);
+    expect(n).toBe(33);
+    expect(await counter(servers, 'sessionsRelocated')).toBe(1);
+  });
+
+  it('sticky: the old id\'s marker is kept alive while the session is used', async () => {
+    await instances([{ sticky: true, route: 'a' }, { sticky: true, route: 'b' }], 4000);
+    const created = await get(servers[0].port, '/inc');
+    const cookie = created.setCookie!;
+    const id: string = created.body.id;
+    const n = await alternate(cookie, id, 1, 40, 1, 300);
+    expect(n).toBe(41);
+    expect(movedTo((await raw[nodeIndex(id)].get(id))!)).toBe(id.replace(/\.a$/, '.b'));
   });
 });
