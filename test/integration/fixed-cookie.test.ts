@@ -86,14 +86,14 @@ describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework
     const cookie = created.setCookie!;
     const id: string = created.body.id;
     await ps[nodeIndex(id)].kill();
-    // Concurrent requests (no locking): increments may overwrite each other, but there must stay one session.
+    // Concurrent requests (no locking): increments may overwrite each other, but there must stay one session,
+    // relocated once, which both instances then read and write.
     const rs = await Promise.all([0, 1, 0, 1, 0, 1].map((i) => get(servers[i].port, '/inc', cookie)));
     for (const r of rs) expect(r.status).toBe(200);
-    const seen = Math.max(...rs.map((r) => r.body.n));
-    const after = await get(servers[0].port, '/get', cookie);
-    expect(after.body.n).toBe(seen);
-    await alternate(cookie, id, seen, 8, 1);
-    expect(await counter(servers, 'sessionsRelocated')).toBeLessThanOrEqual(2);
+    const after = (await get(servers[0].port, '/get', cookie)).body.n;
+    expect(after).toBeGreaterThanOrEqual(2);
+    await alternate(cookie, id, after, 8, 1);
+    expect(await counter(servers, 'sessionsRelocated')).toBe(1);
   });
 
   it('sticky takeover: the old cookie of a keeps working at a and b, past 5 s', async () => {

@@ -1,5 +1,6 @@
 // Issue 3: sticky mode against real memcached processes (started here, so they can be killed), two app instances
 // (routes a and b) in this process sharing the nodes; what lands in memcached is read with an independent client.
+import * as http from 'http';
 import express from 'express';
 import session from 'express-session';
 import request from 'supertest';
@@ -161,6 +162,34 @@ describe('sticky mode', () => {
     const r = await request(app).get('/id').set('Cookie', cookieFor(idA)).expect(200);
     expect(r.body).toEqual({ id: idA.replace(/\.a$/, '.b'), n: 1 });
     expect(idFromSetCookie(r.headers)).toBe(r.body.id);
+  });
+
+  it('a plain node server: with applyPendingIdChange the cookie follows a takeover and reads stay local; without, every load reads memcached', async () => {
+    const plainApp = (store: MemcachedStore, applies: boolean) => {
+      const mw = session({ store, genid: store.genid, secret: SECRET, resave: false, saveUninitialized: false });
+      return http.createServer((req: any, res) => mw(req, res as any, () => {
+        if (applies) store.applyPendingIdChange(req);
+        req.session.n = (req.session.n ?? 0) + 1;
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ id: req.sessionID, n: req.session.n }));
+      }));
+    };
+    const a = newStore('a');
+    const b = newStore('b');
+    const idA = idFromSetCookie((await request(plainApp(a, true)).get('/').expect(200)).headers)!;
+    const idB = idA.replace(/\.a$/, '.b');
+    const r = await request(plainApp(b, true)).get('/').set('Cookie', cookieFor(idA)).expect(200, { id: idB, n: 2 });
+    expect(idFromSetCookie(r.headers)).toBe(idB);
+    const gets = totalOps(b, 'get');
+    await request(plainApp(b, true)).get('/').set('Cookie', cookieFor(idB)).expect(200, { id: idB, n: 3 });
+    expect(totalOps(b, 'get')).toBe(gets);
+
+    const c = newStore('c');
+    const fixed = plainApp(c, false);
+    const idC = idFromSetCookie((await request(fixed).get('/').expect(200)).headers)!;
+    const before = totalOps(c, 'get');
+    await request(fixed).get('/').set('Cookie', cookieFor(idC)).expect(200, { id: idC, n: 2 });
+    expect(totalOps(c, 'get')).toBe(before + 1);
   });
 
   it('two concurrent requests with the same foreign id give one new id and one takeover', async () => {
