@@ -73,6 +73,8 @@ export function get(port: number, path: string, cookie?: string): Promise<{ stat
         resolve({ status: res.statusCode!, body, setCookie: set ? set.split(';')[0] : undefined });
       });
     });
+    // A hang fails with its own message, not as the test's timeout.
+    req.setTimeout(10_000, () => req.destroy(new Error(`GET ${path} on port ${port}: no answer in 10 s`)));
     req.on('error', reject);
     req.end();
   });

@@ -11,6 +11,9 @@ import { RawClient } from '../helpers/raw-client';
 import { sleep, until } from '../helpers/app';
 import { Framework, FrameworkServer, get, startServer } from '../helpers/frameworks';
 
+// Each scenario is ~50 sequential requests, 300 ms apart, plus two app processes starting and a memcached restart.
+jest.setTimeout(120_000);
+
 const json = new JsonTranscoder();
 const nodeIndex = (id: string) => Number(/-n(\d)(?:\.|$)/.exec(id)![1]) - 1;
 async function counter(servers: FrameworkServer[], name: string): Promise<number> {
