@@ -32,6 +32,7 @@ async function plain(): Promise<() => Promise<void>> {
     mw(req, res as any, (err?: unknown) => {
       if (err) return answer(res, 500, { error: String((err as Error).message) });
       const s = req.session;
+      if (req.url === '/destroy') return s.destroy((e?: Error) => answer(res, e ? 500 : 200, { destroyed: !e }));
       if (req.url === '/inc') s.n = (s.n ?? 0) + 1;
       answer(res, 200, { id: req.sessionID, n: s.n ?? null });
     });
@@ -60,6 +61,10 @@ async function fastify(): Promise<() => Promise<void>> {
     return { id: req.session.sessionId, n: s.n };
   });
   app.get('/get', async (req) => ({ id: req.session.sessionId, n: (req.session as any).n ?? null }));
+  app.get('/destroy', async (req) => {
+    await req.session.destroy();
+    return { destroyed: true };
+  });
   // No cookie, so @fastify/session only builds an unsaved session for these.
   app.get('/__stats', async () => store.stats());
   app.get('/__ready', async () => {

