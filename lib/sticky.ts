@@ -148,9 +148,11 @@ export class StickyMode implements SessionMode {
       }
       const maxInactive = this.maxInactiveOf(found.sid, found.bytes);
       if (maxInactive === null) return this.expired(found.sid, found.node);
-      const copy = held?.copy.written?.equals(found.bytes) ? held.copy : { written: found.bytes, expiresAt: 0 };
-      this.local.set(id.id, { bytes: found.bytes, maxInactive, node: found.node, copy, accessedAt: Date.now() }, { ttl: maxInactive * 1000 });
-      return { id: sid.id, bytes: found.bytes, newId };
+      // Our own last write: its access time is known. Another instance's: sticky copies carry none.
+      const ours = held?.copy.written?.equals(found.bytes) ? held : undefined;
+      const copy = ours?.copy ?? { written: found.bytes, expiresAt: 0 };
+      this.local.set(id.id, { bytes: found.bytes, maxInactive, node: found.node, copy, accessedAt: ours?.accessedAt ?? Date.now() }, { ttl: maxInactive * 1000 });
+      return { id: sid.id, bytes: found.bytes, newId, accessedAt: ours?.accessedAt };
     });
     return loaded ? this.result(sid, loaded) : null;
   }

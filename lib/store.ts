@@ -435,11 +435,12 @@ export class MemcachedStore extends Store {
 
   /**
    * express-session's sessions carry their request; it sends a changed id as a new cookie when the store can
-   * switch req.sessionID in time (req.res, or the app calls applyPendingIdChange). Anything else (a plain server,
-   * Fastify's sessions) keeps the cookie it was given: from then on sticky mode checks memcached on every load.
+   * switch req.sessionID in time (req.res, or the app calls applyPendingIdChange). Without that (a plain server),
+   * and for another framework's session objects (Fastify's), the cookie stays as it was: from then on sticky mode
+   * checks memcached on every load. Plain objects (direct store calls) say nothing about a framework.
    */
   private noteCookieHandling(session: SessionData): void {
-    if (this.fixedCookies) return;
+    if (this.fixedCookies || !session || typeof session !== 'object' || Object.getPrototypeOf(session) === Object.prototype) return;
     const req = (session as any).req;
     if (req && typeof req === 'object' && (req.res || req[APPLIES_IDS])) return;
     this.fixedCookies = true;
