@@ -2,17 +2,21 @@
 //
 // Starts its own backends on free loopback ports (two memcached nodes for express-msm, one for
 // connect-memcached, redis-server for connect-redis when installed), one server process per configuration
-// (bench/server.ts), creates one realistic session per load-generator connection, then measures GET /read
-// (session loaded, unchanged) and POST /write (one attribute changed) with autocannon from this process, the
-// configurations in alternation (A B C ... A B C ...) for several rounds, and reports medians.
+// (bench/server.ts) pinned to one core, creates many realistic sessions, then measures GET /read (session loaded,
+// unchanged) and POST /write (one attribute changed) with a load generator in its own process pinned to the other
+// core (wrk when installed, else autocannon), every request carrying the next session's cookie. The
+// configurations run in alternation (A B C ... B C A ...) for several rounds; ratios are paired per round.
 //
-// Env: BENCH_DURATION (s, default 5)  BENCH_ROUNDS (default 3)  BENCH_CONNECTIONS (default 32)
-//      BENCH_WARMUP (s, default 1; once per configuration and route before round 1)
-//      BENCH_ONLY (comma list of configurations)  BENCH_OUT (directory for results.json/.svg, default bench/)
-//      BENCH_ROUTES (read,write by default)
-//      BENCH_PROFILE (comma list of configurations whose server runs with node --cpu-prof; profiles go to
-//      bench/.work/profiles, summarise them with `node -r ./scripts/register.js bench/profile.ts <file>`)
-import { ChildProcess, fork, spawn } from 'child_process';
+// Flags (environment in brackets):
+//   --publish            5 rounds unless --rounds; writes bench/results.json and .svg (else a temporary folder)
+//   --rounds N           [BENCH_ROUNDS, default 3]      --duration S     [BENCH_DURATION, s per run, default 4]
+//   --connections N      [BENCH_CONNECTIONS, 16]        --sessions N     [BENCH_SESSIONS, 64]
+//   --warmup S           [BENCH_WARMUP, 1]              --only a,b       [BENCH_ONLY: configurations]
+//   --routes read,write  [BENCH_ROUTES]                 --out DIR        [BENCH_OUT]
+//   --profile a,b        [BENCH_PROFILE: servers run with node --cpu-prof; profiles go to bench/.work/profiles,
+//                         summarise them with `node -r ./scripts/register.js bench/profile.ts <file>`]
+//   --loader wrk|autocannon [BENCH_LOADER]              --no-pin [BENCH_PIN=0: no taskset]
+import { ChildProcess, execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as net from 'net';
@@ -21,45 +25,110 @@ import * as path from 'path';
 import { MemcachedProcess, canConnect, findBinary, freePort, memcachedBinary } from '../test/helpers/memcached';
 import { renderSvg } from './chart';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const autocannon = require('autocannon');
-
 const ROOT = path.join(__dirname, '..');
-const ALL_CONFIGS = ['memory', 'connect-memcached', 'connect-redis', 'msm-json', 'msm-avro', 'msm-sticky', 'msm-locking'];
+const ALL_CONFIGS = ['memory', 'connect-memcached', 'connect-redis', 'msm-json', 'msm-json-mw', 'msm-avro', 'msm-sticky', 'msm-sticky-mw', 'msm-locking'];
 export const LABELS: Record<string, string> = {
   memory: 'MemoryStore',
   'connect-memcached': 'connect-memcached',
   'connect-redis': 'connect-redis',
   'msm-json': 'msm non-sticky JSON',
+  'msm-json-mw': 'msm non-sticky memcachedSession()',
   'msm-avro': 'msm non-sticky Avro',
   'msm-sticky': 'msm sticky JSON',
+  'msm-sticky-mw': 'msm sticky memcachedSession()',
   'msm-locking': 'msm non-sticky lock=all',
 };
+/** memcachedSession() variants and the bare Store they are compared with (lockingMode none: the middleware's cost). */
+const BARE_OF: Record<string, string> = { 'msm-json-mw': 'msm-json', 'msm-sticky-mw': 'msm-sticky' };
 const ALL_ROUTES = ['read', 'write'] as const;
 type Route = (typeof ALL_ROUTES)[number];
-/** BENCH_ROUTES=read profiles one route alone. */
-const ROUTES: readonly Route[] = (process.env.BENCH_ROUTES ?? '').split(',').filter((r): r is Route => (ALL_ROUTES as readonly string[]).includes(r)).length
-  ? ALL_ROUTES.filter((r) => (process.env.BENCH_ROUTES ?? '').split(',').includes(r))
-  : ALL_ROUTES;
 
-function num(name: string, dflt: number): number {
-  const v = process.env[name];
+/** `--name value` or `--name=value` from argv, else the environment variable, else undefined. */
+function arg(name: string, envName?: string): string | undefined {
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === `--${name}`) return argv[i + 1] ?? '';
+    if (argv[i].startsWith(`--${name}=`)) return argv[i].slice(name.length + 3);
+  }
+  return envName ? process.env[envName] : undefined;
+}
+
+function flag(name: string): boolean {
+  return process.argv.slice(2).includes(`--${name}`);
+}
+
+function num(name: string, envName: string, dflt: number): number {
+  const v = arg(name, envName);
   if (v === undefined || v === '') return dflt;
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name}=${v}: expected a number`);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} (${envName}) = ${v}: expected a number`);
   return n;
 }
 
+function list(name: string, envName: string): string[] {
+  return (arg(name, envName) ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+const publish = flag('publish');
 const settings = {
-  duration: num('BENCH_DURATION', 5),
-  rounds: Math.max(1, Math.round(num('BENCH_ROUNDS', 3))),
-  connections: Math.max(1, Math.round(num('BENCH_CONNECTIONS', 32))),
-  warmup: num('BENCH_WARMUP', 1),
+  duration: num('duration', 'BENCH_DURATION', 4),
+  rounds: Math.max(1, Math.round(num('rounds', 'BENCH_ROUNDS', publish ? 5 : 3))),
+  connections: Math.max(1, Math.round(num('connections', 'BENCH_CONNECTIONS', 16))),
+  sessions: Math.max(1, Math.round(num('sessions', 'BENCH_SESSIONS', 64))),
+  warmup: num('warmup', 'BENCH_WARMUP', 1),
 };
-const only = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-const profiled = new Set((process.env.BENCH_PROFILE ?? '').split(',').map((s) => s.trim()).filter(Boolean));
-const outDir = path.resolve(process.env.BENCH_OUT ?? path.join(ROOT, 'bench'));
+const routeList = list('routes', 'BENCH_ROUTES');
+/** --routes read profiles one route alone. */
+const ROUTES: readonly Route[] = ALL_ROUTES.filter((r) => !routeList.length || routeList.includes(r));
+const only = list('only', 'BENCH_ONLY');
+const profiled = new Set(list('profile', 'BENCH_PROFILE'));
+const outArg = arg('out', 'BENCH_OUT');
+/** Runs without --publish never overwrite the committed results. */
+const outDir = publish ? path.join(ROOT, 'bench') : outArg ? path.resolve(outArg) : fs.mkdtempSync(path.join(os.tmpdir(), 'msm-bench-'));
 const profileDir = path.join(ROOT, 'bench', '.work', 'profiles');
+
+// --- placement -------------------------------------------------------------------------------------------------
+
+/**
+ * Servers on one core, the load generator and the backends on the other (when taskset exists and there are 2+
+ * cores): the load generator's CPU then never dilutes the difference between stores.
+ */
+function placement(): { pinned: boolean; serverCpu?: number; loadCpu?: number; reason?: string } {
+  if (flag('no-pin') || process.env.BENCH_PIN === '0') return { pinned: false, reason: 'disabled (--no-pin)' };
+  if (os.cpus().length < 2) return { pinned: false, reason: 'fewer than 2 cores' };
+  if (!findBinary(['/usr/bin/taskset', '/bin/taskset', '/usr/local/bin/taskset'], '--version')) return { pinned: false, reason: 'taskset not installed' };
+  return { pinned: true, serverCpu: 0, loadCpu: 1 };
+}
+const place = placement();
+
+/** Runs `cmd args` on `cpu` (taskset) when pinning. */
+function pinned(cpu: number | undefined, cmd: string, args: string[]): [string, string[]] {
+  return place.pinned && cpu !== undefined ? ['taskset', ['-c', String(cpu), cmd, ...args]] : [cmd, args];
+}
+
+/** wrk answers --version with exit code 1: look for the file. */
+function wrkBinary(): string | undefined {
+  return [process.env.WRK_BIN, '/usr/bin/wrk', '/usr/local/bin/wrk'].find((p): p is string => {
+    if (!p) return false;
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Moves a running process (every thread) to `cpu`. */
+function pinProcess(pid: number | undefined, cpu: number | undefined): void {
+  if (!place.pinned || pid === undefined || cpu === undefined) return;
+  execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
+}
+
+const loaderWanted = arg('loader', 'BENCH_LOADER');
+const wrk = loaderWanted === 'autocannon' ? undefined : wrkBinary();
+if (loaderWanted === 'wrk' && !wrk) throw new Error('--loader wrk: wrk is not installed');
+const loader = wrk ? 'wrk' : 'autocannon';
 
 // --- backends --------------------------------------------------------------------------------------------------
 
@@ -139,14 +208,15 @@ interface Server {
 }
 
 function startServer(name: string, env: NodeJS.ProcessEnv): Promise<{ server?: { proc: ChildProcess; port: number }; skip?: string; error?: string }> {
-  const execArgv = ['-r', path.join(ROOT, 'scripts', 'register.js')];
+  const nodeArgs = ['-r', path.join(ROOT, 'scripts', 'register.js')];
   if (profiled.has(name)) {
     fs.mkdirSync(profileDir, { recursive: true });
-    execArgv.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`);
+    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`);
   }
-  const proc = fork(path.join(__dirname, 'server.ts'), [name], {
+  const [cmd, args] = pinned(place.serverCpu, process.execPath, [...nodeArgs, path.join(__dirname, 'server.ts'), name]);
+  // spawn, not fork: taskset execs node, which still finds the IPC channel it inherits.
+  const proc = spawn(cmd, args, {
     cwd: ROOT,
-    execArgv,
     env: { ...process.env, ...env, BENCH_CONFIG: name },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -187,7 +257,7 @@ function request(port: number, method: string, urlPath: string, cookie?: string)
   });
 }
 
-/** One session per load-generator connection, created through the app itself. */
+/** The sessions the load rotates over, created through the app itself. */
 async function createSessions(port: number, n: number): Promise<string[]> {
   const cookies: string[] = [];
   for (let i = 0; i < n; i++) {
@@ -239,25 +309,42 @@ interface Measured {
   timeouts: number;
 }
 
+/** One measurement: the load generator in its own process on its own core, the next session's cookie per request. */
 async function load(s: Server, route: Route, duration: number): Promise<Measured> {
-  let next = 0;
-  const cookies = s.cookies;
-  const result = await autocannon({
-    url: `http://127.0.0.1:${s.port}/${route}`,
-    method: route === 'write' ? 'POST' : 'GET',
-    connections: settings.connections,
-    duration,
-    // Each connection carries its own session, as browsers would.
-    setupClient: (client: any) => client.setHeaders({ cookie: cookies[next++ % cookies.length] }),
-  });
+  const url = `http://127.0.0.1:${s.port}/${route}`;
+  const method = route === 'write' ? 'POST' : 'GET';
+  let cmd: string;
+  let args: string[];
+  const env = { ...process.env };
+  if (wrk) {
+    const cookieFile = path.join(os.tmpdir(), `msm-bench-cookies-${process.pid}-${s.name}`);
+    fs.writeFileSync(cookieFile, s.cookies.join('\n') + '\n');
+    env.BENCH_COOKIES = cookieFile;
+    env.BENCH_METHOD = method;
+    [cmd, args] = pinned(place.loadCpu, wrk, ['-t1', `-c${settings.connections}`, `-d${duration}s`, '--latency', '-s', path.join(__dirname, 'wrk.lua'), url]);
+  } else {
+    const payload = JSON.stringify({ url, method, connections: settings.connections, duration, cookies: s.cookies });
+    [cmd, args] = pinned(place.loadCpu, process.execPath, ['-r', path.join(ROOT, 'scripts', 'register.js'), path.join(__dirname, 'autocannon-load.ts'), payload]);
+  }
+  const out = await new Promise<string>((resolve, reject) => {
+    const p = spawn(cmd, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] });
+    let so = '';
+    p.stdout!.on('data', (d) => (so += d));
+    p.on('error', reject);
+    p.on('exit', (code) => (code === 0 ? resolve(so) : reject(new Error(`${loader} exited with ${code}: ${so}`))));
+  }).finally(() => env.BENCH_COOKIES && fs.rmSync(env.BENCH_COOKIES, { force: true }));
+  const line = /(?:WRK|AUTOCANNON)_RESULT (\{.*\})/.exec(out);
+  if (!line) throw new Error(`${loader} printed no result: ${out}`);
+  const r = JSON.parse(line[1]);
+  const seconds = r.durationUs / 1e6;
   return {
-    rps: result.requests.average,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    requests: result.requests.total,
-    non2xx: result.non2xx,
-    errors: result.errors,
-    timeouts: result.timeouts,
+    rps: r.requests / seconds,
+    p50: r.p50Us / 1000,
+    p99: r.p99Us / 1000,
+    requests: r.requests,
+    non2xx: wrk ? r.status : r.non2xx,
+    errors: wrk ? r.connect + r.read + r.write : r.errors,
+    timeouts: wrk ? r.timeout : r.timeouts,
   };
 }
 
@@ -290,16 +377,24 @@ function payloadBytes(): Record<string, number> {
   return out;
 }
 
-/** Issue 7's targets, as far as this run measured them. */
+/** Issue 14's targets (and issue 5's payload size), as far as this run measured them. */
 function targets(summary: Record<string, any>, payload: Record<string, number>): { target: string; measured: string; met: boolean }[] {
   const out: { target: string; measured: string; met: boolean }[] = [];
-  const ratio = (c: string, route: Route, against: 'vsRedis' | 'vsMemory', min: number, label: string) => {
+  const names: Record<string, string> = { vsRedis: 'connect-redis', vsMemory: 'MemoryStore', vsBare: 'the bare Store' };
+  const ratio = (c: string, route: Route, against: 'vsRedis' | 'vsMemory' | 'vsBare', min: number) => {
     const x = summary[c]?.[route]?.[against];
-    if (typeof x === 'number') out.push({ target: `${label} ${route} >= ${min}x ${against === 'vsRedis' ? 'connect-redis' : 'MemoryStore'}`, measured: `${x.toFixed(2)}x`, met: x >= min });
+    if (typeof x === 'number' && Number.isFinite(x)) {
+      out.push({ target: `${LABELS[c]} ${route} >= ${min}x ${names[against]}`, measured: `${x.toFixed(2)}x`, met: x >= min });
+    }
   };
-  for (const route of ALL_ROUTES) ratio('msm-json', route, 'vsRedis', 1.0, 'non-sticky JSON');
-  ratio('msm-sticky', 'read', 'vsMemory', 0.95, 'sticky');
-  ratio('msm-sticky', 'write', 'vsMemory', 0.9, 'sticky');
+  for (const route of ALL_ROUTES) {
+    ratio('msm-json', route, 'vsRedis', 1.0);
+    ratio('msm-json-mw', route, 'vsRedis', 1.0);
+    ratio('msm-sticky', route, 'vsMemory', route === 'read' ? 0.95 : 0.9);
+    ratio('msm-sticky-mw', route, 'vsMemory', route === 'read' ? 0.95 : 0.9);
+    ratio('msm-json-mw', route, 'vsBare', 0.95);
+    ratio('msm-sticky-mw', route, 'vsBare', 0.95);
+  }
   if (payload.json && payload.avro) {
     const r = payload.avro / payload.json;
     out.push({ target: 'Avro payload <= 50% of JSON (bench session)', measured: `${payload.avro} / ${payload.json} bytes = ${(100 * r).toFixed(0)}%`, met: r <= 0.5 });
@@ -317,14 +412,14 @@ function fmtRatio(x: number | undefined): string {
 
 export function markdownTable(summary: any, configs: string[]): string {
   const lines = [
-    '| configuration | read req/s | p50 ms | p99 ms | vs Memory | vs redis | CPU µs/req app+backend | write req/s | p50 ms | p99 ms | vs Memory | vs redis | CPU µs/req app+backend |',
-    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+    '| configuration | read req/s | p50 ms | p99 ms | vs Memory | vs redis | vs bare | CPU µs/req app+backend | write req/s | p50 ms | p99 ms | vs Memory | vs redis | vs bare | CPU µs/req app+backend |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ];
   for (const c of configs) {
     const r = summary[c]?.read;
     const w = summary[c]?.write;
     if (!r && !w) continue;
-    const cells = (x: any) => !x ? ['-', '-', '-', '-', '-', '-'] : [Math.round(x.rps).toLocaleString('en-US'), x.p50.toFixed(0), x.p99.toFixed(0), fmtRatio(x.vsMemory), fmtRatio(x.vsRedis), `${x.cpuUsPerRequest.toFixed(0)}+${x.backendCpuUsPerRequest.toFixed(0)}`];
+    const cells = (x: any) => !x ? ['-', '-', '-', '-', '-', '-', '-'] : [Math.round(x.rps).toLocaleString('en-US'), x.p50.toFixed(1), x.p99.toFixed(1), fmtRatio(x.vsMemory), fmtRatio(x.vsRedis), fmtRatio(x.vsBare), `${x.cpuUsPerRequest.toFixed(0)}+${x.backendCpuUsPerRequest.toFixed(0)}`];
     lines.push(`| ${LABELS[c] ?? c} | ${[...cells(r), ...cells(w)].join(' | ')} |`);
   }
   return lines.join('\n');
@@ -356,8 +451,10 @@ async function main(): Promise<void> {
   if (unknown.length) throw new Error(`BENCH_ONLY: unknown ${unknown.join(', ')}; known: ${ALL_CONFIGS.join(', ')}`);
   const experimental = only.filter((c) => c.includes(':'));
   const wanted = only.length ? [...ALL_CONFIGS.filter((c) => only.includes(c)), ...experimental] : ALL_CONFIGS;
-  console.log(`bench: ${wanted.join(', ')}; ${settings.rounds} round(s) x ${settings.duration} s, ${settings.connections} connections, warm-up ${settings.warmup} s`);
+  console.log(`bench: ${wanted.join(', ')}; ${settings.rounds} round(s) x ${settings.duration} s, ${settings.connections} connections over ${settings.sessions} sessions, warm-up ${settings.warmup} s; ${loader}; ${place.pinned ? `servers on cpu ${place.serverCpu}, load generator and backends on cpu ${place.loadCpu}` : `not pinned: ${place.reason}`}; results to ${outDir}`);
 
+  // This process only orchestrates; it stays off the servers' core.
+  pinProcess(process.pid, place.loadCpu);
   const cleanup: (() => Promise<void> | void)[] = [];
   const onSignal = async () => {
     for (const f of cleanup.splice(0).reverse()) await f();
@@ -382,12 +479,14 @@ async function main(): Promise<void> {
         const m = await new MemcachedProcess(await freePort()).start();
         msmNodes.push(m);
         cleanup.push(() => m.kill());
+        pinProcess(m.proc?.pid, place.loadCpu);
       }
     }
     if (wanted.includes('connect-memcached')) {
       const m = await new MemcachedProcess(await freePort()).start();
       cmNode = m;
       cleanup.push(() => m.kill());
+      pinProcess(m.proc?.pid, place.loadCpu);
     }
     if (wanted.includes('connect-redis')) {
       const bin = redisBinary();
@@ -395,6 +494,7 @@ async function main(): Promise<void> {
         const r = await startRedis(bin);
         redisUrl = `redis://127.0.0.1:${r.port}`;
         redisProc = r.proc;
+        pinProcess(r.proc.pid, place.loadCpu);
         cleanup.push(async () => {
           if (r.proc.exitCode !== null) return;
           const exited = new Promise((res) => r.proc.once('exit', res));
@@ -411,7 +511,7 @@ async function main(): Promise<void> {
     if (!env.BENCH_MEMCACHED) delete env.BENCH_MEMCACHED;
     if (!env.BENCH_REDIS_URL) delete env.BENCH_REDIS_URL;
 
-    // Servers, each with one session per connection.
+    // Servers, each with its own sessions.
     for (const name of wanted) {
       const r = await startServer(name, env);
       if (r.skip) {
@@ -427,7 +527,7 @@ async function main(): Promise<void> {
       const { proc, port } = r.server;
       cleanup.push(() => stopServer(proc));
       try {
-        const cookies = await createSessions(port, settings.connections);
+        const cookies = await createSessions(port, settings.sessions);
         const msm = name.startsWith('msm-');
         const statPorts = msm ? msmNodes.map((m) => m.port) : name === 'connect-memcached' && cmNode ? [cmNode.port] : [];
         const backends = msm ? msmNodes.map((m) => m.proc) : name === 'connect-memcached' ? [cmNode?.proc] : name === 'connect-redis' ? [redisProc] : [];
@@ -526,6 +626,11 @@ async function main(): Promise<void> {
           x.vsRedis = pairedRatio(c, 'connect-redis', route);
           x.vsRedisOfMedians = x.rps / summary['connect-redis'][route].rps;
         }
+        const bare = BARE_OF[c];
+        if (bare && summary[bare]) {
+          x.vsBare = pairedRatio(c, bare, route);
+          x.vsBareOfMedians = x.rps / summary[bare][route].rps;
+        }
       }
     }
 
@@ -538,7 +643,15 @@ async function main(): Promise<void> {
         cpuModel: os.cpus()[0]?.model,
         node: process.version,
         platform: `${os.platform()} ${os.release()}`,
-        note: 'load generator (autocannon, in the orchestrator process), server and backends on the same machine',
+      },
+      harness: {
+        loadGenerator: loader === 'wrk' ? `wrk (${wrk}), 1 thread` : 'autocannon, in its own process',
+        pinned: place.pinned,
+        ...(place.pinned ? { serverCpu: place.serverCpu, loadGeneratorCpu: place.loadCpu, backendsCpu: place.loadCpu } : { notPinned: place.reason }),
+        serverProcess: 'one node process per configuration (bench/server.ts), Express 5 + express-session',
+        sessions: `${settings.sessions} logged-in sessions, every request carries the next one's cookie`,
+        ratios: 'paired: each round\'s req/s over the baseline\'s in the same round, median over rounds',
+        published: publish,
       },
       settings,
       configs,
@@ -552,14 +665,14 @@ async function main(): Promise<void> {
     };
 
     console.log('');
-    console.log(`Medians of ${settings.rounds} round(s) x ${settings.duration} s (ratios: median of each round's ratio), ${settings.connections} connections, ${results.machine.cpus} cores (load generator and server on the same machine)`);
+    console.log(`Medians of ${settings.rounds} round(s) x ${settings.duration} s (ratios: median of each round's ratio), ${settings.connections} connections, ${settings.sessions} sessions, ${loader}, ${place.pinned ? 'server and load generator pinned to separate cores' : 'not pinned'}`);
     console.log(markdownTable(summary, configs));
     console.log('');
     console.log('Memcached operations per request (memcached `stats` deltas; add counts in cmd_set):');
     console.log(opsTable(summary, configs));
     if (Object.keys(payload).length) console.log(`\nBench session size: ${JSON.stringify(payload)} bytes`);
     if (results.targets.length) {
-      console.log('\nTargets (issue 7):');
+      console.log('\nTargets (issue 14; ratios paired per round):');
       for (const t of results.targets) console.log(`  ${t.met ? 'met    ' : 'NOT met'}  ${t.target}: ${t.measured}`);
     }
     for (const [c, why] of Object.entries(skipped)) console.log(`skipped ${c}: ${why}`);

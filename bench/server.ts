@@ -142,6 +142,15 @@ const FACTORIES: Record<string, () => Promise<Built>> = {
     return withStore(store, () => store.close(), true);
   },
 
+  /** memcachedSession() without locking: what the middleware costs over the bare Store. */
+  async 'msm-json-mw'() {
+    return memcachedSessionOf({ memcachedNodes: msmNodes(), lockingMode: 'none' });
+  },
+
+  async 'msm-sticky-mw'() {
+    return memcachedSessionOf({ memcachedNodes: msmNodes(), sticky: true, route: 'a' });
+  },
+
   async 'msm-avro'() {
     if (!libHas('transcoders/avro')) throw new Skip('lib/transcoders/avro.ts does not exist yet (issue 5)');
     const lib = require(LIB);
@@ -166,16 +175,17 @@ const FACTORIES: Record<string, () => Promise<Built>> = {
   },
 
   async 'msm-locking'() {
-    if (!libHas('middleware')) throw new Skip('lib/middleware.ts does not exist yet (issue 4)');
-    const lib = require(LIB);
-    const memcachedSession = lib.memcachedSession ?? require(path.join(LIB, 'middleware')).memcachedSession;
-    if (typeof memcachedSession !== 'function') throw new Skip('memcachedSession is not exported yet (issue 4)');
-    const mw = memcachedSession({ memcachedNodes: msmNodes(), lockingMode: 'all', session: { ...SESSION_OPTIONS } });
-    const store = mw.store;
-    await store?.ready?.();
-    return { middleware: mw, msmStore: store, close: async () => { await store?.close?.(); } };
+    return memcachedSessionOf({ memcachedNodes: msmNodes(), lockingMode: 'all' });
   },
 };
+
+async function memcachedSessionOf(options: Record<string, unknown>): Promise<Built> {
+  const { memcachedSession } = require(LIB);
+  const mw = memcachedSession({ ...options, session: { ...SESSION_OPTIONS } });
+  const store = mw.store;
+  await store.ready();
+  return { middleware: mw, msmStore: store, close: () => store.close() };
+}
 
 export const CONFIG_NAMES = Object.keys(FACTORIES);
 

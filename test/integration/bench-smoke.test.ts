@@ -1,4 +1,5 @@
-// Keeps `npm run bench` working: one very short round with two configurations. No speed assertions.
+// Keeps `npm run bench` working: one very short round with two configurations, on autocannon (the fallback when
+// wrk is not installed, so the test needs no wrk). No speed assertions.
 import { execFile } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -20,6 +21,8 @@ test('bench runs one short round and writes results.json and results.svg', async
           BENCH_ROUNDS: '1',
           BENCH_WARMUP: '0',
           BENCH_CONNECTIONS: '4',
+          BENCH_SESSIONS: '8',
+          BENCH_LOADER: 'autocannon',
           BENCH_OUT: out,
         },
       }, (err, so, se) => (err ? reject(new Error(`${err.message}\n${so}\n${se}`)) : resolve(so)));
@@ -27,7 +30,9 @@ test('bench runs one short round and writes results.json and results.svg', async
     expect(stdout).toContain('| configuration |');
     const results = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
     expect(results.configs).toEqual(['memory', 'msm-json']);
-    expect(results.settings).toMatchObject({ duration: 1, rounds: 1, connections: 4 });
+    expect(results.settings).toMatchObject({ duration: 1, rounds: 1, connections: 4, sessions: 8 });
+    expect(results.harness).toMatchObject({ loadGenerator: 'autocannon, in its own process', published: false });
+    expect(typeof results.harness.pinned).toBe('boolean');
     for (const c of ['memory', 'msm-json']) {
       for (const route of ['read', 'write']) {
         const x = results.summary[c][route];
