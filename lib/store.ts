@@ -42,9 +42,13 @@ export const DEFAULT_MAX_SESSION_BYTES = 1024 * 1024 - 1024;
 
 type Callback<T> = ((err: any, value?: T) => void) | undefined;
 
+/**
+ * Calls `cb` exactly once, on its own tick, outside the promise chain (as MemoryStore does): an exception it throws
+ * is an uncaught exception, never an unhandled rejection or a hung request. With a callback the promise is handled
+ * here, so callers that ignore it (express-session) see no rejection.
+ */
 function withCallback<T>(p: Promise<T>, cb: Callback<T>): Promise<T> {
-  // With a callback the promise is handled here, so callers that ignore it (express-session) see no rejection.
-  if (typeof cb === 'function') p.then((v) => cb(null, v), (e) => cb(e));
+  if (typeof cb === 'function') p.then((v) => process.nextTick(cb, null, v), (e) => process.nextTick(cb, e));
   return p;
 }
 
