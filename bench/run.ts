@@ -217,7 +217,7 @@ function startServer(name: string, env: NodeJS.ProcessEnv): Promise<{ server?: {
   // spawn, not fork: taskset execs node, which still finds the IPC channel it inherits.
   const proc = spawn(cmd, args, {
     cwd: ROOT,
-    env: { ...process.env, ...env, BENCH_CONFIG: name },
+    env: { ...process.env, ...env, BENCH_CONFIG: name.split('@')[0], ...(name.includes('@') ? { BENCH_LIB: name.slice(name.indexOf('@') + 1) } : {}) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   return new Promise((resolve) => {
@@ -446,10 +446,11 @@ export function opsTable(summary: any, configs: string[]): string {
 // --- main ------------------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  // `<config>:<experiment>+...` (see EXPERIMENTS in server.ts) runs a configuration with a patched hot path.
-  const unknown = only.filter((c) => !ALL_CONFIGS.includes(c.split(':')[0]));
-  if (unknown.length) throw new Error(`BENCH_ONLY: unknown ${unknown.join(', ')}; known: ${ALL_CONFIGS.join(', ')}`);
-  const experimental = only.filter((c) => c.includes(':'));
+  // `<config>@<dir>` runs a configuration on another copy of lib/ (e.g. `git archive main lib | tar -x -C <dir>/..`,
+  // inside this repository so its node_modules resolve): a change measured against the code before it, in one run.
+  const unknown = only.filter((c) => !ALL_CONFIGS.includes(c.split('@')[0]));
+  if (unknown.length) throw new Error(`--only: unknown ${unknown.join(', ')}; known: ${ALL_CONFIGS.join(', ')}`);
+  const experimental = only.filter((c) => c.includes('@'));
   const wanted = only.length ? [...ALL_CONFIGS.filter((c) => only.includes(c)), ...experimental] : ALL_CONFIGS;
   console.log(`bench: ${wanted.join(', ')}; ${settings.rounds} round(s) x ${settings.duration} s, ${settings.connections} connections over ${settings.sessions} sessions, warm-up ${settings.warmup} s; ${loader}; ${place.pinned ? `servers on cpu ${place.serverCpu}, load generator and backends on cpu ${place.loadCpu}` : `not pinned: ${place.reason}`}; results to ${outDir}`);
 

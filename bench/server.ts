@@ -15,7 +15,8 @@ import express from 'express';
 import session from 'express-session';
 import type { RequestHandler } from 'express';
 
-const LIB = path.join(__dirname, '..', 'lib');
+// BENCH_LIB: another copy of lib/ (`<config>@<dir>` in run.ts), to measure a change against the code before it.
+const LIB = process.env.BENCH_LIB ? path.resolve(process.env.BENCH_LIB) : path.join(__dirname, '..', 'lib');
 const COOKIE_MAX_AGE = 30 * 60 * 1000;
 const SESSION_OPTIONS = {
   secret: 'express-msm-bench',
@@ -189,91 +190,14 @@ async function memcachedSessionOf(options: Record<string, unknown>): Promise<Bui
 
 export const CONFIG_NAMES = Object.keys(FACTORIES);
 
-/**
- * Experiments for the profile findings (docs/benchmark.md), never in the default set: `msm-json:cork+notimer`
- * runs msm-json with hot-path changes patched in from outside lib/, to measure a proposal before it is made.
- *   cork     memjs writes each operation with its own socket.write (one syscall per operation): cork the socket
- *            for the rest of the tick, so the operations of one request (and of concurrent requests) go out in
- *            one writev. (lib/ has done this since; kept to reproduce the measurement.)
- *   nodelay  TCP_NODELAY on memjs sockets (memjs leaves Nagle's algorithm on).
- *   lean     NodeClient on bench/lean-client.ts (a minimal binary-protocol client) instead of memjs.
- *   notimer  NodeClient.run without the per-operation backstop setTimeout/clearTimeout and key regex.
- */
-const EXPERIMENTS: Record<string, () => void> = {
-  cork() {
-    const memjs = require('memjs');
-    const proto = memjs.Server.prototype;
-    const write = proto.write;
-    proto.write = function (this: any, blob: Buffer) {
-      const sock = this._socket;
-      if (sock && this.connected && !sock.writableCorked) {
-        sock.cork();
-        process.nextTick(() => sock.uncork());
-      }
-      return write.call(this, blob);
-    };
-  },
-  nodelay() {
-    // memjs never calls setNoDelay: its sockets run with Nagle's algorithm (Node's default for net.connect).
-    const memjs = require('memjs');
-    const proto = memjs.Server.prototype;
-    const write = proto.write;
-    proto.write = function (this: any, blob: Buffer) {
-      const sock = this._socket;
-      if (sock && !sock.__msmNoDelay) {
-        sock.setNoDelay(true);
-        sock.__msmNoDelay = true;
-      }
-      return write.call(this, blob);
-    };
-  },
-  lean() {
-    // NodeClient's operations on bench/lean-client.ts instead of memjs (same OpResult contract, same op counters).
-    const { NodeClient } = require(path.join(LIB, 'node-client'));
-    const { LeanClient, OP } = require('./lean-client');
-    const lean = (c: any) => (c.__lean ??= new LeanClient(c.opts.host, c.opts.port, c.opts.operationTimeout));
-    const proto = NodeClient.prototype;
-    proto.get = function (this: any, key: string) { this.ops.get++; return lean(this).request(OP.get, key); };
-    proto.delete = function (this: any, key: string) { this.ops.delete++; return lean(this).request(OP.delete, key); };
-    proto.touch = function (this: any, key: string, exp: number) { this.ops.touch++; return lean(this).request(OP.touch, key, undefined, exp); };
-    proto.set = function (this: any, key: string, v: Buffer, exp: number) { this.ops.set++; return lean(this).request(OP.set, key, v, exp); };
-    proto.add = function (this: any, key: string, v: Buffer, exp: number) { this.ops.add++; return lean(this).request(OP.add, key, v, exp); };
-    const close = proto.close;
-    proto.close = function (this: any) { this.__lean?.close(); return close.call(this); };
-  },
-  notimer() {
-    // NodeClient.run as in lib/, minus the backstop timer and the key check (memjs's own timeout remains).
-    const { NodeClient } = require(path.join(LIB, 'node-client'));
-    NodeClient.prototype.run = function (this: any, kind: string, _key: string, op: (cb: (e: unknown, v: unknown) => void) => void) {
-      this.ops[kind]++;
-      return new Promise((resolve) => {
-        const finish = (error: unknown, value?: unknown) => {
-          if (!error) return resolve({ ok: true, value });
-          this.ops.errors++;
-          resolve({ ok: false, error: error instanceof Error ? error : new Error(String(error)) });
-        };
-        try {
-          op(finish);
-        } catch (e) {
-          finish(e);
-        }
-      });
-    };
-  },
-};
-export const EXPERIMENT_NAMES = Object.keys(EXPERIMENTS);
-
 async function main(): Promise<void> {
   const name = process.env.BENCH_CONFIG ?? process.argv[2];
   const send = (m: object) => (process.send ? process.send(m) : console.log(JSON.stringify(m)));
-  const [base, exps] = (name ?? '').split(':');
-  const factory = base ? FACTORIES[base] : undefined;
-  const experiments = exps ? exps.split('+') : [];
-  if (!factory || experiments.some((e) => !EXPERIMENTS[e])) {
-    send({ type: 'error', message: `unknown configuration ${name}; known: ${CONFIG_NAMES.join(', ')} (experiments: <config>:${EXPERIMENT_NAMES.join('+')})` });
+  const factory = name ? FACTORIES[name] : undefined;
+  if (!factory) {
+    send({ type: 'error', message: `unknown configuration ${name}; known: ${CONFIG_NAMES.join(', ')}` });
     process.exit(2);
   }
-  for (const e of experiments) EXPERIMENTS[e]();
   let built: Built;
   try {
     built = await factory();

@@ -233,7 +233,7 @@ export interface LockHandle {
   readonly key: string;
   /** ms spent waiting (in-process queue plus memcached retries). */
   readonly waitedMs: number;
-  /** Deletes the memcached lock if it still holds our token, then frees the in-process mutex. Idempotent. */
+  /** Deletes the memcached lock if it is still ours (CAS), then frees the in-process mutex. Idempotent. */
   release(): Promise<void>;
 }
 
@@ -269,14 +269,14 @@ export class SessionLocks {
     const { nodes, keys, stats, logger, operationTimeout, lockExpiration } = this.opts;
     const deadline = startedAt + operationTimeout;
     let key = keys.lock(sid.id);
-    const finish = (outcome: LockOutcome, ownsMutex: boolean, token?: Buffer, node?: string): LockHandle => {
+    const finish = (outcome: LockOutcome, ownsMutex: boolean, cas?: Buffer, node?: string): LockHandle => {
       const waitedMs = Date.now() - startedAt;
       stats.lockWaitMsTotal += waitedMs;
       stats.time('lockWait', waitedMs);
       if (outcome === 'acquired') stats.locksAcquired++;
       else if (outcome === 'timeout') stats.lockTimeouts++;
       else stats.lockErrors++;
-      return this.handle(sid.random, key, outcome, waitedMs, ownsMutex, token, node);
+      return this.handle(sid.random, key, outcome, waitedMs, ownsMutex, cas, node);
     };
 
     // The random part survives relocation and takeover: one queue for every id the session has had.
@@ -296,13 +296,13 @@ export class SessionLocks {
     const token = Buffer.from(randomBytes(16).toString('hex'));
     let delay = LOCK_BACKOFF_START_MS;
     for (;;) {
-      const r = await client.add(key, token, lockExpiration);
+      const r = await client.addWithCas(key, token, lockExpiration);
       if (!r.ok) {
         nodes.markFailed(node, r.error);
         logger.warn(`session ${hashId(sid.id)}: could not lock on ${node} (${r.error.message}), continuing without the lock`);
         return finish('error', true);
       }
-      if (r.value) return finish('acquired', true, token, node);
+      if (r.value !== null) return finish('acquired', true, r.value, node);
       const left = deadline - Date.now();
       if (left <= 0) {
         logger.warn(`session ${hashId(sid.id)}: lock wait timed out after ${operationTimeout} ms (held by another request)`);
@@ -314,14 +314,13 @@ export class SessionLocks {
   }
 
   private handle(id: string, key: string, outcome: LockOutcome, waitedMs: number, ownsMutex: boolean,
-    token: Buffer | undefined, node: string | undefined): LockHandle {
-    const acquiredAt = Date.now();
+    cas: Buffer | undefined, node: string | undefined): LockHandle {
     let releasing: Promise<void> | undefined;
     const release = (): Promise<void> => {
       if (releasing) return releasing;
       releasing = (async () => {
         try {
-          if (token && node) await this.releaseMemcachedLock(id, key, node, token, acquiredAt);
+          if (cas !== undefined && node) await this.releaseMemcachedLock(id, key, node, cas);
         } finally {
           if (ownsMutex) this.mutex.release(id);
         }
@@ -332,29 +331,20 @@ export class SessionLocks {
   }
 
   /**
-   * Deletes the lock only while it holds our token. Without CAS on delete this is `get` then `delete`: if our lock
-   * expires and another request `add`s its own between the two (one round trip), we delete the other's lock. A lock
-   * older than lockExpiration is therefore left alone without even looking: it is gone or someone else's.
+   * Deletes the lock in one operation, only while it is still ours: delete with the CAS our `add` returned. A lock
+   * that expired and was taken by another request carries another CAS and is left alone.
    */
-  private async releaseMemcachedLock(id: string, key: string, node: string, token: Buffer, acquiredAt: number): Promise<void> {
-    const { nodes, stats, logger, lockExpiration } = this.opts;
-    if (Date.now() - acquiredAt >= lockExpiration * 1000) {
-      stats.lockReleaseSkipped++;
-      logger.warn(`session ${hashId(id)}: request held the lock longer than lockExpiration (${lockExpiration} s); not deleting it`);
-      return;
-    }
-    const client = nodes.client(node);
-    const g = await client.get(key);
-    if (!g.ok) {
+  private async releaseMemcachedLock(id: string, key: string, node: string, cas: Buffer): Promise<void> {
+    const { nodes, stats, logger } = this.opts;
+    const d = await nodes.client(node).delete(key, cas);
+    if (!d.ok) {
       // The lock expires on its own after lockExpiration.
-      logger.warn(`session ${hashId(id)}: could not release the lock on ${node}: ${g.error.message}`);
+      logger.warn(`session ${hashId(id)}: could not release the lock on ${node}: ${d.error.message}`);
       return;
     }
-    if (!g.value || !g.value.equals(token)) {
+    if (!d.value) {
       stats.lockReleaseSkipped++;
-      return;
+      logger.warn(`session ${hashId(id)}: the lock had expired (held longer than lockExpiration) and was not deleted`);
     }
-    const d = await client.delete(key);
-    if (!d.ok) logger.warn(`session ${hashId(id)}: could not release the lock on ${node}: ${d.error.message}`);
   }
 }

@@ -1,6 +1,8 @@
-// One memcached node. The only file that uses memjs (lib/tls.ts makes its servers): the store sees get/set/add/delete/touch with a deadline,
-// and failures as values, never exceptions.
+// One memcached node. The only file that uses memjs (lib/tls.ts makes its servers), for the connection only (connect,
+// SASL, reconnect): requests are framed, answered and timed out here. The store sees get/set/add/delete/touch with a
+// deadline, and failures as values, never exceptions.
 import * as memjs from 'memjs';
+import type * as net from 'net';
 import type { ConnectionOptions } from 'tls';
 import { isValidMemcachedKey } from './keys';
 import type { Logger } from './logger';
@@ -23,14 +25,67 @@ export interface NodeClientOptions {
 }
 
 export class InvalidKeyError extends Error {}
+class TimeoutError extends Error {}
+
+/** What a response (or a failure) hands an operation: status, value (GET), CAS. */
+type Answer = (error: Error | null, status: number, value: Buffer | null, cas: Buffer | null) => void;
+
+/** An operation written (or waiting for the connection), answered in order. */
+interface Pending {
+  opaque: number;
+  /** Quiet commands (SETQ...) answer only on failure: a later answer means they succeeded. */
+  quiet: boolean;
+  kind: OpKind;
+  request: Buffer;
+  /** ms (Date.now()) */
+  deadline: number;
+  tries: number;
+  /** The answer's CAS is handed over (gets, add for locks). */
+  wantsCas: boolean;
+  /** The socket it was written to, or that was connecting for it. */
+  sock: net.Socket | undefined;
+  answer: Answer;
+}
+
+type OpKind = 'get' | 'set' | 'add' | 'delete' | 'touch' | 'maintenance';
+
+/** A socket failure is retried once, at once, on a new connection: a node restart breaks the socket it had. */
+const MAX_TRIES = 2;
+
+/**
+ * memjs's Server as used here: the connection (connect, SASL, reconnect on the next write) stays memjs's; requests,
+ * responses and deadlines are ours.
+ */
+interface MemjsServer {
+  connected: boolean;
+  _socket?: net.Socket;
+  sock(sasl: boolean, go: (socket: net.Socket) => void): void;
+  responseHandler(data: Buffer): void;
+  saslAuth(): void;
+  error(err: unknown): void;
+  emit(event: string): boolean;
+}
 
 export class NodeClient {
   readonly id: string;
   readonly address: string;
   private client: memjs.Client;
+  private readonly server: MemjsServer;
   private closed = false;
   /** Operations sent, by kind: feeds stats and the benchmark's cost model. */
   readonly ops = { get: 0, set: 0, add: 0, delete: 0, touch: 0, errors: 0, timeouts: 0, maintenance: 0 };
+  /** In request order; `head` is the oldest (a moving index instead of shift()). */
+  private queue: Pending[] = [];
+  private head = 0;
+  private seq = 0;
+  /** Bytes of a response split across reads. */
+  private partial: Buffer | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  /** Sockets whose close we follow (memjs replaces the socket after a failure). */
+  private readonly watched = new WeakSet<net.Socket>();
+  /** A NOOP is due at the end of this tick: quiet commands were written last. */
+  private lastWasQuiet = false;
+  private lastError: Error | undefined;
 
   constructor(private readonly opts: NodeClientOptions) {
     this.id = opts.id;
@@ -38,10 +93,6 @@ export class NodeClient {
     const seconds = opts.operationTimeout / 1000;
     const quiet = { log: (...a: unknown[]) => opts.logger.debug(`memjs ${this.id}: ${a.join(' ')}`) };
     const options = {
-      // One retry, at once: a socket broken by a node restart fails its first operation, and that alone must not
-      // move sessions to another node. Timeouts cannot stack: run() enforces one operationTimeout for both tries.
-      retries: 2,
-      retry_delay: 0,
       failover: false,
       timeout: seconds,
       conntimeout: seconds,
@@ -50,34 +101,59 @@ export class NodeClient {
       ...(opts.username !== undefined ? { username: opts.username, password: opts.password } : {}),
     } as memjs.ClientOptions & memjs.ServerOptions;
     this.client = new memjs.Client([memjsServer(opts.host, opts.port, options, opts.tls)], options);
+    this.server = (this.client as unknown as { servers: MemjsServer[] }).servers[0];
+    // memjs's 'data' listener calls server.responseHandler: the responses are parsed here instead.
+    this.server.responseHandler = (data) => this.onData(data);
+    const memjsError = this.server.error;
+    // Connection failures (socket error, connect timeout, SASL refused): memjs drops the socket, which then closes;
+    // the close retries or fails what was queued on it (see watch), with this error.
+    this.server.error = (err: unknown) => {
+      this.lastError = err instanceof Error ? err : new Error(String(err));
+      memjsError.call(this.server, err);
+    };
   }
 
   /** `maintenance`: probes and repairs, counted apart from the operations requests cause. */
   get(key: string, maintenance = false): Promise<OpResult<Buffer | null>> {
-    return this.request(maintenance ? 'maintenance' : 'get', OP.get, key, undefined, undefined, (status, r) =>
-      status === STATUS.ok ? r.val : status === STATUS.notFound ? null : undefined);
+    return this.request(maintenance ? 'maintenance' : 'get', OP.get, key, undefined, undefined, undefined, valueOrNull);
   }
 
+  /**
+   * SETQ: memcached answers a quiet command only when it fails. Success is known from the next answer on the
+   * connection (a NOOP closes every tick that ends with a quiet command), so the result is the same, one answer fewer.
+   */
   set(key: string, value: Buffer, expires: number, maintenance = false): Promise<OpResult<boolean>> {
-    return this.request(maintenance ? 'maintenance' : 'set', OP.set, key, expires, value, (status) => (status === STATUS.ok ? true : undefined));
+    return this.request(maintenance ? 'maintenance' : 'set', OP.setq, key, expires, value, undefined, stored);
   }
 
   /** The value with its CAS token (for cas()), or null when missing. */
   gets(key: string): Promise<OpResult<{ value: Buffer; cas: Buffer } | null>> {
-    return this.request('get', OP.get, key, undefined, undefined, (status, r) =>
-      status === STATUS.ok ? { value: r.val, cas: Buffer.from(r.header.cas) } : status === STATUS.notFound ? null : undefined);
+    return this.request('get', OP.get, key, undefined, undefined, undefined, withCas);
   }
 
   /** set only if the item is unchanged since gets() returned `cas`; false when it changed or is gone. */
   cas(key: string, value: Buffer, expires: number, cas: Buffer): Promise<OpResult<boolean>> {
-    return this.request('set', OP.set, key, expires, value, (status) =>
-      status === STATUS.ok ? true : status === STATUS.exists || status === STATUS.notFound ? false : undefined, cas);
+    return this.request('set', OP.set, key, expires, value, cas, storedIfUnchanged);
   }
 
   /** false when the key exists already (msm uses add for locks and pings). */
   add(key: string, value: Buffer, expires: number, maintenance = false): Promise<OpResult<boolean>> {
-    return this.request(maintenance ? 'maintenance' : 'add', OP.add, key, expires, value, (status) =>
-      status === STATUS.ok ? true : status === STATUS.exists ? false : undefined);
+    return this.request(maintenance ? 'maintenance' : 'add', OP.add, key, expires, value, undefined, added);
+  }
+
+  /** add that returns the item's CAS (null when the key exists already): a lock released with delete(key, cas). */
+  addWithCas(key: string, value: Buffer, expires: number): Promise<OpResult<Buffer | null>> {
+    return this.request('add', OP.add, key, expires, value, undefined, casOfAdd);
+  }
+
+  /** false when the key was not there, or (with `cas`) holds another item than the one `cas` names. DELETEQ, as set. */
+  delete(key: string, cas?: Buffer): Promise<OpResult<boolean>> {
+    return this.request('delete', OP.deleteq, key, undefined, undefined, cas, deleted);
+  }
+
+  /** Extends the TTL without rewriting the value; false when the key is gone. */
+  touch(key: string, expires: number): Promise<OpResult<boolean>> {
+    return this.request('touch', OP.touch, key, expires, undefined, undefined, found);
   }
 
   /**
@@ -207,39 +283,10 @@ export class NodeClient {
     });
   }
 
-  /** false when the key was not there. */
-  delete(key: string): Promise<OpResult<boolean>> {
-    return this.request('delete', OP.delete, key, undefined, undefined, found);
-  }
-
-  /** Extends the TTL without rewriting the value; false when the key is gone. */
-  touch(key: string, expires: number): Promise<OpResult<boolean>> {
-    return this.request('touch', OP.touch, key, expires, undefined, found);
-  }
-
-  /**
-   * One request through memjs's documented `perform` (connection, SASL, retries, timeouts and response parsing stay
-   * memjs's), with the request built here in one buffer: memjs's own set/add build five or six (measured: about
-   * 16 µs of CPU per set through memjs's set, 9-13 µs through perform). `answer` maps the response status to the
-   * result; undefined means the status is an error.
-   */
-  private request<T>(kind: keyof NodeClient['ops'], opcode: number, key: string, expires: number | undefined, value: Buffer | undefined,
-    answer: (status: number, r: Response) => T | undefined, cas?: Buffer): Promise<OpResult<T>> {
-    return this.run<T>(kind, key, (cb) => {
-      const client = this.client as unknown as MemjsInternals;
-      client.incrSeq();
-      const seq = client.seq;
-      client.perform(key, requestBuffer(opcode, key, seq, expires, value, cas), seq, (err, r) => {
-        if (err || !r) return cb(err ?? new Error('no response'), undefined as T);
-        const v = answer(r.header.status, r);
-        cb(v === undefined ? statusError(r.header.status) : null, v as T);
-      });
-    });
-  }
-
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.failAll(new Error(`node ${this.id} client is closed`));
     try {
       this.client.close();
     } catch {
@@ -248,19 +295,11 @@ export class NodeClient {
   }
 
   /**
-   * memjs writes every operation with its own socket.write (a syscall each; Nagle then delays the rest). A request
-   * sends 2-4 operations to a node in the same tick: cork the socket until the tick ends so they leave together.
+   * One operation: the request built in one buffer, written to memjs's socket, answered from our response queue.
+   * `map` turns the response status into the result; undefined means the status is an error.
    */
-  private corkForThisTick(): void {
-    const server = (this.client as unknown as { servers?: Array<{ _socket?: import('net').Socket; connected?: boolean }> }).servers?.[0];
-    const sock = server?._socket;
-    if (!sock || !server!.connected || sock.writableCorked || sock.destroyed) return;
-    sock.cork();
-    process.nextTick(() => sock.uncork());
-  }
-
-  /** memjs's callback API: its promise API would add a promise and a result object per operation. */
-  private run<T>(kind: keyof NodeClient['ops'], key: string, op: (cb: (err: Error | null | undefined, value: T) => void) => void): Promise<OpResult<T>> {
+  private request<T>(kind: OpKind, opcode: number, key: string, expires: number | undefined, value: Buffer | undefined, cas: Buffer | undefined,
+    map: (status: number, value: Buffer | null, cas: Buffer | null) => T | undefined): Promise<OpResult<T>> {
     this.opts.onKey?.(key);
     // Callers validate ids before building keys; this is the last line of defence, never reached by valid input.
     if (!isValidMemcachedKey(key)) {
@@ -268,33 +307,208 @@ export class NodeClient {
     }
     if (this.closed) return Promise.resolve({ ok: false, error: new Error(`node ${this.id} client is closed`) });
     this.ops[kind]++;
-    this.corkForThisTick();
     return new Promise<OpResult<T>>((resolve) => {
-      let done = false;
-      // Backstop deadline: memjs has its own timeout, but not for every phase (connecting, half-open sockets).
-      const timer = setTimeout(() => {
-        if (done) return;
-        done = true;
-        this.ops.timeouts++;
-        resolve({ ok: false, error: new Error(`memcached ${this.id} (${this.address}) ${kind} timed out after ${this.opts.operationTimeout} ms`) });
-      }, this.opts.operationTimeout + 25);
-      const finish = (error: unknown, value?: T) => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        if (!error) return resolve({ ok: true, value: value as T });
-        this.ops.errors++;
-        const err = error instanceof Error ? error : new Error(String(error));
-        resolve({ ok: false, error: new Error(`memcached ${this.id} (${this.address}) ${kind}: ${err.message}`) });
-      };
-      try {
-        op((err, value) => finish(err, value));
-      } catch (e) {
-        finish(e);
-      }
+      this.send(kind, opcode, requestBuffer(opcode, key, this.nextSeq(), expires, value, cas), map === withCas || map === casOfAdd, (error, status, v, c) => {
+        if (error) return resolve(this.failed(kind, error, error instanceof TimeoutError));
+        const result = map(status, v, c);
+        resolve(result === undefined ? this.failed(kind, statusError(status)) : { ok: true, value: result });
+      });
     });
   }
+
+  private failed(kind: OpKind, error: Error, timedOut = false): { ok: false; error: Error } {
+    if (!timedOut) this.ops.errors++;
+    return { ok: false, error: new Error(`memcached ${this.id} (${this.address}) ${kind}: ${error.message}`) };
+  }
+
+  private nextSeq(): number {
+    this.seq = (this.seq + 1) >>> 0;
+    return this.seq;
+  }
+
+  private send(kind: OpKind, opcode: number, request: Buffer, wantsCas: boolean, answer: Answer): void {
+    const op: Pending = { opaque: request.readUInt32BE(12), quiet: QUIET.has(opcode), kind, request, deadline: Date.now() + this.opts.operationTimeout, tries: 0, wantsCas, sock: undefined, answer };
+    this.queue.push(op);
+    this.write(op);
+    if (!this.timer) this.armTimer(this.opts.operationTimeout + 5);
+  }
+
+  /**
+   * Writes on the connected socket at once, corked until the end of the tick so the operations of one request (and
+   * of concurrent ones) leave in one writev; otherwise memjs connects (and authenticates) first.
+   */
+  private write(op: Pending): void {
+    op.tries++;
+    const server = this.server;
+    const sock = server._socket;
+    if (server.connected && sock && !sock.destroyed) {
+      op.sock = sock;
+      this.watch(sock);
+      if (!sock.writableCorked) {
+        sock.cork();
+        process.nextTick(uncorkAfterTick, this, sock);
+      }
+      sock.write(op.request);
+      this.lastWasQuiet = op.quiet;
+      return;
+    }
+    const tries = op.tries;
+    server.sock(false, (s) => {
+      // Written already on a later connection, or given up meanwhile.
+      if (op.tries !== tries || !this.isPending(op)) return;
+      s.write(op.request);
+      if (op.quiet) this.queueFlush(s);
+    });
+    // memjs created the socket (or is still connecting it): follow its close from now on.
+    op.sock = server._socket;
+    if (op.sock) this.watch(op.sock);
+  }
+
+  /** Quiet commands written last: a NOOP after them answers, so they are known to have succeeded. */
+  endOfTick(sock: net.Socket): void {
+    if (this.lastWasQuiet) this.queueFlush(sock);
+    sock.uncork();
+  }
+
+  private queueFlush(sock: net.Socket): void {
+    this.lastWasQuiet = false;
+    const request = requestBuffer(OP.noop, '', this.nextSeq(), undefined, undefined);
+    this.queue.push({ opaque: request.readUInt32BE(12), quiet: false, kind: 'get', request, deadline: Date.now() + this.opts.operationTimeout, tries: MAX_TRIES, wantsCas: false, sock, answer: ignore });
+    if (!sock.destroyed) sock.write(request);
+  }
+
+  private isPending(op: Pending): boolean {
+    for (let i = this.head; i < this.queue.length; i++) if (this.queue[i] === op) return true;
+    return false;
+  }
+
+  private watch(sock: net.Socket): void {
+    if (this.watched.has(sock)) return;
+    this.watched.add(sock);
+    // Runs after memjs's own close handler (registered first), so a retry opens a new socket. Also covers a close
+    // without an error (the node shut the connection), after which memjs would leave its callbacks waiting.
+    sock.once('close', () => {
+      const error = this.lastError ?? new Error('connection closed');
+      this.lastError = undefined;
+      this.connectionLost(sock, error);
+    });
+  }
+
+  /** The binary protocol's responses: 24-byte header, then extras, key and value; several per read, or split. */
+  private onData(data: Buffer): void {
+    let buf = data;
+    if (this.partial) {
+      buf = Buffer.concat([this.partial, data]);
+      this.partial = undefined;
+    }
+    let at = 0;
+    while (buf.length - at >= 24) {
+      const bodyLength = buf.readUInt32BE(at + 8);
+      if (buf.length - at < 24 + bodyLength) break;
+      const opcode = buf[at + 1];
+      const status = buf.readUInt16BE(at + 6);
+      if (opcode === OP.saslList) this.server.saslAuth();
+      else if (status === STATUS.authError) this.server.error('Memcached server authentication failed!');
+      else if (opcode === OP.saslAuth) this.server.emit('authenticated');
+      else {
+        const start = at + 24 + buf[at + 4] + buf.readUInt16BE(at + 2);
+        const end = at + 24 + bodyLength;
+        // A copy: the read's buffer would otherwise stay alive as long as the value (sticky keeps values for long).
+        const value = opcode === OP.get && status === STATUS.ok ? Buffer.from(buf.subarray(start, end)) : null;
+        this.respond(buf.readUInt32BE(at + 12), status, value, buf, at);
+      }
+      at += 24 + bodyLength;
+    }
+    if (at < buf.length) this.partial = buf.subarray(at);
+  }
+
+  /** Answers come in request order: quiet requests before this answer succeeded; older non-quiet ones were dropped. */
+  private respond(opaque: number, status: number, value: Buffer | null, response: Buffer, at: number): void {
+    const q = this.queue;
+    while (this.head < q.length) {
+      const op = q[this.head];
+      if (op.opaque === opaque) {
+        this.shift();
+        op.answer(null, status, value, op.wantsCas ? Buffer.from(response.subarray(at + 16, at + 24)) : null);
+        return;
+      }
+      // An answer to an operation already timed out (and failed): nothing waits for it.
+      if (((opaque - op.opaque) | 0) < 0) return;
+      this.shift();
+      if (op.quiet) op.answer(null, STATUS.ok, null, null);
+      else op.answer(new Error('no answer from memcached (protocol out of step)'), 0, null, null);
+    }
+  }
+
+  private shift(): void {
+    this.queue[this.head++] = undefined as unknown as Pending;
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  /** One timer per node, set for the oldest operation's deadline (all share one timeout, so the oldest is first). */
+  private armTimer(ms: number): void {
+    this.timer = setTimeout(() => this.checkDeadlines(), Math.max(1, ms));
+    this.timer.unref();
+  }
+
+  private checkDeadlines(): void {
+    this.timer = undefined;
+    if (this.head >= this.queue.length) return;
+    const now = Date.now();
+    const oldest = this.queue[this.head];
+    if (oldest.deadline > now) return this.armTimer(oldest.deadline - now);
+    let timedOut = 0;
+    while (this.head < this.queue.length && this.queue[this.head].deadline <= now) {
+      const op = this.queue[this.head];
+      this.shift();
+      timedOut++;
+      op.answer(new TimeoutError(`timed out after ${this.opts.operationTimeout} ms`), 0, null, null);
+    }
+    this.ops.timeouts += timedOut;
+    // As memjs does: a connection that stopped answering is replaced; what is still queued on it is retried.
+    if (this.server._socket) this.server.error(new Error('socket timed out waiting on response.'));
+    if (this.head < this.queue.length && !this.timer) this.armTimer(this.queue[this.head].deadline - now);
+  }
+
+  /** A connection closed: what was queued on it is written again on a new one (once), or fails. */
+  private connectionLost(sock: net.Socket, error: Error): void {
+    const lost: Pending[] = [];
+    const kept: Pending[] = [];
+    for (let i = this.head; i < this.queue.length; i++) (this.queue[i].sock === sock ? lost : kept).push(this.queue[i]);
+    if (!lost.length) return;
+    this.queue = kept;
+    this.head = 0;
+    if (!this.server._socket || this.server._socket === sock) this.partial = undefined;
+    const now = Date.now();
+    for (const op of lost) {
+      if (this.closed || op.tries >= MAX_TRIES || op.deadline <= now) op.answer(error, 0, null, null);
+      else {
+        this.queue.push(op);
+        this.write(op);
+      }
+    }
+    if (this.head < this.queue.length && !this.timer) this.armTimer(this.queue[this.head].deadline - now);
+  }
+
+  private failAll(error: Error): void {
+    const ops = this.queue.slice(this.head);
+    this.queue = [];
+    this.head = 0;
+    for (const op of ops) op.answer(error, 0, null, null);
+  }
 }
+
+function uncorkAfterTick(client: NodeClient, sock: net.Socket): void {
+  client.endOfTick(sock);
+}
+
+function ignore(): void {}
 
 export interface WalkOptions {
   /** Keys per batch handed to onBatch. */
@@ -315,8 +529,9 @@ function decodeKey(encoded: string): string | undefined {
 }
 
 /** memcached binary protocol (protocol_binary.h). */
-const OP = { get: 0x00, set: 0x01, add: 0x02, delete: 0x04, touch: 0x1c } as const;
-const STATUS = { ok: 0x00, notFound: 0x01, exists: 0x02 } as const;
+const OP = { get: 0x00, set: 0x01, add: 0x02, delete: 0x04, noop: 0x0a, setq: 0x11, deleteq: 0x14, touch: 0x1c, saslList: 0x20, saslAuth: 0x21 } as const;
+const QUIET = new Set<number>([OP.setq, OP.deleteq]);
+const STATUS = { ok: 0x00, notFound: 0x01, exists: 0x02, authError: 0x20 } as const;
 const STATUS_NAMES: Record<number, string> = {
   0x01: 'key not found', 0x02: 'key exists', 0x03: 'value too large', 0x04: 'invalid arguments',
   0x05: 'item not stored', 0x20: 'authentication error', 0x81: 'unknown command', 0x82: 'out of memory',
@@ -327,22 +542,40 @@ function statusError(status: number): Error {
   return new Error(`${STATUS_NAMES[status] ?? 'status'} (0x${status.toString(16)})`);
 }
 
-/** delete and touch: true when the key was there. */
+// Status -> result, per operation; undefined: the status is an error.
+function valueOrNull(status: number, value: Buffer | null): Buffer | null | undefined {
+  return status === STATUS.ok ? value ?? Buffer.alloc(0) : status === STATUS.notFound ? null : undefined;
+}
+
+function stored(status: number): boolean | undefined {
+  return status === STATUS.ok ? true : undefined;
+}
+
+function added(status: number): boolean | undefined {
+  return status === STATUS.ok ? true : status === STATUS.exists ? false : undefined;
+}
+
+function withCas(status: number, value: Buffer | null, cas: Buffer | null): { value: Buffer; cas: Buffer } | null | undefined {
+  return status === STATUS.ok ? { value: value ?? Buffer.alloc(0), cas: cas! } : status === STATUS.notFound ? null : undefined;
+}
+
+/** set with CAS: false when the item changed or is gone. */
+function storedIfUnchanged(status: number): boolean | undefined {
+  return status === STATUS.ok ? true : status === STATUS.exists || status === STATUS.notFound ? false : undefined;
+}
+
+function casOfAdd(status: number, _value: Buffer | null, cas: Buffer | null): Buffer | null | undefined {
+  return status === STATUS.ok ? cas : status === STATUS.exists ? null : undefined;
+}
+
+/** delete: true when deleted; false when not there or (with a CAS) another item is. */
+function deleted(status: number): boolean | undefined {
+  return status === STATUS.ok ? true : status === STATUS.notFound || status === STATUS.exists ? false : undefined;
+}
+
+/** touch: true when the key was there. */
 function found(status: number): boolean | undefined {
   return status === STATUS.ok ? true : status === STATUS.notFound ? false : undefined;
-}
-
-/** What memjs hands a perform callback. */
-interface Response {
-  header: { status: number; cas: Buffer };
-  val: Buffer;
-}
-
-/** memjs's Client as `perform` needs it (`seq` is the sequence number incrSeq just advanced). */
-interface MemjsInternals {
-  seq: number;
-  incrSeq(): void;
-  perform(key: string, request: Buffer, seq: number, callback: (err: Error | null, r?: Response) => void): void;
 }
 
 /**
@@ -361,9 +594,9 @@ export function requestBuffer(opcode: number, key: string, seq: number, expires:
   b[5] = 0; // data type
   b.writeUInt16BE(0, 6); // vbucket
   b.writeUInt32BE(extrasLength + key.length + valueLength, 8);
-  b.writeUInt32BE(seq >>> 0, 12); // opaque: memjs matches the response by it
-  if (cas?.length === 8) cas.copy(b, 16);
-  else b.fill(0, 16, 24); // CAS 0: unconditional
+  b.writeUInt32BE(seq >>> 0, 12); // opaque: responses carry it back
+  if (cas) cas.copy(b, 16, 0, 8);
+  else b.fill(0, 16, 24); // CAS
   let at = 24;
   if (extrasLength === 8) {
     b.writeUInt32BE(0, at); // flags

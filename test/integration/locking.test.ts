@@ -210,7 +210,26 @@ describe('lock release', () => {
     await until(() => counter(a, 'lockReleaseSkipped') === 1, 3000, 'release skipped');
   });
 
-  it('only deletes a lock holding its own token', async () => {
+  it('releases the lock in one operation: a delete carrying the CAS of its add, no get', async () => {
+    const { servers: [a] } = await instances(1, { lockingMode: 'all', lockExpiration: 10 });
+    const { id, cookie } = await newSession(a);
+    const node = `n${/-n(\d)$/.exec(id)![1]}`;
+    // The session's node also serves the load (get) and the touch; count what the lock adds on top.
+    const ops = () => ({ ...a.mw.store.stats().nodes[node].ops });
+    await request(a.port, '/get', { cookie }); // warm: the first request may touch/repair
+    const before = ops();
+    expect((await request(a.port, '/get', { cookie })).status).toBe(200);
+    await until(async () => (await lockValue(a, id)) === null, 3000, 'lock released');
+    const after = ops();
+    const again = ops();
+    expect(after.add - before.add).toBe(1);
+    expect(after.delete - before.delete).toBe(1);
+    // Without the lock a read costs 2 gets on this node (session, validity): the release read nothing.
+    expect(after.get - before.get).toBe(2);
+    expect(again).toEqual(after);
+  });
+
+  it('does not delete a lock that is no longer its own (another item, another CAS)', async () => {
     const { servers: [a] } = await instances(1, { lockingMode: 'all', lockExpiration: 10 });
     const { id, cookie } = await newSession(a);
     const slow = request(a.port, '/slow?ms=600', { cookie });
