@@ -317,7 +317,7 @@ async function load(s: Server, route: Route, duration: number): Promise<Measured
   let args: string[];
   const env = { ...process.env };
   if (wrk) {
-    const cookieFile = path.join(os.tmpdir(), `msm-bench-cookies-${process.pid}-${s.name}`);
+    const cookieFile = path.join(os.tmpdir(), `msm-bench-cookies-${process.pid}-${s.name.replace(/[^\w.-]/g, "_")}`);
     fs.writeFileSync(cookieFile, s.cookies.join('\n') + '\n');
     env.BENCH_COOKIES = cookieFile;
     env.BENCH_METHOD = method;

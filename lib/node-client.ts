@@ -44,6 +44,7 @@ interface Pending {
   wantsCas: boolean;
   /** The socket it was written to, or that was connecting for it. */
   sock: net.Socket | undefined;
+  written: boolean;
   answer: Answer;
 }
 
@@ -86,6 +87,8 @@ export class NodeClient {
   /** A NOOP is due at the end of this tick: quiet commands were written last. */
   private lastWasQuiet = false;
   private lastError: Error | undefined;
+  /** memjs is connecting: operations wait in the queue (unwritten) for it. */
+  private connecting = false;
 
   constructor(private readonly opts: NodeClientOptions) {
     this.id = opts.id;
@@ -327,7 +330,7 @@ export class NodeClient {
   }
 
   private send(kind: OpKind, opcode: number, request: Buffer, wantsCas: boolean, answer: Answer): void {
-    const op: Pending = { opaque: request.readUInt32BE(12), quiet: QUIET.has(opcode), kind, request, deadline: Date.now() + this.opts.operationTimeout, tries: 0, wantsCas, sock: undefined, answer };
+    const op: Pending = { opaque: request.readUInt32BE(12), quiet: QUIET.has(opcode), kind, request, deadline: Date.now() + this.opts.operationTimeout, tries: 0, wantsCas, sock: undefined, written: false, answer };
     this.queue.push(op);
     this.write(op);
     if (!this.timer) this.armTimer(this.opts.operationTimeout + 5);
@@ -343,6 +346,7 @@ export class NodeClient {
     const sock = server._socket;
     if (server.connected && sock && !sock.destroyed) {
       op.sock = sock;
+      op.written = true;
       this.watch(sock);
       if (!sock.writableCorked) {
         sock.cork();
@@ -352,16 +356,31 @@ export class NodeClient {
       this.lastWasQuiet = op.quiet;
       return;
     }
-    const tries = op.tries;
-    server.sock(false, (s) => {
-      // Written already on a later connection, or given up meanwhile.
-      if (op.tries !== tries || !this.isPending(op)) return;
-      s.write(op.request);
-      if (op.quiet) this.queueFlush(s);
-    });
-    // memjs created the socket (or is still connecting it): follow its close from now on.
+    // Not connected: memjs connects (and authenticates), then everything waiting is written in queue order.
+    op.written = false;
+    if (!this.connecting) {
+      this.connecting = true;
+      server.sock(false, (s) => {
+        this.connecting = false;
+        this.writeWaiting(s);
+      });
+    }
     op.sock = server._socket;
     if (op.sock) this.watch(op.sock);
+  }
+
+  private writeWaiting(sock: net.Socket): void {
+    this.watch(sock);
+    let last: Pending | undefined;
+    for (let i = this.head; i < this.queue.length; i++) {
+      const op = this.queue[i];
+      if (op.written) continue;
+      op.sock = sock;
+      op.written = true;
+      sock.write(op.request);
+      last = op;
+    }
+    if (last?.quiet) this.queueFlush(sock);
   }
 
   /** Quiet commands written last: a NOOP after them answers, so they are known to have succeeded. */
@@ -373,13 +392,8 @@ export class NodeClient {
   private queueFlush(sock: net.Socket): void {
     this.lastWasQuiet = false;
     const request = requestBuffer(OP.noop, '', this.nextSeq(), undefined, undefined);
-    this.queue.push({ opaque: request.readUInt32BE(12), quiet: false, kind: 'get', request, deadline: Date.now() + this.opts.operationTimeout, tries: MAX_TRIES, wantsCas: false, sock, answer: ignore });
+    this.queue.push({ opaque: request.readUInt32BE(12), quiet: false, kind: 'get', request, deadline: Date.now() + this.opts.operationTimeout, tries: MAX_TRIES, wantsCas: false, sock, written: true, answer: ignore });
     if (!sock.destroyed) sock.write(request);
-  }
-
-  private isPending(op: Pending): boolean {
-    for (let i = this.head; i < this.queue.length; i++) if (this.queue[i] === op) return true;
-    return false;
   }
 
   private watch(sock: net.Socket): void {
@@ -390,6 +404,7 @@ export class NodeClient {
     sock.once('close', () => {
       const error = this.lastError ?? new Error('connection closed');
       this.lastError = undefined;
+      if (!this.server._socket || this.server._socket === sock) this.connecting = false;
       this.connectionLost(sock, error);
     });
   }
@@ -424,9 +439,8 @@ export class NodeClient {
 
   /** Answers come in request order: quiet requests before this answer succeeded; older non-quiet ones were dropped. */
   private respond(opaque: number, status: number, value: Buffer | null, response: Buffer, at: number): void {
-    const q = this.queue;
-    while (this.head < q.length) {
-      const op = q[this.head];
+    while (this.head < this.queue.length) {
+      const op = this.queue[this.head];
       if (op.opaque === opaque) {
         this.shift();
         op.answer(null, status, value, op.wantsCas ? Buffer.from(response.subarray(at + 16, at + 24)) : null);

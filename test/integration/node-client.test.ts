@@ -1,0 +1,109 @@
+// NodeClient frames requests and matches answers itself (memjs keeps the connection): concurrent operations get
+// their own answers, quiet writes report success and failure, a restarted node costs no operation, a stopped node
+// times out without confusing later answers, and add/delete carry CAS.
+import { NodeClient } from '../../lib/node-client';
+import { MemcachedProcess, startMemcacheds, killAll } from '../helpers/memcached';
+import { RawClient } from '../helpers/raw-client';
+
+const logger = { debug() {}, info() {}, warn() {}, error() {} };
+let nodes: MemcachedProcess[];
+const clients: NodeClient[] = [];
+
+function client(node: MemcachedProcess, operationTimeout = 1000): NodeClient {
+  const c = new NodeClient({ id: 'n1', host: '127.0.0.1', port: node.port, operationTimeout, logger });
+  clients.push(c);
+  return c;
+}
+
+beforeAll(async () => {
+  nodes = await startMemcacheds(1, ['-I', '1m']);
+});
+afterAll(async () => {
+  clients.forEach((c) => c.close());
+  await killAll(nodes);
+});
+
+test('thousands of concurrent operations each get their own answer', async () => {
+  const c = client(nodes[0]);
+  const n = 2000;
+  const values = Array.from({ length: n }, (_, i) => Buffer.from(`value ${i} `.repeat(1 + (i % 300))));
+  const sets = await Promise.all(values.map((v, i) => c.set(`nc:k${i}`, v, 60)));
+  expect(sets.every((r) => r.ok && r.value === true)).toBe(true);
+  const [gets, misses] = await Promise.all([
+    Promise.all(values.map((_, i) => c.get(`nc:k${i}`))),
+    Promise.all(values.map((_, i) => c.get(`nc:missing${i}`))),
+  ]);
+  gets.forEach((g, i) => expect(g.ok && g.value!.equals(values[i])).toBe(true));
+  expect(misses.every((r) => r.ok && r.value === null)).toBe(true);
+  const deletes = await Promise.all(values.map((_, i) => c.delete(i % 2 ? `nc:k${i}` : `nc:missing${i}`)));
+  deletes.forEach((d, i) => expect(d).toEqual({ ok: true, value: i % 2 === 1 }));
+  const touches = await Promise.all(values.map((_, i) => c.touch(`nc:k${i}`, 60)));
+  touches.forEach((t, i) => expect(t).toEqual({ ok: true, value: i % 2 === 0 }));
+  expect(c.ops.errors).toBe(0);
+});
+
+test('a quiet set that memcached refuses reports the failure; the ones around it succeed', async () => {
+  const c = client(nodes[0]);
+  const [a, big, b] = await Promise.all([
+    c.set('nc:a', Buffer.from('a'), 60),
+    c.set('nc:big', Buffer.alloc(2 * 1024 * 1024), 60),
+    c.set('nc:b', Buffer.from('b'), 60),
+  ]);
+  expect(a).toEqual({ ok: true, value: true });
+  expect(b).toEqual({ ok: true, value: true });
+  expect(big.ok).toBe(false);
+  expect(!big.ok && big.error.message).toMatch(/too large/);
+  expect((await c.get('nc:b')).ok).toBe(true);
+});
+
+test('add returns the CAS; delete with another CAS leaves the item, with its own deletes it', async () => {
+  const c = client(nodes[0]);
+  await c.delete('nc:lock');
+  const first = await c.addWithCas('nc:lock', Buffer.from('t1'), 60);
+  expect(first.ok && Buffer.isBuffer(first.value) && first.value.length === 8).toBe(true);
+  expect(await c.addWithCas('nc:lock', Buffer.from('t2'), 60)).toEqual({ ok: true, value: null });
+  const cas = (first as { value: Buffer }).value;
+  const other = Buffer.from(cas);
+  other[7] ^= 1;
+  expect(await c.delete('nc:lock', other)).toEqual({ ok: true, value: false });
+  expect((await c.get('nc:lock')).ok).toBe(true);
+  expect(await c.delete('nc:lock', cas)).toEqual({ ok: true, value: true });
+  expect(await c.get('nc:lock')).toEqual({ ok: true, value: null });
+});
+
+test('a restarted node costs no operation: the broken socket is retried once on a new one', async () => {
+  const c = client(nodes[0]);
+  expect((await c.set('nc:r', Buffer.from('x'), 60)).ok).toBe(true);
+  await nodes[0].restart();
+  const results = await Promise.all([c.get('nc:r'), c.set('nc:r', Buffer.from('y'), 60), c.get('nc:r')]);
+  expect(results.map((r) => r.ok)).toEqual([true, true, true]);
+  expect(results[0]).toEqual({ ok: true, value: null }); // the restart emptied the node
+  expect(c.ops.errors).toBe(0);
+});
+
+test('a stopped node times out; answers it sends after SIGCONT are not taken for later operations', async () => {
+  const c = client(nodes[0], 300);
+  const raw = new RawClient(nodes[0].port);
+  try {
+    await raw.set('nc:s1', 'one', 60);
+    await raw.set('nc:s2', 'two', 60);
+    await nodes[0].stop();
+    const stalled = await c.get('nc:s1');
+    expect(stalled.ok).toBe(false);
+    expect(!stalled.ok && stalled.error.message).toMatch(/timed out/);
+    expect(c.ops.timeouts).toBeGreaterThanOrEqual(1);
+    nodes[0].cont();
+    const r = await c.get('nc:s2');
+    expect(r.ok && r.value!.toString()).toBe('two');
+  } finally {
+    nodes[0].cont();
+    raw.close();
+  }
+});
+
+test('a closed client fails at once', async () => {
+  const c = client(nodes[0]);
+  c.close();
+  const r = await c.get('nc:any');
+  expect(r.ok).toBe(false);
+});
