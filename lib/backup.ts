@@ -11,12 +11,12 @@ export class BackupRunner {
     return this.pending.size;
   }
 
-  run(task: () => Promise<void>): Promise<void> {
-    const p: Promise<void> = task()
-      .catch((e: unknown) => this.logger.error(`backup task failed: ${(e as Error)?.message ?? e}`))
-      .finally(() => this.pending.delete(p));
+  /** Nothing returned when backups are asynchronous: the request has nothing to wait for. */
+  run(task: () => Promise<void>): Promise<void> | undefined {
+    const p: Promise<void> = task().then(undefined, (e: unknown) => this.logger.error(`backup task failed: ${(e as Error)?.message ?? e}`));
     this.pending.add(p);
-    if (this.async) return Promise.resolve();
+    p.then(() => this.pending.delete(p));
+    if (this.async) return undefined;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.timeoutMs)));
     return Promise.race([p, timeout]).finally(() => clearTimeout(timer));

@@ -53,10 +53,15 @@ export interface SessionMode {
   /** Id for a new session (store.genid). */
   newId(): string;
   load(sid: SessionId): Promise<LoadResult | null>;
-  /** `bytes` = the session item (store.encodeItem: transcoder bytes, behind the id when its key is a hash); maxInactive in s (> 0). */
-  save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void>;
+  /** A load answered from this process at once (sticky's local sessions); undefined: only load() can answer. */
+  loadLocal?(sid: SessionId): LoadResult | null | undefined;
+  /**
+   * `bytes` = the session item (store.encodeItem: transcoder bytes, behind the id when its key is a hash); maxInactive
+   * in s (> 0). Nothing returned: done, nothing to wait for.
+   */
+  save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> | undefined;
   /** `bytesOf` encodes the session only when the mode needs bytes it does not have (no LoadedMeta). */
-  touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void>;
+  touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> | undefined;
   destroy(sid: SessionId): Promise<void>;
   /**
    * A save or touch of `target` arrived under `alias`, an id the session was moved away from, because the framework

@@ -97,26 +97,38 @@ export class StickyMode implements SessionMode {
     return sid.nodeId ?? this.ctx.nodes.hashNode(sid.random);
   }
 
+  /** A session held here whose node is up: answered at once, no promise. */
+  loadLocal(sid: SessionId): LoadResult | null | undefined {
+    // Fixed cookies: every load reads memcached (another instance may have written since).
+    if (sid.route !== this.route || this.ctx.fixedCookies()) return undefined;
+    const status: LRUCache.Status<string, LocalEntry> = {};
+    const e = this.local.get(sid.id, { status });
+    if (e) {
+      if (!this.ctx.nodes.isAvailable(e.node)) return undefined;
+      this.ctx.stats.localHits++;
+      return this.result(sid, { id: sid.id, bytes: e.bytes, accessedAt: e.accessedAt });
+    }
+    if (status.get === 'stale') {
+      // Inactive longer than maxInactive: the dispose handler deleted the memcached copy as well.
+      this.ctx.stats.requestsWithoutSession++;
+      return null;
+    }
+    return undefined;
+  }
+
   async load(sid: SessionId): Promise<LoadResult | null> {
-    const { stats } = this.ctx;
     if (this.ctx.fixedCookies()) return this.loadShared(sid);
+    const local = this.loadLocal(sid);
+    if (local !== undefined) return local;
     if (sid.route === this.route) {
-      const status: LRUCache.Status<string, LocalEntry> = {};
-      const e = this.local.get(sid.id, { status });
+      const e = this.local.peek(sid.id);
       if (e) {
-        stats.localHits++;
-        if (!this.ctx.nodes.isAvailable(e.node)) {
-          const moved = await this.shared(sid.id, () => this.relocate(sid, e));
-          if (moved) return this.result(sid, moved);
-        }
-        return this.result(sid, { id: sid.id, bytes: e.bytes, accessedAt: e.accessedAt });
+        // Held here, but its memcached node is down: move the backup first.
+        this.ctx.stats.localHits++;
+        const moved = await this.shared(sid.id, () => this.relocate(sid, e));
+        return this.result(sid, moved ?? { id: sid.id, bytes: e.bytes, accessedAt: e.accessedAt });
       }
-      if (status.get === 'stale') {
-        // Inactive longer than maxInactive: the dispose handler deleted the memcached copy as well.
-        stats.requestsWithoutSession++;
-        return null;
-      }
-      stats.localMisses++;
+      this.ctx.stats.localMisses++;
     }
     const loaded = await this.shared(sid.id, async () => {
       const found = await this.locate(sid);
@@ -194,7 +206,7 @@ export class StickyMode implements SessionMode {
     return p;
   }
 
-  async save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
+  save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> | undefined {
     const prev = this.local.peek(sid.id);
     if (unchanged(meta, sid.id, bytes)) {
       this.ctx.stats.requestsWithoutSessionModification++;
@@ -205,7 +217,7 @@ export class StickyMode implements SessionMode {
     const e: LocalEntry = { bytes, maxInactive, node, copy, accessedAt: Date.now() };
     this.local.set(sid.id, e, { ttl: maxInactive * 1000 });
     if (meta) Object.assign(meta, { id: sid.id, bytes });
-    if (copy.written && copy.written.equals(bytes) && !this.refreshDue(e)) return;
+    if (copy.written && copy.written.equals(bytes) && !this.refreshDue(e)) return undefined;
     // Fixed cookies: the next request may reach another instance, which reads memcached; it must find this write.
     if (this.ctx.fixedCookies()) return this.backup(sid.id, e);
     return this.ctx.backups.run(() => this.backup(sid.id, e));
@@ -232,7 +244,7 @@ export class StickyMode implements SessionMode {
     });
   }
 
-  async touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
+  touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> | undefined {
     const bytes = meta && meta.id === sid.id ? meta.bytes : bytesOf();
     return this.refresh(sid, bytes, maxInactive);
   }
@@ -291,7 +303,7 @@ export class StickyMode implements SessionMode {
    * them), and the memcached copy's TTL is extended with `touch` when it would otherwise lapse before the local
    * session does. No write per request.
    */
-  private refresh(sid: SessionId, bytes: Buffer, maxInactive: number): Promise<void> {
+  private refresh(sid: SessionId, bytes: Buffer, maxInactive: number): Promise<void> | undefined {
     const prev = this.local.peek(sid.id);
     const now = Date.now();
     const e: LocalEntry = prev && prev.maxInactive === maxInactive
@@ -299,7 +311,7 @@ export class StickyMode implements SessionMode {
       : { bytes: prev?.bytes ?? bytes, maxInactive, node: prev?.node ?? this.nodeOf(sid), copy: prev?.copy ?? { written: undefined, expiresAt: 0 }, accessedAt: now };
     e.accessedAt = now;
     this.local.set(sid.id, e, { ttl: maxInactive * 1000 });
-    if (!this.refreshDue(e)) return Promise.resolve();
+    if (!this.refreshDue(e)) return undefined;
     // Claim the refresh now so concurrent requests do not send one each; a failure resets it.
     const before = e.copy.expiresAt;
     e.copy.expiresAt = Date.now() + stickyMemcachedTtl(maxInactive) * 1000;

@@ -7,7 +7,7 @@ import { LRUCache } from 'lru-cache';
 import { ConfigError, MemcachedStoreOptions, ResolvedConfig, resolveConfig, resolveNodes } from './config';
 import { KeyFormat } from './keys';
 import { Logger, defaultLogger, hashId } from './logger';
-import { LoadedMeta, ModeContext, SessionMode, itemUnderId } from './mode';
+import { LoadResult, LoadedMeta, ModeContext, SessionMode, itemUnderId } from './mode';
 import { NodeSet } from './nodes';
 import { NonStickyMode } from './non-sticky';
 import { SessionId, SessionIdFormat } from './session-id';
@@ -40,16 +40,36 @@ const APPLIES_IDS = Symbol('express-msm.appliesIdChanges');
 /** Memcached's default item size is 1 MB; leave room for the key and item header. */
 export const DEFAULT_MAX_SESSION_BYTES = 1024 * 1024 - 1024;
 
-type Callback<T> = ((err: any, value?: T) => void) | undefined;
+type Callback<T> = (err: any, value?: T) => void;
 
 /**
  * Calls `cb` exactly once, on its own tick, outside the promise chain (as MemoryStore does): an exception it throws
- * is an uncaught exception, never an unhandled rejection or a hung request. With a callback the promise is handled
- * here, so callers that ignore it (express-session) see no rejection.
+ * is an uncaught exception, never an unhandled rejection or a hung request.
  */
-function withCallback<T>(p: Promise<T>, cb: Callback<T>): Promise<T> {
-  if (typeof cb === 'function') p.then((v) => process.nextTick(cb, null, v), (e) => process.nextTick(cb, e));
+function settle<T>(p: Promise<T>, cb: Callback<T>): void {
+  p.then((v) => process.nextTick(cb, null, v), (e) => process.nextTick(cb, e));
+}
+
+/** A promise for callers without a callback; with one, it is also settled into the callback (see settle). */
+function withCallback<T>(p: Promise<T>, cb: Callback<T> | undefined): Promise<T> {
+  if (typeof cb === 'function') settle(p, cb);
   return p;
+}
+
+/**
+ * The Store methods' shared ending. Internals answer synchronously (undefined: done, nothing to wait for) or with a
+ * promise; a promise is built only when the caller asked for one (no callback).
+ */
+function answer(work: () => Promise<void> | undefined, cb: Callback<void> | undefined): Promise<void> | void {
+  let p: Promise<void> | undefined;
+  try {
+    p = work();
+  } catch (e) {
+    p = Promise.reject(e);
+  }
+  if (typeof cb !== 'function') return p ?? Promise.resolve();
+  if (p) settle(p, cb);
+  else process.nextTick(cb, null);
 }
 
 interface RequestLike {
@@ -148,20 +168,43 @@ export class MemcachedStore extends Store {
   /** Pass as express-session's `genid`: `<random>-<nodeId>[.<route>]` on a random available node. */
   readonly genid = (_req?: unknown): string => this.mode.newId();
 
-  get(sid: string, callback?: Callback<SessionData | null>): Promise<SessionData | null> {
-    return withCallback(this.loadSession(sid), callback);
+  // Callbacks are called once, outside promise chains (see settle); without a callback, a promise is returned.
+  get(sid: string): Promise<SessionData | null>;
+  get(sid: string, callback: Callback<SessionData | null>): void;
+  get(sid: string, callback?: Callback<SessionData | null>): Promise<SessionData | null> | void {
+    if (typeof callback !== 'function') return this.loadSession(sid);
+    // An id naming a node autoDiscovery has not listed yet: the promise path waits for it.
+    if (typeof sid === 'string' && this.whenNodeKnown(sid)) return void settle(this.loadSession(sid), callback);
+    // A session held in this process (sticky) is answered without a promise.
+    const started = performance.now();
+    const r = this.resolve(sid);
+    let session: SessionData | null | undefined;
+    try {
+      const local = r && this.mode.loadLocal ? this.mode.loadLocal(r.sid) : undefined;
+      if (local !== undefined) session = this.loaded(sid, r!, local, started);
+    } catch (e) {
+      return void process.nextTick(callback, e);
+    }
+    if (session !== undefined) return void process.nextTick(callback, null, session);
+    settle(this.loadSession(sid, r, started), callback);
   }
 
-  set(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> {
-    return withCallback(this.saveSession(sid, session), callback);
+  set(sid: string, session: SessionData): Promise<void>;
+  set(sid: string, session: SessionData, callback: Callback<void>): void;
+  set(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> | void {
+    return answer(() => this.saveSession(sid, session), callback);
   }
 
-  touch(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> {
-    return withCallback(this.refreshSession(sid, session), callback);
+  touch(sid: string, session: SessionData): Promise<void>;
+  touch(sid: string, session: SessionData, callback: Callback<void>): void;
+  touch(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> | void {
+    return answer(() => this.refreshSession(sid, session), callback);
   }
 
-  destroy(sid: string, callback?: Callback<void>): Promise<void> {
-    return withCallback(this.removeSession(sid), callback);
+  destroy(sid: string): Promise<void>;
+  destroy(sid: string, callback: Callback<void>): void;
+  destroy(sid: string, callback?: Callback<void>): Promise<void> | void {
+    return answer(() => this.removeSession(sid), callback);
   }
 
   /** indexBy: ids of the live sessions whose indexBy gives `value` (each one loaded and checked). */
@@ -303,17 +346,23 @@ export class MemcachedStore extends Store {
     return { sid };
   }
 
-  private async loadSession(raw: string): Promise<SessionData | null> {
-    const started = performance.now();
-    const known = typeof raw === 'string' ? this.whenNodeKnown(raw) : undefined;
-    if (known) await known;
-    const r = this.resolve(raw);
+  /** `r`, `started`: resolved and timed already by a callback-first get (undefined: resolve here). */
+  private async loadSession(raw: string, r?: { sid: SessionId; movedTo?: string } | null, started = performance.now()): Promise<SessionData | null> {
+    if (r === undefined) {
+      const known = typeof raw === 'string' ? this.whenNodeKnown(raw) : undefined;
+      if (known) await known;
+      r = this.resolve(raw);
+    }
     if (!r) {
       this.statistics.invalidSessionIds++;
       this.statistics.requestsWithoutSession++;
       return null;
     }
-    const loaded = await this.mode.load(r.sid);
+    return this.loaded(raw, r, await this.mode.load(r.sid), started);
+  }
+
+  /** What express-session gets from a load: the session with its cookie checked and `expires` rebuilt, or null. */
+  private loaded(raw: string, r: { sid: SessionId; movedTo?: string }, loaded: LoadResult | null, started: number): SessionData | null {
     this.statistics.time('load', performance.now() - started);
     if (!loaded) return null;
     const { session, meta } = loaded;
@@ -349,10 +398,15 @@ export class MemcachedStore extends Store {
     });
   }
 
-  private async saveSession(raw: string, session: SessionData): Promise<void> {
-    const started = performance.now();
+  /** undefined: saved synchronously (sticky with asynchronous backups). Throws on what cannot be stored. */
+  private saveSession(raw: string, session: SessionData): Promise<void> | undefined {
     const discovered = this.nodesDiscovered();
-    if (discovered) await discovered;
+    if (discovered) return discovered.then(() => this.saveNow(raw, session));
+    return this.saveNow(raw, session);
+  }
+
+  private saveNow(raw: string, session: SessionData): Promise<void> | undefined {
+    const started = performance.now();
     const r = this.resolve(raw);
     if (!r) throw new Error(`express-msm: refusing to store a session under an id that has no key (empty, longer than 4096 characters, or a lone UTF-16 surrogate): check the genid option`);
     this.noteCookieHandling(session);
@@ -367,15 +421,28 @@ export class MemcachedStore extends Store {
     if (bytes.length > this.maxSessionBytes) {
       throw new Error(`express-msm: session is ${bytes.length} bytes, above the ${this.maxSessionBytes}-byte limit (memcached item size); not stored`);
     }
-    await this.mode.save(sid, stored, bytes, maxInactive, meta);
+    const saving = this.mode.save(sid, stored, bytes, maxInactive, meta);
+    const done = () => this.saved(session, meta, !!pre, started);
+    if (alias || this.index) return this.afterWrite(saving, sid, alias, session, maxInactive, meta).then(done);
+    if (!saving) return void done();
+    return saving.then(done);
+  }
+
+  /** What follows a save or touch when there is more to write: the old id's alias, the user index. */
+  private async afterWrite(writing: Promise<void> | undefined, sid: SessionId, alias: SessionId | undefined, session: SessionData,
+    maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
+    await writing;
     if (alias) await this.mode.keepAlias(alias, sid, maxInactive);
     if (this.index) await this.index.afterWrite(sid, session, maxInactive, meta);
+  }
+
+  private saved(session: SessionData, meta: LoadedMeta | undefined, beforeResponse: boolean, started: number): void {
     // Counted when first stored (express-session asks genid for every request without a cookie), once per object.
     if (!meta && !this.counted.has(session)) {
       this.counted.add(session);
       this.statistics.sessionsCreated++;
     }
-    if (pre) Object.defineProperty(session, SAVED, { value: true, configurable: true, writable: true });
+    if (beforeResponse) Object.defineProperty(session, SAVED, { value: true, configurable: true, writable: true });
     this.statistics.time('save', performance.now() - started);
   }
 
@@ -399,28 +466,32 @@ export class MemcachedStore extends Store {
     return this.discovery && !this.nodes.ids.length ? this.discovery.waitForNodes(this.config.operationTimeout) : undefined;
   }
 
-  private async refreshSession(raw: string, session: SessionData): Promise<void> {
+  /** undefined: done synchronously (sticky, nothing due in memcached). */
+  private refreshSession(raw: string, session: SessionData): Promise<void> | undefined {
     const discovered = this.nodesDiscovered();
-    if (discovered) await discovered;
+    if (discovered) return discovered.then(() => this.refreshNow(raw, session));
+    return this.refreshNow(raw, session);
+  }
+
+  private refreshNow(raw: string, session: SessionData): Promise<void> | undefined {
     if ((session as any)[SAVED]) {
       // Saved moments ago in this request (memcachedSession): validity and TTLs are fresh.
       delete (session as any)[SAVED];
-      return;
+      return undefined;
     }
     const encoded = (session as any)[ENCODED] as Encoded | undefined;
     if (encoded) delete (session as any)[ENCODED];
     const meta = this.loadedMeta(raw, session);
     // memcachedSession() already compared the whole encoding, cookie included: no second look at the cookie.
-    if (!encoded?.unchanged && meta?.cookie && cookieChanged(session, meta.cookie)) return this.saveSession(raw, session);
+    if (!encoded?.unchanged && meta?.cookie && cookieChanged(session, meta.cookie)) return this.saveNow(raw, session);
     const r = this.resolve(raw);
-    if (!r) return;
+    if (!r) return undefined;
     this.noteCookieHandling(session);
     const { sid, alias } = this.whereTo(r.sid, meta);
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
     if (maxInactive <= 0) return this.mode.destroy(sid);
-    await this.mode.touch(sid, () => this.encodeItem(sid, this.toStored(session)), maxInactive, meta);
-    if (alias) await this.mode.keepAlias(alias, sid, maxInactive);
-    if (this.index) await this.index.afterWrite(sid, session, maxInactive, meta);
+    const touching = this.mode.touch(sid, () => this.encodeItem(sid, this.toStored(session)), maxInactive, meta);
+    return alias || this.index ? this.afterWrite(touching, sid, alias, session, maxInactive, meta) : touching;
   }
 
   /** What the load of this request learnt: on the session object, or (rebuilt by the framework) by its id. */
