@@ -84,8 +84,8 @@ export class NodeClient {
   private timer: NodeJS.Timeout | undefined;
   /** Sockets whose close we follow (memjs replaces the socket after a failure). */
   private readonly watched = new WeakSet<net.Socket>();
-  /** A NOOP is due at the end of this tick: quiet commands were written last. */
-  private lastWasQuiet = false;
+  /** The last operation written in this tick, when it is a quiet one. */
+  private lastQuiet: Pending | undefined;
   private lastError: Error | undefined;
   /** memjs is connecting: operations wait in the queue (unwritten) for it. */
   private connecting = false;
@@ -122,8 +122,8 @@ export class NodeClient {
   }
 
   /**
-   * SETQ: memcached answers a quiet command only when it fails. Success is known from the next answer on the
-   * connection (a NOOP closes every tick that ends with a quiet command), so the result is the same, one answer fewer.
+   * SETQ: memcached answers a quiet command only when it fails; success is known from the next answer on the
+   * connection (the tick's last request is always an answered one, see endOfTick). Same result, fewer answers.
    */
   set(key: string, value: Buffer, expires: number, maintenance = false): Promise<OpResult<boolean>> {
     return this.request(maintenance ? 'maintenance' : 'set', OP.setq, key, expires, value, undefined, stored);
@@ -353,7 +353,7 @@ export class NodeClient {
         process.nextTick(uncorkAfterTick, this, sock);
       }
       sock.write(op.request);
-      this.lastWasQuiet = op.quiet;
+      this.lastQuiet = op.quiet ? op : undefined;
       return;
     }
     // Not connected: memjs connects (and authenticates), then everything waiting is written in queue order.
@@ -372,28 +372,26 @@ export class NodeClient {
   private writeWaiting(sock: net.Socket): void {
     this.watch(sock);
     let last: Pending | undefined;
+    for (let i = this.head; i < this.queue.length; i++) if (!this.queue[i].written) last = this.queue[i];
+    if (last?.quiet) answered(last);
     for (let i = this.head; i < this.queue.length; i++) {
       const op = this.queue[i];
       if (op.written) continue;
       op.sock = sock;
       op.written = true;
       sock.write(op.request);
-      last = op;
     }
-    if (last?.quiet) this.queueFlush(sock);
   }
 
-  /** Quiet commands written last: a NOOP after them answers, so they are known to have succeeded. */
+  /**
+   * The tick's writes leave now. A quiet command written last would leave its success (and that of the quiet ones
+   * before it) unknown: it still sits in the corked socket's buffer, so it becomes its answered variant.
+   */
   endOfTick(sock: net.Socket): void {
-    if (this.lastWasQuiet) this.queueFlush(sock);
+    // Only while it still waits in this socket's buffer (a failure may have moved it to a new connection).
+    if (this.lastQuiet?.sock === sock && !sock.destroyed) answered(this.lastQuiet);
+    this.lastQuiet = undefined;
     sock.uncork();
-  }
-
-  private queueFlush(sock: net.Socket): void {
-    this.lastWasQuiet = false;
-    const request = requestBuffer(OP.noop, '', this.nextSeq(), undefined, undefined);
-    this.queue.push({ opaque: request.readUInt32BE(12), quiet: false, kind: 'get', request, deadline: Date.now() + this.opts.operationTimeout, tries: MAX_TRIES, wantsCas: false, sock, written: true, answer: ignore });
-    if (!sock.destroyed) sock.write(request);
   }
 
   private watch(sock: net.Socket): void {
@@ -522,7 +520,11 @@ function uncorkAfterTick(client: NodeClient, sock: net.Socket): void {
   client.endOfTick(sock);
 }
 
-function ignore(): void {}
+/** A quiet request not yet sent, turned into its answered variant (SETQ -> SET, DELETEQ -> DELETE). */
+function answered(op: Pending): void {
+  op.request[1] = ANSWERED[op.request[1]];
+  op.quiet = false;
+}
 
 export interface WalkOptions {
   /** Keys per batch handed to onBatch. */
@@ -543,8 +545,9 @@ function decodeKey(encoded: string): string | undefined {
 }
 
 /** memcached binary protocol (protocol_binary.h). */
-const OP = { get: 0x00, set: 0x01, add: 0x02, delete: 0x04, noop: 0x0a, setq: 0x11, deleteq: 0x14, touch: 0x1c, saslList: 0x20, saslAuth: 0x21 } as const;
+const OP = { get: 0x00, set: 0x01, add: 0x02, delete: 0x04, setq: 0x11, deleteq: 0x14, touch: 0x1c, saslList: 0x20, saslAuth: 0x21 } as const;
 const QUIET = new Set<number>([OP.setq, OP.deleteq]);
+const ANSWERED: Record<number, number> = { [OP.setq]: OP.set, [OP.deleteq]: OP.delete };
 const STATUS = { ok: 0x00, notFound: 0x01, exists: 0x02, authError: 0x20 } as const;
 const STATUS_NAMES: Record<number, string> = {
   0x01: 'key not found', 0x02: 'key exists', 0x03: 'value too large', 0x04: 'invalid arguments',
