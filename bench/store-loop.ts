@@ -25,7 +25,7 @@ async function measure(store: any, genid: () => string, route: 'read' | 'write')
   let next = 0;
   const one = async (id: string) => {
     const loaded = await call<any>((cb) => store.get(id, cb));
-    if (!loaded) throw new Error(`no session ${id}: ${JSON.stringify(store.stats?.())}`);
+    if (!loaded) throw new Error(`store-loop: session ${id} was not found (a node marked down under load?)`);
     const s = store.createSession({ sessionID: id, sessionStore: store }, loaded);
     s.cookie.maxAge = s.cookie.originalMaxAge; // express-session's resetMaxAge
     if (route === 'read') await call((cb) => store.touch(id, s, cb));

@@ -87,6 +87,9 @@ export class NodeClient {
   /** The last operation written in this turn, when it is a quiet one. */
   private lastQuiet: Pending | undefined;
   private lastError: Error | undefined;
+  /** The newest socket memjs made for us, and whether it is connected (and authenticated). */
+  private current: net.Socket | undefined;
+  private currentReady = false;
   /** memjs is connecting: operations wait in the queue (unwritten) for it. */
   private connecting = false;
 
@@ -368,11 +371,17 @@ export class NodeClient {
       });
     }
     op.sock = server._socket;
+    if (op.sock && op.sock !== this.current) {
+      this.current = op.sock;
+      this.currentReady = false;
+    }
     if (op.sock) this.watch(op.sock);
   }
 
   private writeWaiting(sock: net.Socket): void {
     this.watch(sock);
+    this.current = sock;
+    this.currentReady = true;
     let last: Pending | undefined;
     for (let i = this.head; i < this.queue.length; i++) if (!this.queue[i].written) last = this.queue[i];
     if (last?.quiet) answered(last);
@@ -404,6 +413,13 @@ export class NodeClient {
     sock.once('close', () => {
       const error = this.lastError ?? new Error('connection closed');
       this.lastError = undefined;
+      const current = this.current;
+      if (current && current !== sock && !current.destroyed && !this.server._socket) {
+        // memjs's close handler of an old socket forgets the newer one (whose connect would then never write what
+        // waits for it): put it back.
+        this.server._socket = current;
+        this.server.connected = this.currentReady;
+      }
       if (!this.server._socket || this.server._socket === sock) this.connecting = false;
       this.connectionLost(sock, error);
     });
@@ -467,7 +483,9 @@ export class NodeClient {
 
   /** One timer per node, set for the oldest operation's deadline (all share one timeout, so the oldest is first). */
   private armTimer(ms: number): void {
-    this.timer = setTimeout(() => this.checkDeadlines(), Math.max(1, ms));
+    // Checked after this turn's I/O (setImmediate): when the process itself was stalled past a deadline, the timers
+    // run before the answers already waiting on the socket are read; those must count as answered, not timed out.
+    this.timer = setTimeout(() => setImmediate(() => this.checkDeadlines()), Math.max(1, ms));
     this.timer.unref();
   }
 

@@ -101,6 +101,18 @@ test('a stopped node times out; answers it sends after SIGCONT are not taken for
   }
 });
 
+test('an answer that arrived while this process was stalled past the deadline counts as answered', async () => {
+  const c = client(nodes[0], 200);
+  expect((await c.set('nc:lag', Buffer.from('v'), 60)).ok).toBe(true);
+  const pending = c.get('nc:lag');
+  await new Promise((r) => setImmediate(r)); // the request has left (writes go out once per event-loop turn)
+  const stalledUntil = Date.now() + 500;
+  while (Date.now() < stalledUntil) { /* a long synchronous stretch: the answer waits on the socket */ }
+  const r = await pending;
+  expect(r.ok && r.value!.toString()).toBe('v');
+  expect(c.ops.timeouts).toBe(0);
+});
+
 test('a closed client fails at once', async () => {
   const c = client(nodes[0]);
   c.close();

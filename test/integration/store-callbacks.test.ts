@@ -37,7 +37,7 @@ const throwing = (name) => (err, value) => {
   store.destroy(id, throwing('destroy'));
   await sleep(200);
   // An error answer: the callback gets the error once, and its own throw is still uncaught.
-  store.set('not a valid id', session(), throwing('set-invalid'));
+  store.set('', session(), throwing('set-invalid'));
   await sleep(200);
   await store.close();
   process.stdout.write(JSON.stringify({ events, calls }));
