@@ -173,10 +173,11 @@ export class MemcachedStore extends Store {
   get(sid: string, callback: Callback<SessionData | null>): void;
   get(sid: string, callback?: Callback<SessionData | null>): Promise<SessionData | null> | void {
     if (typeof callback !== 'function') return this.loadSession(sid);
-    // An id naming a node autoDiscovery has not listed yet: the promise path waits for it.
-    if (typeof sid === 'string' && this.whenNodeKnown(sid)) return void settle(this.loadSession(sid), callback);
-    // A session held in this process (sticky) is answered without a promise.
     const started = performance.now();
+    // An id naming a node autoDiscovery has not listed yet: the promise path waits for it.
+    const known = typeof sid === 'string' ? this.whenNodeKnown(sid) : undefined;
+    if (known) return void settle(this.loadSession(sid, undefined, started, known), callback);
+    // A session held in this process (sticky) is answered without a promise.
     const r = this.resolve(sid);
     let session: SessionData | null | undefined;
     try {
@@ -346,10 +347,11 @@ export class MemcachedStore extends Store {
     return { sid };
   }
 
-  /** `r`, `started`: resolved and timed already by a callback-first get (undefined: resolve here). */
-  private async loadSession(raw: string, r?: { sid: SessionId; movedTo?: string } | null, started = performance.now()): Promise<SessionData | null> {
+  /** `r`, `started`, `known`: what a callback-first get found already (r undefined: resolve here). */
+  private async loadSession(raw: string, r?: { sid: SessionId; movedTo?: string } | null, started = performance.now(),
+    known?: Promise<unknown>): Promise<SessionData | null> {
     if (r === undefined) {
-      const known = typeof raw === 'string' ? this.whenNodeKnown(raw) : undefined;
+      known ??= typeof raw === 'string' ? this.whenNodeKnown(raw) : undefined;
       if (known) await known;
       r = this.resolve(raw);
     }
