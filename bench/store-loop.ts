@@ -26,7 +26,8 @@ async function measure(store: any, genid: () => string, route: 'read' | 'write')
   const one = async (id: string) => {
     const loaded = await call<any>((cb) => store.get(id, cb));
     if (!loaded) throw new Error(`store-loop: session ${id} was not found (a node marked down under load?)`);
-    const s = store.createSession({ sessionID: id, sessionStore: store }, loaded);
+    // req.res as under Express: the store can send a changed id (otherwise it assumes fixed cookies, see docs/sticky.md).
+    const s = store.createSession({ sessionID: id, sessionStore: store, res: { end() {}, writeHead() {} } }, loaded);
     s.cookie.maxAge = s.cookie.originalMaxAge; // express-session's resetMaxAge
     if (route === 'read') await call((cb) => store.touch(id, s, cb));
     else {
