@@ -1,6 +1,7 @@
 // One memcached node. The only file that uses memjs (lib/tls.ts makes its servers): the store sees get/set/add/delete/touch with a deadline,
 // and failures as values, never exceptions.
 import * as memjs from 'memjs';
+import type { Socket } from 'net';
 import type { ConnectionOptions } from 'tls';
 import { isValidMemcachedKey } from './keys';
 import type { Logger } from './logger';
@@ -20,6 +21,8 @@ export interface NodeClientOptions {
   tls?: ConnectionOptions;
   logger: Logger;
   onKey?: (key: string) => void;
+  /** An established connection closed without close(): the node was killed, restarted, or dropped us. */
+  onConnectionLost?: () => void;
 }
 
 export class InvalidKeyError extends Error {}
@@ -29,6 +32,8 @@ export class NodeClient {
   readonly address: string;
   private client: memjs.Client;
   private closed = false;
+  /** The memjs socket whose close is reported (onConnectionLost). */
+  private watched: Socket | undefined;
   /** Operations sent, by kind: feeds stats and the benchmark's cost model. */
   readonly ops = { get: 0, set: 0, add: 0, delete: 0, touch: 0, errors: 0, timeouts: 0, maintenance: 0 };
 
@@ -237,14 +242,30 @@ export class NodeClient {
     });
   }
 
+  /**
+   * Destroys the connection and fails operations in flight. memjs's own close() only ends the socket: one still
+   * connecting, or a failed operation's retry, opens a new one that keeps the process alive.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    try {
-      this.client.close();
-    } catch {
-      /* already closed */
+    const error = new Error(`node ${this.id} client is closed`);
+    for (const server of (this.client as unknown as { servers: MemjsServer[] }).servers) {
+      server.sock = () => server.error(error);
+      server.error(error);
     }
+  }
+
+  /** Reports the close of an established memjs connection (see onConnectionLost); never of one that failed to connect. */
+  private watchConnection(): void {
+    const sock = (this.client as unknown as { servers: MemjsServer[] }).servers[0]?._socket;
+    if (!sock || sock === this.watched || !this.opts.onConnectionLost) return;
+    this.watched = sock;
+    let established = !sock.connecting;
+    if (!established) sock.once('connect', () => (established = true));
+    sock.once('close', () => {
+      if (established && !this.closed) this.opts.onConnectionLost!();
+    });
   }
 
   /**
@@ -292,6 +313,7 @@ export class NodeClient {
       } catch (e) {
         finish(e);
       }
+      this.watchConnection();
     });
   }
 }
@@ -336,6 +358,13 @@ function found(status: number): boolean | undefined {
 interface Response {
   header: { status: number; cas: Buffer };
   val: Buffer;
+}
+
+/** A memjs Server: `sock` opens or reuses the connection, `error` destroys it and fails every waiting operation. */
+interface MemjsServer {
+  _socket?: Socket;
+  sock(sasl: boolean, go: (s: Socket) => void): void;
+  error(err: Error): void;
 }
 
 /** memjs's Client as `perform` needs it (`seq` is the sequence number incrSeq just advanced). */

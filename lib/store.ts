@@ -142,7 +142,10 @@ export class MemcachedStore extends Store {
   }
 
   /** Pass as express-session's `genid`: `<random>-<nodeId>[.<route>]` on a random available node. */
-  readonly genid = (_req?: unknown): string => this.mode.newId();
+  readonly genid = (_req?: unknown): string => {
+    this.assertOpen();
+    return this.mode.newId();
+  };
 
   get(sid: string, callback?: Callback<SessionData | null>): Promise<SessionData | null> {
     return withCallback(this.loadSession(sid), callback);
@@ -171,6 +174,7 @@ export class MemcachedStore extends Store {
   }
 
   private async requireIndex(): Promise<UserIndex> {
+    this.assertOpen();
     if (!this.index) throw new Error('express-msm: idsOf/destroyAllOf need the indexBy option, e.g. indexBy: (s) => s.userId');
     return this.index;
   }
@@ -196,7 +200,8 @@ export class MemcachedStore extends Store {
   /** Deletes every copy of this store's sessions on every node (and sticky's local ones); nothing else. */
   clear(callback?: Callback<void>): Promise<void> {
     // Queued backups and a running node repair would otherwise write copies back after the walk deleted them.
-    const cleared = this.backups.flush().then(() => this.ready()).then(() => this.lister.clear());
+    const cleared = Promise.resolve().then(() => this.assertOpen()).then(() => this.backups.flush()).then(() => this.ready())
+      .then(() => this.lister.clear());
     return withCallback(cleared.then((n) => { this.logger.info(`clear: ${n} items deleted`); }), callback);
   }
 
@@ -274,7 +279,7 @@ export class MemcachedStore extends Store {
     await this.mode.idle?.();
   }
 
-  /** Flushes queued backups, then closes every connection. */
+  /** Flushes queued backups, then closes every connection and timer. Later operations fail; a second close() does nothing. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -286,6 +291,11 @@ export class MemcachedStore extends Store {
   }
 
   // --- internals ---------------------------------------------------------------------------------------------
+
+  /** Operations after close() fail at once (a closed store has no connections to wait on). */
+  private assertOpen(): void {
+    if (this.closed) throw new Error('express-msm: the store is closed (store.close() was called)');
+  }
 
   /** Parses and validates a client-supplied id, following a recorded move. null: invalid, never reaches memcached. */
   private resolve(raw: unknown): { sid: SessionId; movedTo?: string } | null {
@@ -300,6 +310,7 @@ export class MemcachedStore extends Store {
   }
 
   private async loadSession(raw: string): Promise<SessionData | null> {
+    this.assertOpen();
     const started = performance.now();
     const known = typeof raw === 'string' ? this.whenNodeKnown(raw) : undefined;
     if (known) await known;
@@ -337,7 +348,8 @@ export class MemcachedStore extends Store {
   }
 
   /** Every live session as `get` would return it (without its load metadata: a listing is not a request). */
-  private eachSession(each: (id: string, session: SessionData) => void): Promise<void> {
+  private async eachSession(each: (id: string, session: SessionData) => void): Promise<void> {
+    this.assertOpen();
     return this.lister.forEach((id, bytes, lastAccess) => {
       const sid = this.idFormat.parse(id);
       const session = sid && this.transcoder.decode(transcodedBytes(bytes), sid);
@@ -346,6 +358,7 @@ export class MemcachedStore extends Store {
   }
 
   private async saveSession(raw: string, session: SessionData): Promise<void> {
+    this.assertOpen();
     const started = performance.now();
     const discovered = this.nodesDiscovered();
     if (discovered) await discovered;
@@ -396,6 +409,7 @@ export class MemcachedStore extends Store {
   }
 
   private async refreshSession(raw: string, session: SessionData): Promise<void> {
+    this.assertOpen();
     const discovered = this.nodesDiscovered();
     if (discovered) await discovered;
     if ((session as any)[SAVED]) {
@@ -448,6 +462,7 @@ export class MemcachedStore extends Store {
   }
 
   private async removeSession(raw: string): Promise<void> {
+    this.assertOpen();
     const discovered = this.nodesDiscovered();
     if (discovered) await discovered;
     const sid = this.idFormat.parse(raw);
