@@ -85,6 +85,11 @@ describe('after close()', () => {
     await expect(store.set(id, { cookie: { originalMaxAge: 60_000 } } as any)).rejects.toThrow(closed);
     await expect(store.touch(id, { cookie: { originalMaxAge: 60_000 } } as any)).rejects.toThrow(closed);
     await expect(store.destroy(id)).rejects.toThrow(closed);
+    await expect(store.all()).rejects.toThrow(closed);
+    await expect(store.length()).rejects.toThrow(closed);
+    await expect(store.ids()).rejects.toThrow(closed);
+    await expect(store.clear()).rejects.toThrow(closed);
+    await expect(store.idsOf('u1')).rejects.toThrow(closed);
     const viaCallback = await new Promise<unknown>((resolve) => store.get(id, (err) => resolve(err)));
     expect(String(viaCallback)).toMatch(closed);
     await expect(store.close()).resolves.toBeUndefined();
