@@ -1,5 +1,6 @@
 // Options, defaults and validation. Knows msm's attribute names and syntax; knows nothing of memcached or HTTP.
 import { type ConnectionOptions, createSecureContext } from 'tls';
+import type { SessionOptions } from 'express-session';
 import type { Transcoder } from './transcoders/transcoder';
 import type { Logger } from './logger';
 import type { IndexBy } from './user-index';
@@ -41,12 +42,6 @@ export interface MemcachedStoreOptions {
   /** Sticky: bounds of the local primary store. */
   localMaxSessions?: number;
   localMaxBytes?: number;
-  /** Locking (middleware, non-sticky only). */
-  lockingMode?: LockingModeName | string;
-  lockExpiration?: number;
-  lockTimeoutAction?: 'proceed' | 'reject';
-  /** Middleware: requests whose path (plus query) fully matches get no session. */
-  requestUriIgnorePattern?: string | RegExp;
   /** Where failover, relocation and decode failures are reported. Silent unless DEBUG includes express-msm. */
   logger?: Logger;
   /**
@@ -65,6 +60,35 @@ export interface AutoDiscoveryOptions {
   intervalMs?: number;
 }
 
+/** Options only memcachedSession() has: they need the request, which a Store never sees. */
+export interface MiddlewareOnlyOptions {
+  /** Locking (non-sticky only). */
+  lockingMode?: LockingModeName | string;
+  lockExpiration?: number;
+  lockTimeoutAction?: 'proceed' | 'reject';
+  /** Requests whose path (plus query) fully matches get no session. */
+  requestUriIgnorePattern?: string | RegExp;
+  /** express-session's options (`secret` required); `store` and `genid` are supplied by the middleware. */
+  session: Omit<SessionOptions, 'store' | 'genid'>;
+}
+
+export interface MemcachedSessionOptions extends MemcachedStoreOptions, MiddlewareOnlyOptions {}
+
+/**
+ * Every option name, in one place: a name missing here is a compile error, a name given that is not here a
+ * ConfigError at construction. Adding an option: its line in the interface above and its line here.
+ */
+const STORE_OPTION_NAMES: Record<keyof MemcachedStoreOptions, true> = {
+  memcachedNodes: true, failoverNodes: true, sticky: true, route: true, operationTimeout: true, sessionBackupAsync: true,
+  sessionBackupTimeout: true, storageKeyPrefix: true, defaultMaxInactiveInterval: true, username: true, password: true,
+  transcoder: true, sessionAttributeFilter: true, nodeAvailabilityCacheTTL: true, localMaxSessions: true,
+  localMaxBytes: true, logger: true, indexBy: true, onKey: true, tls: true, autoDiscovery: true,
+};
+const MIDDLEWARE_OPTION_NAMES: Record<keyof MiddlewareOnlyOptions, true> = {
+  lockingMode: true, lockExpiration: true, lockTimeoutAction: true, requestUriIgnorePattern: true, session: true,
+};
+/** express-session's own options, a likely mistake at memcachedSession()'s top level. */
+const EXPRESS_SESSION_OPTION_NAMES = new Set(['secret', 'resave', 'saveUninitialized', 'cookie', 'name', 'rolling', 'proxy', 'unset']);
 
 export interface MemcachedNodeConfig {
   id: string;
@@ -117,6 +141,61 @@ export class ConfigError extends Error {
   constructor(option: string, value: unknown, why: string) {
     super(`express-msm: invalid ${option} ${JSON.stringify(value)}: ${why}`);
     this.name = 'ConfigError';
+  }
+
+  /** An option name that is not one (a typo, or a memcachedSession() option given to the store). */
+  static unknownOption(name: string, why: string): ConfigError {
+    const e = new ConfigError(name, undefined, why);
+    e.message = `express-msm: unknown option "${name}": ${why}`;
+    return e;
+  }
+}
+
+/** The options of new MemcachedStore() among memcachedSession()'s. */
+export function storeOptionsOf(options: MemcachedSessionOptions): MemcachedStoreOptions {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(options)) if (k in STORE_OPTION_NAMES) out[k] = v;
+  return out as unknown as MemcachedStoreOptions;
+}
+
+/** Edit distance, case-insensitive: `memcachednode` is one edit from `memcachedNodes`. */
+function distance(a: string, b: string): number {
+  a = a.toLowerCase();
+  b = b.toLowerCase();
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/**
+ * Throws on the first option name that `where` does not know, naming the closest valid one. Silently ignored typos
+ * (`memcachedNode`, `failOverNodes`) would otherwise run with a default nobody chose.
+ */
+export function checkOptionNames(options: object, where: 'store' | 'middleware'): void {
+  const valid = where === 'store' ? Object.keys(STORE_OPTION_NAMES) : [...Object.keys(STORE_OPTION_NAMES), ...Object.keys(MIDDLEWARE_OPTION_NAMES)];
+  for (const name of Object.keys(options)) {
+    if (valid.includes(name)) continue;
+    if (where === 'middleware' && EXPRESS_SESSION_OPTION_NAMES.has(name)) {
+      throw ConfigError.unknownOption(name, `it is an express-session option: pass it inside session: { ${name}: ... }`);
+    }
+    if (name in MIDDLEWARE_OPTION_NAMES) {
+      throw ConfigError.unknownOption(name, 'it is an option of memcachedSession(), not of new MemcachedStore(): it needs the request, '
+        + 'which a Store never sees. Use memcachedSession({ memcachedNodes, ' + name + ', session: {...} })');
+    }
+    let best = '';
+    let bestDistance = Infinity;
+    for (const v of valid) {
+      const d = distance(name, v);
+      if (d < bestDistance) [best, bestDistance] = [v, d];
+    }
+    const hint = bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? `did you mean ${best}?` : `valid options are ${valid.join(', ')}`;
+    throw ConfigError.unknownOption(name, hint);
   }
 }
 
@@ -279,6 +358,7 @@ export function resolveNodes(memcachedNodes: unknown, failoverNodes: unknown): P
 
 export function resolveConfig(options: MemcachedStoreOptions): ResolvedConfig {
   if (!options || typeof options !== 'object') throw new ConfigError('options', options, 'expected an object');
+  checkOptionNames(options, 'store');
   let autoDiscovery: ResolvedConfig['autoDiscovery'];
   if (options.autoDiscovery !== undefined) {
     if (options.memcachedNodes !== undefined) throw new ConfigError('autoDiscovery', options.autoDiscovery, 'give memcachedNodes or autoDiscovery, not both');

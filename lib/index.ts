@@ -2,7 +2,7 @@
 export { MemcachedStore, LOADED, DEFAULT_MAX_SESSION_BYTES } from './store';
 export type { StoreStats } from './store';
 export { ConfigError, DEFAULTS, parseMemcachedNodes } from './config';
-export type { MemcachedStoreOptions, LockingModeName, AutoDiscoveryOptions } from './config';
+export type { MemcachedStoreOptions, MiddlewareOnlyOptions, LockingModeName, AutoDiscoveryOptions } from './config';
 export { JsonTranscoder } from './transcoders/json';
 export type { Transcoder, TranscoderContext, StoredSession, StoredCookie } from './transcoders/transcoder';
 export { EncryptingTranscoder } from './transcoders/encrypting';

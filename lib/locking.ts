@@ -3,7 +3,7 @@
 // Knows nodes and keys; knows nothing of session bytes or HTTP.
 import { randomBytes } from 'crypto';
 import { LRUCache } from 'lru-cache';
-import { ConfigError, DEFAULTS, MemcachedStoreOptions } from './config';
+import { ConfigError, DEFAULTS, MemcachedSessionOptions } from './config';
 import type { KeyFormat } from './keys';
 import type { Logger } from './logger';
 import { hashId } from './logger';
@@ -68,7 +68,9 @@ export interface LockingConfig {
 }
 
 /** Validates the middleware-only options (lockingMode, lockExpiration, lockTimeoutAction, requestUriIgnorePattern). */
-export function resolveLockingConfig(options: MemcachedStoreOptions): LockingConfig {
+export function resolveLockingConfig(
+  options: Pick<MemcachedSessionOptions, 'sticky' | 'lockingMode' | 'lockExpiration' | 'lockTimeoutAction' | 'requestUriIgnorePattern'>,
+): LockingConfig {
   const strategy = parseLockingMode(options.lockingMode);
   if (options.sticky === true && strategy.kind !== 'none') {
     throw new ConfigError('lockingMode', options.lockingMode,

@@ -5,22 +5,18 @@ import * as path from 'path';
 import session from 'express-session';
 import type { SessionOptions } from 'express-session';
 import type { IncomingMessage, ServerResponse } from 'http';
-import { ConfigError, MemcachedStoreOptions } from './config';
+import { ConfigError, MemcachedSessionOptions, checkOptionNames, storeOptionsOf } from './config';
 import { LockDecider, LockHandle, LockingConfig, SessionLocks, resolveLockingConfig } from './locking';
 import { NonStickyMode } from './non-sticky';
 import type { SessionId } from './session-id';
 import { LOADED, MemcachedStore } from './store';
 import type { LoadedMeta } from './mode';
 
-export interface MemcachedSessionOptions extends MemcachedStoreOptions {
-  /** express-session's options; `store` and `genid` are supplied by the middleware. */
-  session?: Omit<SessionOptions, 'store' | 'genid'>;
-}
+export type { MemcachedSessionOptions } from './config';
 
 /** What the middleware reads from a request besides Node's: express's, cookie-parser's and express-session's additions. */
 type SessionRequest = IncomingMessage & {
   originalUrl?: string;
-  secret?: string;
   signedCookies?: Record<string, string | undefined>;
   cookies?: Record<string, string | undefined>;
   session?: unknown;
@@ -75,13 +71,23 @@ function pathOf(url: string): string {
   return q < 0 ? url : url.slice(0, q);
 }
 
+/**
+ * express-session's options, checked, with resave and saveUninitialized defaulting to false (express-session would
+ * print a deprecation warning for each, and its true defaults write every request's session).
+ */
 function validateSessionOptions(value: unknown): Omit<SessionOptions, 'store' | 'genid'> {
-  if (value === undefined) return {} as SessionOptions;
-  if (!value || typeof value !== 'object') throw new ConfigError('session', value, 'expected express-session options (an object)');
+  if (!value || typeof value !== 'object') {
+    throw new ConfigError('session', value, 'expected express-session options with a secret, e.g. session: { secret: process.env.SESSION_SECRET }');
+  }
   const o = value as Record<string, unknown>;
   if (o.store !== undefined) throw new ConfigError('session.store', '[store]', 'is supplied by memcachedSession(); pass the store options at the top level');
   if (o.genid !== undefined) throw new ConfigError('session.genid', '[function]', 'is supplied by memcachedSession() (ids carry the memcached node id)');
-  return value as SessionOptions;
+  const secrets = Array.isArray(o.secret) ? o.secret : [o.secret];
+  if (!secrets.length || !secrets.every((s) => (typeof s === 'string' && s !== '') || Buffer.isBuffer(s))) {
+    throw new ConfigError('session.secret', o.secret === undefined ? undefined : '[redacted]',
+      'is required: a non-empty string (or an array of them, newest first) that signs the session cookie');
+  }
+  return { ...o, resave: o.resave ?? false, saveUninitialized: o.saveUninitialized ?? false } as SessionOptions;
 }
 
 interface RequestState {
@@ -100,11 +106,11 @@ interface RequestState {
  */
 export function memcachedSession(options: MemcachedSessionOptions): MemcachedSessionMiddleware {
   if (!options || typeof options !== 'object') throw new ConfigError('options', options, 'expected an object');
-  const { session: rawSessionOptions, ...storeOptions } = options;
-  const sessionOptions = validateSessionOptions(rawSessionOptions);
   // Validated before the store opens any connection.
-  const locking = resolveLockingConfig(storeOptions);
-  const store = new MemcachedStore(storeOptions);
+  checkOptionNames(options, 'middleware');
+  const sessionOptions = validateSessionOptions(options.session);
+  const locking = resolveLockingConfig(options);
+  const store = new MemcachedStore(storeOptionsOf(options));
   const stats = store.statistics;
   const decider = new LockDecider(locking.strategy, stats);
   const mode = store.mode;
@@ -124,8 +130,7 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
   });
   const expressSession = session({ ...sessionOptions, store, genid: store.genid });
   const cookieName = sessionOptions.name ?? (sessionOptions as any).key ?? 'connect.sid';
-  const configuredSecrets = sessionOptions.secret === undefined ? undefined
-    : Array.isArray(sessionOptions.secret) ? sessionOptions.secret : [sessionOptions.secret];
+  const secrets = Array.isArray(sessionOptions.secret) ? sessionOptions.secret : [sessionOptions.secret];
   const cookieOptions = sessionOptions.cookie as any;
   const ignore = locking.requestUriIgnorePattern;
   const locksAtAll = locking.strategy.kind !== 'none';
@@ -136,8 +141,6 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
     const resolved = typeof cookieOptions === 'function' ? cookieOptions(req) : cookieOptions;
     // express-session skips requests outside the cookie's path.
     if (!pathOf(url).startsWith(resolved?.path || '/')) return undefined;
-    const secrets = configuredSecrets ?? (req.secret ? [req.secret] : undefined);
-    if (!secrets) return undefined;
     return store.idFormat.parse(cookieSessionId(req, cookieName, secrets)) ?? undefined;
   }
 

@@ -22,6 +22,8 @@ export interface NodeClientOptions {
   tls?: ConnectionOptions;
   logger: Logger;
   onKey?: (key: string) => void;
+  /** An established connection closed without close(): the node was killed, restarted, or dropped us. */
+  onConnectionLost?: () => void;
 }
 
 export class InvalidKeyError extends Error {}
@@ -289,15 +291,18 @@ export class NodeClient {
     });
   }
 
+  /**
+   * Destroys the connection and fails operations in flight. memjs's own close() only ends the socket: one still
+   * connecting, or a failed operation's retry, opens a new one that keeps the process alive.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.failAll(new Error(`node ${this.id} client is closed`));
-    try {
-      this.client.close();
-    } catch {
-      /* already closed */
-    }
+    const error = new Error(`node ${this.id} client is closed`);
+    this.failAll(error);
+    // No new socket from now on, and the current one destroyed.
+    this.server.sock = () => this.server.error(error);
+    this.server.error(error);
   }
 
   /**
@@ -410,7 +415,11 @@ export class NodeClient {
     this.watched.add(sock);
     // Runs after memjs's own close handler (registered first), so a retry opens a new socket. Also covers a close
     // without an error (the node shut the connection), after which memjs would leave its callbacks waiting.
+    // An established connection that closes without close(): the node was killed, restarted or dropped us.
+    let established = !sock.connecting;
+    if (!established) sock.once('connect', () => (established = true));
     sock.once('close', () => {
+      if (established && !this.closed) this.opts.onConnectionLost?.();
       const error = this.lastError ?? new Error('connection closed');
       this.lastError = undefined;
       const current = this.current;

@@ -1,5 +1,7 @@
 // The node set: ids in configured order, which node is next, and an availability cache fed by
-// `ping-<nodeId>` probes and by operation results (msm's NodeAvailabilityCache, 1 s by default).
+// `ping-<nodeId>` probes and by operation results (msm's NodeAvailabilityCache, 1 s by default). msm probes a
+// stale entry before answering; genid cannot wait, so entries are kept fresh in the background instead: a probe as
+// each turns stale (an unref'd timer) and at once when a node's connection closes (killed, restarted).
 import { EventEmitter } from 'events';
 import type { ConnectionOptions } from 'tls';
 import { NodeClient } from './node-client';
@@ -8,6 +10,8 @@ import type { KeyFormat } from './keys';
 import type { Logger } from './logger';
 
 const PING_MARKER = Buffer.from('msm');
+/** ms, the shortest wait between background refreshes (nodeAvailabilityCacheTTL may be 0). */
+const MIN_REFRESH_MS = 100;
 
 interface Availability {
   available: boolean;
@@ -48,10 +52,13 @@ export class NodeSet extends EventEmitter {
   private readonly removed = new Map<string, NodeClient>();
   private readonly closeTimers = new Set<NodeJS.Timeout>();
   private readonly state = new Map<string, Availability>();
+  private refreshTimer: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(private readonly opts: NodeSetOptions) {
     super();
     this.update(opts.nodes, opts.failoverNodeIds);
+    this.refreshStale();
   }
 
   /**
@@ -83,7 +90,8 @@ export class NodeSet extends EventEmitter {
     for (const n of nodes) {
       if (this.clients.has(n.id)) continue;
       this.clients.set(n.id, new NodeClient({ ...n, operationTimeout: this.opts.operationTimeout, logger: this.opts.logger,
-        username: this.opts.username, password: this.opts.password, tls: this.opts.tls, onKey: this.opts.onKey }));
+        username: this.opts.username, password: this.opts.password, tls: this.opts.tls, onKey: this.opts.onKey,
+        onConnectionLost: () => this.connectionLost(n.id) }));
       this.configs.set(n.id, n);
       this.removed.delete(n.id);
       // Unknown nodes start as available: the first operation or probe tells.
@@ -189,8 +197,31 @@ export class NodeSet extends EventEmitter {
   }
 
   close(): void {
+    this.closed = true;
+    clearTimeout(this.refreshTimer);
     for (const t of this.closeTimers) clearTimeout(t);
     for (const c of [...this.clients.values(), ...this.removed.values()]) c.close();
+  }
+
+  /** Probes every stale entry, then sleeps until the next one turns stale. Unref'd: never keeps the process alive. */
+  private refreshStale(): void {
+    if (this.closed) return;
+    const now = Date.now();
+    const ttl = this.opts.nodeAvailabilityCacheTTL;
+    let next = Infinity;
+    for (const [id, s] of this.state) {
+      if (now - s.checkedAt >= ttl) this.probe(id);
+      next = Math.min(next, s.checkedAt + ttl);
+    }
+    // No nodes yet (autoDiscovery): look again after a TTL.
+    const wait = Number.isFinite(next) ? next - now : ttl;
+    this.refreshTimer = setTimeout(() => this.refreshStale(), Math.max(wait, MIN_REFRESH_MS));
+    this.refreshTimer.unref();
+  }
+
+  /** A node's connection closed under us: whether it is gone or back already, a probe tells before the next genid. */
+  private connectionLost(id: string): void {
+    if (!this.closed && this.state.has(id)) this.probe(id);
   }
 
   private probe(id: string): void {
@@ -200,6 +231,7 @@ export class NodeSet extends EventEmitter {
   private probeNow(id: string): Promise<void> {
     const s = this.state.get(id)!;
     if (s.probing) return s.probing;
+    if (this.closed) return Promise.resolve();
     // Claim the slot now so concurrent callers share this probe.
     s.checkedAt = Date.now();
     const client = this.client(id);

@@ -166,13 +166,17 @@ export class MemcachedStore extends Store {
   }
 
   /** Pass as express-session's `genid`: `<random>-<nodeId>[.<route>]` on a random available node. */
-  readonly genid = (_req?: unknown): string => this.mode.newId();
+  readonly genid = (_req?: unknown): string => {
+    this.assertOpen();
+    return this.mode.newId();
+  };
 
   // Callbacks are called once, outside promise chains (see settle); without a callback, a promise is returned.
   get(sid: string): Promise<SessionData | null>;
   get(sid: string, callback: Callback<SessionData | null>): void;
   get(sid: string, callback?: Callback<SessionData | null>): Promise<SessionData | null> | void {
     if (typeof callback !== 'function') return this.loadSession(sid);
+    if (this.closed) return void settle(this.loadSession(sid), callback);
     const started = performance.now();
     // An id naming a node autoDiscovery has not listed yet: the promise path waits for it.
     const known = typeof sid === 'string' ? this.whenNodeKnown(sid) : undefined;
@@ -219,6 +223,7 @@ export class MemcachedStore extends Store {
   }
 
   private async requireIndex(): Promise<UserIndex> {
+    this.assertOpen();
     if (!this.index) throw new Error('express-msm: idsOf/destroyAllOf need the indexBy option, e.g. indexBy: (s) => s.userId');
     return this.index;
   }
@@ -244,7 +249,8 @@ export class MemcachedStore extends Store {
   /** Deletes every copy of this store's sessions on every node (and sticky's local ones); nothing else. */
   clear(callback?: Callback<void>): Promise<void> {
     // Queued backups and a running node repair would otherwise write copies back after the walk deleted them.
-    const cleared = this.backups.flush().then(() => this.ready()).then(() => this.lister.clear());
+    const cleared = Promise.resolve().then(() => this.assertOpen()).then(() => this.backups.flush()).then(() => this.ready())
+      .then(() => this.lister.clear());
     return withCallback(cleared.then((n) => { this.logger.info(`clear: ${n} items deleted`); }), callback);
   }
 
@@ -322,7 +328,7 @@ export class MemcachedStore extends Store {
     await this.mode.idle?.();
   }
 
-  /** Flushes queued backups, then closes every connection. */
+  /** Flushes queued backups, then closes every connection and timer. Later operations fail; a second close() does nothing. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -334,6 +340,11 @@ export class MemcachedStore extends Store {
   }
 
   // --- internals ---------------------------------------------------------------------------------------------
+
+  /** Operations after close() fail at once (a closed store has no connections to wait on). */
+  private assertOpen(): void {
+    if (this.closed) throw new Error('express-msm: the store is closed (store.close() was called)');
+  }
 
   /** Parses and validates a client-supplied id, following a recorded move. null: invalid, never reaches memcached. */
   private resolve(raw: unknown): { sid: SessionId; movedTo?: string } | null {
@@ -350,6 +361,7 @@ export class MemcachedStore extends Store {
   /** `r`, `started`, `known`: what a callback-first get found already (r undefined: resolve here). */
   private async loadSession(raw: string, r?: { sid: SessionId; movedTo?: string } | null, started = performance.now(),
     known?: Promise<unknown>): Promise<SessionData | null> {
+    this.assertOpen();
     if (r === undefined) {
       known ??= typeof raw === 'string' ? this.whenNodeKnown(raw) : undefined;
       if (known) await known;
@@ -392,7 +404,8 @@ export class MemcachedStore extends Store {
   }
 
   /** Every live session as `get` would return it (without its load metadata: a listing is not a request). */
-  private eachSession(each: (id: string, session: SessionData) => void): Promise<void> {
+  private async eachSession(each: (id: string, session: SessionData) => void): Promise<void> {
+    this.assertOpen();
     return this.lister.forEach((id, bytes, lastAccess) => {
       const sid = this.idFormat.parse(id);
       const session = sid && this.transcoder.decode(transcodedBytes(bytes), sid);
@@ -402,6 +415,7 @@ export class MemcachedStore extends Store {
 
   /** undefined: saved synchronously (sticky with asynchronous backups). Throws on what cannot be stored. */
   private saveSession(raw: string, session: SessionData): Promise<void> | undefined {
+    this.assertOpen();
     const discovered = this.nodesDiscovered();
     if (discovered) return discovered.then(() => this.saveNow(raw, session));
     return this.saveNow(raw, session);
@@ -470,6 +484,7 @@ export class MemcachedStore extends Store {
 
   /** undefined: done synchronously (sticky, nothing due in memcached). */
   private refreshSession(raw: string, session: SessionData): Promise<void> | undefined {
+    this.assertOpen();
     const discovered = this.nodesDiscovered();
     if (discovered) return discovered.then(() => this.refreshNow(raw, session));
     return this.refreshNow(raw, session);
@@ -525,6 +540,7 @@ export class MemcachedStore extends Store {
   }
 
   private async removeSession(raw: string): Promise<void> {
+    this.assertOpen();
     const discovered = this.nodesDiscovered();
     if (discovered) await discovered;
     const sid = this.idFormat.parse(raw);

@@ -505,12 +505,15 @@ describe('versions and repair (beyond msm)', () => {
     await agent.get('/inc').expect(200);
     const p = nodeIndex(id);
     await ps[p].restart();
+    // The closed connection told the store the node went down; it learns it is back (and empty) by its next probe.
+    await store.ready();
     const r = await agent.get('/get').expect(200);
     expect(r.body).toMatchObject({ id, n: 2 });
     expect(r.headers['set-cookie']).toBeUndefined();
     expect(new JsonTranscoder().decode((await raw[p].get(id))!)).toMatchObject({ n: 2 });
     expect(await raw[p].get(`validity:${id}`)).not.toBeNull();
-    expect(store.stats().primariesRepaired).toBe(1);
+    // Restored by the node's repair (it noticed the restart) or, had the request come first, by read-repair.
+    expect((store.stats().sessionsRepaired as number) + (store.stats().primariesRepaired as number)).toBe(1);
   });
 
   it('prefers a newer backup over an older primary copy, and repairs the primary', async () => {

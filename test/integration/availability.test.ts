@@ -1,0 +1,121 @@
+// Issue 11, item 9: new sessions avoid a node that just died. msm's availability cache probes a stale entry before
+// answering; express-session's genid is synchronous, so the store keeps the entries fresh in the background (a probe
+// when a node's connection closes, and as each entry turns stale). Here a node is killed (or hung), the test waits
+// 1.5 s with no traffic, then creates sessions over HTTP and with store.genid and reads where they landed.
+import request from 'supertest';
+import { MemcachedStore, MemcachedStoreOptions } from '../../lib';
+import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
+import { RawClient } from '../helpers/raw-client';
+import { idFromSetCookie, makeApp, sleep, until } from '../helpers/app';
+
+/** The node id an id names: `<random>-<nodeId>[.<route>]`. */
+function nodeOf(id: string): string {
+  const m = /^[0-9A-F]{32}-(n\d)(?:\.\w+)?$/.exec(id);
+  if (!m) throw new Error(`not an msm id: ${id}`);
+  return m[1];
+}
+
+describe('new sessions avoid a node that just died', () => {
+  let ps: MemcachedProcess[];
+  /** Every process started, also those a test leaves out of ps. */
+  let started: MemcachedProcess[];
+  let raw: Map<string, RawClient>;
+  let stores: MemcachedStore[];
+
+  const newStore = (o: Partial<MemcachedStoreOptions> = {}) => {
+    const s = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, ...o });
+    stores.push(s);
+    return s;
+  };
+
+  beforeEach(async () => {
+    stores = [];
+    started = ps = await startMemcacheds(3);
+    raw = new Map(ps.map((p, i) => [`n${i + 1}`, new RawClient(p.port)]));
+  });
+  afterEach(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+    raw.forEach((r) => r.close());
+    started.forEach((p) => p.cont());
+    await killAll(started);
+  });
+
+  /**
+   * After the wait: 20 ids from store.genid in one go (no probe can answer between them), 5 of them stored, then 5
+   * sessions over HTTP (express-session with store.genid). Returns the nodes the ids name; every stored session is
+   * read back from the node its id names (both modes keep it under the id itself there).
+   */
+  async function createSessions(store: MemcachedStore): Promise<Set<string>> {
+    const ids = Array.from({ length: 20 }, () => store.genid());
+    const named = new Set(ids.map(nodeOf));
+    for (const id of ids.slice(0, 5)) {
+      await store.set(id, { cookie: { originalMaxAge: 60_000 }, n: 1 } as any);
+      expect(await raw.get(nodeOf(id))!.get(id)).not.toBeNull();
+    }
+    const app = makeApp(store);
+    for (let i = 0; i < 5; i++) {
+      const r = await request(app).get('/inc').expect(200);
+      const id = idFromSetCookie(r.headers)!;
+      named.add(nodeOf(id));
+      expect(await raw.get(nodeOf(id))!.get(id)).not.toBeNull();
+    }
+    return named;
+  }
+
+  it("failoverNodes: 'n1', n2 killed: 1.5 s later (stale entry, no traffic since) new sessions go to n1", async () => {
+    ps = ps.slice(0, 2);
+    const store = newStore({ failoverNodes: 'n1' });
+    await store.ready();
+    // Before the kill every new session goes to n2, the only primary.
+    expect(nodeOf(store.genid())).toBe('n2');
+    await ps[1].kill();
+    await sleep(1500);
+    expect([...await createSessions(store)]).toEqual(['n1']);
+  });
+
+  it('non-sticky, 3 nodes, no failoverNodes, n2 killed: new ids name live nodes only', async () => {
+    const store = newStore();
+    await store.ready();
+    await ps[1].kill();
+    await sleep(1500);
+    const named = await createSessions(store);
+    expect(named.has('n2')).toBe(false);
+    expect(named.size).toBeGreaterThan(0);
+  });
+
+  it('sticky, 3 nodes, n2 killed: new ids name live nodes only', async () => {
+    const store = newStore({ sticky: true, route: 'r1' });
+    await store.ready();
+    await ps[1].kill();
+    await sleep(1500);
+    const named = await createSessions(store);
+    expect(named.has('n2')).toBe(false);
+  });
+
+  it('with a long cache TTL, the closed connection alone tells: n2 is avoided right away', async () => {
+    ps = ps.slice(0, 2);
+    // No background probe for a minute: only the connection's close can report the kill.
+    const store = newStore({ failoverNodes: 'n1', nodeAvailabilityCacheTTL: 60_000 });
+    await store.ready();
+    await ps[1].kill();
+    await sleep(1500);
+    expect([...await createSessions(store)]).toEqual(['n1']);
+  });
+
+  it('a hung node (SIGSTOP, its connection stays open) is noticed by the background probe, without traffic', async () => {
+    ps = ps.slice(0, 2);
+    const store = newStore({ failoverNodes: 'n1', operationTimeout: 300 });
+    await store.ready();
+    await ps[1].stop();
+    // The entry turns stale within nodeAvailabilityCacheTTL (1 s), its probe then times out (300 ms). Nothing here
+    // calls the store meanwhile: stats() reads the cache without probing.
+    await until(() => store.stats().nodes.n2.available === false, 10_000, 'n2 marked unavailable');
+    expect(new Set(Array.from({ length: 20 }, () => nodeOf(store.genid())))).toEqual(new Set(['n1']));
+  });
+
+  it('background probes never keep the process alive: their timer is unref\'d', async () => {
+    const store = newStore();
+    const timer = (store.nodes as any).refreshTimer as NodeJS.Timeout;
+    expect(timer.hasRef()).toBe(false);
+  });
+});

@@ -1,0 +1,130 @@
+// Issue 11, item 7: configuration mistakes fail loudly, at construction, naming the option and what was meant.
+import express from 'express';
+import session from 'express-session';
+import request from 'supertest';
+import { ConfigError, MemcachedStore, memcachedSession } from '../../lib';
+import type { MemcachedSessionOptions, MemcachedStoreOptions } from '../../lib';
+
+const ports = process.env.MSM_TEST_PORTS!.split(',').map(Number);
+const memcachedNodes = ports.map((p, i) => `n${i + 1}:127.0.0.1:${p}`).join(',');
+
+function thrown(f: () => unknown): Error {
+  try {
+    f();
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('did not throw');
+}
+
+describe('new MemcachedStore(): option names', () => {
+  it.each([
+    ['memcachedNode', /unknown option "memcachedNode": did you mean memcachedNodes\?/],
+    ['failOverNodes', /unknown option "failOverNodes": did you mean failoverNodes\?/],
+    ['operationTimout', /did you mean operationTimeout\?/],
+    ['nodeAvailabilityCacheTtl', /did you mean nodeAvailabilityCacheTTL\?/],
+    ['hosts', /unknown option "hosts": valid options are memcachedNodes, failoverNodes, .*onKey/],
+  ])('%s throws a ConfigError naming it and the closest valid option', (name, msg) => {
+    const e = thrown(() => new MemcachedStore({ memcachedNodes, [name]: 1 } as unknown as MemcachedStoreOptions));
+    expect(e).toBeInstanceOf(ConfigError);
+    expect(e.message).toMatch(msg);
+  });
+
+  it.each(['lockingMode', 'lockExpiration', 'lockTimeoutAction', 'requestUriIgnorePattern'])(
+    'the middleware-only option %s throws and points to memcachedSession()', (name) => {
+      const e = thrown(() => new MemcachedStore({ memcachedNodes, [name]: 'all' } as unknown as MemcachedStoreOptions));
+      expect(e).toBeInstanceOf(ConfigError);
+      expect(e.message).toMatch(new RegExp(`unknown option "${name}": it is an option of memcachedSession\\(\\), not of new MemcachedStore\\(\\)`));
+    });
+
+  it('the Store\'s option type has no middleware-only options (checked by tsc)', () => {
+    // @ts-expect-error lockingMode is memcachedSession()'s
+    const o: MemcachedStoreOptions = { memcachedNodes, lockingMode: 'all' };
+    // @ts-expect-error requestUriIgnorePattern is memcachedSession()'s
+    const p: MemcachedStoreOptions = { memcachedNodes, requestUriIgnorePattern: '/x' };
+    expect(thrown(() => new MemcachedStore(o)).message).toMatch(/memcachedSession/);
+    expect(thrown(() => new MemcachedStore(p)).message).toMatch(/memcachedSession/);
+  });
+
+  it('valid names are accepted (every documented option at once)', async () => {
+    const store = new MemcachedStore({
+      memcachedNodes, failoverNodes: 'n3', sticky: false, operationTimeout: 1000, sessionBackupAsync: true,
+      sessionBackupTimeout: 100, storageKeyPrefix: 'static:opts', defaultMaxInactiveInterval: 60,
+      sessionAttributeFilter: '.*', nodeAvailabilityCacheTTL: 1000, localMaxSessions: 10, localMaxBytes: 1_000_000,
+      onKey: () => undefined,
+    });
+    await store.close();
+  });
+});
+
+describe('memcachedSession(): options', () => {
+  const secretOnly = { secret: 'opts-secret' };
+
+  it.each([
+    ['lockingmode', /unknown option "lockingmode": did you mean lockingMode\?/],
+    ['requestUriIgnorePatern', /did you mean requestUriIgnorePattern\?/],
+    ['memcachedNode', /did you mean memcachedNodes\?/],
+    ['secret', /unknown option "secret": it is an express-session option: pass it inside session: \{ secret: \.\.\. \}/],
+    ['saveUninitialized', /express-session option/],
+  ])('%s throws a ConfigError naming it', (name, msg) => {
+    const e = thrown(() => memcachedSession({ memcachedNodes, session: secretOnly, [name]: 'x' } as unknown as MemcachedSessionOptions));
+    expect(e).toBeInstanceOf(ConfigError);
+    expect(e.message).toMatch(msg);
+  });
+
+  it.each([
+    ['no session options', undefined, /invalid session undefined: expected express-session options with a secret/],
+    ['no secret', {}, /invalid session\.secret undefined: is required/],
+    ['an empty secret', { secret: '' }, /session\.secret "\[redacted\]": is required/],
+    ['an empty secret list', { secret: [] }, /session\.secret "\[redacted\]": is required/],
+  ])('%s throws a clear error (and never echoes a secret)', (_what, sessionOptions, msg) => {
+    const e = thrown(() => memcachedSession({ memcachedNodes, session: sessionOptions } as unknown as MemcachedSessionOptions));
+    expect(e).toBeInstanceOf(ConfigError);
+    expect(e.message).toMatch(msg);
+  });
+
+  it('resave and saveUninitialized default to false: express-session prints no deprecation warning', async () => {
+    // depd (express-session's deprecation module) emits 'deprecation' on process instead of writing to stderr
+    // while someone listens.
+    const warnings: string[] = [];
+    const listen = (e: Error) => warnings.push(e.message);
+    process.on('deprecation', listen);
+    try {
+      const mw = memcachedSession({ memcachedNodes, session: { secret: 'opts-secret' } });
+      expect(warnings).toEqual([]);
+      // saveUninitialized false: a request that leaves its new session empty gets no cookie and stores nothing.
+      const app = express();
+      app.use(mw);
+      app.get('/', (_req, res) => res.send('ok'));
+      app.get('/set', (req, res) => {
+        (req.session as any).x = 1;
+        res.send('ok');
+      });
+      const r = await request(app).get('/').expect(200);
+      expect(r.headers['set-cookie']).toBeUndefined();
+      expect(mw.store.stats().sessionsCreated).toBe(0);
+      const s = await request(app).get('/set').expect(200);
+      expect(s.headers['set-cookie']?.[0]).toMatch(/^connect\.sid=s%3A/);
+      expect(mw.store.stats().sessionsCreated).toBe(1);
+      await mw.store.close();
+      // The listener sees express-session's warnings when they happen: without the defaults, two of them.
+      session({ secret: 'opts-secret' });
+      expect(warnings).toEqual([
+        'undefined resave option; provide resave option',
+        'undefined saveUninitialized option; provide saveUninitialized option',
+      ]);
+    } finally {
+      process.off('deprecation', listen);
+    }
+  });
+
+  it('explicit resave / saveUninitialized still win', async () => {
+    const mw = memcachedSession({ memcachedNodes, session: { secret: 'opts-secret', saveUninitialized: true } });
+    const app = express();
+    app.use(mw);
+    app.get('/', (_req, res) => res.send('ok'));
+    const r = await request(app).get('/').expect(200);
+    expect(r.headers['set-cookie']?.[0]).toMatch(/^connect\.sid=s%3A/);
+    await mw.store.close();
+  });
+});
