@@ -257,8 +257,9 @@ describe('sticky mode', () => {
     const appA = makeApp(a);
     const id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
     const { random, index } = parts(id);
-    await ps[index].kill();
-    // The availability cache still says "up": the write is tried, fails, and the node is marked down.
+    // Stopped, not killed: a killed node's closed connection is noticed at once (a probe), a stopped one only when
+    // an operation times out, so the cache still says "up": the write is tried, fails, and the node is marked down.
+    await ps[index].stop();
     await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200, { id, n: 2 });
     expect(a.stats().requestsWithBackupFailure).toBe(1);
     const r = await request(appA).get('/get').set('Cookie', cookieFor(id)).expect(200);
