@@ -168,7 +168,7 @@ const FACTORIES: Record<string, () => Promise<Built>> = {
     try {
       store = new MemcachedStore({ memcachedNodes: msmNodes(), sticky: true, route: 'a' });
     } catch (e) {
-      if (/not implemented/i.test((e as Error).message)) throw new Skip('lib/sticky.ts is not implemented yet (issue 3)');
+      if (/not implemented/i.test((e as Error).message)) throw new Skip('lib/modes/sticky.ts is not implemented yet (issue 3)');
       throw e;
     }
     await store.ready?.();

@@ -3,7 +3,7 @@ import { type ConnectionOptions, createSecureContext } from 'tls';
 import type { SessionOptions } from 'express-session';
 import type { Transcoder } from './transcoders/transcoder';
 import type { Logger } from './logger';
-import type { IndexBy } from './user-index';
+import type { IndexBy } from './modes/user-index';
 
 export type LockingModeName = 'none' | 'all' | 'auto' | `uriPattern:${string}`;
 

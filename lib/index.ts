@@ -11,8 +11,8 @@ export { AvroTranscoder, TimestampMillisType, MAX_AVRO_LONG, MIN_AVRO_LONG } fro
 export type { AvroTranscoderOptions } from './transcoders/avro';
 export { TranscoderKind, HEADER_LENGTH, writeHeader, hasHeader } from './transcoders/transcoder';
 export type { Logger } from './logger';
-export { encodeValidity, decodeValidity } from './validity';
-export type { Validity } from './validity';
+export { encodeValidity, decodeValidity } from './memcached/validity';
+export type { Validity } from './memcached/validity';
 export { memcachedSession } from './middleware';
 export type { MemcachedSessionOptions, MemcachedSessionMiddleware } from './middleware';
 export type { LockingConfig, LockingStrategy, LockOutcome, LockHandle } from './locking';

@@ -4,11 +4,11 @@
 import { randomBytes } from 'crypto';
 import { LRUCache } from 'lru-cache';
 import { ConfigError, DEFAULTS, MemcachedSessionOptions } from './config';
-import type { KeyFormat } from './keys';
+import type { KeyFormat } from './memcached/keys';
 import type { Logger } from './logger';
 import { hashId } from './logger';
-import type { NodeSet } from './nodes';
-import type { SessionId } from './session-id';
+import type { NodeSet } from './memcached/nodes';
+import type { SessionId } from './memcached/session-id';
 import type { Statistics } from './stats';
 
 /** Longest memcached relative TTL (larger values are read as absolute Unix times). */

@@ -7,10 +7,10 @@ import type { SessionOptions } from 'express-session';
 import type { IncomingMessage, ServerResponse } from 'http';
 import { ConfigError, MemcachedSessionOptions, checkOptionNames, storeOptionsOf } from './config';
 import { LockDecider, LockHandle, LockingConfig, SessionLocks, resolveLockingConfig } from './locking';
-import { NonStickyMode } from './non-sticky';
-import type { SessionId } from './session-id';
+import { NonStickyMode } from './modes/non-sticky';
+import type { SessionId } from './memcached/session-id';
 import { LOADED, MemcachedStore } from './store';
-import type { LoadedMeta } from './mode';
+import type { LoadedMeta } from './modes/mode';
 
 export type { MemcachedSessionOptions } from './config';
 

@@ -5,20 +5,20 @@ import { Store } from 'express-session';
 import type { SessionData } from 'express-session';
 import { LRUCache } from 'lru-cache';
 import { ConfigError, MemcachedStoreOptions, ResolvedConfig, resolveConfig, resolveNodes } from './config';
-import { KeyFormat } from './keys';
+import { KeyFormat } from './memcached/keys';
 import { Logger, defaultLogger, hashId } from './logger';
-import { LoadResult, LoadedMeta, ModeContext, SessionMode, itemUnderId } from './mode';
-import { NodeSet } from './nodes';
-import { NonStickyMode } from './non-sticky';
-import { SessionId, SessionIdFormat } from './session-id';
+import { LoadResult, LoadedMeta, ModeContext, SessionMode, itemUnderId } from './modes/mode';
+import { NodeSet } from './memcached/nodes';
+import { NonStickyMode } from './modes/non-sticky';
+import { SessionId, SessionIdFormat } from './memcached/session-id';
 import { Statistics } from './stats';
-import { StickyMode } from './sticky';
+import { StickyMode } from './modes/sticky';
 import { JsonTranscoder } from './transcoders/json';
 import { StoredCookie, StoredSession, Transcoder, idInItem, maxInactiveOfCookie, transcodedBytes } from './transcoders/transcoder';
-import { BackupRunner } from './backup';
-import { UserIndex } from './user-index';
-import { SessionLister } from './listing';
-import { DISCOVERED_ID, Discovery } from './discovery';
+import { BackupRunner } from './modes/backup';
+import { UserIndex } from './modes/user-index';
+import { SessionLister } from './modes/listing';
+import { DISCOVERED_ID, Discovery } from './memcached/discovery';
 
 /** Where a loaded session carries its LoadedMeta. A symbol: invisible to JSON, to express-session's hash and to apps. */
 export const LOADED: unique symbol = Symbol('express-msm.loaded');
@@ -415,10 +415,7 @@ export class MemcachedStore extends Store {
 
   /** undefined: saved synchronously (sticky with asynchronous backups). Throws on what cannot be stored. */
   private saveSession(raw: string, session: SessionData): Promise<void> | undefined {
-    this.assertOpen();
-    const discovered = this.nodesDiscovered();
-    if (discovered) return discovered.then(() => this.saveNow(raw, session));
-    return this.saveNow(raw, session);
+    return this.whenUsable(() => this.saveNow(raw, session));
   }
 
   private saveNow(raw: string, session: SessionData): Promise<void> | undefined {
@@ -482,12 +479,16 @@ export class MemcachedStore extends Store {
     return this.discovery && !this.nodes.ids.length ? this.discovery.waitForNodes(this.config.operationTimeout) : undefined;
   }
 
-  /** undefined: done synchronously (sticky, nothing due in memcached). */
-  private refreshSession(raw: string, session: SessionData): Promise<void> | undefined {
+  /** Runs `op` at once when the store is open and has nodes; after the first discovery answer otherwise. */
+  private whenUsable(op: () => Promise<void> | undefined): Promise<void> | undefined {
     this.assertOpen();
     const discovered = this.nodesDiscovered();
-    if (discovered) return discovered.then(() => this.refreshNow(raw, session));
-    return this.refreshNow(raw, session);
+    return discovered ? discovered.then(op) : op();
+  }
+
+  /** undefined: done synchronously (sticky, nothing due in memcached). */
+  private refreshSession(raw: string, session: SessionData): Promise<void> | undefined {
+    return this.whenUsable(() => this.refreshNow(raw, session));
   }
 
   private refreshNow(raw: string, session: SessionData): Promise<void> | undefined {

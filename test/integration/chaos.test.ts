@@ -4,6 +4,13 @@
 // The long version with the full schedule and the latency report: `npm run chaos`.
 import { runChaos } from '../../scripts/chaos';
 
+/** Zero loss, with the run's report and log in the failure message. */
+function expectNoLoss(r: Awaited<ReturnType<typeof runChaos>>, lines: string[]): void {
+  const detail = `${JSON.stringify({ ...r, failures: r.failures.slice(0, 10) }, null, 1)}\n${lines.join('\n')}`;
+  expect(r.requests).toBeGreaterThan(200);
+  if (r.sessionsLost || r.updatesLost || r.phantomUpdates) throw new Error(`chaos lost data:\n${detail}`);
+}
+
 test('one kill -9 and one SIGSTOP: no session lost, no acknowledged update lost', async () => {
   const lines: string[] = [];
   const r = await runChaos({
@@ -19,12 +26,7 @@ test('one kill -9 and one SIGSTOP: no session lost, no acknowledged update lost'
     ],
     log: (l) => lines.push(l),
   });
-  const detail = `${JSON.stringify({ ...r, failures: r.failures.slice(0, 10) }, null, 1)}\n${lines.join('\n')}`;
-  expect(r.requests).toBeGreaterThan(200);
-  if (r.sessionsLost || r.updatesLost || r.phantomUpdates) throw new Error(`chaos lost data:\n${detail}`);
-  expect(r.sessionsLost).toBe(0);
-  expect(r.updatesLost).toBe(0);
-  expect(r.phantomUpdates).toBe(0);
+  expectNoLoss(r, lines);
   // Both faults happened while requests were running.
   expect(r.windows.map((w) => w.label)).toEqual(['kill -9 n1 .. restart', 'SIGSTOP n2 .. cont']);
 }, 120_000);
@@ -43,12 +45,7 @@ test('a node joins and a node leaves (autoDiscovery), then a node is killed: no 
     ],
     log: (l) => lines.push(l),
   });
-  const detail = `${JSON.stringify({ ...r, failures: r.failures.slice(0, 10) }, null, 1)}\n${lines.join('\n')}`;
-  expect(r.requests).toBeGreaterThan(200);
-  if (r.sessionsLost || r.updatesLost || r.phantomUpdates) throw new Error(`chaos lost data:\n${detail}`);
-  expect(r.sessionsLost).toBe(0);
-  expect(r.updatesLost).toBe(0);
-  expect(r.phantomUpdates).toBe(0);
+  expectNoLoss(r, lines);
   expect(r.windows.map((w) => w.label)).toEqual(['join n4', 'leave n1', 'kill -9 n2 (still open)']);
   // Both apps followed the endpoint: n2, n3, n4 at the end.
   expect(r.listedNodes).toHaveLength(3);

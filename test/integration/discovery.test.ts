@@ -2,7 +2,7 @@
 // real memcached processes; nodes join and leave under load from two app instances; 0 sessions lost.
 import request from 'supertest';
 import { MemcachedStore, MemcachedStoreOptions } from '../../lib';
-import { discoveredNodeId } from '../../lib/discovery';
+import { discoveredNodeId } from '../../lib/memcached/discovery';
 import { MemcachedProcess, killAll, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { cookieFor, idFromSetCookie, makeApp, sleep, until } from '../helpers/app';

@@ -1,11 +1,11 @@
 // Issue 11: express-session's optional Store methods all/length/ids/clear (and connect-redis's ids) across every
 // node, both modes, on memcached shared with another application; foreign bytes under a session key survive.
 import { MemcachedStore, MemcachedStoreOptions } from '../../lib';
-import { StickyMode } from '../../lib/sticky';
+import { StickyMode } from '../../lib/modes/sticky';
 import * as net from 'net';
 import { encodeMoved } from '../../lib/transcoders/transcoder';
 import { JsonTranscoder } from '../../lib/transcoders/json';
-import { encodeValidity } from '../../lib/validity';
+import { encodeValidity } from '../../lib/memcached/validity';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { sleep, until } from '../helpers/app';

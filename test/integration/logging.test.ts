@@ -73,7 +73,7 @@ describe('logging', () => {
     ids.push(id);
     // express-msm's JSON header over a corrupt body (bytes without the header are another app's: left alone)
     await raws[0].set('log_' + id, Buffer.concat([Buffer.from([0x4d, 0x53, 1, 1]), Buffer.from('garbage, not a session')]), 60);
-    await raws[0].set('validity:log_' + id, Buffer.from(require('../../lib/validity').encodeValidity({ maxInactiveInterval: 60, lastAccessedTime: Date.now(), thisAccessedTime: Date.now() })), 60);
+    await raws[0].set('validity:log_' + id, Buffer.from(require('../../lib/memcached/validity').encodeValidity({ maxInactiveInterval: 60, lastAccessedTime: Date.now(), thisAccessedTime: Date.now() })), 60);
     const r = await get('/inc', cookieFor(id));
     expect(r.status).toBe(200);
     expect(r.body.n).toBe(1);

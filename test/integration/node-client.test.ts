@@ -1,7 +1,7 @@
 // NodeClient frames requests and matches answers itself (memjs keeps the connection): concurrent operations get
 // their own answers, quiet writes report success and failure, a restarted node costs no operation, a stopped node
 // times out without confusing later answers, and add/delete carry CAS.
-import { NodeClient } from '../../lib/node-client';
+import { NodeClient } from '../../lib/memcached/node-client';
 import { MemcachedProcess, startMemcacheds, killAll } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 

@@ -5,7 +5,7 @@ import express from 'express';
 import session from 'express-session';
 import request from 'supertest';
 import { MemcachedStore, MemcachedStoreOptions } from '../../lib';
-import { StickyMode, stickyMemcachedTtl } from '../../lib/sticky';
+import { StickyMode, stickyMemcachedTtl } from '../../lib/modes/sticky';
 import { JsonTranscoder } from '../../lib/transcoders/json';
 import { movedTo } from '../../lib/transcoders/transcoder';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';

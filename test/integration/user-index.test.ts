@@ -3,7 +3,7 @@
 import request from 'supertest';
 import { createHash } from 'crypto';
 import { MemcachedStore, MemcachedStoreOptions, memcachedSession } from '../../lib';
-import { decodeIndex, encodeIndex } from '../../lib/user-index';
+import { decodeIndex, encodeIndex } from '../../lib/modes/user-index';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { SECRET, cookieFor, idFromSetCookie, makeApp, sleep, until } from '../helpers/app';

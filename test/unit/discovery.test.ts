@@ -1,5 +1,5 @@
 // Auto-discovery's pure parts: the `config get cluster` data block and node ids derived from hostname:port.
-import { DISCOVERED_ID, discoveredNodeId, parseClusterConfig } from '../../lib/discovery';
+import { DISCOVERED_ID, discoveredNodeId, parseClusterConfig } from '../../lib/memcached/discovery';
 import { NODE_ID_PATTERN, resolveConfig } from '../../lib/config';
 
 const A = 'mycluster.x1.0001.use1.cache.amazonaws.com|10.0.0.1|11211';

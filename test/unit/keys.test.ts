@@ -1,5 +1,5 @@
 // The key -> (kind, session id) step used by listing, clear and repair: the inverse of KeyFormat.
-import { KeyFormat, idInKey, keyOfPart } from '../../lib/keys';
+import { KeyFormat, idInKey, keyOfPart } from '../../lib/memcached/keys';
 
 describe('idInKey', () => {
   const id = '0123456789ABCDEF0123456789ABCDEF-n1';

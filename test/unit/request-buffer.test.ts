@@ -1,6 +1,6 @@
 // node-client builds its binary-protocol requests itself (one buffer instead of memjs's five or six) and hands them
 // to memjs's perform: they must be byte for byte what memjs's own get/set/add/delete/touch send.
-import { requestBuffer } from '../../lib/node-client';
+import { requestBuffer } from '../../lib/memcached/node-client';
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const utils = require('memjs/lib/memjs/utils');
 

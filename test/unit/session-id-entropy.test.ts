@@ -31,7 +31,7 @@ describe('store.genid() entropy', () => {
       const actual = jest.requireActual('crypto');
       const randomBytes = jest.fn((n: number) => actual.randomBytes(n));
       jest.doMock('crypto', () => ({ ...actual, randomBytes }));
-      const { randomPart } = require('../../lib/session-id');
+      const { randomPart } = require('../../lib/memcached/session-id');
       const r = randomPart();
       expect(randomBytes).toHaveBeenCalledWith(16);
       expect(r).toBe((randomBytes.mock.results[0].value as Buffer).toString('hex').toUpperCase());

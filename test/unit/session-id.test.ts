@@ -1,5 +1,5 @@
-import { MAX_ID_LENGTH, SessionIdFormat, randomPart } from '../../lib/session-id';
-import { KeyFormat, isValidMemcachedKey } from '../../lib/keys';
+import { MAX_ID_LENGTH, SessionIdFormat, randomPart } from '../../lib/memcached/session-id';
+import { KeyFormat, isValidMemcachedKey } from '../../lib/memcached/keys';
 
 const fmt = new SessionIdFormat(new Set(['n1', 'n2']), true);
 

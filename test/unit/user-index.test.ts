@@ -1,5 +1,5 @@
 // Issue 13: the index item format and accepted index values (pure functions).
-import { decodeIndex, encodeIndex, indexValue } from '../../lib/user-index';
+import { decodeIndex, encodeIndex, indexValue } from '../../lib/modes/user-index';
 import { JsonTranscoder } from '../../lib/transcoders/json';
 
 describe('index item', () => {

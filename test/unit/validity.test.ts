@@ -1,4 +1,4 @@
-import { decodeValidity, encodeValidity, isValid, nonStickySessionTtl, toMemcachedExpiration } from '../../lib/validity';
+import { decodeValidity, encodeValidity, isValid, nonStickySessionTtl, toMemcachedExpiration } from '../../lib/memcached/validity';
 
 describe('validity record (msm SessionValidityInfo)', () => {
   it('is 20 bytes big-endian: int32 maxInactive, int64 lastAccessed, int64 thisAccessed', () => {

@@ -11,12 +11,12 @@
 // proactively for a node that comes back.
 import type { LoadResult, LoadedMeta, ModeContext, SessionMode } from './mode';
 import { itemUnderId, unchanged } from './mode';
-import type { SessionId } from './session-id';
-import type { StoredSession } from './transcoders/transcoder';
-import { encodeMoved, isMsmItem, movedTo } from './transcoders/transcoder';
-import { Validity, decodeValidity, encodeValidity, isValid, nonStickySessionTtl, toMemcachedExpiration } from './validity';
-import { hashId } from './logger';
-import type { OpResult } from './node-client';
+import type { SessionId } from '../memcached/session-id';
+import type { StoredSession } from '../transcoders/transcoder';
+import { encodeMoved, isMsmItem, movedTo } from '../transcoders/transcoder';
+import { Validity, decodeValidity, encodeValidity, isValid, nonStickySessionTtl, toMemcachedExpiration } from '../memcached/validity';
+import { hashId } from '../logger';
+import type { OpResult } from '../memcached/node-client';
 import { NodeRepair } from './repair';
 import { LRUCache } from 'lru-cache';
 

@@ -5,9 +5,9 @@
 import { EventEmitter } from 'events';
 import type { ConnectionOptions } from 'tls';
 import { NodeClient } from './node-client';
-import type { MemcachedNodeConfig } from './config';
+import type { MemcachedNodeConfig } from '../config';
 import type { KeyFormat } from './keys';
-import type { Logger } from './logger';
+import type { Logger } from '../logger';
 
 const PING_MARKER = Buffer.from('msm');
 /** ms, the shortest wait between background refreshes (nodeAvailabilityCacheTTL may be 0). */

@@ -9,11 +9,11 @@
 import { LRUCache } from 'lru-cache';
 import type { LoadResult, LoadedMeta, ModeContext, SessionMode } from './mode';
 import { itemUnderId, unchanged } from './mode';
-import type { SessionId } from './session-id';
-import type { StoredSession } from './transcoders/transcoder';
-import { encodeMoved, isMsmItem, maxInactiveOfCookie, movedTo } from './transcoders/transcoder';
-import { toMemcachedExpiration } from './validity';
-import { hashId } from './logger';
+import type { SessionId } from '../memcached/session-id';
+import type { StoredSession } from '../transcoders/transcoder';
+import { encodeMoved, isMsmItem, maxInactiveOfCookie, movedTo } from '../transcoders/transcoder';
+import { toMemcachedExpiration } from '../memcached/validity';
+import { hashId } from '../logger';
 
 /** s; msm adds processExpiresFrequency * backgroundProcessorDelay (6 * 10 s) to the sticky memcached TTL. */
 export const STICKY_TTL_MARGIN = 60;

@@ -9,15 +9,15 @@
 // another user's. Dead entries are dropped when read (compaction) and when past their expiry.
 import { createHash } from 'crypto';
 import { LRUCache } from 'lru-cache';
-import { ConfigError } from './config';
-import { KeyFormat, MEMCACHED_MAX_KEY_LENGTH, isValidMemcachedKey } from './keys';
-import { Logger, hashId } from './logger';
+import { ConfigError } from '../config';
+import { KeyFormat, MEMCACHED_MAX_KEY_LENGTH, isValidMemcachedKey } from '../memcached/keys';
+import { Logger, hashId } from '../logger';
 import type { LoadResult } from './mode';
-import type { NodeSet } from './nodes';
-import type { SessionId, SessionIdFormat } from './session-id';
-import type { Statistics } from './stats';
-import { HEADER_LENGTH, hasHeader, writeHeader } from './transcoders/transcoder';
-import { nonStickySessionTtl, toMemcachedExpiration } from './validity';
+import type { NodeSet } from '../memcached/nodes';
+import type { SessionId, SessionIdFormat } from '../memcached/session-id';
+import type { Statistics } from '../stats';
+import { HEADER_LENGTH, hasHeader, writeHeader } from '../transcoders/transcoder';
+import { nonStickySessionTtl, toMemcachedExpiration } from '../memcached/validity';
 
 /** Returns the value a session is indexed by (a user id), or undefined. Strings and finite numbers count. */
 export type IndexBy = (session: Record<string, any>) => unknown;

@@ -1,6 +1,6 @@
 // Backup writes: after the response (sessionBackupAsync) or awaited up to sessionBackupTimeout. Either way the
 // write is tracked, so close() can flush it, and a failure is counted by the task, never thrown to the request.
-import type { Logger } from './logger';
+import type { Logger } from '../logger';
 
 export class BackupRunner {
   private readonly pending = new Set<Promise<void>>();

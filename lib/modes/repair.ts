@@ -6,12 +6,12 @@
 // Keys are listed with `lru_crawler metadump hash` (NodeClient.walkKeys: complete, streamed); a server without it
 // (SASL-only, older than 1.6.9) is skipped and logged, and its sessions are repaired by their next request
 // (read-repair in non-sticky.ts).
-import { idInKey } from './keys';
-import { hashId } from './logger';
+import { idInKey } from '../memcached/keys';
+import { hashId } from '../logger';
 import type { ModeContext } from './mode';
-import type { SessionId } from './session-id';
-import { isMsmItem } from './transcoders/transcoder';
-import { Validity, decodeValidity, encodeValidity, isValid, toMemcachedExpiration } from './validity';
+import type { SessionId } from '../memcached/session-id';
+import { isMsmItem } from '../transcoders/transcoder';
+import { Validity, decodeValidity, encodeValidity, isValid, toMemcachedExpiration } from '../memcached/validity';
 
 const CONCURRENCY = 8;
 /** Only one instance repairs a node at a time (an `add` on the returned node). */

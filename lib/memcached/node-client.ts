@@ -1,11 +1,11 @@
-// One memcached node. The only file that uses memjs (lib/tls.ts makes its servers), for the connection only (connect,
+// One memcached node. The only file that uses memjs (lib/memcached/tls.ts makes its servers), for the connection only (connect,
 // SASL, reconnect): requests are framed, answered and timed out here. The store sees get/set/add/delete/touch with a
 // deadline, and failures as values, never exceptions.
 import * as memjs from 'memjs';
 import type * as net from 'net';
 import type { ConnectionOptions } from 'tls';
 import { isValidMemcachedKey } from './keys';
-import type { Logger } from './logger';
+import type { Logger } from '../logger';
 import { connectSocket, memjsServer } from './tls';
 
 export type OpResult<T> = { ok: true; value: T } | { ok: false; error: Error };

@@ -2,12 +2,12 @@
 // each node (NodeClient.walkKeys, `lru_crawler metadump hash`) and are handled a batch at a time. A session is
 // listed once, from its primary copy (sticky: the local store, then memcached's copies of sessions not held here);
 // backups, validity records, locks, probe markers and other applications' items are never listed.
-import { idInKey, keyOfPart } from './keys';
-import type { KeyItem } from './keys';
+import { idInKey, keyOfPart } from '../memcached/keys';
+import type { KeyItem } from '../memcached/keys';
 import type { ModeContext, SessionMode } from './mode';
-import type { SessionId } from './session-id';
-import { idInItem, isMsmItem } from './transcoders/transcoder';
-import { decodeValidity } from './validity';
+import type { SessionId } from '../memcached/session-id';
+import { idInItem, isMsmItem } from '../transcoders/transcoder';
+import { decodeValidity } from '../memcached/validity';
 
 /** Keys handed over per batch: bounds memory and the gets in flight per node. */
 const BATCH = 500;

@@ -1,13 +1,13 @@
 // What a mode (non-sticky, sticky) is given and must provide. The store speaks express-session; a mode speaks nodes.
-import type { ResolvedConfig } from './config';
-import type { KeyFormat } from './keys';
-import type { Logger } from './logger';
-import type { NodeSet } from './nodes';
-import type { SessionId, SessionIdFormat } from './session-id';
-import type { Statistics } from './stats';
-import type { StoredCookie, StoredSession, Transcoder } from './transcoders/transcoder';
-import { transcodedBytes, withId } from './transcoders/transcoder';
-import type { Validity } from './validity';
+import type { ResolvedConfig } from '../config';
+import type { KeyFormat } from '../memcached/keys';
+import type { Logger } from '../logger';
+import type { NodeSet } from '../memcached/nodes';
+import type { SessionId, SessionIdFormat } from '../memcached/session-id';
+import type { Statistics } from '../stats';
+import type { StoredCookie, StoredSession, Transcoder } from '../transcoders/transcoder';
+import { transcodedBytes, withId } from '../transcoders/transcoder';
+import type { Validity } from '../memcached/validity';
 import type { BackupRunner } from './backup';
 
 /** What a load remembers about the session, carried on the session object (non-enumerable) until set/touch. */
