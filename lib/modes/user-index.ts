@@ -190,11 +190,12 @@ export class UserIndex {
   }
 
   /** Every available node's copy of the value's item, united (latest expiry per id); nodes that hold one. */
-  private async read(value: string): Promise<{ entries: Entries; holders: string[] }> {
+  private async read(value: string): Promise<{ entries: Entries; holders: string[]; partial: boolean }> {
     const { nodes } = this.ctx;
     const { key } = this.key(value);
     const entries: Entries = new Map();
     const holders: string[] = [];
+    const sizes: number[] = [];
     await Promise.all(nodes.ids.filter((n) => nodes.isAvailable(n)).map(async (node) => {
       const r = await nodes.client(node).get(key);
       if (!r.ok) return nodes.markFailed(node, r.error);
@@ -203,15 +204,17 @@ export class UserIndex {
       if (!item) return;
       if (item.value !== value) return this.collision(value, node);
       holders.push(node);
+      sizes.push(item.entries.size);
       for (const [id, exp] of item.entries) entries.set(id, Math.max(exp, entries.get(id) ?? 0));
     }));
-    return { entries, holders };
+    // A copy that missed a change (its write failed while the other's succeeded) lists fewer ids than the union.
+    return { entries, holders, partial: sizes.some((n) => n < entries.size) };
   }
 
   /** Loads every listed session; keeps those whose indexBy still gives `value`, under their current id. */
   private async verified(value: string): Promise<Array<{ id: string; sid: SessionId }>> {
     const { ids, logger } = this.ctx;
-    const { entries, holders } = await this.read(value);
+    const { entries, holders, partial } = await this.read(value);
     const now = Math.floor(Date.now() / 1000);
     const listed = [...entries].filter(([, exp]) => exp > now).map(([id]) => id);
     const dead = [...entries.keys()].filter((id) => !listed.includes(id));
@@ -248,9 +251,9 @@ export class UserIndex {
       }
     }));
     const targets = this.targets(value);
-    if (dead.length || moved || (live.size && targets.some((n) => !holders.includes(n)))) {
+    if (dead.length || moved || (live.size && (partial || targets.some((n) => !holders.includes(n))))) {
       // Compaction and repair: every copy loses the dead entries (so that none brings them back), and a target that
-      // lost its copy (restarted, evicted) gets the live entries again.
+      // lost its copy (restarted, evicted) or missed a change gets the live entries again.
       const add = [...live].map(([id, l]) => ({ id, expires: l.expires }));
       await Promise.all([...new Set([...holders, ...targets])].map((node) => this.changeOn(node, value, { remove: dead, add })));
     }
@@ -267,6 +270,7 @@ export class UserIndex {
     const targets = this.targets(value);
     const results = await Promise.all(targets.map((node) => this.changeOn(node, value, change)));
     const ok = results.some(Boolean);
+    if (ok && !results.every(Boolean)) this.ctx.logger.warn(`index: a copy of ${hashId(value)} missed a change; the next read repairs it`);
     if (!ok) {
       this.ctx.stats.indexWriteFailures++;
       this.ctx.logger.warn(`index: could not update the index of ${hashId(value)} (${targets.length ? 'write failed' : 'no node available'})`);
