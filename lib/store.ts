@@ -587,7 +587,8 @@ export class MemcachedStore extends Store {
    * sees the new req.sessionID. memcachedSession() calls it right after express-session. Idempotent.
    */
   applyPendingIdChange(req: any): void {
-    if (req && typeof req === 'object' && !req[APPLIES_IDS]) Object.defineProperty(req, APPLIES_IDS, { value: true });
+    // Behind express (req.res) the cookie follows id changes anyway (noteCookieHandling): no mark on every request.
+    if (req && typeof req === 'object' && !req.res && !req[APPLIES_IDS]) Object.defineProperty(req, APPLIES_IDS, { value: true });
     const pending = (req as any)[PENDING_ID] as (() => void) | undefined;
     if (pending) pending();
   }
