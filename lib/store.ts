@@ -7,7 +7,7 @@ import { LRUCache } from 'lru-cache';
 import { ConfigError, MemcachedStoreOptions, ResolvedConfig, resolveConfig, resolveNodes } from './config';
 import { KeyFormat } from './memcached/keys';
 import { Logger, defaultLogger, hashId } from './logger';
-import { LoadResult, LoadedMeta, ModeContext, SessionMode, itemUnderId } from './modes/mode';
+import { LoadResult, LoadedMeta, ModeContext, SessionMode, itemUnderId, unchanged } from './modes/mode';
 import { NodeSet } from './memcached/nodes';
 import { NonStickyMode } from './modes/non-sticky';
 import { SessionId, SessionIdFormat } from './memcached/session-id';
@@ -28,6 +28,8 @@ const SAVED = Symbol('express-msm.saved');
 const ENCODED = Symbol('express-msm.encoded');
 /** What needsSave computed: the plain session, its bytes, and whether they equal the loaded bytes. */
 interface Encoded {
+  /** The id the bytes were encoded for (hashed ids carry it in the item): reused only for a save under that id. */
+  id: string;
   stored: StoredSession;
   bytes: Buffer;
   unchanged: boolean;
@@ -429,8 +431,9 @@ export class MemcachedStore extends Store {
     if (maxInactive <= 0) return this.mode.destroy(sid);
     const pre = (session as any)[ENCODED] as Encoded | undefined;
     if (pre) delete (session as any)[ENCODED];
-    const stored = pre?.stored ?? this.toStored(session);
-    const bytes = pre?.bytes ?? this.encodeItem(sid, stored);
+    const reuse = pre?.id === sid.id ? pre : undefined;
+    const stored = reuse?.stored ?? this.toStored(session);
+    const bytes = reuse?.bytes ?? this.encodeItem(sid, stored);
     if (bytes.length > this.maxSessionBytes) {
       throw new Error(`express-msm: session is ${bytes.length} bytes, above the ${this.maxSessionBytes}-byte limit (memcached item size); not stored`);
     }
@@ -466,13 +469,16 @@ export class MemcachedStore extends Store {
   needsSave(session: SessionData, sessionId: string): boolean {
     const meta = (session as any)[LOADED] as LoadedMeta | undefined;
     const stored = this.toStored(session);
-    const sid = meta && meta.id === sessionId ? this.idFormat.parse(sessionId) : null;
-    if (!meta || !sid) return Object.keys(stored).length > 1;
+    const sid = this.idFormat.parse(sessionId);
+    const loaded = meta !== undefined && meta.id === sessionId;
+    // A new session is saved when it holds attributes; its bytes are then encoded here once, for the save.
+    if (!sid || (!loaded && Object.keys(stored).length <= 1)) return !loaded && Object.keys(stored).length > 1;
     const bytes = this.encodeItem(sid, stored);
-    const unchanged = bytes.equals(meta.bytes);
-    Object.defineProperty(session, ENCODED, { value: { stored, bytes, unchanged } satisfies Encoded, configurable: true, writable: true });
-    return !unchanged;
+    const same = loaded && unchanged(meta, sid.id, bytes);
+    Object.defineProperty(session, ENCODED, { value: { id: sid.id, stored, bytes, unchanged: same } satisfies Encoded, configurable: true, writable: true });
+    return !same;
   }
+
 
   /** autoDiscovery before its first answer: wait for it (up to operationTimeout), or fail saying why. */
   private nodesDiscovered(): Promise<void> | undefined {
