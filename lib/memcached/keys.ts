@@ -15,9 +15,14 @@ const VERBATIM = /[A-Za-z0-9_.-]/;
 export class KeyFormat {
   /** Longest key part (mapped id) for which every derived key (the longest is the backup validity key) fits 250 bytes. */
   readonly maxIdLength: number;
+  /** Key heads per kind, longest first (built once: every key build and every listed key uses them). */
+  readonly heads: ReadonlyArray<readonly [KeyKind, string]>;
+  private readonly backupValidityHead: string;
 
   constructor(readonly prefix: string) {
-    this.maxIdLength = MEMCACHED_MAX_KEY_LENGTH - this.backupValidityHead().length;
+    this.heads = heads(prefix);
+    this.backupValidityHead = this.heads[0][1];
+    this.maxIdLength = MEMCACHED_MAX_KEY_LENGTH - this.backupValidityHead.length;
   }
 
   /**
@@ -70,10 +75,7 @@ export class KeyFormat {
   }
   /** msm: `"bak:" + fmt("validity:" + fmt(id))`: with prefix `x_` that is `bak:x_validity:x_<id>`. */
   backupValidity(id: string): string {
-    return this.backupValidityHead() + this.idToKeyPart(id);
-  }
-  private backupValidityHead(): string {
-    return 'bak:' + this.prefix + 'validity:' + this.prefix;
+    return this.backupValidityHead + this.idToKeyPart(id);
   }
   /** Per-user index item (user-index.ts): `idx:<prefix><sha256-hex of the indexed value>`. */
   index(hash: string): string {
@@ -110,7 +112,7 @@ export interface KeyItem {
  * prefix, another application's key). Validate the id with SessionIdFormat.parse.
  */
 export function idInKey(keys: KeyFormat, key: string): KeyItem | undefined {
-  for (const [kind, head] of heads(keys.prefix)) {
+  for (const [kind, head] of keys.heads) {
     if (!key.startsWith(head) || key.length === head.length) continue;
     const part = key.slice(head.length);
     if (keys.isHashedPart(part)) return { kind, part, id: undefined };
@@ -122,7 +124,7 @@ export function idInKey(keys: KeyFormat, key: string): KeyItem | undefined {
 
 /** The key of another item of the session whose key part is `part` (a hashed id's validity -> its session item). */
 export function keyOfPart(keys: KeyFormat, kind: KeyKind, part: string): string {
-  return heads(keys.prefix).find(([k]) => k === kind)![1] + part;
+  return keys.heads.find(([k]) => k === kind)![1] + part;
 }
 
 /** Memcached text/binary keys: 1-250 bytes, no whitespace or control characters. Last line of defence. */
