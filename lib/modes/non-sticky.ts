@@ -338,8 +338,7 @@ export class NonStickyMode implements SessionMode {
         }
         // Only a backup this request's load compared and found current may just be touched: bumping the version of
         // any other copy would let its (possibly older) bytes win a later comparison. Otherwise write it whole.
-        const target = this.ctx.nodes.ids.length > 1 ? this.ctx.nodes.nextAvailable(primary) : undefined;
-        const verified = !!meta && !meta.backupStale && meta.backupNode !== undefined && meta.backupNode === target;
+        const verified = !!meta && !meta.backupStale && meta.backupNode !== undefined && meta.backupNode === this.backupNodeOf(primary);
         const repairing = !!meta?.backupStale;
         if (meta) Object.assign(meta, { validity, backupStale: false, backupNode: undefined });
         return this.ctx.backups.run(() => (verified ? this.refreshBackup(sid, primary, bytes, validity) : this.writeBackup(sid, primary, bytes, validity, repairing)));
