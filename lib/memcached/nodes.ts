@@ -8,6 +8,7 @@ import { NodeClient } from './node-client';
 import type { MemcachedNodeConfig } from '../config';
 import type { KeyFormat } from './keys';
 import type { Logger } from '../logger';
+import type { SessionId } from './session-id';
 
 const PING_MARKER = Buffer.from('msm');
 /** ms, the shortest wait between background refreshes (nodeAvailabilityCacheTTL may be 0). */
@@ -175,6 +176,11 @@ export class NodeSet extends EventEmitter {
       fallback ??= cand;
     }
     return fallback;
+  }
+
+  /** The node named in the id; for ids that carry none (a single node, express-session's own ids) hashNode. */
+  nodeOf(sid: SessionId): string {
+    return sid.nodeId ?? this.hashNode(sid.random);
   }
 
   /** Node for ids that carry none (plain express-session ids): stable over the primaries (FNV-1a). */

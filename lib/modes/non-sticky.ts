@@ -64,9 +64,9 @@ export class NonStickyMode implements SessionMode {
     return this.ctx.idFormat.create(this.ctx.nodes.pickForNewSession(), undefined);
   }
 
-  /** The node named in the id, or for plain ids (express-session's own genid) a stable hash of it. */
+  /** msm's primary node of a session: the node named in the id (NodeSet.nodeOf). */
   primaryOf(sid: SessionId): string {
-    return sid.nodeId ?? this.ctx.nodes.hashNode(sid.random);
+    return this.ctx.nodes.nodeOf(sid);
   }
 
   /** The node holding the backup of sessions whose primary is `primary`. */

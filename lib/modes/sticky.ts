@@ -92,11 +92,6 @@ export class StickyMode implements SessionMode {
     return this.ctx.idFormat.create(this.ctx.nodes.pickForNewSession(), this.route);
   }
 
-  /** The node named in the id; for ids without one (single `host:port`, express-session's own ids) a stable hash. */
-  nodeOf(sid: SessionId): string {
-    return sid.nodeId ?? this.ctx.nodes.hashNode(sid.random);
-  }
-
   /** A session held here whose node is up: answered at once, no promise. */
   loadLocal(sid: SessionId): LoadResult | null | undefined {
     // Fixed cookies: every load reads memcached (another instance may have written since).
@@ -177,7 +172,7 @@ export class StickyMode implements SessionMode {
     const { nodes, idFormat, cfg } = this.ctx;
     let id = sid;
     for (let hops = 0; hops < 3; hops++) {
-      let node = this.nodeOf(id);
+      let node = nodes.nodeOf(id);
       if (!nodes.isAvailable(node) && cfg.encodeNodeId && id.nodeId) {
         const next = nodes.nextAvailable(node);
         if (next) {
@@ -212,7 +207,7 @@ export class StickyMode implements SessionMode {
       this.ctx.stats.requestsWithoutSessionModification++;
       return this.refresh(sid, bytes, maxInactive);
     }
-    const node = prev?.node ?? this.nodeOf(sid);
+    const node = prev?.node ?? this.ctx.nodes.nodeOf(sid);
     const copy = prev?.copy ?? { written: undefined, expiresAt: 0 };
     const e: LocalEntry = { bytes, maxInactive, node, copy, accessedAt: Date.now() };
     this.local.set(sid.id, e, { ttl: maxInactive * 1000 });
@@ -228,7 +223,7 @@ export class StickyMode implements SessionMode {
     const { nodes, keys } = this.ctx;
     const now = Date.now();
     if (now - (this.aliasesRefreshed.get(alias.id) ?? 0) < stickyMargin(maxInactive) * 500) return;
-    const node = this.nodeOf(alias);
+    const node = nodes.nodeOf(alias);
     if (!nodes.isAvailable(node)) return;
     this.aliasesRefreshed.set(alias.id, now);
     const ttl = toMemcachedExpiration(stickyMemcachedTtl(maxInactive));
@@ -254,7 +249,7 @@ export class StickyMode implements SessionMode {
     const e = this.local.peek(sid.id);
     this.local.delete(sid.id);
     stats.sessionsDestroyed++;
-    const node = e?.node ?? this.nodeOf(sid);
+    const node = e?.node ?? nodes.nodeOf(sid);
     if (!nodes.isAvailable(node)) return; // its TTL removes the copy
     const r = await nodes.client(node).delete(keys.session(sid.id));
     if (!r.ok) nodes.markFailed(node, r.error);
@@ -262,7 +257,7 @@ export class StickyMode implements SessionMode {
 
   async peek(sid: SessionId, node: string): Promise<{ bytes: Buffer } | null> {
     // Local sessions are listed from the local store (localSessions); their memcached copy is their backup.
-    if (this.nodeOf(sid) !== node || this.local.has(sid.id)) return null;
+    if (this.ctx.nodes.nodeOf(sid) !== node || this.local.has(sid.id)) return null;
     const r = await this.ctx.nodes.client(node).get(this.ctx.keys.session(sid.id), true);
     if (!r.ok) throw r.error;
     // A takeover's marker is no session.
@@ -308,7 +303,7 @@ export class StickyMode implements SessionMode {
     const now = Date.now();
     const e: LocalEntry = prev && prev.maxInactive === maxInactive
       ? prev
-      : { bytes: prev?.bytes ?? bytes, maxInactive, node: prev?.node ?? this.nodeOf(sid), copy: prev?.copy ?? { written: undefined, expiresAt: 0 }, accessedAt: now };
+      : { bytes: prev?.bytes ?? bytes, maxInactive, node: prev?.node ?? this.ctx.nodes.nodeOf(sid), copy: prev?.copy ?? { written: undefined, expiresAt: 0 }, accessedAt: now };
     e.accessedAt = now;
     this.local.set(sid.id, e, { ttl: maxInactive * 1000 });
     if (!this.refreshDue(e)) return undefined;
