@@ -122,6 +122,12 @@ export function idInKey(keys: KeyFormat, key: string): KeyItem | undefined {
   return undefined;
 }
 
+/** idInKey for the keys of a walk: the probe markers of `nodeIds` (`<prefix>ping-<id>`, shaped like session keys) are none. */
+export function itemOfKey(keys: KeyFormat, nodeIds: readonly string[]): (key: string) => KeyItem | undefined {
+  const pings = new Set(nodeIds.map((id) => keys.ping(id)));
+  return (key) => (pings.has(key) ? undefined : idInKey(keys, key));
+}
+
 /** The key of another item of the session whose key part is `part` (a hashed id's validity -> its session item). */
 export function keyOfPart(keys: KeyFormat, kind: KeyKind, part: string): string {
   return keys.heads.find(([k]) => k === kind)![1] + part;

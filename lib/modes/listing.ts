@@ -2,7 +2,7 @@
 // each node (NodeClient.walkKeys, `lru_crawler metadump hash`) and are handled a batch at a time. A session is
 // listed once, from its primary copy (sticky: the local store, then memcached's copies of sessions not held here);
 // backups, validity records, locks, probe markers and other applications' items are never listed.
-import { idInKey, keyOfPart } from '../memcached/keys';
+import { itemOfKey, keyOfPart } from '../memcached/keys';
 import type { KeyItem } from '../memcached/keys';
 import type { ModeContext, SessionMode } from './mode';
 import type { SessionId } from '../memcached/session-id';
@@ -21,7 +21,7 @@ export class SessionLister {
   async forEach(each: (id: string, bytes: Buffer, lastAccess: number | undefined) => void): Promise<void> {
     const { idFormat } = this.ctx;
     if (this.mode.localSessions) for (const [id, bytes, accessedAt] of this.mode.localSessions()) each(id, bytes, accessedAt);
-    const item = this.itemOf();
+    const item = itemOfKey(this.ctx.keys, this.ctx.nodes.ids);
     const sessionKey = (key: string) => {
       const found = item(key);
       return found?.kind === 'session' && (found.id === undefined || idFormat.parse(found.id) !== null) ? found : undefined;
@@ -50,7 +50,7 @@ export class SessionLister {
     this.mode.clearLocal?.();
     const { nodes, keys } = this.ctx;
     let deleted = 0;
-    const item = this.itemOf();
+    const item = itemOfKey(this.ctx.keys, this.ctx.nodes.ids);
     const ours = (key: string) => {
       const found = item(key);
       return found && (found.id === undefined || this.ctx.idFormat.parse(found.id)) ? { key, ...found } : undefined;
@@ -77,13 +77,6 @@ export class SessionLister {
       }
     });
     return deleted;
-  }
-
-  /** key -> the session item it is (kind, id not validated yet); probe markers are not session items. */
-  private itemOf(): (key: string) => KeyItem | undefined {
-    const { keys, nodes } = this.ctx;
-    const pings = new Set(nodes.ids.map((id) => keys.ping(id)));
-    return (key) => (pings.has(key) ? undefined : idInKey(keys, key));
   }
 
   /** Walks every node (in parallel); a node that is down or cannot be listed fails the whole call, loudly. */

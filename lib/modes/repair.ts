@@ -6,7 +6,7 @@
 // Keys are listed with `lru_crawler metadump hash` (NodeClient.walkKeys: complete, streamed); a server without it
 // (SASL-only, older than 1.6.9) is skipped and logged, and its sessions are repaired by their next request
 // (read-repair in non-sticky.ts).
-import { idInKey } from '../memcached/keys';
+import { itemOfKey } from '../memcached/keys';
 import { hashId } from '../logger';
 import type { ModeContext } from './mode';
 import type { SessionId } from '../memcached/session-id';
@@ -71,9 +71,9 @@ export class NodeRepair {
   private async repairLocked(node: string, reason: string): Promise<void> {
     const { nodes, keys, idFormat, stats, logger } = this.ctx;
     stats.nodeRepairs++;
-    const pingKeys = new Set(nodes.ids.map((id) => keys.ping(id)));
+    const item = itemOfKey(keys, nodes.ids);
     const sessionOrBackup = (key: string) => {
-      const found = pingKeys.has(key) ? undefined : idInKey(keys, key);
+      const found = item(key);
       return found && (found.kind === 'backup' || found.kind === 'session') ? found : undefined;
     };
     let checked = 0;
