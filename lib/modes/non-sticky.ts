@@ -57,7 +57,7 @@ export class NonStickyMode implements SessionMode {
   readonly repair: NodeRepair;
 
   constructor(private readonly ctx: ModeContext) {
-    this.repair = new NodeRepair(ctx, (sid) => this.primaryOf(sid));
+    this.repair = new NodeRepair(ctx);
   }
 
   newId(): string {

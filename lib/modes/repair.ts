@@ -29,7 +29,7 @@ export class NodeRepair {
   private closed = false;
   private readonly onReturned = (id: string, reason: string) => this.schedule(id, reason);
 
-  constructor(private readonly ctx: ModeContext, private readonly primaryOf: (sid: SessionId) => string) {
+  constructor(private readonly ctx: ModeContext) {
     ctx.nodes.on('returned', this.onReturned); // node lists can grow at run time: run() checks there is another node
   }
 
@@ -88,7 +88,7 @@ export class NodeRepair {
           if (!found) continue;
           const sid = idFormat.parse(found.id);
           if (!sid) continue;
-          const primary = this.primaryOf(sid);
+          const primary = nodes.nodeOf(sid);
           if (found.kind === 'backup') {
             // A backup whose primary is the returned node: the primary copy may be gone or older.
             if (primary === node) tasks.push(() => this.copy(sid, other, 'backup', node, 'primary'));
