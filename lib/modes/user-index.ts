@@ -177,6 +177,7 @@ export class UserIndex {
     return !w || w.value !== value || w.maxInactive !== maxInactive || Date.now() - w.at >= maxInactive * 500;
   }
 
+  /** The value's item key and the hash that places it (hashed once per operation, passed down). */
   private key(value: string): { key: string; hash: string } {
     const hash = createHash('sha256').update(value, 'utf8').digest('hex');
     return { key: this.ctx.keys.index(hash), hash };
@@ -190,9 +191,8 @@ export class UserIndex {
   }
 
   /** Every available node's copy of the value's item, united (latest expiry per id); nodes that hold one. */
-  private async read(value: string): Promise<{ entries: Entries; holders: string[]; partial: boolean }> {
+  private async read(value: string, key: string): Promise<{ entries: Entries; holders: string[]; partial: boolean }> {
     const { nodes } = this.ctx;
-    const { key } = this.key(value);
     const entries: Entries = new Map();
     const holders: string[] = [];
     const sizes: number[] = [];
@@ -214,10 +214,12 @@ export class UserIndex {
   /** Loads every listed session; keeps those whose indexBy still gives `value`, under their current id. */
   private async verified(value: string): Promise<Array<{ id: string; sid: SessionId }>> {
     const { ids, logger } = this.ctx;
-    const { entries, holders, partial } = await this.read(value);
+    const k = this.key(value);
+    const { entries, holders, partial } = await this.read(value, k.key);
     const now = Math.floor(Date.now() / 1000);
-    const listed = [...entries].filter(([, exp]) => exp > now).map(([id]) => id);
-    const dead = [...entries.keys()].filter((id) => !listed.includes(id));
+    const listed: string[] = [];
+    const dead: string[] = [];
+    for (const [id, exp] of entries) (exp > now ? listed : dead).push(id);
     // Live sessions under their current id, with their entry's expiry (a relocated one keeps its old entry's).
     const live = new Map<string, { sid: SessionId; expires: number }>();
     let moved = false;
@@ -250,25 +252,26 @@ export class UserIndex {
         live.set(current.id, { sid: current, expires: Math.max(entries.get(id)!, live.get(current.id)?.expires ?? 0) });
       }
     }));
-    const targets = this.targets(value);
+    const targets = this.targets(k.hash);
     if (dead.length || moved || (live.size && (partial || targets.some((n) => !holders.includes(n))))) {
       // Compaction and repair: every copy loses the dead entries (so that none brings them back), and a target that
       // lost its copy (restarted, evicted) or missed a change gets the live entries again.
       const add = [...live].map(([id, l]) => ({ id, expires: l.expires }));
-      await Promise.all([...new Set([...holders, ...targets])].map((node) => this.changeOn(node, value, { remove: dead, add })));
+      await Promise.all([...new Set([...holders, ...targets])].map((node) => this.changeOn(node, value, k.key, { remove: dead, add })));
     }
     return [...live].map(([id, l]) => ({ id, sid: l.sid }));
   }
 
-  private targets(value: string): string[] {
+  private targets(hash: string): string[] {
     const { nodes } = this.ctx;
-    return this.ring(this.key(value).hash).filter((n) => nodes.isAvailable(n)).slice(0, COPIES);
+    return this.ring(hash).filter((n) => nodes.isAvailable(n)).slice(0, COPIES);
   }
 
   /** Applies a change on the value's copies; true when at least one copy took it. */
   private async change(value: string, change: Change): Promise<boolean> {
-    const targets = this.targets(value);
-    const results = await Promise.all(targets.map((node) => this.changeOn(node, value, change)));
+    const { key, hash } = this.key(value);
+    const targets = this.targets(hash);
+    const results = await Promise.all(targets.map((node) => this.changeOn(node, value, key, change)));
     const ok = results.some(Boolean);
     if (ok && !results.every(Boolean)) this.ctx.logger.warn(`index: a copy of ${hashId(value)} missed a change; the next read repairs it`);
     if (!ok) {
@@ -279,10 +282,9 @@ export class UserIndex {
   }
 
   /** One copy, read-modify-write with CAS (add when missing), retried when another writer got there first. */
-  private async changeOn(node: string, value: string, change: Change): Promise<boolean> {
+  private async changeOn(node: string, value: string, key: string, change: Change): Promise<boolean> {
     const { nodes } = this.ctx;
     const client = nodes.client(node);
-    const { key } = this.key(value);
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const g = await client.gets(key);
       if (!g.ok) {
