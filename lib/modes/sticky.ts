@@ -54,6 +54,8 @@ interface Found {
   sid: SessionId;
   node: string;
   bytes: Buffer;
+  /** s, from the stored cookie (decoded once, by fetch); null: expired. */
+  maxInactive: number | null;
 }
 
 /** Memcached TTL of the backup: maxInactive plus a margin (msm: 60 s; at most maxInactive for short sessions). */
@@ -153,7 +155,7 @@ export class StickyMode implements SessionMode {
         }
         return { id: sid.id, bytes: held.bytes, newId, accessedAt: held.accessedAt };
       }
-      const maxInactive = this.maxInactiveOf(found.sid, found.bytes);
+      const { maxInactive } = found;
       if (maxInactive === null) return this.expired(found.sid, found.node);
       // Our own last write: its access time is known. Another instance's: sticky copies carry none.
       const ours = held?.copy.written?.equals(found.bytes) ? held : undefined;
@@ -180,10 +182,10 @@ export class StickyMode implements SessionMode {
           node = next;
         }
       }
-      const bytes = await this.fetch(id, node);
-      if (!bytes) return null;
-      const to = movedTo(bytes);
-      if (to === undefined) return { sid: id, node, bytes };
+      const copy = await this.fetch(id, node);
+      if (!copy) return null;
+      const to = movedTo(copy.bytes);
+      if (to === undefined) return { sid: id, node, ...copy };
       const next = idFormat.parse(to);
       if (!next) return null;
       id = next;
@@ -261,7 +263,7 @@ export class StickyMode implements SessionMode {
     const r = await this.ctx.nodes.client(node).get(this.ctx.keys.session(sid.id), true);
     if (!r.ok) throw r.error;
     // A takeover's marker is no session.
-    return r.value && movedTo(r.value) === undefined && this.maxInactiveOf(sid, r.value) !== null ? { bytes: r.value } : null;
+    return r.value && movedTo(r.value) === undefined && this.maxInactiveOf(this.ctx.transcoder.decode(r.value, sid)) !== null ? { bytes: r.value } : null;
   }
 
   *localSessions(): Iterable<[id: string, bytes: Buffer, accessedAt: number]> {
@@ -379,8 +381,7 @@ export class StickyMode implements SessionMode {
     const newId = found.sid.id !== sid.id ? found.sid.id : undefined;
     const held = newId ? this.local.get(found.sid.id) : undefined;
     if (held) return { id: sid.id, bytes: held.bytes, newId, accessedAt: held.accessedAt };
-    const { sid: at, node, bytes } = found;
-    const maxInactive = this.maxInactiveOf(at, bytes);
+    const { sid: at, node, bytes, maxInactive } = found;
     if (maxInactive === null) return this.expired(at, node);
     // The copy's remaining TTL is unknown: the next save/touch refreshes it.
     this.local.set(at.id, { bytes, maxInactive, node, copy: { written: bytes, expiresAt: 0 }, accessedAt: Date.now() }, { ttl: maxInactive * 1000 });
@@ -394,8 +395,7 @@ export class StickyMode implements SessionMode {
    */
   private async takeover(requested: SessionId, found: Found): Promise<Loaded | null> {
     const { nodes, keys, idFormat, stats, logger, cfg } = this.ctx;
-    const { sid, node, bytes } = found;
-    const maxInactive = this.maxInactiveOf(sid, bytes);
+    const { sid, node, bytes, maxInactive } = found;
     if (maxInactive === null) return this.expired(sid, node);
 
     let target = node;
@@ -469,8 +469,8 @@ export class StickyMode implements SessionMode {
     return { id: sid.id, bytes: item, newId, accessedAt: e.accessedAt };
   }
 
-  /** The copy's bytes from `node`; null when missing, unreadable or the node is down. */
-  private async fetch(sid: SessionId, node: string): Promise<Buffer | null> {
+  /** The copy's bytes from `node` (a marker's: maxInactive null); null when missing, unreadable or the node is down. */
+  private async fetch(sid: SessionId, node: string): Promise<{ bytes: Buffer; maxInactive: number | null } | null> {
     const { nodes, keys, stats, logger, transcoder } = this.ctx;
     if (!nodes.isAvailable(node)) {
       logger.warn(`session ${hashId(sid.id)}: node ${node} is down; its memcached copy cannot be read`);
@@ -495,15 +495,16 @@ export class StickyMode implements SessionMode {
       logger.warn(`session ${hashId(sid.id)} on ${node}: the item is not express-msm's (no header); left in place, treated as no session`);
       return null;
     }
-    if (movedTo(r.value) !== undefined) return r.value;
-    if (!transcoder.decode(r.value, sid)) {
+    if (movedTo(r.value) !== undefined) return { bytes: r.value, maxInactive: null };
+    const session = transcoder.decode(r.value, sid);
+    if (!session) {
       stats.decodeFailures++;
       stats.requestsWithoutSession++;
       logger.warn(`session ${hashId(sid.id)} on ${node}: ${r.value.length} bytes do not decode with ${transcoder.name}; deleted`);
       void nodes.client(node).delete(keys.session(sid.id));
       return null;
     }
-    return r.value;
+    return { bytes: r.value, maxInactive: this.maxInactiveOf(session) };
   }
 
   private expired(sid: SessionId, node: string): null {
@@ -514,8 +515,8 @@ export class StickyMode implements SessionMode {
   }
 
   /** s, from the stored cookie as the store computes it; null when already expired. */
-  private maxInactiveOf(sid: SessionId, bytes: Buffer): number | null {
-    const s = maxInactiveOfCookie(this.ctx.transcoder.decode(bytes, sid)?.cookie, this.ctx.cfg.defaultMaxInactiveInterval);
+  private maxInactiveOf(session: StoredSession | null): number | null {
+    const s = maxInactiveOfCookie(session?.cookie, this.ctx.cfg.defaultMaxInactiveInterval);
     return s > 0 ? s : null;
   }
 
