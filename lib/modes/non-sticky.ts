@@ -435,7 +435,7 @@ export class NonStickyMode implements SessionMode {
   private decode(sid: SessionId, found: Found): StoredSession | null {
     const session = this.ctx.transcoder.decode(found.bytes, sid);
     if (session) return session;
-    const { stats, logger, nodes, keys } = this.ctx;
+    const { stats, logger } = this.ctx;
     stats.requestsWithoutSession++;
     if (!isMsmItem(found.bytes)) {
       // Another application's item under this key (e.g. Tomcat msm on shared nodes): not ours to delete.
@@ -446,7 +446,6 @@ export class NonStickyMode implements SessionMode {
     stats.decodeFailures++;
     logger.warn(`session ${hashId(sid.id)} on ${found.node}: ${found.bytes.length} bytes do not decode with ${this.ctx.transcoder.name}; deleted`);
     void this.deleteEverywhere(this.ctx.idFormat.parse(found.id) ?? sid, found.node);
-    void nodes.client(found.node).delete(keys.session(found.id));
     return null;
   }
 
