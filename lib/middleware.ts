@@ -7,7 +7,6 @@ import type { SessionOptions } from 'express-session';
 import type { IncomingMessage, ServerResponse } from 'http';
 import { ConfigError, MemcachedSessionOptions, checkOptionNames, storeOptionsOf } from './config';
 import { LockDecider, LockHandle, LockingConfig, SessionLocks, resolveLockingConfig } from './locking';
-import { NonStickyMode } from './modes/non-sticky';
 import type { SessionId } from './memcached/session-id';
 import { LOADED, MemcachedStore } from './store';
 import type { LoadedMeta } from './modes/mode';
@@ -113,7 +112,6 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
   const store = new MemcachedStore(storeOptionsOf(options));
   const stats = store.statistics;
   const decider = new LockDecider(locking.strategy, stats);
-  const mode = store.mode;
   const locks = new SessionLocks({
     nodes: store.nodes,
     keys: store.keys,
@@ -122,7 +120,7 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
     operationTimeout: store.config.operationTimeout,
     lockExpiration: locking.lockExpiration,
     lockTarget: (sid: SessionId) => {
-      const primary = mode instanceof NonStickyMode ? mode.primaryOf(sid) : sid.nodeId ?? store.nodes.hashNode(sid.random);
+      const primary = store.nodes.nodeOf(sid);
       if (store.nodes.isAvailable(primary)) return { node: primary, id: sid.id };
       const moved = store.nodes.nextAvailable(primary);
       return moved ? { node: moved, id: store.idFormat.withNode(sid, moved) } : { node: primary, id: sid.id };
