@@ -37,6 +37,9 @@ export interface NodeSetOptions {
  * Emits 'returned' (nodeId, reason) when a node is reachable again after being marked down ('reconnected'), or
  * answers without our marker in `ping-<nodeId>` ('restarted': it lost its items, or is new). Repair listens.
  */
+/** nextAvailable's default exclusion list: shared, not allocated per call (every save and refresh). */
+const NONE: readonly string[] = [];
+
 export class NodeSet extends EventEmitter {
   /** Current nodes in configured order; replaced (never mutated) by update(). */
   ids: readonly string[] = [];
@@ -166,7 +169,7 @@ export class NodeSet extends EventEmitter {
    * The node after `id` in configured order that is available and is not `id` (msm getNextAvailableNodeId):
    * primaries first, failover nodes only when no other primary is up. Undefined when none.
    */
-  nextAvailable(id: string, exclude: readonly string[] = []): string | undefined {
+  nextAvailable(id: string, exclude: readonly string[] = NONE): string | undefined {
     const start = this.ids.indexOf(id);
     let fallback: string | undefined;
     for (let i = 1; i <= this.ids.length; i++) {
