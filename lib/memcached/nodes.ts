@@ -33,13 +33,13 @@ export interface NodeSetOptions {
   onKey?: (key: string) => void;
 }
 
+/** nextAvailable's default exclusion list: shared, not allocated per call (every save and refresh). */
+const NONE: readonly string[] = [];
+
 /**
  * Emits 'returned' (nodeId, reason) when a node is reachable again after being marked down ('reconnected'), or
  * answers without our marker in `ping-<nodeId>` ('restarted': it lost its items, or is new). Repair listens.
  */
-/** nextAvailable's default exclusion list: shared, not allocated per call (every save and refresh). */
-const NONE: readonly string[] = [];
-
 export class NodeSet extends EventEmitter {
   /** Current nodes in configured order; replaced (never mutated) by update(). */
   ids: readonly string[] = [];
