@@ -7,6 +7,7 @@ import express from 'express';
 import { EncryptingTranscoder, MemcachedStore, MemcachedStoreOptions, memcachedSession } from '../../lib';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
+import { useMemcacheds } from '../helpers/use-memcacheds';
 import { SECRET, cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
 
 const SECRET_DATA = { card: 'VISA-4111111111111111', email: 'ada@example.com' };
@@ -25,25 +26,14 @@ function expectNoPlaintext(bytes: Buffer | null): void {
 }
 
 describe('encryption at rest (non-sticky, three nodes)', () => {
-  let ps: MemcachedProcess[];
-  let raw: RawClient[];
   const stores: MemcachedStore[] = [];
+  const mc = useMemcacheds(3, stores);
   const newStore = (keys = [k1], o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000,
+    const s = new MemcachedStore({ memcachedNodes: nodesString(mc.ps), sessionBackupAsync: false, sessionBackupTimeout: 1000,
       operationTimeout: 500, transcoder: new EncryptingTranscoder({ keys }), ...o });
     stores.push(s);
     return s;
   };
-
-  beforeEach(async () => {
-    ps = await startMemcacheds(3);
-    raw = ps.map((p) => new RawClient(p.port));
-  });
-  afterEach(async () => {
-    await Promise.all(stores.splice(0).map((s) => s.close()));
-    raw.forEach((r) => r.close());
-    await killAll(ps);
-  });
 
   it('stores no plaintext on any node; primary and bak: copies decrypt under their session; relocation keeps it', async () => {
     const store = newStore();
@@ -52,26 +42,26 @@ describe('encryption at rest (non-sticky, three nodes)', () => {
     const id: string = (await agent.get('/inc').expect(200)).body.id;
     const p = nodeIndex(id);
     const b = (p + 1) % 3;
-    const primary = await raw[p].get(id);
-    const backup = await raw[b].get(`bak:${id}`);
+    const primary = await mc.raw[p].get(id);
+    const backup = await mc.raw[b].get(`bak:${id}`);
     expectNoPlaintext(primary);
     expect(backup!.equals(primary!)).toBe(true);
     const t = store.transcoder;
     expect(t.decode(backup!, { random: random(id) })).toMatchObject({ n: 1, data: SECRET_DATA });
     // Every item on every node: only ciphertext, validity records (timestamps) and markers.
-    for (const r of raw) for (const k of await r.sessionKeys()) expect((await r.get(k))!.toString('latin1')).not.toContain('4111111111111111');
+    for (const r of mc.raw) for (const k of await r.sessionKeys()) expect((await r.get(k))!.toString('latin1')).not.toContain('4111111111111111');
     // Listing decrypts each session under its own id.
     expect(await store.ids()).toEqual([id]);
     expect((await store.all())[id]).toMatchObject({ n: 1, data: SECRET_DATA });
 
     // The primary dies: the backup's bytes are moved to a new id (same random part) and still decrypt.
-    await ps[p].kill();
+    await mc.ps[p].kill();
     const r = await agent.get('/inc').expect(200);
     expect(r.body.n).toBe(2);
     const moved = idFromSetCookie(r.headers)!;
     expect(random(moved)).toBe(random(id));
     expect(nodeIndex(moved)).toBe(b);
-    expectNoPlaintext(await raw[b].get(moved));
+    expectNoPlaintext(await mc.raw[b].get(moved));
     expect((await agent.get('/get').expect(200)).body).toMatchObject({ id: moved, n: 2, data: SECRET_DATA });
   });
 
@@ -80,17 +70,17 @@ describe('encryption at rest (non-sticky, three nodes)', () => {
     // resave: express-session calls set on every request; the store compares the encoded bytes with the loaded ones.
     const agent = request.agent(makeApp(store, { resave: true }));
     const id: string = (await agent.get('/inc').expect(200)).body.id;
-    const before = await raw[nodeIndex(id)].meta(id);
+    const before = await mc.raw[nodeIndex(id)].meta(id);
     await agent.get('/get').expect(200);
     await agent.get('/get').expect(200);
-    expect((await raw[nodeIndex(id)].meta(id))!.cas).toBe(before!.cas);
+    expect((await mc.raw[nodeIndex(id)].meta(id))!.cas).toBe(before!.cas);
     expect(store.stats().requestsWithoutSessionModification).toBe(2);
   });
 
   it('key rotation: [k2, k1] reads k1 sessions and rewrites them with k2; once k1 is retired its sessions are fresh ones', async () => {
     const old = request.agent(makeApp(newStore([k1])));
     const id: string = (await old.get('/inc').expect(200)).body.id;
-    const keyIdOf = async (sid: string) => (await raw[nodeIndex(sid)].get(sid))!.toString('latin1', 5, 7);
+    const keyIdOf = async (sid: string) => (await mc.raw[nodeIndex(sid)].get(sid))!.toString('latin1', 5, 7);
     expect(await keyIdOf(id)).toBe('k1');
 
     const rotatedApp = makeApp(newStore([k2, k1]));
@@ -117,17 +107,17 @@ describe('encryption at rest (non-sticky, three nodes)', () => {
     const attackerId: string = (await attacker.get('/inc').expect(200)).body.id;
 
     // Copy the victim's bytes over the attacker's session (primary and backup; the validity records stay).
-    const bytes = (await raw[nodeIndex(victimId)].get(victimId))!;
-    await raw[nodeIndex(attackerId)].set(attackerId, bytes, 120);
-    await raw[(nodeIndex(attackerId) + 1) % 3].set(`bak:${attackerId}`, bytes, 120);
+    const bytes = (await mc.raw[nodeIndex(victimId)].get(victimId))!;
+    await mc.raw[nodeIndex(attackerId)].set(attackerId, bytes, 120);
+    await mc.raw[(nodeIndex(attackerId) + 1) % 3].set(`bak:${attackerId}`, bytes, 120);
     const a = await attacker.get('/get').expect(200);
     expect(a.body).toMatchObject({ n: null, data: null });
 
     // Flip one ciphertext byte of the victim's primary and backup.
     const tampered = Buffer.from(bytes);
     tampered[tampered.length - 1] ^= 0x40;
-    await raw[nodeIndex(victimId)].set(victimId, tampered, 120);
-    await raw[(nodeIndex(victimId) + 1) % 3].set(`bak:${victimId}`, tampered, 120);
+    await mc.raw[nodeIndex(victimId)].set(victimId, tampered, 120);
+    await mc.raw[(nodeIndex(victimId) + 1) % 3].set(`bak:${victimId}`, tampered, 120);
     const v = await victim.get('/get').expect(200);
     expect(v.body).toMatchObject({ n: null, data: null });
     expect(store.stats().decodeFailures).toBe(2);

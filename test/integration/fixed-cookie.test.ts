@@ -6,8 +6,8 @@
 import type { MemcachedStoreOptions } from '../../lib';
 import { JsonTranscoder } from '../../lib/transcoders/json';
 import { movedTo } from '../../lib/transcoders/transcoder';
-import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
-import { RawClient } from '../helpers/raw-client';
+import { nodesString } from '../helpers/memcached';
+import { useMemcacheds } from '../helpers/use-memcacheds';
 import { sleep, until } from '../helpers/app';
 import { Framework, FrameworkServer, get, startServer } from '../helpers/frameworks';
 
@@ -28,12 +28,11 @@ async function counter(servers: FrameworkServer[], name: string): Promise<number
 }
 
 describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework (%s)', (kind) => {
-  let ps: MemcachedProcess[];
-  let raw: RawClient[];
-  let servers: FrameworkServer[];
+  const servers: FrameworkServer[] = [];
+  const mc = useMemcacheds(3, servers);
 
   async function instances(o: Partial<MemcachedStoreOptions>[], maxAge?: number): Promise<void> {
-    servers = await Promise.all(o.map((extra) => startServer(kind, { memcachedNodes: nodesString(ps), operationTimeout: 1500, ...extra }, maxAge)));
+    servers.push(...await Promise.all(o.map((extra) => startServer(kind, { memcachedNodes: nodesString(mc.ps), operationTimeout: 1500, ...extra }, maxAge))));
   }
 
   /** `count` requests with `cookie`, alternating instances from `first`; each increments and must see n + 1. */
@@ -48,17 +47,6 @@ describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework
     return n;
   }
 
-  beforeEach(async () => {
-    servers = [];
-    ps = await startMemcacheds(3);
-    raw = ps.map((p) => new RawClient(p.port));
-  });
-  afterEach(async () => {
-    await Promise.all(servers.map((s) => s.close()));
-    raw.forEach((r) => r.close());
-    await killAll(ps);
-  });
-
   // Sessions of 4 s, requests 300 ms apart: the runs outlast the 5 s an in-process memory would, and the markers'
   // own TTLs (validity 4 s non-sticky, 4 + 4 s sticky), so the markers must be kept alive by use.
   it('non-sticky relocation: the old id keeps working at both instances, past 5 s, after the node returned empty', async () => {
@@ -71,21 +59,21 @@ describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework
     const p = nodeIndex(id);
     const target = (p + 1) % 3;
     const moved = `${id.slice(0, 32)}-n${target + 1}`;
-    await ps[p].kill();
+    await mc.ps[p].kill();
 
     n = await alternate(cookie, id, n, 10);
     // One relocation for both instances; the old id is a marker at its backup place, the session lives under `moved`.
     expect(await counter(servers, 'sessionsRelocated')).toBe(1);
-    expect(movedTo((await raw[target].get(`bak:${id}`))!)).toBe(moved);
-    expect(json.decode((await raw[target].get(moved))!)).toMatchObject({ n });
+    expect(movedTo((await mc.raw[target].get(`bak:${id}`))!)).toBe(moved);
+    expect(json.decode((await mc.raw[target].get(moved))!)).toMatchObject({ n });
 
     // The node returns empty: the old id must not start over there.
-    await ps[p].start();
+    await mc.ps[p].start();
     for (const s of servers) await until(async () => { await s.ready(); return (await s.stats()).nodes[`n${p + 1}`].available; }, 5000, 'node back');
     n = await alternate(cookie, id, n, 30, 0, 300);
     expect(n).toBe(44);
     expect(await counter(servers, 'sessionsRelocated')).toBeLessThanOrEqual(FEW_RELOCATIONS);
-    expect(json.decode((await raw[target].get(moved))!)).toMatchObject({ n });
+    expect(json.decode((await mc.raw[target].get(moved))!)).toMatchObject({ n });
   });
 
   it('non-sticky relocation: both instances serving the old id at once do not fork the session', async () => {
@@ -93,7 +81,7 @@ describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework
     const created = await get(servers[0].port, '/inc');
     const cookie = created.setCookie!;
     const id: string = created.body.id;
-    await ps[nodeIndex(id)].kill();
+    await mc.ps[nodeIndex(id)].kill();
     // Concurrent requests (no locking): increments may overwrite each other, but there must stay one session,
     // relocated once, which both instances then read and write.
     const rs = await Promise.all([0, 1, 0, 1, 0, 1].map((i) => get(servers[i].port, '/inc', cookie)));
@@ -107,7 +95,7 @@ describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework
     const moved = `${id.slice(0, 32)}-n${((nodeIndex(id) + 1) % 3) + 1}`;
     expect((await get(servers[0].port, '/destroy', cookie)).body).toEqual({ destroyed: true });
     expect((await get(servers[1].port, '/get', cookie)).body.n).toBeNull();
-    expect(await raw[nodeIndex(moved)].get(moved)).toBeNull();
+    expect(await mc.raw[nodeIndex(moved)].get(moved)).toBeNull();
   });
 
   it('sticky takeover: the old cookie of a keeps working at a and b, past 5 s', async () => {
@@ -121,6 +109,6 @@ describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework
     n = await alternate(cookie, id, n, 40, 0, 300);
     expect(n).toBe(44);
     expect(await counter(servers, 'requestsWithTomcatFailover')).toBe(1);
-    expect(movedTo((await raw[nodeIndex(id)].get(id))!)).toBe(id.replace(/\.a$/, '.b'));
+    expect(movedTo((await mc.raw[nodeIndex(id)].get(id))!)).toBe(id.replace(/\.a$/, '.b'));
   });
 });

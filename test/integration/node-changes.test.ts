@@ -2,8 +2,8 @@
 // app instances under load; every session must survive with every acknowledged increment.
 import request from 'supertest';
 import { ConfigError, MemcachedStore, MemcachedStoreOptions } from '../../lib';
-import { MemcachedProcess, killAll, startMemcacheds } from '../helpers/memcached';
-import { RawClient } from '../helpers/raw-client';
+import { MemcachedProcess } from '../helpers/memcached';
+import { useMemcacheds } from '../helpers/use-memcacheds';
 import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
 import { SessionLoad } from '../helpers/session-load';
 
@@ -11,26 +11,14 @@ const spec = (ps: MemcachedProcess[], ids: string[]) => ids.map((id) => `${id}:1
 const nodeOf = (id: string) => /-(n\d)(?:\.\w+)?$/.exec(id)?.[1];
 
 describe('setMemcachedNodes', () => {
-  let ps: MemcachedProcess[];
-  let raw: RawClient[];
-  let stores: MemcachedStore[];
+  const stores: MemcachedStore[] = [];
+  const mc = useMemcacheds(4, stores);
   const newStore = (o: Partial<MemcachedStoreOptions>) => {
-    const s = new MemcachedStore({ memcachedNodes: spec(ps, ['n1', 'n2', 'n3']), sessionBackupAsync: false, sessionBackupTimeout: 1000,
+    const s = new MemcachedStore({ memcachedNodes: spec(mc.ps, ['n1', 'n2', 'n3']), sessionBackupAsync: false, sessionBackupTimeout: 1000,
       storageKeyPrefix: 'static:nc', ...o });
     stores.push(s);
     return s;
   };
-
-  beforeEach(async () => {
-    stores = [];
-    ps = await startMemcacheds(4);
-    raw = ps.map((p) => new RawClient(p.port));
-  });
-  afterEach(async () => {
-    await Promise.all(stores.map((s) => s.close()));
-    raw.forEach((r) => r.close());
-    await killAll(ps);
-  });
 
   test('non-sticky, two instances under load: a node joins, a node leaves; 0 sessions and 0 acknowledged increments lost', async () => {
     const a = newStore({});
@@ -43,11 +31,11 @@ describe('setMemcachedNodes', () => {
     const load = new SessionLoad(apps, sessions);
     await load.progress('load before the changes');
     // Both instances in the same tick: no request sees them disagree (with autoDiscovery they converge by polling).
-    a.setMemcachedNodes(spec(ps, ['n1', 'n2', 'n3', 'n4']));
-    b.setMemcachedNodes(spec(ps, ['n1', 'n2', 'n3', 'n4']));
+    a.setMemcachedNodes(spec(mc.ps, ['n1', 'n2', 'n3', 'n4']));
+    b.setMemcachedNodes(spec(mc.ps, ['n1', 'n2', 'n3', 'n4']));
     await load.progress('load after n4 joined');
-    a.setMemcachedNodes(spec(ps, ['n2', 'n3', 'n4']));
-    b.setMemcachedNodes(spec(ps, ['n2', 'n3', 'n4']));
+    a.setMemcachedNodes(spec(mc.ps, ['n2', 'n3', 'n4']));
+    b.setMemcachedNodes(spec(mc.ps, ['n2', 'n3', 'n4']));
     await load.progress('load after n1 left');
     await load.stop();
 
@@ -68,7 +56,7 @@ describe('setMemcachedNodes', () => {
     await a.ready();
     for (const s of sessions) {
       const primary = Number(nodeOf(s.id)!.slice(1)) - 1;
-      const backups = await Promise.all([1, 2, 3].filter((i) => i !== primary).map((i) => raw[i].get(a.keys.backup(s.id))));
+      const backups = await Promise.all([1, 2, 3].filter((i) => i !== primary).map((i) => mc.raw[i].get(a.keys.backup(s.id))));
       expect(backups.some((x) => x !== null)).toBe(true);
     }
   }, 120_000);
@@ -83,9 +71,9 @@ describe('setMemcachedNodes', () => {
       ['n1:127.0.0.1:notaport', undefined],
       ['n-1:127.0.0.1:11211', undefined],
       ['n1:127.0.0.1:11211,n1:127.0.0.1:11212', undefined],
-      [`127.0.0.1:${ps[0].port}`, undefined], // the id-less form: session ids would stop naming nodes
-      [spec(ps, ['n1', 'n2']), 'n9'],
-      [spec(ps, ['n1', 'n2']), 'n1,n2'],
+      [`127.0.0.1:${mc.ps[0].port}`, undefined], // the id-less form: session ids would stop naming nodes
+      [spec(mc.ps, ['n1', 'n2']), 'n9'],
+      [spec(mc.ps, ['n1', 'n2']), 'n1,n2'],
       [42 as unknown as string, undefined],
     ];
     for (const [nodes, failover] of bad) expect(() => s.setMemcachedNodes(nodes, failover)).toThrow(ConfigError);
@@ -94,12 +82,12 @@ describe('setMemcachedNodes', () => {
   });
 
   test('a store started with one host:port can only be pointed at another host:port', async () => {
-    const s = newStore({ memcachedNodes: `127.0.0.1:${ps[0].port}` });
-    expect(() => s.setMemcachedNodes(spec(ps, ['n1', 'n2']))).toThrow(/single "host:port"/);
-    s.setMemcachedNodes(`127.0.0.1:${ps[1].port}`);
+    const s = newStore({ memcachedNodes: `127.0.0.1:${mc.ps[0].port}` });
+    expect(() => s.setMemcachedNodes(spec(mc.ps, ['n1', 'n2']))).toThrow(/single "host:port"/);
+    s.setMemcachedNodes(`127.0.0.1:${mc.ps[1].port}`);
     const r = await request(makeApp(s)).get('/inc').expect(200);
-    expect(await raw[1].get(s.keys.session(r.body.id))).not.toBeNull();
-    expect(await raw[0].get(s.keys.session(r.body.id))).toBeNull();
+    expect(await mc.raw[1].get(s.keys.session(r.body.id))).not.toBeNull();
+    expect(await mc.raw[0].get(s.keys.session(r.body.id))).toBeNull();
   });
 
   test('sticky: a session whose memcached copy is on a removed node gets a copy on another node; another route takes it over', async () => {
@@ -110,15 +98,15 @@ describe('setMemcachedNodes', () => {
     for (let i = 0; i < 60 && nodeOf(id) !== 'n1'; i++) id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
     expect(nodeOf(id)).toBe('n1');
     await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200);
-    a.setMemcachedNodes(spec(ps, ['n2', 'n3']));
-    b.setMemcachedNodes(spec(ps, ['n2', 'n3']));
+    a.setMemcachedNodes(spec(mc.ps, ['n2', 'n3']));
+    b.setMemcachedNodes(spec(mc.ps, ['n2', 'n3']));
     const r = await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200);
     expect(r.body.n).toBe(3);
     const moved = idFromSetCookie(r.headers)!;
     expect(moved.slice(0, 32)).toBe(id.slice(0, 32));
     expect(nodeOf(moved)).toMatch(/^n[23]$/);
     await a.backups.flush();
-    expect(await raw[Number(nodeOf(moved)!.slice(1)) - 1].get(a.keys.session(moved))).not.toBeNull();
+    expect(await mc.raw[Number(nodeOf(moved)!.slice(1)) - 1].get(a.keys.session(moved))).not.toBeNull();
     // Instance a is gone: b takes the session over from the new copy.
     const t = await request(makeApp(b)).get('/inc').set('Cookie', cookieFor(moved)).expect(200);
     expect(t.body.n).toBe(4);
@@ -126,7 +114,7 @@ describe('setMemcachedNodes', () => {
 
   test('a session id that names a removed node still names it: served from its backup, not hashed to a random node', () => {
     const s = newStore({});
-    s.setMemcachedNodes(spec(ps, ['n2', 'n3']));
+    s.setMemcachedNodes(spec(mc.ps, ['n2', 'n3']));
     const sid = s.idFormat.parse(`${'A'.repeat(32)}-n1`);
     expect(sid).toMatchObject({ nodeId: 'n1', random: 'A'.repeat(32) });
     expect(s.nodes.isAvailable('n1')).toBe(false);

@@ -4,8 +4,8 @@ import request from 'supertest';
 import { createHash } from 'crypto';
 import { MemcachedStore, MemcachedStoreOptions, memcachedSession } from '../../lib';
 import { decodeIndex, encodeIndex } from '../../lib/modes/user-index';
-import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
-import { RawClient } from '../helpers/raw-client';
+import { nodesString } from '../helpers/memcached';
+import { useMemcacheds } from '../helpers/use-memcacheds';
 import { SECRET, cookieFor, idFromSetCookie, makeApp, sleep, until } from '../helpers/app';
 import express from 'express';
 
@@ -14,11 +14,10 @@ const sha = (v: string) => createHash('sha256').update(v).digest('hex');
 const nodeIndex = (id: string) => Number(/-n(\d)$/.exec(id)![1]) - 1;
 
 describe('per-user index (non-sticky, three nodes, two instances)', () => {
-  let ps: MemcachedProcess[];
-  let raw: RawClient[];
   const stores: MemcachedStore[] = [];
+  const mc = useMemcacheds(3, stores);
   const newStore = (o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000,
+    const s = new MemcachedStore({ memcachedNodes: nodesString(mc.ps), sessionBackupAsync: false, sessionBackupTimeout: 1000,
       operationTimeout: 500, indexBy, ...o });
     stores.push(s);
     return s;
@@ -32,23 +31,13 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
   /** The index item of `user` on every node that holds one. */
   const indexItems = async (user: string) => {
     const out: Array<{ node: number; ids: string[] }> = [];
-    for (let i = 0; i < raw.length; i++) {
-      if (!ps[i].proc) continue;
-      const item = decodeIndex(await raw[i].get(`idx:${sha(user)}`));
+    for (let i = 0; i < mc.raw.length; i++) {
+      if (!mc.ps[i].proc) continue;
+      const item = decodeIndex(await mc.raw[i].get(`idx:${sha(user)}`));
       if (item) out.push({ node: i, ids: [...item.entries.keys()].sort() });
     }
     return out;
   };
-
-  beforeEach(async () => {
-    ps = await startMemcacheds(3);
-    raw = ps.map((p) => new RawClient(p.port));
-  });
-  afterEach(async () => {
-    await Promise.all(stores.splice(0).map((s) => s.close()));
-    raw.forEach((r) => r.close());
-    await killAll(ps);
-  });
 
   it('destroyAllOf ends every session of a user created through either instance, with a node killed, and no other user\'s', async () => {
     const a = newStore();
@@ -63,13 +52,13 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
     const items = await indexItems('alice');
     expect(items).toHaveLength(2);
     for (const it of items) expect(it.ids).toEqual(aliceIds);
-    for (const r of raw) for (const k of await r.keys()) expect(k).not.toMatch(/alice|bob/);
+    for (const r of mc.raw) for (const k of await r.keys()) expect(k).not.toMatch(/alice|bob/);
     expect((await a.idsOf('alice')).sort()).toEqual(aliceIds);
     expect((await b.idsOf('bob')).sort()).toEqual(bob.map((s) => s.id).sort());
 
     // Kill a node that holds a copy of alice's index (and the primaries of some sessions).
     const killed = items[0].node;
-    await ps[killed].kill();
+    await mc.ps[killed].kill();
 
     expect(await b.destroyAllOf('alice')).toBe(4);
     for (const s of alice) {
@@ -101,7 +90,7 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
     const s1 = await login(app, 'frank');
     const s2 = await login(app, 'frank');
     const [first, second] = (await indexItems('frank')).map((i) => i.node);
-    await ps[first].restart();
+    await mc.ps[first].restart();
     await until(async () => { await store.ready(); return store.stats().nodes[`n${first + 1}`].available; }, 5000, 'node back');
     expect((await indexItems('frank')).map((i) => i.node)).toEqual([second]);
     // Sessions whose primary was on the restarted node are restored from their backups by the load.
@@ -131,7 +120,7 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
     // The index has two copies on two nodes: one survives whichever node dies.
     expect(await indexItems('alice')).toHaveLength(2);
     const p = nodeIndex(s.id);
-    await ps[p].kill();
+    await mc.ps[p].kill();
     const ids = await store.idsOf('alice');
     const moved = ids.find((id) => id.slice(0, 32) === s.id.slice(0, 32))!;
     expect(moved).toBeDefined();
@@ -182,7 +171,7 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
     const bo = await login(app, 'bob');
     // alice's items also list bob's session (stale: say bob's session was alice's before a change another instance missed).
     for (const it of await indexItems('alice')) {
-      await raw[it.node].set(`idx:${sha('alice')}`, encodeIndex('alice', new Map([[al.id, 2e9], [bo.id, 2e9], ['not a valid id!', 2e9]])), 600);
+      await mc.raw[it.node].set(`idx:${sha('alice')}`, encodeIndex('alice', new Map([[al.id, 2e9], [bo.id, 2e9], ['not a valid id!', 2e9]])), 600);
     }
     expect(await store.idsOf('alice')).toEqual([al.id]);
     expect(await store.destroyAllOf('alice')).toBe(1);
@@ -192,20 +181,20 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
     // A key collision (another value's item under alice's key) is left alone and lists nothing.
     const al2 = await login(app, 'alice');
     for (const it of await indexItems('alice')) {
-      await raw[it.node].set(`idx:${sha('alice')}`, encodeIndex('mallory', new Map([[bo.id, 2e9]])), 600);
+      await mc.raw[it.node].set(`idx:${sha('alice')}`, encodeIndex('mallory', new Map([[bo.id, 2e9]])), 600);
     }
     expect(await store.idsOf('alice')).toEqual([]);
     expect(await store.destroyAllOf('alice')).toBe(0);
     expect((await bo.agent.get('/get').expect(200)).body.data).toEqual({ userId: 'bob' });
 
     // Lost index items: nothing found, nothing destroyed; the session itself is fine.
-    for (const r of raw) await r.delete(`idx:${sha('alice')}`);
+    for (const r of mc.raw) await r.delete(`idx:${sha('alice')}`);
     expect(await store.destroyAllOf('alice')).toBe(0);
     expect((await al2.agent.get('/get').expect(200)).body.data).toEqual({ userId: 'alice' });
   });
 
   it('works through memcachedSession(), with callbacks, numbers as values, and clear errors', async () => {
-    const mw = memcachedSession({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, indexBy: (s: any) => s.uid,
+    const mw = memcachedSession({ memcachedNodes: nodesString(mc.ps), sessionBackupAsync: false, indexBy: (s: any) => s.uid,
       session: { secret: SECRET, resave: false, saveUninitialized: false } });
     stores.push(mw.store);
     const app = express();
