@@ -117,7 +117,9 @@ describe('all/length/ids/clear', () => {
     await Promise.all([...idsA.map((id, n) => a.set(id, { cookie, n } as any)), ...idsB.map((id, n) => b.set(id, { cookie, n: 10 + n } as any))]);
     const local = (a.mode as StickyMode).local;
     // One of a's sessions only local (its backup lost), one only in memcached (evicted from a's local store).
-    await raw[Number(idsA[0].slice(34, 35)) - 1].delete(PREFIX + idsA[0]);
+    const copyOfA0 = raw[Number(idsA[0].slice(34, 35)) - 1];
+    expect(await copyOfA0.get(PREFIX + idsA[0])).not.toBeNull(); // the delete below really removes its only copy
+    await copyOfA0.delete(PREFIX + idsA[0]);
     local.delete(idsA[1]);
     expect(local.has(idsA[1])).toBe(false);
 
