@@ -1,7 +1,7 @@
 // SASL (issue 8): memcached started with -S and a sasldb; memjs speaks SASL PLAIN over the binary protocol.
 // Needs saslpasswd2 (Debian: sasl2-bin) and the PLAIN mechanism (libsasl2-modules); skipped, with the reason,
 // only when those are missing.
-import { ChildProcess, execFileSync, spawn } from 'child_process';
+import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -12,23 +12,12 @@ import { MemcachedStore } from '../../lib/store';
 
 import * as net from 'net';
 import { freePort, memcachedBinary } from '../helpers/memcached';
+import { saslMissing, writeSaslConf } from '../helpers/sasl';
 import { capturingLogger } from '../helpers/capturing-logger';
 
 const USER = 'msmuser';
 const PASSWORD = 'pw-' + Math.random().toString(36).slice(2) + '-S3cr3t';
 const SECRET = 'sasl-secret';
-
-function saslMissing(): string | undefined {
-  try {
-    execFileSync('saslpasswd2', ['-v'], { stdio: 'ignore' });
-  } catch (e) {
-    if ((e as any).code === 'ENOENT') return 'saslpasswd2 not found: install the Debian packages sasl2-bin and libsasl2-modules';
-  }
-  const plain = ['/usr/lib/x86_64-linux-gnu/sasl2', '/usr/lib/aarch64-linux-gnu/sasl2', '/usr/lib/sasl2', '/usr/lib64/sasl2']
-    .some((d) => fs.existsSync(d) && fs.readdirSync(d).some((f) => f.startsWith('libplain')));
-  if (!plain) return 'SASL PLAIN module not found: install the Debian package libsasl2-modules';
-  return undefined;
-}
 
 const missing = saslMissing();
 if (missing) console.warn(`sasl.test.ts skipped: ${missing}`);
@@ -43,9 +32,7 @@ describeSasl('SASL PLAIN against memcached -S', () => {
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'msm-sasl-'));
-    const db = path.join(dir, 'sasldb');
-    execFileSync('saslpasswd2', ['-p', '-a', 'memcached', '-c', '-f', db, USER], { input: PASSWORD });
-    fs.writeFileSync(path.join(dir, 'memcached.conf'), `mech_list: plain\nsasldb_path: ${db}\n`);
+    writeSaslConf(dir, USER, PASSWORD);
     // memcached reads SASL_CONF_PATH at start; spawned here because the helper does not pass an environment.
     port = await freePort();
     const args = ['-l', '127.0.0.1', '-p', String(port), '-U', '0', '-m', '16', '-t', '1', '-S'];
