@@ -91,7 +91,7 @@ describeTls('TLS to memcached', () => {
     const id: string = first.body.id;
     const node = Number(/-n([12])\.a$/.exec(id)![1]) - 1;
     const stored = await good[node].raw.get(a.keys.session(id));
-    expect(stored).not.toBeNull();
+    expect(stored!.toString()).toContain('"n":2');
     const fromB = await request(makeApp(b)).get('/inc').set('Cookie', cookieFor(id)).expect(200);
     expect(fromB.body.n).toBe(3);
   });
