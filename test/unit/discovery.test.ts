@@ -36,20 +36,22 @@ describe('parseClusterConfig', () => {
     expect(parseClusterConfig('1\nnode1.test||11211\n').nodes[0]).toMatchObject({ host: 'node1.test', port: 11211 });
   });
 
+  // Each with the reason it names: a bare toThrow() would also accept a TypeError from a parser bug.
+  const lines = /expected a version line and a node line/;
   test.each([
-    ['', 'no lines'],
-    ['x\nnode|1.2.3.4|11211\n', 'version not a number'],
-    ['1\n', 'no node line'],
-    ['1\nnode|1.2.3.4\n', 'two fields'],
-    ['1\nnode|1.2.3.4|0\n', 'port 0'],
-    ['1\nnode|1.2.3.4|70000\n', 'port out of range'],
-    ['1\nno de|1.2.3.4|11211\n', 'space splits the entry'],
-    ['1\nbad_host!|1.2.3.4|11211\n', 'hostname'],
-    ['1\nnode|1.2.3.4;rm|11211\n', 'ip'],
-    [`1\n${A} ${A}\n`, 'listed twice'],
-    ['1\nnode|1.2.3.4|11211\nextra\n', 'three lines'],
-  ])('rejects %j (%s)', (data) => {
-    expect(() => parseClusterConfig(data)).toThrow();
+    ['', 'no lines', lines],
+    ['x\nnode|1.2.3.4|11211\n', 'version not a number', lines],
+    ['1\n', 'no node line', lines],
+    ['1\nnode|1.2.3.4\n', 'two fields', /node entry "node\|1\.2\.3\.4" is not hostname\|ip\|port/],
+    ['1\nnode|1.2.3.4|0\n', 'port 0', /port "0" is not 1-65535/],
+    ['1\nnode|1.2.3.4|70000\n', 'port out of range', /port "70000" is not 1-65535/],
+    ['1\nno de|1.2.3.4|11211\n', 'space splits the entry', /node entry "no" is not hostname\|ip\|port/],
+    ['1\nbad_host!|1.2.3.4|11211\n', 'hostname', /host "bad_host!" is not a hostname/],
+    ['1\nnode|1.2.3.4;rm|11211\n', 'ip', /host "1\.2\.3\.4;rm" is not a hostname/],
+    [`1\n${A} ${A}\n`, 'listed twice', /listed twice/],
+    ['1\nnode|1.2.3.4|11211\nextra\n', 'three lines', lines],
+  ])('rejects %j (%s)', (data, _why, reason) => {
+    expect(() => parseClusterConfig(data)).toThrow(reason);
   });
 });
 
