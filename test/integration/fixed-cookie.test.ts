@@ -93,6 +93,7 @@ describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework
 
     // Destroyed through the old id: the session it forwards to goes too, for both instances.
     const moved = `${id.slice(0, 32)}-n${((nodeIndex(id) + 1) % 3) + 1}`;
+    expect(json.decode((await mc.raw[nodeIndex(moved)].get(moved))!)).toMatchObject({ n: after + 8 }); // what destroy must remove
     expect((await get(servers[0].port, '/destroy', cookie)).body).toEqual({ destroyed: true });
     expect((await get(servers[1].port, '/get', cookie)).body.n).toBeNull();
     expect(await mc.raw[nodeIndex(moved)].get(moved)).toBeNull();
