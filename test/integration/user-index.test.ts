@@ -111,9 +111,9 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
     const s1 = await login(app, 'grace');
     const s2 = await login(app, 'grace');
     const live = [s1.id, s2.id].sort();
-    const [first, second] = (await indexItems('grace')).map((i) => i.node);
+    const [first, second] = (await bothCopies('grace')).map((i) => i.node);
     // As if the write of s2's entry had timed out on `first`: that copy lists s1 only.
-    await raw[first].set(`idx:${sha('grace')}`, encodeIndex('grace', new Map([[s1.id, 2e9]])), 600);
+    await mc.raw[first].set(`idx:${sha('grace')}`, encodeIndex('grace', new Map([[s1.id, 2e9]])), 600);
     expect(await indexItems('grace')).toEqual([{ node: first, ids: [s1.id] }, { node: second, ids: live }].sort((a, b) => a.node - b.node));
     expect((await store.idsOf('grace')).sort()).toEqual(live);
     expect(await indexItems('grace')).toEqual([{ node: first, ids: live }, { node: second, ids: live }].sort((a, b) => a.node - b.node));
