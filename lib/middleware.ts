@@ -176,7 +176,9 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
       if (state) state.modified = needed;
       if (!needed) return (end as any).apply(this, args);
       held = true;
-      s.save((err?: Error) => {
+      // The store itself, not req.session.save(): express-session's wrapper of save hashes the whole session, and
+      // express-session's own save that follows (a no-op, store.ts) hashes it again anyway.
+      store.set(req.sessionID, s, (err?: Error) => {
         if (err) {
           res.end = end;
           // No cookie for a session that was not stored (express-session sets none without req.session).

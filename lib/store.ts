@@ -22,10 +22,13 @@ import { DISCOVERED_ID, Discovery } from './memcached/discovery';
 
 /** Where a loaded session carries its LoadedMeta. A symbol: invisible to JSON, to express-session's hash and to apps. */
 export const LOADED: unique symbol = Symbol('express-msm.loaded');
-/** On a session saved by memcachedSession() before the response: express-session's touch that follows is a no-op. */
-const SAVED = Symbol('express-msm.saved');
-/** Bytes encoded for a save decision (needsSave), reused by the save or touch that follows at once. */
-const ENCODED = Symbol('express-msm.encoded');
+/**
+ * What memcachedSession() left on a session for the store call express-session makes after it in the same response:
+ * the bytes needsSave encoded (reused by that save or touch), or that the session was saved before the response
+ * (the save or touch that follows is then a no-op). A WeakMap, not a property: a property added and deleted per
+ * request would turn the session object into a slow dictionary for express-session's hash of it.
+ */
+const beforeResponse = new WeakMap<object, Encoded | 'saved'>();
 /** What needsSave computed: the plain session, its bytes, and whether they equal the loaded bytes. */
 interface Encoded {
   /** The id the bytes were encoded for (hashed ids carry it in the item): reused only for a save under that id. */
@@ -59,6 +62,13 @@ function withCallback<T>(p: Promise<T>, cb: Callback<T> | undefined): Promise<T>
 }
 
 /**
+ * express-session's own callbacks in its res.end hook. It is written for a store that answers them on the spot:
+ * it then sends the response in one write, not two (one syscall less per request). Every other callback, an app's
+ * `req.session.save(cb)` included, is called on its own tick, as MemoryStore does.
+ */
+const RESPONSE_HOOKS = new Set(['onsave', 'ontouch']);
+
+/**
  * The Store methods' shared ending. Internals answer synchronously (undefined: done, nothing to wait for) or with a
  * promise; a promise is built only when the caller asked for one (no callback).
  */
@@ -71,6 +81,7 @@ function answer(work: () => Promise<void> | undefined, cb: Callback<void> | unde
   }
   if (typeof cb !== 'function') return p ?? Promise.resolve();
   if (p) settle(p, cb);
+  else if (RESPONSE_HOOKS.has(cb.name)) cb(null);
   else process.nextTick(cb, null);
 }
 
@@ -421,6 +432,10 @@ export class MemcachedStore extends Store {
   }
 
   private saveNow(raw: string, session: SessionData): Promise<void> | undefined {
+    const pre = beforeResponse.get(session);
+    if (pre !== undefined) beforeResponse.delete(session);
+    // Saved moments ago by memcachedSession(), before the response: this is express-session's save of the same state.
+    if (pre === 'saved') return undefined;
     const started = performance.now();
     const r = this.resolve(raw);
     if (!r) throw new Error(`express-msm: refusing to store a session under an id that has no key (empty, longer than 4096 characters, or a lone UTF-16 surrogate): check the genid option`);
@@ -429,8 +444,6 @@ export class MemcachedStore extends Store {
     const { sid, alias } = this.whereTo(r.sid, meta);
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
     if (maxInactive <= 0) return this.mode.destroy(sid);
-    const pre = (session as any)[ENCODED] as Encoded | undefined;
-    if (pre) delete (session as any)[ENCODED];
     const reuse = pre?.id === sid.id ? pre : undefined;
     const stored = reuse?.stored ?? this.toStored(session);
     const bytes = reuse?.bytes ?? this.encodeItem(sid, stored);
@@ -452,13 +465,13 @@ export class MemcachedStore extends Store {
     if (this.index) await this.index.afterWrite(sid, session, maxInactive, meta);
   }
 
-  private saved(session: SessionData, meta: LoadedMeta | undefined, beforeResponse: boolean, started: number): void {
+  private saved(session: SessionData, meta: LoadedMeta | undefined, early: boolean, started: number): void {
     // Counted when first stored (express-session asks genid for every request without a cookie), once per object.
     if (!meta && !this.counted.has(session)) {
       this.counted.add(session);
       this.statistics.sessionsCreated++;
     }
-    if (beforeResponse) Object.defineProperty(session, SAVED, { value: true, configurable: true, writable: true });
+    if (early) beforeResponse.set(session, 'saved');
     this.statistics.time('save', performance.now() - started);
   }
 
@@ -475,7 +488,7 @@ export class MemcachedStore extends Store {
     if (!sid || (!loaded && Object.keys(stored).length <= 1)) return !loaded && Object.keys(stored).length > 1;
     const bytes = this.encodeItem(sid, stored);
     const same = loaded && unchanged(meta, sid.id, bytes);
-    Object.defineProperty(session, ENCODED, { value: { id: sid.id, stored, bytes, unchanged: same } satisfies Encoded, configurable: true, writable: true });
+    beforeResponse.set(session, { id: sid.id, stored, bytes, unchanged: same });
     return !same;
   }
 
@@ -498,13 +511,11 @@ export class MemcachedStore extends Store {
   }
 
   private refreshNow(raw: string, session: SessionData): Promise<void> | undefined {
-    if ((session as any)[SAVED]) {
-      // Saved moments ago in this request (memcachedSession): validity and TTLs are fresh.
-      delete (session as any)[SAVED];
-      return undefined;
-    }
-    const encoded = (session as any)[ENCODED] as Encoded | undefined;
-    if (encoded) delete (session as any)[ENCODED];
+    const left = beforeResponse.get(session);
+    if (left !== undefined) beforeResponse.delete(session);
+    // Saved moments ago in this request (memcachedSession): validity and TTLs are fresh.
+    if (left === 'saved') return undefined;
+    const encoded = left;
     const meta = this.loadedMeta(raw, session);
     // memcachedSession() already compared the whole encoding, cookie included: no second look at the cookie.
     if (!encoded?.unchanged && meta?.cookie && cookieChanged(session, meta.cookie)) return this.saveNow(raw, session);

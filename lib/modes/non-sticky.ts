@@ -259,20 +259,28 @@ export class NonStickyMode implements SessionMode {
     return { id: newId, node: target, bytes, validity, newId };
   }
 
-  async save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
+  save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> | undefined {
     if (unchanged(meta, sid.id, bytes)) {
       this.ctx.stats.requestsWithoutSessionModification++;
       return this.refresh(sid, bytes, maxInactive, meta);
     }
+    return this.saveChanged(sid, bytes, maxInactive, meta);
+  }
+
+  private async saveChanged(sid: SessionId, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
     const validity = this.nextValidity(maxInactive, meta);
     const primary = this.primaryOf(sid);
     if (this.ctx.nodes.isAvailable(primary)) {
       const previous = meta && meta.id === sid.id && meta.validity ? { bytes: meta.bytes, validity: meta.validity } : undefined;
-      const r = await this.writePrimary(sid, primary, bytes, validity, 'set', previous);
+      const writing = this.writePrimary(sid, primary, bytes, validity, 'set', previous);
+      // The backup leaves in the same turn as the primary (one flush per node, no turn of its own). Should the
+      // primary fail, a backup as new as the failed write is what saveToBackupOnly writes anyway.
+      const backup = this.ctx.backups.run(() => this.writeBackup(sid, primary, bytes, validity, false, previous));
+      const r = await writing;
       if (r.ok) {
         this.ctx.nodes.markOk(primary);
         if (meta) Object.assign(meta, { id: sid.id, bytes, validity, backupStale: false });
-        return this.ctx.backups.run(() => this.writeBackup(sid, primary, bytes, validity));
+        return backup;
       }
       if (isItemTooLarge(r.error)) {
         // The node is fine and every other node would refuse the same item: no failover, a clear error.
@@ -302,7 +310,7 @@ export class NonStickyMode implements SessionMode {
     this.ctx.logger.warn(`session ${hashId(sid.id)}: node ${primary} down, stored on ${target} for relocation`);
   }
 
-  async touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
+  touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> | undefined {
     const bytes = meta && meta.id === sid.id ? meta.bytes : bytesOf();
     return this.refresh(sid, bytes, maxInactive, meta);
   }
@@ -310,42 +318,52 @@ export class NonStickyMode implements SessionMode {
   /**
    * Unchanged session (express-session's touch, or a set with equal bytes): refresh the validity record and the
    * items' TTLs with memcached `touch`, never rewriting the session; rewrite only an item that has gone missing,
-   * and the whole backup when the load found it older or missing.
+   * and the whole backup when the load found it older or missing. With asynchronous backups nothing is awaited:
+   * the session's data is already stored, only its expiry moves, so the response need not wait (and
+   * express-session writes it in one piece). A failed refresh is handled, counted and logged in the background.
    */
-  private async refresh(sid: SessionId, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
-    const { nodes, keys, stats } = this.ctx;
+  private refresh(sid: SessionId, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> | undefined {
     const validity = this.nextValidity(maxInactive, meta);
     const primary = this.primaryOf(sid);
-    if (nodes.isAvailable(primary)) {
-      const client = nodes.client(primary);
-      const ttl = toMemcachedExpiration(nonStickySessionTtl(maxInactive));
-      const due = this.touchDue(sid.id, 'primary', maxInactive);
-      const [v, t] = await Promise.all([
-        client.set(keys.validity(sid.id), encodeValidity(validity), toMemcachedExpiration(maxInactive)),
-        due ? client.touch(keys.session(sid.id), ttl) : Promise.resolve<OpResult<boolean>>({ ok: true, value: true }),
-      ]);
-      if (v.ok && t.ok) {
-        nodes.markOk(primary);
-        if (due && t.value) this.noteRefreshed(sid.id, 'primary');
-        if (!t.value) {
-          // Evicted or the node restarted: we still hold the bytes, write them back.
-          stats.sessionsRewrittenAfterMiss++;
-          const w = await client.set(keys.session(sid.id), bytes, ttl);
-          if (!w.ok) {
-            nodes.markFailed(primary, w.error);
-            return this.saveToBackupOnly(sid, primary, bytes, validity);
-          }
-        }
-        // Only a backup this request's load compared and found current may just be touched: bumping the version of
-        // any other copy would let its (possibly older) bytes win a later comparison. Otherwise write it whole.
-        const verified = !!meta && !meta.backupStale && meta.backupNode !== undefined && meta.backupNode === this.backupNodeOf(primary);
-        const repairing = !!meta?.backupStale;
-        if (meta) Object.assign(meta, { validity, backupStale: false, backupNode: undefined });
-        return this.ctx.backups.run(() => (verified ? this.refreshBackup(sid, primary, bytes, validity) : this.writeBackup(sid, primary, bytes, validity, repairing)));
-      }
+    if (!this.ctx.nodes.isAvailable(primary)) return this.saveToBackupOnly(sid, primary, bytes, validity);
+    // Only a backup this request's load compared and found current may just be touched: bumping the version of any
+    // other copy would let its (possibly older) bytes win a later comparison. Otherwise it is written whole.
+    const verified = !!meta && !meta.backupStale && meta.backupNode !== undefined && meta.backupNode === this.backupNodeOf(primary);
+    const repairing = !!meta?.backupStale;
+    if (meta) Object.assign(meta, { validity, backupStale: false, backupNode: undefined });
+    const { backups } = this.ctx;
+    const p = backups.run(() => this.refreshPrimary(sid, primary, bytes, validity));
+    const b = backups.run(() => (verified ? this.refreshBackup(sid, primary, bytes, validity) : this.writeBackup(sid, primary, bytes, validity, repairing)));
+    return p && b && Promise.all([p, b]).then(() => undefined);
+  }
+
+  /** New validity record, and `touch` of the session item when due (it also tells whether the item is still there). */
+  private async refreshPrimary(sid: SessionId, primary: string, bytes: Buffer, validity: Validity): Promise<void> {
+    const { nodes, keys, stats } = this.ctx;
+    const client = nodes.client(primary);
+    const maxInactive = validity.maxInactiveInterval;
+    const ttl = toMemcachedExpiration(nonStickySessionTtl(maxInactive));
+    const due = this.touchDue(sid.id, 'primary', maxInactive);
+    const [v, t] = await Promise.all([
+      client.set(keys.validity(sid.id), encodeValidity(validity), toMemcachedExpiration(maxInactive)),
+      due ? client.touch(keys.session(sid.id), ttl) : TOUCHED,
+    ]);
+    if (!v.ok || !t.ok) {
       nodes.markFailed(primary, firstFailure([v, t])!.error);
+      return this.saveToBackupOnly(sid, primary, bytes, validity);
     }
-    return this.saveToBackupOnly(sid, primary, bytes, validity);
+    nodes.markOk(primary);
+    if (!t.value) {
+      // Evicted or the node restarted: we still hold the bytes, write them back. add: this ran after the response,
+      // so a later request may have written newer bytes meanwhile; they win.
+      stats.sessionsRewrittenAfterMiss++;
+      const w = await client.add(keys.session(sid.id), bytes, ttl);
+      if (!w.ok) {
+        nodes.markFailed(primary, w.error);
+        return this.saveToBackupOnly(sid, primary, bytes, validity);
+      }
+    }
+    if (due) this.noteRefreshed(sid.id, 'primary');
   }
 
   async destroy(sid: SessionId): Promise<void> {
@@ -478,7 +496,12 @@ export class NonStickyMode implements SessionMode {
     return v.ok ? { ok: true, value: s.value && v.value } : v;
   }
 
-  private async writeBackupKeys(sid: SessionId, node: string, bytes: Buffer, validity: Validity): Promise<OpResult<boolean>> {
+  /**
+   * bak: + bak:validity: on `node`. When the copy is refused but its validity landed, both are put back as loaded
+   * (`previous`: the primary is restored the same way), or dropped: never a validity over an older (or no) copy.
+   */
+  private async writeBackupKeys(sid: SessionId, node: string, bytes: Buffer, validity: Validity,
+    previous?: { bytes: Buffer; validity: Validity }): Promise<OpResult<boolean>> {
     const { keys, nodes } = this.ctx;
     const client = nodes.client(node);
     const max = validity.maxInactiveInterval;
@@ -488,17 +511,23 @@ export class NonStickyMode implements SessionMode {
     ]);
     if (s.ok && s.value) this.noteRefreshed(sid.id, 'backup');
     if (!s.ok && v.ok) {
-      // The copy was refused: drop both keys rather than leave a new validity over an old (or no) copy.
-      await Promise.all([client.delete(keys.backupValidity(sid.id)), client.delete(keys.backup(sid.id))]);
+      if (previous && isItemTooLarge(s.error)) {
+        const pmax = previous.validity.maxInactiveInterval;
+        await Promise.all([
+          client.set(keys.backup(sid.id), previous.bytes, toMemcachedExpiration(nonStickySessionTtl(pmax))),
+          client.set(keys.backupValidity(sid.id), encodeValidity(previous.validity), toMemcachedExpiration(pmax)),
+        ]);
+      } else await Promise.all([client.delete(keys.backupValidity(sid.id)), client.delete(keys.backup(sid.id))]);
     }
     return !s.ok ? s : v;
   }
 
   /** Full backup write on the node after the primary. A failure is counted and logged, never thrown. */
-  private async writeBackup(sid: SessionId, primary: string, bytes: Buffer, validity: Validity, repair = false): Promise<void> {
+  private async writeBackup(sid: SessionId, primary: string, bytes: Buffer, validity: Validity, repair = false,
+    previous?: { bytes: Buffer; validity: Validity }): Promise<void> {
     const target = this.backupTarget(primary);
     if (!target) return;
-    const r = await this.writeBackupKeys(sid, target, bytes, validity);
+    const r = await this.writeBackupKeys(sid, target, bytes, validity, previous);
     if (repair && r.ok) this.ctx.stats.backupsRewritten++;
     this.afterBackup(sid, target, r);
   }
@@ -514,13 +543,14 @@ export class NonStickyMode implements SessionMode {
     const due = this.touchDue(sid.id, 'backup', max);
     const [v, t] = await Promise.all([
       client.set(keys.backupValidity(sid.id), encodeValidity(validity), toMemcachedExpiration(max)),
-      due ? client.touch(keys.backup(sid.id), ttl) : Promise.resolve<OpResult<boolean>>({ ok: true, value: true }),
+      due ? client.touch(keys.backup(sid.id), ttl) : TOUCHED,
     ]);
     if (due && t.ok && t.value) this.noteRefreshed(sid.id, 'backup');
     if (v.ok && t.ok && !t.value) {
-      // The backup node restarted or was down when the session last changed (msm #300): write the copy again.
+      // The backup node restarted or was down when the session last changed (msm #300): write the copy again (add:
+      // a later request's backup wins).
       stats.backupsRewritten++;
-      return this.afterBackup(sid, target, await client.set(keys.backup(sid.id), bytes, ttl));
+      return this.afterBackup(sid, target, await client.add(keys.backup(sid.id), bytes, ttl));
     }
     this.afterBackup(sid, target, !v.ok ? v : t);
   }
@@ -559,6 +589,9 @@ export class NonStickyMode implements SessionMode {
     return rs.some((r) => r.ok);
   }
 }
+
+/** A `touch` not sent (not due): as if it found the item. */
+const TOUCHED: Promise<OpResult<boolean>> = Promise.resolve({ ok: true, value: true });
 
 /** Memcached refused the item itself (bigger than its -I item size): the node is healthy. */
 function isItemTooLarge(e: Error): boolean {
