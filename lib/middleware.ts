@@ -143,10 +143,12 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
   }
 
   function runSession(req: SessionRequest, res: ServerResponse, next: Next, state: RequestState | undefined): void {
+    // res.end before express-session wraps it (it does so before it loads the session).
+    const plainEnd = res.end;
     expressSession(req as any, res as any, (err?: unknown) => {
       if (err) return next(err);
       store.applyPendingIdChange(req);
-      saveBeforeResponse(req, res, next, state);
+      saveBeforeResponse(req, res, next, state, plainEnd);
       if (state) {
         const meta = (req.session as any)?.[LOADED] as LoadedMeta | undefined;
         state.loadedBytes = meta?.bytes;
@@ -160,10 +162,22 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
    * express-session writes the response before store.set answers, so a failed write could only follow a 200.
    * Here the session is saved first (when it needs it) and the response waits: a write that fails on every
    * node becomes an error for the app's error handler (a 5xx), as msm fails the request.
+   *
+   * Once the store has saved or refreshed the session here, express-session's own end has nothing left to do but
+   * hash the session twice to find that out (and call the store for a no-op): the response then ends through
+   * `plainEnd`, the res.end express-session wrapped. Everything else (no session, a new session without attributes,
+   * a regenerated one) still ends through express-session.
    */
-  function saveBeforeResponse(req: SessionRequest, res: ServerResponse, next: Next, state: RequestState | undefined): void {
+  function saveBeforeResponse(req: SessionRequest, res: ServerResponse, next: Next, state: RequestState | undefined,
+    plainEnd: ServerResponse['end']): void {
     const end = res.end;
     let held = false;
+    const fail = (err: unknown) => {
+      res.end = end;
+      // No cookie for a session that was not stored (express-session sets none without req.session).
+      delete (req as any).session;
+      next(err);
+    };
     res.end = function (this: ServerResponse, ...args: any[]) {
       const s = req.session as any;
       if (held || !s || res.headersSent || typeof req.sessionID !== 'string') return (end as any).apply(this, args);
@@ -174,18 +188,24 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
         // A session the transcoder refuses (Avro schema): the save below fails with its message, a 5xx, not a hang.
       }
       if (state) state.modified = needed;
-      if (!needed) return (end as any).apply(this, args);
-      held = true;
-      // The store itself, not req.session.save(): express-session's wrapper of save hashes the whole session, and
-      // express-session's own save that follows (a no-op, store.ts) hashes it again anyway.
-      store.set(req.sessionID, s, (err?: Error) => {
-        if (err) {
-          res.end = end;
-          // No cookie for a session that was not stored (express-session sets none without req.session).
-          delete (req as any).session;
-          return next(err);
+      if (!needed) {
+        let touching: Promise<void> | undefined | false;
+        try {
+          touching = store.touchUnchanged(s, req.sessionID);
+        } catch {
+          touching = false;
         }
-        (end as any).apply(res, args);
+        if (touching === false) return (end as any).apply(this, args);
+        if (!touching) return (plainEnd as any).apply(this, args);
+        held = true;
+        touching.then(() => (plainEnd as any).apply(res, args), fail);
+        return this;
+      }
+      held = true;
+      // The store itself, not req.session.save(): express-session's wrapper of save hashes the whole session.
+      store.set(req.sessionID, s, (err?: Error) => {
+        if (err) return fail(err);
+        (plainEnd as any).apply(res, args);
       });
       return this;
     } as any;

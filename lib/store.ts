@@ -493,6 +493,17 @@ export class MemcachedStore extends Store {
   }
 
 
+  /**
+   * memcachedSession()'s end of a request whose loaded session needsSave found unchanged: the refresh express-session
+   * would ask for (its touch), without its two hashes of the session to decide so. false: needsSave did not find this
+   * session loaded and unchanged; undefined: done; a promise: done when it settles.
+   */
+  touchUnchanged(session: SessionData, sessionId: string): Promise<void> | undefined | false {
+    const left = beforeResponse.get(session);
+    if (left === undefined || left === 'saved' || !left.unchanged || left.id !== sessionId) return false;
+    return this.refreshSession(sessionId, session);
+  }
+
   /** autoDiscovery before its first answer: wait for it (up to operationTimeout), or fail saying why. */
   private nodesDiscovered(): Promise<void> | undefined {
     return this.discovery && !this.nodes.ids.length ? this.discovery.waitForNodes(this.config.operationTimeout) : undefined;

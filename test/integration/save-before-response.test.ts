@@ -6,6 +6,7 @@ import { AvroTranscoder, memcachedSession } from '../../lib';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { SECRET } from '../helpers/app';
+import { decodeValidity } from '../../lib/memcached/validity';
 
 function app(mw: ReturnType<typeof memcachedSession>) {
   const a = express();
@@ -89,6 +90,28 @@ describe('save before response (memcachedSession)', () => {
     expect(JSON.parse((await raw[p].get(id))!.subarray(4).toString()).cookie.originalMaxAge).toBeGreaterThan(29 * 86400_000);
     const cas = (await raw[p].meta(id))!.cas;
     for (let i = 0; i < 3; i++) await agent.get('/read').expect(200);
+    expect((await raw[p].meta(id))!.cas).toBe(cas);
+    raw.forEach((c) => c.close());
+  });
+  it('refreshes an unchanged session before the answer (validity on both nodes), and rolling still sends the cookie', async () => {
+    ps = await startMemcacheds(2);
+    const raw = ps.map((p) => new RawClient(p.port));
+    mw = memcachedSession({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, nodeAvailabilityCacheTTL: 60_000,
+      session: { secret: SECRET, resave: false, saveUninitialized: false, rolling: true, cookie: { maxAge: 60_000 } } });
+    const agent = request.agent(app(mw));
+    const id = (await agent.get('/inc').expect(200)).body.id;
+    const p = Number(id.slice(-1)) - 1;
+    const version = async (node: number, key: string) => decodeValidity((await raw[node].get(key))!)!.thisAccessedTime;
+    const before = await version(p, `validity:${id}`);
+    const cas = (await raw[p].meta(id))!.cas;
+    await new Promise((r) => setTimeout(r, 5));
+    const r = await agent.get('/read').expect(200);
+    expect(r.body.n).toBe(1);
+    expect(String(r.headers['set-cookie'])).toMatch(/^connect\.sid=/);
+    // Read at once with another client: the refresh was done before the answer, and the session was not rewritten.
+    const after = await version(p, `validity:${id}`);
+    expect(after).toBeGreaterThan(before);
+    expect(await version((p + 1) % 2, `bak:validity:${id}`)).toBe(after);
     expect((await raw[p].meta(id))!.cas).toBe(cas);
     raw.forEach((c) => c.close());
   });
