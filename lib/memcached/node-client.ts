@@ -38,7 +38,9 @@ interface Pending {
   /** Quiet commands (SETQ...) answer only on failure: a later answer means they succeeded. */
   quiet: boolean;
   kind: OpKind;
+  /** Header, extras and key; the value (set/add) is written after it as its own chunk, never copied. */
   request: Buffer;
+  value: Buffer | undefined;
   /** ms (Date.now()) */
   deadline: number;
   tries: number;
@@ -319,7 +321,7 @@ export class NodeClient {
     if (this.closed) return Promise.resolve({ ok: false, error: new Error(`node ${this.id} client is closed`) });
     this.ops[kind]++;
     return new Promise<OpResult<T>>((resolve) => {
-      this.send(kind, opcode, requestBuffer(opcode, key, this.nextSeq(), expires, value, cas), map === withCas || map === casOfAdd, (error, status, v, c) => {
+      this.send(kind, opcode, requestHead(opcode, key, this.nextSeq(), expires, value?.length, cas), value, map === withCas || map === casOfAdd, (error, status, v, c) => {
         if (error) return resolve(this.failed(kind, error, error instanceof TimeoutError));
         const result = map(status, v, c);
         resolve(result === undefined ? this.failed(kind, statusError(status)) : { ok: true, value: result });
@@ -337,8 +339,8 @@ export class NodeClient {
     return this.seq;
   }
 
-  private send(kind: OpKind, opcode: number, request: Buffer, wantsCas: boolean, answer: Answer): void {
-    const op: Pending = { opaque: request.readUInt32BE(12), quiet: QUIET.has(opcode), kind, request, deadline: Date.now() + this.opts.operationTimeout, tries: 0, wantsCas, sock: undefined, written: false, answer };
+  private send(kind: OpKind, opcode: number, request: Buffer, value: Buffer | undefined, wantsCas: boolean, answer: Answer): void {
+    const op: Pending = { opaque: request.readUInt32BE(12), quiet: QUIET.has(opcode), kind, request, value, deadline: Date.now() + this.opts.operationTimeout, tries: 0, wantsCas, sock: undefined, written: false, answer };
     this.queue.push(op);
     this.write(op);
     if (!this.timer) this.armTimer(this.opts.operationTimeout + 5);
@@ -363,6 +365,7 @@ export class NodeClient {
         setImmediate(uncorkAfterTurn, this, sock);
       }
       sock.write(op.request);
+      if (op.value?.length) sock.write(op.value);
       this.lastQuiet = op.quiet ? op : undefined;
       return;
     }
@@ -396,6 +399,7 @@ export class NodeClient {
       op.sock = sock;
       op.written = true;
       sock.write(op.request);
+      if (op.value?.length) sock.write(op.value);
     }
   }
 
@@ -630,9 +634,16 @@ function found(status: number): boolean | undefined {
  */
 export function requestBuffer(opcode: number, key: string, seq: number, expires: number | undefined, value: Buffer | undefined,
   cas?: Buffer): Buffer {
-  const extrasLength = expires === undefined ? 0 : value === undefined ? 4 : 8;
-  const valueLength = value?.length ?? 0;
-  const b = Buffer.allocUnsafe(24 + extrasLength + key.length + valueLength);
+  const head = requestHead(opcode, key, seq, expires, value?.length, cas);
+  return value?.length ? Buffer.concat([head, value]) : head;
+}
+
+/** requestBuffer without the value: the client writes the value as the next chunk of the same (corked) writev. */
+function requestHead(opcode: number, key: string, seq: number, expires: number | undefined, valueLength: number | undefined,
+  cas?: Buffer): Buffer {
+  const extrasLength = expires === undefined ? 0 : valueLength === undefined ? 4 : 8;
+  valueLength ??= 0;
+  const b = Buffer.allocUnsafe(24 + extrasLength + key.length);
   b[0] = 0x80; // request magic
   b[1] = opcode;
   b.writeUInt16BE(key.length, 2);
@@ -652,7 +663,6 @@ export function requestBuffer(opcode: number, key: string, seq: number, expires:
     b.writeUInt32BE(expires! >>> 0, at);
     at += 4;
   }
-  at += b.write(key, at, 'latin1');
-  if (value) value.copy(b, at);
+  b.write(key, at, 'latin1');
   return b;
 }

@@ -1,29 +1,47 @@
-// Backup writes: after the response (sessionBackupAsync) or awaited up to sessionBackupTimeout. Either way the
-// write is tracked, so close() can flush it, and a failure is counted by the task, never thrown to the request.
+// Backup writes and other after-response work: after the response (sessionBackupAsync) or awaited up to
+// sessionBackupTimeout. Either way the task is tracked, so close() can flush it, and a failure is logged by the
+// runner, never thrown to the request.
 import type { Logger } from '../logger';
 
 export class BackupRunner {
-  private readonly pending = new Set<Promise<void>>();
+  /** Tasks running; a counter and waiters rather than a set of promises: this runs on every request. */
+  private running = 0;
+  private idle: Array<() => void> = [];
+  private readonly done = () => {
+    if (--this.running === 0) for (const wake of this.idle.splice(0)) wake();
+  };
+  private readonly failed = (e: unknown) => {
+    this.logger.error(`backup task failed: ${(e as Error)?.message ?? e}`);
+    this.done();
+  };
 
   constructor(private readonly async: boolean, private readonly timeoutMs: number, private readonly logger: Logger) {}
 
   get size(): number {
-    return this.pending.size;
+    return this.running;
   }
 
   /** Nothing returned when backups are asynchronous: the request has nothing to wait for. */
   run(task: () => Promise<void>): Promise<void> | undefined {
-    const p: Promise<void> = task().then(undefined, (e: unknown) => this.logger.error(`backup task failed: ${(e as Error)?.message ?? e}`));
-    this.pending.add(p);
-    p.then(() => this.pending.delete(p));
-    if (this.async) return undefined;
+    this.running++;
+    let p: Promise<void>;
+    try {
+      p = task();
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    if (this.async) {
+      p.then(this.done, this.failed);
+      return undefined;
+    }
+    const settled = p.then(this.done, this.failed);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.timeoutMs)));
-    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+    return Promise.race([settled, timeout]).finally(() => clearTimeout(timer));
   }
 
   /** Waits for every queued backup, including ones queued while waiting. */
-  async flush(): Promise<void> {
-    while (this.pending.size) await Promise.allSettled([...this.pending]);
+  flush(): Promise<void> {
+    return this.running === 0 ? Promise.resolve() : new Promise((resolve) => this.idle.push(resolve));
   }
 }
