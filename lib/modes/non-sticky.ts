@@ -16,7 +16,7 @@ import type { StoredSession } from '../transcoders/transcoder';
 import { encodeMoved, isMsmItem, movedTo } from '../transcoders/transcoder';
 import { Validity, decodeValidity, encodeValidity, isValid, nonStickySessionTtl, toMemcachedExpiration } from '../memcached/validity';
 import { hashId } from '../logger';
-import type { OpResult } from '../memcached/node-client';
+import type { NodeClient, OpResult } from '../memcached/node-client';
 import { NodeRepair } from './repair';
 import { LRUCache } from 'lru-cache';
 
@@ -339,15 +339,9 @@ export class NonStickyMode implements SessionMode {
 
   /** New validity record, and `touch` of the session item when due (it also tells whether the item is still there). */
   private async refreshPrimary(sid: SessionId, primary: string, bytes: Buffer, validity: Validity): Promise<void> {
-    const { nodes, keys, stats } = this.ctx;
+    const { nodes, stats } = this.ctx;
     const client = nodes.client(primary);
-    const maxInactive = validity.maxInactiveInterval;
-    const ttl = toMemcachedExpiration(nonStickySessionTtl(maxInactive));
-    const due = this.touchDue(sid.id, 'primary', maxInactive);
-    const [v, t] = await Promise.all([
-      client.set(keys.validity(sid.id), encodeValidity(validity), toMemcachedExpiration(maxInactive)),
-      due ? client.touch(keys.session(sid.id), ttl) : TOUCHED,
-    ]);
+    const { v, t, due, ttl, item } = await this.refreshKeys(client, 'primary', sid, validity);
     if (!v.ok || !t.ok) {
       nodes.markFailed(primary, firstFailure([v, t])!.error);
       return this.saveToBackupOnly(sid, primary, bytes, validity);
@@ -357,7 +351,7 @@ export class NonStickyMode implements SessionMode {
       // Evicted or the node restarted: we still hold the bytes, write them back. add: this ran after the response,
       // so a later request may have written newer bytes meanwhile; they win.
       stats.sessionsRewrittenAfterMiss++;
-      const w = await client.add(keys.session(sid.id), bytes, ttl);
+      const w = await client.add(item, bytes, ttl);
       if (!w.ok) {
         nodes.markFailed(primary, w.error);
         return this.saveToBackupOnly(sid, primary, bytes, validity);
@@ -536,23 +530,33 @@ export class NonStickyMode implements SessionMode {
   private async refreshBackup(sid: SessionId, primary: string, bytes: Buffer, validity: Validity): Promise<void> {
     const target = this.backupTarget(primary);
     if (!target) return;
-    const { keys, nodes, stats } = this.ctx;
-    const client = nodes.client(target);
-    const max = validity.maxInactiveInterval;
-    const ttl = toMemcachedExpiration(nonStickySessionTtl(max));
-    const due = this.touchDue(sid.id, 'backup', max);
-    const [v, t] = await Promise.all([
-      client.set(keys.backupValidity(sid.id), encodeValidity(validity), toMemcachedExpiration(max)),
-      due ? client.touch(keys.backup(sid.id), ttl) : TOUCHED,
-    ]);
+    const client = this.ctx.nodes.client(target);
+    const { v, t, due, ttl, item } = await this.refreshKeys(client, 'backup', sid, validity);
     if (due && t.ok && t.value) this.noteRefreshed(sid.id, 'backup');
     if (v.ok && t.ok && !t.value) {
       // The backup node restarted or was down when the session last changed (msm #300): write the copy again (add:
       // a later request's backup wins).
-      stats.backupsRewritten++;
-      return this.afterBackup(sid, target, await client.add(keys.backup(sid.id), bytes, ttl));
+      this.ctx.stats.backupsRewritten++;
+      return this.afterBackup(sid, target, await client.add(item, bytes, ttl));
     }
     this.afterBackup(sid, target, !v.ok ? v : t);
+  }
+
+  /**
+   * A copy's validity record rewritten and, when due, `touch` of its item (t.value false: the item is gone). `item`:
+   * the item's key, `ttl` its memcached expiration.
+   */
+  private async refreshKeys(client: NodeClient, which: 'primary' | 'backup', sid: SessionId, validity: Validity) {
+    const { keys } = this.ctx;
+    const max = validity.maxInactiveInterval;
+    const ttl = toMemcachedExpiration(nonStickySessionTtl(max));
+    const due = this.touchDue(sid.id, which, max);
+    const item = which === 'primary' ? keys.session(sid.id) : keys.backup(sid.id);
+    const [v, t] = await Promise.all([
+      client.set(which === 'primary' ? keys.validity(sid.id) : keys.backupValidity(sid.id), encodeValidity(validity), toMemcachedExpiration(max)),
+      due ? client.touch(item, ttl) : TOUCHED,
+    ]);
+    return { v, t, due, ttl, item };
   }
 
   private backupTarget(primary: string): string | undefined {
