@@ -211,7 +211,7 @@ function startServer(name: string, env: NodeJS.ProcessEnv): Promise<{ server?: {
   const nodeArgs = ['-r', path.join(ROOT, 'scripts', 'register.js')];
   if (profiled.has(name)) {
     fs.mkdirSync(profileDir, { recursive: true });
-    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`);
+    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name.replace(/[^\w.-]+/g, '_')}-${Date.now()}.cpuprofile`);
   }
   const [cmd, args] = pinned(place.serverCpu, process.execPath, [...nodeArgs, path.join(__dirname, 'server.ts'), name]);
   // spawn, not fork: taskset execs node, which still finds the IPC channel it inherits.
