@@ -62,9 +62,11 @@ function withCallback<T>(p: Promise<T>, cb: Callback<T> | undefined): Promise<T>
 }
 
 /**
- * express-session's own callbacks in its res.end hook. It is written for a store that answers them on the spot:
- * it then sends the response in one write, not two (one syscall less per request). Every other callback, an app's
- * `req.session.save(cb)` included, is called on its own tick, as MemoryStore does.
+ * express-session's own callbacks in its res.end hook. Answered on the spot, it writes the response in one piece;
+ * answered later, it writes all of it but the last byte at once and that byte from the callback: two writes (two
+ * syscalls, two segments) per response. So these callbacks are called on the spot when nothing needs waiting for,
+ * and otherwise the response's socket is corked until they have run (Node's end() flushes it). Every other callback,
+ * an app's `req.session.save(cb)` included, is called on its own tick, as MemoryStore does.
  */
 const RESPONSE_HOOKS = new Set(['onsave', 'ontouch']);
 
@@ -72,7 +74,7 @@ const RESPONSE_HOOKS = new Set(['onsave', 'ontouch']);
  * The Store methods' shared ending. Internals answer synchronously (undefined: done, nothing to wait for) or with a
  * promise; a promise is built only when the caller asked for one (no callback).
  */
-function answer(work: () => Promise<void> | undefined, cb: Callback<void> | undefined): Promise<void> | void {
+function answer(work: () => Promise<void> | undefined, cb: Callback<void> | undefined, session?: unknown): Promise<void> | void {
   let p: Promise<void> | undefined;
   try {
     p = work();
@@ -80,9 +82,24 @@ function answer(work: () => Promise<void> | undefined, cb: Callback<void> | unde
     p = Promise.reject(e);
   }
   if (typeof cb !== 'function') return p ?? Promise.resolve();
-  if (p) settle(p, cb);
-  else if (RESPONSE_HOOKS.has(cb.name)) cb(null);
-  else process.nextTick(cb, null);
+  const hook = RESPONSE_HOOKS.has(cb.name);
+  if (!p) return void (hook ? cb(null) : process.nextTick(cb, null));
+  const socket = hook ? responseSocket(session) : undefined;
+  if (!socket) return settle(p, cb);
+  socket.cork();
+  settle(p, (err) => {
+    try {
+      cb(err);
+    } finally {
+      socket.uncork();
+    }
+  });
+}
+
+/** The socket of the response an express-session Session belongs to, when it can be corked. */
+function responseSocket(session: unknown): { cork(): void; uncork(): void } | undefined {
+  const socket = (session as any)?.req?.res?.socket;
+  return socket && typeof socket.cork === 'function' && !socket.destroyed ? socket : undefined;
 }
 
 interface RequestLike {
@@ -210,13 +227,13 @@ export class MemcachedStore extends Store {
   set(sid: string, session: SessionData): Promise<void>;
   set(sid: string, session: SessionData, callback: Callback<void>): void;
   set(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> | void {
-    return answer(() => this.saveSession(sid, session), callback);
+    return answer(() => this.saveSession(sid, session), callback, session);
   }
 
   touch(sid: string, session: SessionData): Promise<void>;
   touch(sid: string, session: SessionData, callback: Callback<void>): void;
   touch(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> | void {
-    return answer(() => this.refreshSession(sid, session), callback);
+    return answer(() => this.refreshSession(sid, session), callback, session);
   }
 
   destroy(sid: string): Promise<void>;
