@@ -96,6 +96,8 @@ export class NodeClient {
   private currentReady = false;
   /** memjs is connecting: operations wait in the queue (unwritten) for it. */
   private connecting = false;
+  /** Key walks in progress (their own sockets): abortWalks() ends them. */
+  private readonly walks = new Set<(error: Error) => void>();
 
   constructor(private readonly opts: NodeClientOptions) {
     this.id = opts.id;
@@ -204,6 +206,8 @@ export class NodeClient {
       /** null until memcached's `version` answered: whether a paused reader is safe (see below). */
       let pausable: boolean | null = null;
       let timer: NodeJS.Timeout | undefined;
+      const abort = (error: Error) => finish({ ok: false, error: fail(error.message), retry: false });
+      this.walks.add(abort);
       const sock = connectSocket(this.opts.host, this.opts.port, this.opts.tls, () => {
         arm();
         sock.write('version\r\n');
@@ -211,6 +215,7 @@ export class NodeClient {
       const finish = (r: { ok: true; value: number } | { ok: false; error: Error; retry: boolean }) => {
         if (done) return;
         done = true;
+        this.walks.delete(abort);
         clearTimeout(timer);
         sock.destroy();
         resolve(r);
@@ -297,9 +302,15 @@ export class NodeClient {
    * Destroys the connection and fails operations in flight. memjs's own close() only ends the socket: one still
    * connecting, or a failed operation's retry, opens a new one that keeps the process alive.
    */
+  /** Ends every key walk in progress on this node (it fails with `reason`): a closing store does not wait for them. */
+  abortWalks(reason = `node ${this.id} client is closed`): void {
+    for (const abort of [...this.walks]) abort(new Error(reason));
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.abortWalks();
     const error = new Error(`node ${this.id} client is closed`);
     this.failAll(error);
     // No new socket from now on, and the current one destroyed.

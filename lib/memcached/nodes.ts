@@ -205,6 +205,11 @@ export class NodeSet extends EventEmitter {
     return out;
   }
 
+  /** Ends the key walks in progress on every node (listing, repairs): see NodeClient.abortWalks. */
+  abortWalks(reason: string): void {
+    for (const c of this.clients.values()) c.abortWalks(reason);
+  }
+
   close(): void {
     this.closed = true;
     clearTimeout(this.refreshTimer);
