@@ -79,8 +79,8 @@ describe('new sessions avoid a node that just died', () => {
     await ps[1].kill();
     await sleep(1500);
     const named = await createSessions(store);
-    expect(named.has('n2')).toBe(false);
-    expect(named.size).toBeGreaterThan(0);
+    // 25 ids picked at random between the two live primaries: both appear (all on one would be a 2^-24 chance).
+    expect([...named].sort()).toEqual(['n1', 'n3']);
   });
 
   it('sticky, 3 nodes, n2 killed: new ids name live nodes only', async () => {

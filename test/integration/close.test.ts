@@ -4,6 +4,7 @@ import { spawn } from 'child_process';
 import * as path from 'path';
 import { MemcachedStore } from '../../lib';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
+import { RawClient } from '../helpers/raw-client';
 
 const root = path.resolve(__dirname, '../..');
 const ports = process.env.MSM_TEST_PORTS!.split(',').map(Number);
@@ -66,9 +67,18 @@ describe('close() leaves nothing running: the process exits by itself', () => {
     });
 
     it('store: the probe to the hung node is in flight at close(), the killed node refuses: still exits', async () => {
+      // n1's probe marker is there: no 'restarted' repair, whose key walk on hung n2 would hold close() for 10 s.
+      const n1 = new RawClient(ps[0].port);
+      await n1.set('ping-n1', 'msm');
+      n1.close();
       await ps[1].stop();
       await ps[2].kill();
-      expectCleanExit(await runChild('store', nodesString(ps)));
+      // The child closes only after it saw n2's probe written and unanswered and n3 refused, and checks that close()
+      // is what ended the probe (test/fixtures/close-child.ts, scenario store-hung).
+      const r = await runChild('store-hung', nodesString(ps));
+      const [first, ...rest] = r.stdout.trim().split('\n');
+      expectCleanExit({ ...r, stdout: rest.join('\n') });
+      expect(first).toBe('n2 probe in flight, n3 refused');
     });
   });
 });

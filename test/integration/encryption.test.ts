@@ -88,13 +88,27 @@ describe('encryption at rest (non-sticky, three nodes)', () => {
     expect(r.body).toMatchObject({ id, n: 2 });
     expect(await keyIdOf(id)).toBe('k2');
 
-    // A k1-only session, then an instance that lists k2 only: a fresh session, no error.
-    const stale: string = (await request(makeApp(newStore([k1]))).get('/inc').expect(200)).body.id;
+    // A k1-only session with data, then an instance that lists k2 only: a fresh session, no error.
+    const k1Only = request.agent(makeApp(newStore([k1])));
+    await k1Only.post('/data').send(SECRET_DATA).expect(200);
+    const stale: string = (await k1Only.get('/inc').expect(200)).body.id;
+    expect(await keyIdOf(stale)).toBe('k1');
     const retired = newStore([k2]);
-    const f = await request(makeApp(retired)).get('/inc').set('Cookie', cookieFor(stale)).expect(200);
-    expect(f.body.n).toBe(1);
-    expect(f.body.id).not.toBe(stale);
+    const retiredApp = makeApp(retired);
+    const f = await request(retiredApp).get('/inc').set('Cookie', cookieFor(stale)).expect(200);
+    // A new id in a new cookie; n starts over and the k1 data is gone (it had n: 1 and data).
+    const fresh = idFromSetCookie(f.headers);
+    expect(fresh).toBeDefined();
+    expect(fresh).not.toBe(stale);
+    expect(f.body).toEqual({ id: fresh, n: 1 });
     expect(retired.stats().decodeFailures).toBe(1);
+    expect(await keyIdOf(fresh!)).toBe('k2');
+    expect((await request(retiredApp).get('/get').set('Cookie', cookieFor(fresh!)).expect(200)).body)
+      .toEqual({ id: fresh, n: 1, data: null });
+    // Sent again, the old cookie still gets a fresh session, never the k1 data.
+    const again = await request(retiredApp).get('/get').set('Cookie', cookieFor(stale)).expect(200);
+    expect(again.body).toMatchObject({ n: null, data: null });
+    expect(again.body.id).not.toBe(stale);
   });
 
   it('tampered bytes, and a value copied under another session id, give a fresh session (200), never that data', async () => {

@@ -4,6 +4,8 @@ import session from 'express-session';
 import request from 'supertest';
 import { ConfigError, MemcachedStore, memcachedSession } from '../../lib';
 import type { MemcachedSessionOptions, MemcachedStoreOptions } from '../../lib';
+import { RawClient } from '../helpers/raw-client';
+import { idFromSetCookie } from '../helpers/app';
 
 const ports = process.env.MSM_TEST_PORTS!.split(',').map(Number);
 const memcachedNodes = ports.map((p, i) => `n${i + 1}:127.0.0.1:${p}`).join(',');
@@ -118,13 +120,65 @@ describe('memcachedSession(): options', () => {
     }
   });
 
-  it('explicit resave / saveUninitialized still win', async () => {
-    const mw = memcachedSession({ memcachedNodes, session: { secret: 'opts-secret', saveUninitialized: true } });
-    const app = express();
-    app.use(mw);
-    app.get('/', (_req, res) => res.send('ok'));
-    const r = await request(app).get('/').expect(200);
-    expect(r.headers['set-cookie']?.[0]).toMatch(/^connect\.sid=s%3A/);
-    await mw.store.close();
+  describe('explicit resave / saveUninitialized still win', () => {
+    const raw = ports.map((p) => new RawClient(p));
+    afterAll(() => raw.forEach((r) => r.close()));
+    const rawFor = (id: string) => raw[Number(/-n(\d)$/.exec(id)![1]) - 1];
+
+    /** An app over memcachedSession() with these session options: /inc changes the session, /get only reads it. */
+    function appWith(sessionOptions: Record<string, unknown>) {
+      const mw = memcachedSession({ memcachedNodes, sessionBackupAsync: false,
+        session: { secret: 'opts-secret', cookie: { maxAge: 60_000 }, ...sessionOptions } });
+      const app = express();
+      app.use(mw);
+      app.get('/', (_req, res) => res.send('ok'));
+      app.get('/inc', (req, res) => {
+        const s = req.session as any;
+        s.n = (s.n ?? 0) + 1;
+        res.json({ id: req.sessionID });
+      });
+      app.get('/get', (req, res) => res.json({ id: req.sessionID, n: (req.session as any).n ?? null }));
+      return { mw, app };
+    }
+
+    /** The session item's CAS after a request that changed it, and after one that only read it. */
+    async function casAcrossUnchangedRequest(sessionOptions: Record<string, unknown>): Promise<[string, string]> {
+      const { mw, app } = appWith(sessionOptions);
+      try {
+        const agent = request.agent(app);
+        const id: string = (await agent.get('/inc').expect(200)).body.id;
+        const before = (await rawFor(id).meta(id))!.cas;
+        expect((await agent.get('/get').expect(200)).body).toEqual({ id, n: 1 });
+        return [before, (await rawFor(id).meta(id))!.cas];
+      } finally {
+        await mw.store.close();
+      }
+    }
+
+    it('saveUninitialized: true: a new session left empty gets a cookie and is stored', async () => {
+      const { mw, app } = appWith({ saveUninitialized: true });
+      try {
+        const r = await request(app).get('/').expect(200);
+        const id = idFromSetCookie(r.headers);
+        expect(id).toBeDefined();
+        expect(await rawFor(id!).get(id!)).not.toBeNull();
+        expect(mw.store.stats().sessionsCreated).toBe(1);
+      } finally {
+        await mw.store.close();
+      }
+    });
+
+    it('the control: with the default resave (false) an unchanged loaded session is not rewritten', async () => {
+      const [before, after] = await casAcrossUnchangedRequest({});
+      expect(after).toBe(before);
+    });
+
+    // Known gap: resave: true is not honoured. memcachedSession() ends a request whose loaded session is unchanged
+    // with store.touchUnchanged (a refresh) and bypasses express-session's save, and store.set itself turns a set of
+    // unchanged bytes into the same refresh: the item is never written again. Fails until lib/ honours resave.
+    it.failing('resave: true: an unchanged loaded session is written again (express-session: "forces the session to be saved back")', async () => {
+      const [before, after] = await casAcrossUnchangedRequest({ resave: true });
+      expect(after).not.toBe(before);
+    });
   });
 });
