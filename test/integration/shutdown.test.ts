@@ -1,5 +1,6 @@
 // Graceful shutdown (issue 8): `await store.close()` flushes backups still in flight, then closes sockets.
 import { MemcachedStore } from '../../lib/store';
+import type { NonStickyMode } from '../../lib/modes/non-sticky';
 import { useMemcacheds } from '../helpers/use-memcacheds';
 
 describe('store.close()', () => {
@@ -36,5 +37,26 @@ describe('store.close()', () => {
     expect(r.ok).toBe(false);
     // close() is idempotent.
     await expect(store.close()).resolves.toBeUndefined();
+  });
+  test('close() ends a repair walking a hung node\'s keys instead of waiting out the walk\'s 10 s idle timeout', async () => {
+    const store = new MemcachedStore({
+      memcachedNodes: mc.ps.map((p, i) => `n${i + 1}:127.0.0.1:${p.port}`).join(','),
+      storageKeyPrefix: 'static:shutdown',
+      nodeAvailabilityCacheTTL: 60_000,
+    });
+    stores.push(store);
+    await store.ready();
+    await mc.ps[1].stop();
+    // A repair of n1 walks the other nodes' keys: n2 accepts the connection (kernel backlog) and never answers.
+    const repair = (store.mode as NonStickyMode).repair.schedule('n1', 'test');
+    const walking = (store.nodes.client('n2') as any).walks as Set<unknown>;
+    for (let i = 0; i < 200 && walking.size === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(walking.size).toBe(1);
+    const started = Date.now();
+    await Promise.race([store.close(), new Promise((_, reject) => setTimeout(() => reject(new Error('close() still waiting after 5 s')), 5000))]);
+    expect(Date.now() - started).toBeLessThan(5000);
+    await repair;
+    expect(walking.size).toBe(0);
+    mc.ps[1].cont();
   });
 });
