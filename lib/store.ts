@@ -29,6 +29,12 @@ export const LOADED: unique symbol = Symbol('express-msm.loaded');
  * request would turn the session object into a slow dictionary for express-session's hash of it.
  */
 const beforeResponse = new WeakMap<object, Encoded | 'saved'>();
+/** What memcachedSession() left for this store call, removed: it serves one call. */
+function takeBeforeResponse(session: object): Encoded | 'saved' | undefined {
+  const left = beforeResponse.get(session);
+  if (left !== undefined) beforeResponse.delete(session);
+  return left;
+}
 /** What needsSave computed: the plain session, its bytes, and whether they equal the loaded bytes. */
 interface Encoded {
   /** The id the bytes were encoded for (hashed ids carry it in the item): reused only for a save under that id. */
@@ -448,12 +454,11 @@ export class MemcachedStore extends Store {
 
   /** undefined: saved synchronously (sticky with asynchronous backups). Throws on what cannot be stored. */
   private saveSession(raw: string, session: SessionData): Promise<void> | undefined {
-    return this.whenUsable(() => this.saveNow(raw, session));
+    return this.whenUsable(this.saveNow, raw, session);
   }
 
   private saveNow(raw: string, session: SessionData): Promise<void> | undefined {
-    const pre = beforeResponse.get(session);
-    if (pre !== undefined) beforeResponse.delete(session);
+    const pre = takeBeforeResponse(session);
     // Saved moments ago by memcachedSession(), before the response: this is express-session's save of the same state.
     if (pre === 'saved') return undefined;
     const started = performance.now();
@@ -530,23 +535,22 @@ export class MemcachedStore extends Store {
   }
 
   /** Runs `op` at once when the store is open and has nodes; after the first discovery answer otherwise. */
-  private whenUsable(op: () => Promise<void> | undefined): Promise<void> | undefined {
+  private whenUsable(op: (raw: string, session: SessionData) => Promise<void> | undefined, raw: string, session: SessionData): Promise<void> | undefined {
     this.assertOpen();
     const discovered = this.nodesDiscovered();
-    return discovered ? discovered.then(op) : op();
+    // No closure on the way: this runs for every save and touch.
+    return discovered ? discovered.then(() => op.call(this, raw, session)) : op.call(this, raw, session);
   }
 
   /** undefined: done synchronously (sticky, nothing due in memcached). */
   private refreshSession(raw: string, session: SessionData): Promise<void> | undefined {
-    return this.whenUsable(() => this.refreshNow(raw, session));
+    return this.whenUsable(this.refreshNow, raw, session);
   }
 
   private refreshNow(raw: string, session: SessionData): Promise<void> | undefined {
-    const left = beforeResponse.get(session);
-    if (left !== undefined) beforeResponse.delete(session);
+    const encoded = takeBeforeResponse(session);
     // Saved moments ago in this request (memcachedSession): validity and TTLs are fresh.
-    if (left === 'saved') return undefined;
-    const encoded = left;
+    if (encoded === 'saved') return undefined;
     const meta = this.loadedMeta(raw, session);
     // memcachedSession() already compared the whole encoding, cookie included: no second look at the cookie.
     if (!encoded?.unchanged && meta?.cookie && cookieChanged(session, meta.cookie)) return this.saveNow(raw, session);

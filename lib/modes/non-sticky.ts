@@ -477,13 +477,8 @@ export class NonStickyMode implements SessionMode {
     ]);
     if (s.ok && s.value) this.noteRefreshed(sid.id, 'primary');
     if (!s.ok && v.ok) {
-      if (previous) {
-        const pmax = previous.validity.maxInactiveInterval;
-        await Promise.all([
-          client.set(keys.session(sid.id), previous.bytes, toMemcachedExpiration(nonStickySessionTtl(pmax))),
-          client.set(keys.validity(sid.id), encodeValidity(previous.validity), toMemcachedExpiration(pmax)),
-        ]);
-      } else await client.delete(keys.validity(sid.id));
+      if (previous) await putBack(client, keys.session(sid.id), keys.validity(sid.id), previous);
+      else await client.delete(keys.validity(sid.id));
     }
     if (!s.ok) return s;
     // With add: false when either key existed already.
@@ -505,13 +500,8 @@ export class NonStickyMode implements SessionMode {
     ]);
     if (s.ok && s.value) this.noteRefreshed(sid.id, 'backup');
     if (!s.ok && v.ok) {
-      if (previous && isItemTooLarge(s.error)) {
-        const pmax = previous.validity.maxInactiveInterval;
-        await Promise.all([
-          client.set(keys.backup(sid.id), previous.bytes, toMemcachedExpiration(nonStickySessionTtl(pmax))),
-          client.set(keys.backupValidity(sid.id), encodeValidity(previous.validity), toMemcachedExpiration(pmax)),
-        ]);
-      } else await Promise.all([client.delete(keys.backupValidity(sid.id)), client.delete(keys.backup(sid.id))]);
+      if (previous && isItemTooLarge(s.error)) await putBack(client, keys.backup(sid.id), keys.backupValidity(sid.id), previous);
+      else await Promise.all([client.delete(keys.backupValidity(sid.id)), client.delete(keys.backup(sid.id))]);
     }
     return !s.ok ? s : v;
   }
@@ -592,6 +582,15 @@ export class NonStickyMode implements SessionMode {
     const rs = await Promise.all(ops);
     return rs.some((r) => r.ok);
   }
+}
+
+/** A copy's item and validity record written back as they were loaded (a refused write dropped the old item). */
+async function putBack(client: NodeClient, itemKey: string, validityKey: string, previous: { bytes: Buffer; validity: Validity }): Promise<void> {
+  const max = previous.validity.maxInactiveInterval;
+  await Promise.all([
+    client.set(itemKey, previous.bytes, toMemcachedExpiration(nonStickySessionTtl(max))),
+    client.set(validityKey, encodeValidity(previous.validity), toMemcachedExpiration(max)),
+  ]);
 }
 
 /** A `touch` not sent (not due): as if it found the item. */
