@@ -11,7 +11,8 @@
 //   --publish            5 rounds unless --rounds; writes bench/results.json and .svg (else a temporary folder)
 //   --rounds N           [BENCH_ROUNDS, default 3]      --duration S     [BENCH_DURATION, s per run, default 4]
 //   --connections N      [BENCH_CONNECTIONS, 16]        --sessions N     [BENCH_SESSIONS, 64]
-//   --warmup S           [BENCH_WARMUP, 1]              --only a,b       [BENCH_ONLY: configurations]
+//   --warmup S           [BENCH_WARMUP, 1]              --only a,b       [BENCH_ONLY: configurations; also
+//                                                        floor-sticky, floor-non-sticky: bench/floor.ts]
 //   --routes read,write  [BENCH_ROUTES]                 --out DIR        [BENCH_OUT]
 //   --profile a,b        [BENCH_PROFILE: servers run with node --cpu-prof; profiles go to bench/.work/profiles,
 //                         summarise them with `node -r ./scripts/register.js bench/profile.ts <file>`]
@@ -27,6 +28,10 @@ import { renderSvg } from './chart';
 
 const ROOT = path.join(__dirname, '..');
 const ALL_CONFIGS = ['memory', 'connect-memcached', 'connect-redis', 'msm-json', 'msm-json-mw', 'msm-avro', 'msm-sticky', 'msm-sticky-mw', 'msm-locking'];
+/** Run only when named in --only: the least each mode's memcached traffic costs (bench/floor.ts). */
+const FLOOR_CONFIGS = ['floor-sticky', 'floor-non-sticky'];
+/** Configurations served by the two msm memcached nodes. */
+const onMsmNodes = (config: string) => /^(msm|floor)-/.test(config);
 export const LABELS: Record<string, string> = {
   memory: 'MemoryStore',
   'connect-memcached': 'connect-memcached',
@@ -37,6 +42,8 @@ export const LABELS: Record<string, string> = {
   'msm-sticky': 'msm sticky JSON',
   'msm-sticky-mw': 'msm sticky memcachedSession()',
   'msm-locking': 'msm non-sticky lock=all',
+  'floor-sticky': 'floor: MemoryStore + backup set',
+  'floor-non-sticky': 'floor: non-sticky operations',
 };
 /** memcachedSession() variants and the bare Store they are compared with (lockingMode none: the middleware's cost). */
 const BARE_OF: Record<string, string> = { 'msm-json-mw': 'msm-json', 'msm-sticky-mw': 'msm-sticky' };
@@ -449,10 +456,11 @@ export function opsTable(summary: any, configs: string[]): string {
 async function main(): Promise<void> {
   // `<config>@<dir>` runs a configuration on another copy of lib/ (e.g. `git archive main lib | tar -x -C <dir>/..`,
   // inside this repository so its node_modules resolve): a change measured against the code before it, in one run.
-  const unknown = only.filter((c) => !ALL_CONFIGS.includes(c.split('@')[0]));
-  if (unknown.length) throw new Error(`--only: unknown ${unknown.join(', ')}; known: ${ALL_CONFIGS.join(', ')}`);
+  const known = [...ALL_CONFIGS, ...FLOOR_CONFIGS];
+  const unknown = only.filter((c) => !known.includes(c.split('@')[0]));
+  if (unknown.length) throw new Error(`--only: unknown ${unknown.join(', ')}; known: ${known.join(', ')}`);
   const experimental = only.filter((c) => c.includes('@'));
-  const wanted = only.length ? [...ALL_CONFIGS.filter((c) => only.includes(c)), ...experimental] : ALL_CONFIGS;
+  const wanted = only.length ? [...known.filter((c) => only.includes(c)), ...experimental] : ALL_CONFIGS;
   console.log(`bench: ${wanted.join(', ')}; ${settings.rounds} round(s) x ${settings.duration} s, ${settings.connections} connections over ${settings.sessions} sessions, warm-up ${settings.warmup} s; ${loader}; ${place.pinned ? `servers on cpu ${place.serverCpu}, load generator and backends on cpu ${place.loadCpu}` : `not pinned: ${place.reason}`}; results to ${outDir}`);
 
   // This process only orchestrates; it stays off the servers' core.
@@ -470,7 +478,7 @@ async function main(): Promise<void> {
   const servers: Server[] = [];
   try {
     // Backends.
-    const needMsm = wanted.some((c) => c.startsWith('msm-'));
+    const needMsm = wanted.some(onMsmNodes);
     const msmNodes: MemcachedProcess[] = [];
     let cmNode: MemcachedProcess | undefined;
     let redisUrl: string | undefined;
@@ -530,7 +538,7 @@ async function main(): Promise<void> {
       cleanup.push(() => stopServer(proc));
       try {
         const cookies = await createSessions(port, settings.sessions);
-        const msm = name.startsWith('msm-');
+        const msm = onMsmNodes(name);
         const statPorts = msm ? msmNodes.map((m) => m.port) : name === 'connect-memcached' && cmNode ? [cmNode.port] : [];
         const backends = msm ? msmNodes.map((m) => m.proc) : name === 'connect-memcached' ? [cmNode?.proc] : name === 'connect-redis' ? [redisProc] : [];
         const backendPids = backends.map((p) => p?.pid).filter((p): p is number => typeof p === 'number');

@@ -105,6 +105,11 @@ function msmNodes(): string {
   return nodes;
 }
 
+/** host:port of each node in BENCH_MSM_NODES. */
+function floorAddresses(): string[] {
+  return msmNodes().split(',').map((n) => n.split(':').slice(1).join(':'));
+}
+
 /** express-session over `store`; express-msm stores also supply genid (ids carry the node). */
 function withStore(store: any, close: () => Promise<void>, msm = false): Built {
   const options = { ...SESSION_OPTIONS, store, ...(msm ? { genid: store.genid } : {}) };
@@ -177,6 +182,17 @@ const FACTORIES: Record<string, () => Promise<Built>> = {
 
   async 'msm-locking'() {
     return memcachedSessionOf({ memcachedNodes: msmNodes(), lockingMode: 'all' });
+  },
+
+  // Floors (bench/floor.ts): the least a mode's memcached traffic costs, to tell a target out of reach from one missed.
+  async 'floor-sticky'() {
+    const { store, close } = require('./floor').stickyFloor(floorAddresses());
+    return withStore(store, async () => close());
+  },
+
+  async 'floor-non-sticky'() {
+    const { store, close } = require('./floor').nonStickyFloor(floorAddresses());
+    return withStore(store, async () => close());
   },
 };
 

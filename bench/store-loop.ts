@@ -7,6 +7,7 @@ import * as path from 'path';
 import session from 'express-session';
 import { MemcachedProcess, freePort, killAll } from '../test/helpers/memcached';
 import { benchSession } from './server';
+import { nonStickyFloor, stickyFloor } from './floor';
 
 const WORKERS = 16;
 const SESSIONS = 64;
@@ -59,6 +60,12 @@ async function main(): Promise<void> {
       for (const route of ['read', 'write'] as const) {
         results[`memory ${route}`] ??= [];
         results[`memory ${route}`].push(await measure(new session.MemoryStore(), () => String(Math.random()).slice(2), route));
+        // The floors (bench/floor.ts): the least each mode's memcached traffic costs.
+        for (const [name, floor] of [['floor sticky', stickyFloor], ['floor non-sticky', nonStickyFloor]] as const) {
+          const { store, close } = floor(nodes.map((n) => n.address));
+          (results[`${name} ${route}`] ??= []).push(await measure(store, () => String(Math.random()).slice(2), route));
+          close();
+        }
         for (const lib of libs) {
           const { MemcachedStore } = require(path.join(lib, 'store'));
           for (const [mode, opts] of [['non-sticky', {}], ['sticky', { sticky: true, route: 'a' }]] as const) {

@@ -7,28 +7,33 @@ import * as path from 'path';
 
 const ROOT = path.join(__dirname, '..', '..');
 
+/** One short round of `only` on autocannon into a temporary folder: stdout and results.json. */
+async function shortRun(only: string, out: string): Promise<{ stdout: string; results: any }> {
+  const stdout = await new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, ['-r', './scripts/register.js', 'bench/run.ts'], {
+      cwd: ROOT,
+      timeout: 90_000,
+      env: {
+        ...process.env,
+        BENCH_ONLY: only,
+        BENCH_DURATION: '1',
+        BENCH_ROUNDS: '1',
+        BENCH_WARMUP: '0',
+        BENCH_CONNECTIONS: '4',
+        BENCH_SESSIONS: '8',
+        BENCH_LOADER: 'autocannon',
+        BENCH_OUT: out,
+      },
+    }, (err, so, se) => (err ? reject(new Error(`${err.message}\n${so}\n${se}`)) : resolve(so)));
+  });
+  return { stdout, results: JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')) };
+}
+
 test('bench runs one short round and writes results.json and results.svg', async () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'msm-bench-'));
   try {
-    const stdout = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, ['-r', './scripts/register.js', 'bench/run.ts'], {
-        cwd: ROOT,
-        timeout: 90_000,
-        env: {
-          ...process.env,
-          BENCH_ONLY: 'memory,msm-json',
-          BENCH_DURATION: '1',
-          BENCH_ROUNDS: '1',
-          BENCH_WARMUP: '0',
-          BENCH_CONNECTIONS: '4',
-          BENCH_SESSIONS: '8',
-          BENCH_LOADER: 'autocannon',
-          BENCH_OUT: out,
-        },
-      }, (err, so, se) => (err ? reject(new Error(`${err.message}\n${so}\n${se}`)) : resolve(so)));
-    });
+    const { stdout, results } = await shortRun('memory,msm-json', out);
     expect(stdout).toContain('| configuration |');
-    const results = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
     expect(results.configs).toEqual(['memory', 'msm-json']);
     expect(results.settings).toMatchObject({ duration: 1, rounds: 1, connections: 4, sessions: 8 });
     expect(results.harness).toMatchObject({ loadGenerator: 'autocannon, in its own process', published: false });
@@ -47,6 +52,29 @@ test('bench runs one short round and writes results.json and results.svg', async
     expect(results.summary['msm-json'].write.memcachedOpsPerRequest.set).toBeGreaterThan(0);
     expect(results.runs).toHaveLength(4);
     expect(fs.readFileSync(path.join(out, 'results.svg'), 'utf8')).toMatch(/^<svg[\s\S]*<\/svg>\n$/);
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+}, 120_000);
+
+// The floors bound msm's cost from below only if they send what msm sends: memcached's own counts must match.
+test('the floors send the memcached operations of the modes they stand for', async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'msm-bench-'));
+  try {
+    const { results } = await shortRun('msm-json,msm-sticky,floor-non-sticky,floor-sticky', out);
+    expect(results.configs).toEqual(['msm-json', 'msm-sticky', 'floor-sticky', 'floor-non-sticky']);
+    const ops = (c: string, route: string) => {
+      const { get, set } = results.summary[c][route].memcachedOpsPerRequest;
+      return { get: Math.round(get), set: Math.round(set) };
+    };
+    for (const route of ['read', 'write']) {
+      expect(results.summary['floor-non-sticky'][route].non2xx).toBe(0);
+      expect(results.summary['floor-sticky'][route].non2xx).toBe(0);
+      expect(ops('floor-non-sticky', route)).toEqual(ops('msm-json', route));
+      expect(ops('floor-sticky', route)).toEqual(ops('msm-sticky', route));
+    }
+    expect(ops('floor-non-sticky', 'write')).toEqual({ get: 3, set: 4 });
+    expect(ops('floor-sticky', 'write')).toEqual({ get: 0, set: 1 });
   } finally {
     fs.rmSync(out, { recursive: true, force: true });
   }
