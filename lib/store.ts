@@ -761,12 +761,21 @@ function checkCookie(session: StoredSession, lastAccess: number): 'live' | 'malf
   const cookie = session.cookie;
   if (cookie === undefined) return 'live';
   if (!isUsableCookie(cookie)) return 'malformed';
-  restoreExpires(cookie, lastAccess);
-  return cookie.expires && new Date(cookie.expires as string).getTime() <= Date.now() ? 'expired' : 'live';
+  const expiresAt = restoreExpires(cookie, lastAccess);
+  return expiresAt !== null && expiresAt <= Date.now() ? 'expired' : 'live';
 }
 
-/** express-session expects `cookie.expires`; rebuild it from the last access and originalMaxAge (see toStored). */
-function restoreExpires(cookie: StoredCookie, lastAccess: number): void {
-  if (cookie.expires !== undefined) return;
-  cookie.expires = typeof cookie.originalMaxAge === 'number' ? new Date(lastAccess + cookie.originalMaxAge).toISOString() : null;
+/**
+ * express-session expects `cookie.expires`; rebuild it from the last access and originalMaxAge (see toStored).
+ * Returns the expiry (ms; null: none), so that the string just built is not parsed back.
+ */
+function restoreExpires(cookie: StoredCookie, lastAccess: number): number | null {
+  if (cookie.expires !== undefined) return cookie.expires ? new Date(cookie.expires as string).getTime() : null;
+  if (typeof cookie.originalMaxAge !== 'number') {
+    cookie.expires = null;
+    return null;
+  }
+  const expires = new Date(lastAccess + cookie.originalMaxAge);
+  cookie.expires = expires.toISOString();
+  return expires.getTime();
 }

@@ -31,6 +31,18 @@ export class KeyFormat {
    * only ids SessionIdFormat.parse accepted (well-formed UTF-16), so the mapping is injective.
    */
   idToKeyPart(id: string): string {
+    // A request builds two to four keys of one id in a row.
+    if (id === this.lastId) return this.lastPart;
+    const part = this.mapId(id);
+    this.lastId = id;
+    this.lastPart = part;
+    return part;
+  }
+
+  private lastId: string | undefined;
+  private lastPart = '';
+
+  private mapId(id: string): string {
     if (id.length <= this.maxIdLength && MSM_ID.test(id)) return id;
     let escaped = ESCAPED;
     for (const byte of Buffer.from(id, 'utf8')) {
@@ -135,5 +147,7 @@ export function keyOfPart(keys: KeyFormat, kind: KeyKind, part: string): string 
 
 /** Memcached text/binary keys: 1-250 bytes, no whitespace or control characters. Last line of defence. */
 export function isValidMemcachedKey(key: string): boolean {
-  return key.length > 0 && Buffer.byteLength(key) <= MEMCACHED_MAX_KEY_LENGTH && /^[\x21-\x7e]+$/.test(key);
+  // Printable ASCII only, so its length in characters is its length in bytes.
+  return key.length > 0 && key.length <= MEMCACHED_MAX_KEY_LENGTH && KEY_CHARS.test(key);
 }
+const KEY_CHARS = /^[\x21-\x7e]+$/;

@@ -659,12 +659,11 @@ function requestHead(opcode: number, key: string, seq: number, expires: number |
   b[1] = opcode;
   b.writeUInt16BE(key.length, 2);
   b[4] = extrasLength;
-  b[5] = 0; // data type
-  b.writeUInt16BE(0, 6); // vbucket
+  b[5] = b[6] = b[7] = 0; // data type, vbucket
   b.writeUInt32BE(extrasLength + key.length + valueLength, 8);
   b.writeUInt32BE(seq >>> 0, 12); // opaque: responses carry it back
   if (cas) cas.copy(b, 16, 0, 8);
-  else b.fill(0, 16, 24); // CAS
+  else b.writeUInt32BE(0, 16), b.writeUInt32BE(0, 20); // CAS (fill costs more for 8 bytes)
   let at = 24;
   if (extrasLength === 8) {
     b.writeUInt32BE(0, at); // flags

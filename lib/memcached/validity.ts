@@ -15,17 +15,29 @@ export interface Validity {
 export function encodeValidity(v: Validity): Buffer {
   const b = Buffer.allocUnsafe(VALIDITY_LENGTH);
   b.writeInt32BE(v.maxInactiveInterval | 0, 0);
-  b.writeBigInt64BE(BigInt(Math.trunc(v.lastAccessedTime)), 4);
-  b.writeBigInt64BE(BigInt(Math.trunc(v.thisAccessedTime)), 12);
+  writeInt64(b, Math.trunc(v.lastAccessedTime), 4);
+  writeInt64(b, Math.trunc(v.thisAccessedTime), 12);
   return b;
+}
+
+/** A Java long from a safe integer, as two 32-bit halves: BigInt costs more than the rest of the record. */
+function writeInt64(b: Buffer, n: number, at: number): void {
+  const high = Math.floor(n / 2 ** 32);
+  b.writeInt32BE(high, at);
+  b.writeUInt32BE(n - high * 2 ** 32, at + 4);
+}
+
+/** Exact below 2^53; larger (corrupt) values come back approximate and fail the range check. */
+function readInt64(b: Buffer, at: number): number {
+  return b.readInt32BE(at) * 2 ** 32 + b.readUInt32BE(at + 4);
 }
 
 export function decodeValidity(b: Buffer | null | undefined): Validity | null {
   if (!b || b.length !== VALIDITY_LENGTH) return null;
   const v = {
     maxInactiveInterval: b.readInt32BE(0),
-    lastAccessedTime: Number(b.readBigInt64BE(4)),
-    thisAccessedTime: Number(b.readBigInt64BE(12)),
+    lastAccessedTime: readInt64(b, 4),
+    thisAccessedTime: readInt64(b, 12),
   };
   // Corrupt records (times outside Date's range) are no record: they would make `new Date(t)` throw later.
   if (!(Math.abs(v.lastAccessedTime) <= MAX_DATE_MS && Math.abs(v.thisAccessedTime) <= MAX_DATE_MS)) return null;

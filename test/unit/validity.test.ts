@@ -8,6 +8,20 @@ describe('validity record (msm SessionValidityInfo)', () => {
     expect(decodeValidity(b)).toEqual({ maxInactiveInterval: 1800, lastAccessedTime: 1795314597923, thisAccessedTime: 1795314600000 });
   });
 
+  it('writes and reads Java longs exactly across the 32-bit halves, negative ones included', () => {
+    for (const t of [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 1795314600000, 8.64e15, -1, -(2 ** 32), -(2 ** 32) - 1, -8.64e15]) {
+      const u = t - Math.sign(t); // the neighbour towards 0, still inside Date's range
+      const b = encodeValidity({ maxInactiveInterval: -1, lastAccessedTime: t, thisAccessedTime: u });
+      expect(b.readBigInt64BE(4)).toBe(BigInt(t));
+      expect(b.readBigInt64BE(12)).toBe(BigInt(u));
+      expect(decodeValidity(b)).toEqual({ maxInactiveInterval: -1, lastAccessedTime: t, thisAccessedTime: u });
+    }
+    // Beyond Date's range (a corrupt record): no record.
+    const corrupt = Buffer.alloc(20);
+    corrupt.writeBigInt64BE(2n ** 62n, 4);
+    expect(decodeValidity(corrupt)).toBeNull();
+  });
+
   it('rejects wrong lengths', () => {
     expect(decodeValidity(Buffer.alloc(19))).toBeNull();
     expect(decodeValidity(null)).toBeNull();
