@@ -2,6 +2,7 @@
 // `ping-<nodeId>` probes and by operation results (msm's NodeAvailabilityCache, 1 s by default). msm probes a
 // stale entry before answering; genid cannot wait, so entries are kept fresh in the background instead: a probe as
 // each turns stale (an unref'd timer) and at once when a node's connection closes (killed, restarted).
+import { randomBytes } from 'crypto';
 import { EventEmitter } from 'events';
 import type { ConnectionOptions } from 'tls';
 import { NodeClient } from './node-client';
@@ -10,7 +11,8 @@ import type { KeyFormat } from './keys';
 import type { Logger } from '../logger';
 import type { SessionId } from './session-id';
 
-const PING_MARKER = Buffer.from('msm');
+/** The probe marker: `msm:<the writing store's random instance id>`; earlier versions wrote `msm`. */
+const PING_MARKER = 'msm';
 /** ms, the shortest wait between background refreshes (nodeAvailabilityCacheTTL may be 0). */
 const MIN_REFRESH_MS = 100;
 
@@ -18,6 +20,8 @@ interface Availability {
   available: boolean;
   checkedAt: number;
   probing: Promise<void> | undefined;
+  /** This process has found (or written) the probe marker on the node: a later miss means it lost its items. */
+  markerSeen: boolean;
 }
 
 export interface NodeSetOptions {
@@ -38,7 +42,8 @@ const NONE: readonly string[] = [];
 
 /**
  * Emits 'returned' (nodeId, reason) when a node is reachable again after being marked down ('reconnected'), or
- * answers without our marker in `ping-<nodeId>` ('restarted': it lost its items, or is new). Repair listens.
+ * answers without a probe marker in `ping-<nodeId>` while the key prefix is in use ('restarted': it lost its
+ * items). Repair listens.
  */
 export class NodeSet extends EventEmitter {
   /** Current nodes in configured order; replaced (never mutated) by update(). */
@@ -58,6 +63,8 @@ export class NodeSet extends EventEmitter {
   private readonly state = new Map<string, Availability>();
   private refreshTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Written into this store's probe markers: a marker with another id shows the key prefix in use elsewhere. */
+  private readonly marker = Buffer.from(`${PING_MARKER}:${randomBytes(9).toString('base64url')}`);
 
   constructor(private readonly opts: NodeSetOptions) {
     super();
@@ -99,7 +106,7 @@ export class NodeSet extends EventEmitter {
       this.configs.set(n.id, n);
       this.removed.delete(n.id);
       // Unknown nodes start as available: the first operation or probe tells.
-      this.state.set(n.id, { available: true, checkedAt: 0, probing: undefined });
+      this.state.set(n.id, { available: true, checkedAt: 0, probing: undefined, markerSeen: false });
       this.knownIds.add(n.id);
       added.push(n.id);
     }
@@ -242,6 +249,17 @@ export class NodeSet extends EventEmitter {
     void this.probeNow(id);
   }
 
+  /**
+   * Whether another node holds a probe marker that another store wrote: the key prefix was in use, so a node without
+   * one lost its items. Only this store's markers (or none): a first start, or every node lost everything; nothing
+   * to copy either way. Instance ids, not clocks: app machines' clocks may disagree.
+   */
+  private async prefixLivedBefore(id: string): Promise<boolean> {
+    const others = this.ids.filter((o) => o !== id && this.clients.has(o));
+    const found = await Promise.all(others.map((o) => this.client(o).get(this.opts.keys.ping(o), true)));
+    return found.some((r) => r.ok && r.value !== null && !r.value.equals(this.marker));
+  }
+
   private probeNow(id: string): Promise<void> {
     const s = this.state.get(id)!;
     if (s.probing) return s.probing;
@@ -255,11 +273,14 @@ export class NodeSet extends EventEmitter {
       if (!r.ok) return this.markFailed(id, r.error);
       this.markOk(id);
       // msm only needs the get to answer. The marker tells a node that lost its items: the first instance to put it
-      // back (add) reports the node as restarted, once.
+      // back (add) reports the node as restarted, once. Not a key prefix that is new to every node (a first start):
+      // there is nothing to repair then, and a walk of each node's keys would be for nothing.
       if (r.value === null) {
-        const a = await client.add(ping, PING_MARKER, 0, true);
-        if (a.ok && a.value) this.emit('returned', id, 'restarted');
+        const a = await client.add(ping, this.marker, 0, true);
+        if (!a.ok) return;
+        if (a.value && (s.markerSeen || await this.prefixLivedBefore(id))) this.emit('returned', id, 'restarted');
       }
+      s.markerSeen = true;
     }).finally(() => {
       s.probing = undefined;
     });

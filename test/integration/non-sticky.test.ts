@@ -481,7 +481,7 @@ describe('versions and repair (beyond msm)', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
   const stores: MemcachedStore[] = [];
-  // ready(): probes done and the initial repair (fresh nodes have no marker yet) finished, so it races nothing
+  // ready(): probes done (and any repair they started finished), so it races nothing
   const newStore = async (o: Partial<MemcachedStoreOptions> = {}) => {
     const s = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000, operationTimeout: 400, ...o });
     stores.push(s);
@@ -583,6 +583,27 @@ describe('versions and repair (beyond msm)', () => {
     expect(new JsonTranscoder().decode((await raw[b].get(`bak:${id}`))!)).toMatchObject({ n: 1 });
     expect(await raw[b].get(`bak:validity:${id}`)).not.toBeNull();
     expect(store.stats().backupsRewritten).toBe(1);
+  });
+
+  it('a first start on fresh nodes walks no node: no marker anywhere means nothing to repair', async () => {
+    const store = await newStore();
+    expect(store.stats().nodeRepairs).toBe(0);
+    // its probe markers are in place, so a later loss of either node is noticed
+    expect(String(await raw[0].get('ping-n1'))).toMatch(/^msm:/);
+    expect(String(await raw[1].get('ping-n2'))).toMatch(/^msm:/);
+  });
+
+  it('a store started after a node lost its items repairs that node: another store\'s marker shows the prefix in use', async () => {
+    const first = await newStore();
+    const app = makeApp(first);
+    const sessions: string[] = [];
+    for (let i = 0; i < 8; i++) sessions.push((await request.agent(app).get('/inc').expect(200)).body.id);
+    await first.close();
+    await ps[0].restart();
+    const second = await newStore();
+    // only n1 lacks a marker: one repair, and every session has both copies again
+    expect(second.stats().nodeRepairs).toBe(1);
+    for (const id of sessions) expect(await raw[0].get(nodeIndex(id) === 0 ? id : `bak:${id}`)).not.toBeNull();
   });
 
   it('repairs a node that comes back empty without waiting for requests, so a later fault of the other node loses nothing', async () => {
