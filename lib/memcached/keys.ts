@@ -18,6 +18,9 @@ export class KeyFormat {
   /** Key heads per kind, longest first (built once: every key build and every listed key uses them). */
   readonly heads: ReadonlyArray<readonly [KeyKind, string]>;
   private readonly backupValidityHead: string;
+  /** The last id mapped and its key part: a request builds two to four keys of one id in a row. */
+  private lastId: string | undefined;
+  private lastPart = '';
 
   constructor(readonly prefix: string) {
     this.heads = heads(prefix);
@@ -31,16 +34,12 @@ export class KeyFormat {
    * only ids SessionIdFormat.parse accepted (well-formed UTF-16), so the mapping is injective.
    */
   idToKeyPart(id: string): string {
-    // A request builds two to four keys of one id in a row.
     if (id === this.lastId) return this.lastPart;
     const part = this.mapId(id);
     this.lastId = id;
     this.lastPart = part;
     return part;
   }
-
-  private lastId: string | undefined;
-  private lastPart = '';
 
   private mapId(id: string): string {
     if (id.length <= this.maxIdLength && MSM_ID.test(id)) return id;
@@ -145,9 +144,10 @@ export function keyOfPart(keys: KeyFormat, kind: KeyKind, part: string): string 
   return keys.heads.find(([k]) => k === kind)![1] + part;
 }
 
+/** Printable ASCII: a key's length in characters is then its length in bytes. */
+const KEY_CHARS = /^[\x21-\x7e]+$/;
+
 /** Memcached text/binary keys: 1-250 bytes, no whitespace or control characters. Last line of defence. */
 export function isValidMemcachedKey(key: string): boolean {
-  // Printable ASCII only, so its length in characters is its length in bytes.
   return key.length > 0 && key.length <= MEMCACHED_MAX_KEY_LENGTH && KEY_CHARS.test(key);
 }
-const KEY_CHARS = /^[\x21-\x7e]+$/;
