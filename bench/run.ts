@@ -17,6 +17,7 @@
 //   --profile a,b        [BENCH_PROFILE: servers run with node --cpu-prof; profiles go to bench/.work/profiles,
 //                         summarise them with `node -r ./scripts/register.js bench/profile.ts <file>`]
 //   --loader wrk|autocannon [BENCH_LOADER]              --no-pin [BENCH_PIN=0: no taskset]
+//   BENCH_NODE_ARGS="--trace-gc ..."                    node/V8 flags for the servers only
 import { ChildProcess, execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as http from 'http';
@@ -215,7 +216,8 @@ interface Server {
 }
 
 function startServer(name: string, env: NodeJS.ProcessEnv): Promise<{ server?: { proc: ChildProcess; port: number }; skip?: string; error?: string }> {
-  const nodeArgs = ['-r', path.join(ROOT, 'scripts', 'register.js')];
+  // BENCH_NODE_ARGS: V8/node flags for the servers only (e.g. --trace-gc, which NODE_OPTIONS does not allow).
+  const nodeArgs = [...(process.env.BENCH_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? []), '-r', path.join(ROOT, 'scripts', 'register.js')];
   if (profiled.has(name)) {
     fs.mkdirSync(profileDir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name.replace(/[^\w.-]+/g, '_')}-${Date.now()}.cpuprofile`);

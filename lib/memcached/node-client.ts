@@ -37,6 +37,8 @@ interface Pending {
   opaque: number;
   /** Quiet commands (SETQ...) answer only on failure: a later answer means they succeeded. */
   quiet: boolean;
+  /** Issued by a background task (inBackground): nobody waits for its answer. */
+  background: boolean;
   kind: OpKind;
   /** Header, extras and key; the value (set/add) is written after it as its own chunk, never copied. */
   request: Buffer;
@@ -52,7 +54,28 @@ interface Pending {
   answer: Answer;
 }
 
-type OpKind = 'get' | 'set' | 'add' | 'delete' | 'touch' | 'maintenance';
+type OpKind = 'get' | 'set' | 'add' | 'delete' | 'touch' | 'maintenance' | 'noop';
+
+/** Nesting depth of inBackground: operations issued while it is above 0 are background operations. */
+let background = 0;
+
+/**
+ * Runs `task`; the operations it issues synchronously are background ones: nobody waits for their answers (an
+ * asynchronous backup). A turn that ends with background quiet commands leaves them quiet, and their success is
+ * learnt from the connection's next answer: the next request's, or a NOOP sent CONFIRM_MS later. So a request whose
+ * only writes are backups costs no answer to read (see endOfTurn).
+ */
+export function inBackground<T>(task: () => T): T {
+  background++;
+  try {
+    return task();
+  } finally {
+    background--;
+  }
+}
+
+/** ms before background quiet commands nobody else confirmed are confirmed by a NOOP. */
+const CONFIRM_MS = 20;
 
 /** A socket failure is retried once, at once, on a new connection: a node restart breaks the socket it had. */
 const MAX_TRIES = 2;
@@ -78,7 +101,7 @@ export class NodeClient {
   private readonly server: MemjsServer;
   private closed = false;
   /** Operations sent, by kind: feeds stats and the benchmark's cost model. */
-  readonly ops = { get: 0, set: 0, add: 0, delete: 0, touch: 0, errors: 0, timeouts: 0, maintenance: 0 };
+  readonly ops = { get: 0, set: 0, add: 0, delete: 0, touch: 0, errors: 0, timeouts: 0, maintenance: 0, noop: 0 };
   /** In request order; `head` is the oldest (a moving index instead of shift()). */
   private queue: Pending[] = [];
   private head = 0;
@@ -90,6 +113,10 @@ export class NodeClient {
   private readonly watched = new WeakSet<net.Socket>();
   /** The last operation written in this turn, when it is a quiet one. */
   private lastQuiet: Pending | undefined;
+  /** A quiet command someone waits for was written since the turn's last answered one. */
+  private awaitedQuiet = false;
+  /** Set while background quiet commands wait for a NOOP to confirm them. */
+  private confirmTimer: NodeJS.Timeout | undefined;
   private lastError: Error | undefined;
   /** The newest socket memjs made for us, and whether it is connected (and authenticated). */
   private current: net.Socket | undefined;
@@ -310,6 +337,7 @@ export class NodeClient {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.confirmTimer);
     this.abortWalks();
     const error = new Error(`node ${this.id} client is closed`);
     this.failAll(error);
@@ -351,7 +379,7 @@ export class NodeClient {
   }
 
   private send(kind: OpKind, opcode: number, request: Buffer, value: Buffer | undefined, wantsCas: boolean, answer: Answer): void {
-    const op: Pending = { opaque: request.readUInt32BE(12), quiet: QUIET.has(opcode), kind, request, value, deadline: Date.now() + this.opts.operationTimeout, tries: 0, wantsCas, sock: undefined, written: false, answer };
+    const op: Pending = { opaque: request.readUInt32BE(12), quiet: QUIET.has(opcode), background: background > 0, kind, request, value, deadline: Date.now() + this.opts.operationTimeout, tries: 0, wantsCas, sock: undefined, written: false, answer };
     this.queue.push(op);
     this.write(op);
     if (!this.timer) this.armTimer(this.opts.operationTimeout + 5);
@@ -377,7 +405,13 @@ export class NodeClient {
       }
       sock.write(op.request);
       if (op.value?.length) sock.write(op.value);
-      this.lastQuiet = op.quiet ? op : undefined;
+      if (op.quiet) {
+        this.lastQuiet = op;
+        if (!op.background) this.awaitedQuiet = true;
+      } else {
+        this.lastQuiet = undefined;
+        this.awaitedQuiet = false;
+      }
       return;
     }
     // Not connected: memjs connects (and authenticates), then everything waiting is written in queue order.
@@ -419,15 +453,33 @@ export class NodeClient {
    * before it) unknown: it still sits in the corked socket's buffer, so it becomes its answered variant.
    */
   endOfTurn(sock: net.Socket): void {
+    const last = this.lastQuiet;
     // Only while it still waits in this socket's buffer (a failure may have moved it to a new connection).
-    if (this.lastQuiet?.sock === sock && !sock.destroyed) answered(this.lastQuiet);
+    if (last?.sock === sock && !sock.destroyed) {
+      // Background ones only: confirmed by the next answer on the connection, or a NOOP (confirmQuiet).
+      if (this.awaitedQuiet) answered(last);
+      else if (!this.confirmTimer) this.confirmTimer = setTimeout(confirmQuiet, CONFIRM_MS, this);
+    }
     this.lastQuiet = undefined;
+    this.awaitedQuiet = false;
     sock.uncork();
+  }
+
+  /** Background quiet commands still unconfirmed (nothing answered was written after them): a NOOP confirms them. */
+  confirmQuiet(): void {
+    this.confirmTimer = undefined;
+    const tail = this.queue[this.queue.length - 1];
+    if (this.closed || this.head >= this.queue.length || !tail.quiet || !tail.written) return;
+    this.ops.noop++;
+    this.send('noop', OP.noop, requestHead(OP.noop, '', this.nextSeq(), undefined, undefined), undefined, false, noAnswer);
   }
 
   private watch(sock: net.Socket): void {
     if (this.watched.has(sock)) return;
     this.watched.add(sock);
+    // Quiet commands get no answer to carry memcached's ACK: with Nagle on, the next small write would wait for
+    // memcached's delayed ACK (40 ms).
+    sock.setNoDelay(true);
     // Runs after memjs's own close handler (registered first), so a retry opens a new socket. Also covers a close
     // without an error (the node shut the connection), after which memjs would leave its callbacks waiting.
     // An established connection that closes without close(): the node was killed, restarted or dropped us.
@@ -564,6 +616,13 @@ function uncorkAfterTurn(client: NodeClient, sock: net.Socket): void {
   client.endOfTurn(sock);
 }
 
+function confirmQuiet(client: NodeClient): void {
+  client.confirmQuiet();
+}
+
+/** A NOOP's answer: its only use is what it confirms. */
+function noAnswer(): void {}
+
 /** A quiet request not yet sent, turned into its answered variant (SETQ -> SET, DELETEQ -> DELETE). */
 function answered(op: Pending): void {
   op.request[1] = ANSWERED[op.request[1]];
@@ -589,7 +648,7 @@ function decodeKey(encoded: string): string | undefined {
 }
 
 /** memcached binary protocol (protocol_binary.h). */
-const OP = { get: 0x00, set: 0x01, add: 0x02, delete: 0x04, setq: 0x11, deleteq: 0x14, touch: 0x1c, saslList: 0x20, saslAuth: 0x21 } as const;
+const OP = { get: 0x00, set: 0x01, add: 0x02, delete: 0x04, noop: 0x0a, setq: 0x11, deleteq: 0x14, touch: 0x1c, saslList: 0x20, saslAuth: 0x21 } as const;
 const QUIET = new Set<number>([OP.setq, OP.deleteq]);
 const ANSWERED: Record<number, number> = { [OP.setq]: OP.set, [OP.deleteq]: OP.delete };
 const STATUS = { ok: 0x00, notFound: 0x01, exists: 0x02, authError: 0x20 } as const;

@@ -2,6 +2,7 @@
 // sessionBackupTimeout. Either way the task is tracked, so close() can flush it, and a failure is logged by the
 // runner, never thrown to the request.
 import type { Logger } from '../logger';
+import { inBackground } from '../memcached/node-client';
 
 export class BackupRunner {
   /** Tasks running; a counter and waiters rather than a set of promises: this runs on every request. */
@@ -26,7 +27,8 @@ export class BackupRunner {
     this.running++;
     let p: Promise<void>;
     try {
-      p = task();
+      // Asynchronous: nobody waits for the operations' answers, which may then come later (inBackground).
+      p = this.async ? inBackground(task) : task();
     } catch (e) {
       p = Promise.reject(e);
     }

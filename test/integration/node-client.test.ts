@@ -1,7 +1,7 @@
 // NodeClient frames requests and matches answers itself (memjs keeps the connection): concurrent operations get
 // their own answers, quiet writes report success and failure, a restarted node costs no operation, a stopped node
 // times out without confusing later answers, and add/delete carry CAS.
-import { NodeClient } from '../../lib/memcached/node-client';
+import { NodeClient, inBackground } from '../../lib/memcached/node-client';
 import { MemcachedProcess, startMemcacheds, killAll } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 
@@ -54,6 +54,38 @@ test('a quiet set that memcached refuses reports the failure; the ones around it
   expect(big.ok).toBe(false);
   expect(!big.ok && big.error.message).toMatch(/too large/);
   expect(await c.get('nc:b')).toEqual({ ok: true, value: Buffer.from('b') });
+});
+
+test('background quiet sets leave unanswered: a later answer or one NOOP confirms them; refusals and a stopped node still fail them', async () => {
+  const c = client(nodes[0], 300);
+  const raw = new RawClient(nodes[0].port);
+  try {
+    await c.get('nc:connect'); // connected: operations queued while connecting leave differently (writeWaiting)
+    // Alone on the connection: one NOOP confirms both (had the last set become an answered SET, no NOOP would go).
+    const [one, two] = await Promise.all(inBackground(() => [c.set('nc:bg1', Buffer.from('one'), 60), c.set('nc:bg2', Buffer.from('two'), 60)]));
+    expect([one, two]).toEqual([{ ok: true, value: true }, { ok: true, value: true }]);
+    expect(c.ops.noop).toBe(1);
+    expect((await raw.get('nc:bg2'))?.toString()).toBe('two');
+    // An awaited set in the same turn makes the turn's last quiet command an answered one: no NOOP.
+    const [bg, awaited] = await Promise.all([inBackground(() => c.set('nc:bg3', Buffer.from('3'), 60)), c.set('nc:aw', Buffer.from('a'), 60)]);
+    expect([bg.ok, awaited.ok, c.ops.noop]).toEqual([true, true, 1]);
+    // Followed by a get in a later turn: the get's answer confirms it, before any NOOP is due.
+    const later = inBackground(() => c.set('nc:bg4', Buffer.from('four'), 60));
+    await new Promise((r) => setImmediate(r));
+    expect(await c.get('nc:bg4')).toEqual({ ok: true, value: Buffer.from('four') });
+    expect(await later).toEqual({ ok: true, value: true });
+    expect(c.ops.noop).toBe(1);
+    // Refused: memcached answers a quiet command's failure.
+    const big = await inBackground(() => c.set('nc:bgbig', Buffer.alloc(2 * 1024 * 1024), 60));
+    expect(!big.ok && big.error.message).toMatch(/too large/);
+    // A stopped node answers nothing: the set fails (timed out), never taken as written.
+    await nodes[0].stop();
+    const lost = await inBackground(() => c.set('nc:bg5', Buffer.from('five'), 60));
+    expect(!lost.ok && lost.error.message).toMatch(/timed out/);
+  } finally {
+    nodes[0].cont();
+    raw.close();
+  }
 });
 
 test('add returns the CAS; delete with another CAS leaves the item, with its own deletes it', async () => {
