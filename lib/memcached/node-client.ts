@@ -159,7 +159,8 @@ export class NodeClient {
 
   /**
    * SETQ: memcached answers a quiet command only when it fails; success is known from the next answer on the
-   * connection (a turn's last request is always an answered one, see endOfTurn). Same result, fewer answers.
+   * connection (a turn's last request becomes an answered one, or a NOOP follows: see endOfTurn). Same result,
+   * fewer answers.
    */
   set(key: string, value: Buffer, expires: number, maintenance = false): Promise<OpResult<boolean>> {
     return this.request(maintenance ? 'maintenance' : 'set', OP.setq, key, expires, value, undefined, stored);
@@ -450,7 +451,8 @@ export class NodeClient {
 
   /**
    * The turn's writes leave now. A quiet command written last would leave its success (and that of the quiet ones
-   * before it) unknown: it still sits in the corked socket's buffer, so it becomes its answered variant.
+   * before it) unknown: it still sits in the corked socket's buffer, so it becomes its answered variant when someone
+   * waits for it; when only background tasks do, a later answer or a NOOP confirms it (no answer per turn).
    */
   endOfTurn(sock: net.Socket): void {
     const last = this.lastQuiet;

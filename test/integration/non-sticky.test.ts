@@ -296,6 +296,21 @@ describe('non-sticky store on two nodes', () => {
     await store.destroy(id);
     expect(await store.get(id)).toBeNull();
   });
+
+  it('concurrent loads of one id share one round trip (3 gets), callbacks and promises alike; each gets its own session', async () => {
+    const store = newStore();
+    const id = store.genid();
+    await store.set(id, { cookie: { originalMaxAge: 10_000, path: '/' }, x: 1 } as any);
+    // The store's own count: node probes (counted as maintenance) may run meanwhile.
+    const gets = () => Object.values(store.stats().nodes).reduce((n, node) => n + node.ops.get, 0);
+    const before = gets();
+    const viaCallback = (): Promise<any> => new Promise((resolve, reject) => store.get(id, (e, s) => (e ? reject(e) : resolve(s))));
+    const loaded = await Promise.all([viaCallback(), store.get(id), viaCallback(), store.get(id)]);
+    expect(gets() - before).toBe(3);
+    loaded.forEach((s) => expect(s).toMatchObject({ x: 1 }));
+    loaded[0].x = 2;
+    expect(loaded.slice(1).map((s) => s.x)).toEqual([1, 1, 1]);
+  });
 });
 
 describe('node failover', () => {
