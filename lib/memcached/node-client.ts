@@ -326,15 +326,15 @@ export class NodeClient {
     });
   }
 
-  /**
-   * Destroys the connection and fails operations in flight. memjs's own close() only ends the socket: one still
-   * connecting, or a failed operation's retry, opens a new one that keeps the process alive.
-   */
   /** Ends every key walk in progress on this node (it fails with `reason`): a closing store does not wait for them. */
   abortWalks(reason = `node ${this.id} client is closed`): void {
     for (const abort of [...this.walks]) abort(new Error(reason));
   }
 
+  /**
+   * Destroys the connection and fails operations in flight. memjs's own close() only ends the socket: one still
+   * connecting, or a failed operation's retry, opens a new one that keeps the process alive.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
