@@ -201,6 +201,54 @@ function diffOps<T extends { [k: string]: number }>(a: T, b: T): T {
   return out as T;
 }
 
+// --- servers run JavaScript ---------------------------------------------------------------------------------
+
+/**
+ * The servers run JavaScript, as an installed package does: lib/ (or a `<config>@<dir>` copy) and the server's own
+ * files are transpiled here, once per run, into bench/.work/js. Transpiled inside the server (scripts/register.js),
+ * the TypeScript compiler (18 MB) and every module's inline source map (lib/: 11.9 MB of heap against 2.5 MB for
+ * its build) would stay in the server's heap, and every full GC would mark them on the server's core.
+ */
+const JS_ROOT = path.join(ROOT, 'bench', '.work', 'js');
+let serverJs = '';
+/** lib/ and each `@dir` copy -> its JavaScript. */
+const libJs = new Map<string, string>();
+
+function transpileFile(from: string, to: string): void {
+  const ts = require('typescript');
+  const js = ts.transpileModule(fs.readFileSync(from, 'utf8'), {
+    fileName: from,
+    compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
+  }).outputText;
+  fs.mkdirSync(path.dirname(to), { recursive: true });
+  fs.writeFileSync(to, js);
+}
+
+function transpileTree(src: string, out: string): void {
+  for (const entry of fs.readdirSync(src, { withFileTypes: true })) {
+    const from = path.join(src, entry.name);
+    if (entry.isDirectory()) transpileTree(from, path.join(out, entry.name));
+    else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) transpileFile(from, path.join(out, entry.name.slice(0, -3) + '.js'));
+  }
+}
+
+/** The JavaScript of a TypeScript folder inside the repository (lib/ or a copy of it), under bench/.work/js. */
+function compiledLib(dir: string): string {
+  const src = path.resolve(ROOT, dir);
+  const rel = path.relative(ROOT, src);
+  if (rel.startsWith('..') || path.isAbsolute(rel)) throw new Error(`${dir}: a copy of lib/ must sit inside the repository (its require()s resolve node_modules from there)`);
+  const out = path.join(JS_ROOT, rel);
+  fs.rmSync(out, { recursive: true, force: true });
+  transpileTree(src, out);
+  return out;
+}
+
+/** bench/server.ts and bench/floor.ts as JavaScript (the server requires ./floor). */
+function compiledServer(): string {
+  for (const f of ['server', 'floor']) transpileFile(path.join(__dirname, `${f}.ts`), path.join(JS_ROOT, 'bench', `${f}.js`));
+  return path.join(JS_ROOT, 'bench', 'server.js');
+}
+
 // --- servers ---------------------------------------------------------------------------------------------------
 
 interface Server {
@@ -217,16 +265,16 @@ interface Server {
 
 function startServer(name: string, env: NodeJS.ProcessEnv): Promise<{ server?: { proc: ChildProcess; port: number }; skip?: string; error?: string }> {
   // BENCH_NODE_ARGS: V8/node flags for the servers only (e.g. --trace-gc, which NODE_OPTIONS does not allow).
-  const nodeArgs = [...(process.env.BENCH_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? []), '-r', path.join(ROOT, 'scripts', 'register.js')];
+  const nodeArgs = [...(process.env.BENCH_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [])];
   if (profiled.has(name)) {
     fs.mkdirSync(profileDir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name.replace(/[^\w.-]+/g, '_')}-${Date.now()}.cpuprofile`);
   }
-  const [cmd, args] = pinned(place.serverCpu, process.execPath, [...nodeArgs, path.join(__dirname, 'server.ts'), name]);
+  const [cmd, args] = pinned(place.serverCpu, process.execPath, [...nodeArgs, serverJs, name]);
   // spawn, not fork: taskset execs node, which still finds the IPC channel it inherits.
   const proc = spawn(cmd, args, {
     cwd: ROOT,
-    env: { ...process.env, ...env, BENCH_CONFIG: name.split('@')[0], ...(name.includes('@') ? { BENCH_LIB: name.slice(name.indexOf('@') + 1) } : {}) },
+    env: { ...process.env, ...env, BENCH_CONFIG: name.split('@')[0], BENCH_LIB: libJs.get(name.includes('@') ? name.slice(name.indexOf('@') + 1) : 'lib') },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   return new Promise((resolve) => {
@@ -295,6 +343,41 @@ function procCpuUs(pids: number[]): number {
     }
   }
   return ticks * 10_000;
+}
+
+/**
+ * The server's kernel-side counters (Linux /proc): read and write syscalls (`syscr`, `syscw`: every socket read,
+ * write and writev), context switches (voluntary: the process slept in epoll), minor page faults. Per request they
+ * show how many event-loop turns and syscalls a configuration costs, which the CPU time alone does not.
+ */
+function procCounters(pid: number | undefined): Record<string, number> | undefined {
+  try {
+    const io = fs.readFileSync(`/proc/${pid}/io`, 'utf8');
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const field = (text: string, name: string) => Number(new RegExp(`^${name}:\\s*(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+    return {
+      readSyscalls: field(io, 'syscr'),
+      writeSyscalls: field(io, 'syscw'),
+      voluntarySwitches: field(status, 'voluntary_ctxt_switches'),
+      involuntarySwitches: field(status, 'nonvoluntary_ctxt_switches'),
+      minorFaults: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]),
+      ...threadCpuUs(pid!),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU µs of the server's main (JavaScript) thread and of its other threads (V8's GC and compiler helpers, libuv's pool; Node 20 names them all "node"). */
+function threadCpuUs(pid: number): Record<string, number> {
+  const out: Record<string, number> = { mainThreadUs: 0, otherThreadsUs: 0 };
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    out[Number(tid) === pid ? 'mainThreadUs' : 'otherThreadsUs'] += (Number(f[11]) + Number(f[12])) * 10_000;
+  }
+  return out;
 }
 
 async function serverCpu(port: number): Promise<number> {
@@ -453,6 +536,22 @@ export function opsTable(summary: any, configs: string[]): string {
   return lines.join('\n');
 }
 
+export function kernelTable(summary: any, configs: string[]): string {
+  const lines = [
+    '| configuration | route | read syscalls | write syscalls | voluntary switches | involuntary switches | minor faults | CPU µs main thread | CPU µs other threads |',
+    '|---|---|--:|--:|--:|--:|--:|--:|--:|',
+  ];
+  for (const c of configs) {
+    for (const route of ROUTES) {
+      const k = summary[c]?.[route]?.kernelPerRequest;
+      if (!k) continue;
+      const cell = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : '-');
+      lines.push(`| ${LABELS[c] ?? c} | ${route} | ${cell(k.readSyscalls)} | ${cell(k.writeSyscalls)} | ${cell(k.voluntarySwitches)} | ${cell(k.involuntarySwitches)} | ${cell(k.minorFaults)} | ${k.mainThreadUs.toFixed(0)} | ${k.otherThreadsUs.toFixed(0)} |`);
+    }
+  }
+  return lines.join('\n');
+}
+
 // --- main ------------------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -464,6 +563,9 @@ async function main(): Promise<void> {
   const experimental = only.filter((c) => c.includes('@'));
   const wanted = only.length ? [...known.filter((c) => only.includes(c)), ...experimental] : ALL_CONFIGS;
   console.log(`bench: ${wanted.join(', ')}; ${settings.rounds} round(s) x ${settings.duration} s, ${settings.connections} connections over ${settings.sessions} sessions, warm-up ${settings.warmup} s; ${loader}; ${place.pinned ? `servers on cpu ${place.serverCpu}, load generator and backends on cpu ${place.loadCpu}` : `not pinned: ${place.reason}`}; results to ${outDir}`);
+
+  serverJs = compiledServer();
+  for (const dir of new Set(['lib', ...experimental.map((c) => c.slice(c.indexOf('@') + 1))])) libJs.set(dir, compiledLib(dir));
 
   // This process only orchestrates; it stays off the servers' core.
   pinProcess(process.pid, place.loadCpu);
@@ -570,7 +672,10 @@ async function main(): Promise<void> {
           const cBefore = s.msm ? await clientOps(s.port) : undefined;
           const cpuBefore = await serverCpu(s.port);
           const backendBefore = procCpuUs(s.backendPids);
+          const kernelBefore = procCounters(s.proc.pid);
           const m = await load(s, route, settings.duration);
+          const kernelAfter = procCounters(s.proc.pid);
+          const kernel = kernelBefore && kernelAfter ? diffOps(kernelBefore, kernelAfter) : undefined;
           const cpuUsPerRequest = (await serverCpu(s.port) - cpuBefore) / Math.max(1, m.requests);
           const backendCpuUsPerRequest = s.backendPids.length ? (procCpuUs(s.backendPids) - backendBefore) / Math.max(1, m.requests) : 0;
           let mcOps: MemcachedOps | undefined;
@@ -580,7 +685,7 @@ async function main(): Promise<void> {
             mcOps = diffOps(before, await memcachedOps(s.statPorts));
           }
           if (cBefore) cOps = diffOps(cBefore, await clientOps(s.port));
-          runs.push({ round, config: s.name, route, ...m, cpuUsPerRequest, backendCpuUsPerRequest, memcachedOps: mcOps, clientOps: cOps });
+          runs.push({ round, config: s.name, route, ...m, cpuUsPerRequest, backendCpuUsPerRequest, memcachedOps: mcOps, clientOps: cOps, kernel });
           const bad = m.non2xx + m.errors + m.timeouts;
           console.log(`  round ${round} ${pad(s.name, 18)} ${pad(route, 5)} ${pad(Math.round(m.rps).toString(), 6, true)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms  cpu ${cpuUsPerRequest.toFixed(0)}+${backendCpuUsPerRequest.toFixed(0)} µs/req${bad ? `  (non-2xx ${m.non2xx}, errors ${m.errors}, timeouts ${m.timeouts})` : ''}`);
         }
@@ -594,7 +699,7 @@ async function main(): Promise<void> {
       for (const route of ROUTES) {
         const rs = runs.filter((r) => r.config === s.name && r.route === route);
         const requests = rs.reduce((a, r) => a + r.requests, 0);
-        const perRequest = (key: 'memcachedOps' | 'clientOps') => {
+        const perRequest = (key: 'memcachedOps' | 'clientOps' | 'kernel') => {
           if (!rs[0]?.[key] || !requests) return undefined;
           const out: Record<string, number> = {};
           for (const r of rs) for (const [k, v] of Object.entries<number>(r[key])) out[k] = (out[k] ?? 0) + v;
@@ -612,6 +717,7 @@ async function main(): Promise<void> {
           errors: rs.reduce((a, r) => a + r.errors + r.timeouts, 0),
           memcachedOpsPerRequest: perRequest('memcachedOps'),
           clientOpsPerRequest: perRequest('clientOps'),
+          kernelPerRequest: perRequest('kernel'),
         };
       }
     }
@@ -660,7 +766,7 @@ async function main(): Promise<void> {
         loadGenerator: loader === 'wrk' ? `wrk (${wrk}), 1 thread` : 'autocannon, in its own process',
         pinned: place.pinned,
         ...(place.pinned ? { serverCpu: place.serverCpu, loadGeneratorCpu: place.loadCpu, backendsCpu: place.loadCpu } : { notPinned: place.reason }),
-        serverProcess: 'one node process per configuration (bench/server.ts), Express 5 + express-session',
+        serverProcess: 'one node process per configuration (bench/server.ts), Express 5 + express-session; servers run JavaScript transpiled before the run (bench/.work/js), no TypeScript compiler in their heap',
         sessions: `${settings.sessions} logged-in sessions, every request carries the next one's cookie`,
         ratios: 'paired: each round\'s req/s over the baseline\'s in the same round, median over rounds',
         published: publish,
@@ -682,6 +788,9 @@ async function main(): Promise<void> {
     console.log('');
     console.log('Memcached operations per request (memcached `stats` deltas; add counts in cmd_set):');
     console.log(opsTable(summary, configs));
+    console.log('');
+    console.log("The server's kernel counters per request (/proc/<pid>/io, status, stat):");
+    console.log(kernelTable(summary, configs));
     if (Object.keys(payload).length) console.log(`\nBench session size: ${JSON.stringify(payload)} bytes`);
     if (results.targets.length) {
       console.log('\nTargets (issue 14; ratios paired per round):');

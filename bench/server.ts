@@ -15,7 +15,8 @@ import express from 'express';
 import session from 'express-session';
 import type { RequestHandler } from 'express';
 
-// BENCH_LIB: another copy of lib/ (`<config>@<dir>` in run.ts), to measure a change against the code before it.
+// BENCH_LIB: lib/ as JavaScript (run.ts transpiles it before the run), or a copy of it (`<config>@<dir>`), to measure
+// a change against the code before it.
 const LIB = process.env.BENCH_LIB ? path.resolve(process.env.BENCH_LIB) : path.join(__dirname, '..', 'lib');
 const COOKIE_MAX_AGE = 30 * 60 * 1000;
 const SESSION_OPTIONS = {

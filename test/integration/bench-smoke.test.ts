@@ -51,6 +51,14 @@ test('bench runs one short round and writes results.json and results.svg', async
     expect(results.summary['msm-json'].read.memcachedOpsPerRequest.total).toBeGreaterThan(0);
     expect(results.summary['msm-json'].write.memcachedOpsPerRequest.set).toBeGreaterThan(0);
     expect(results.runs).toHaveLength(4);
+    // The servers run JavaScript compiled before the run, not TypeScript transpiled in their own heap.
+    expect(results.harness.serverProcess).toMatch(/JavaScript transpiled before the run/);
+    expect(fs.existsSync(path.join(__dirname, '..', '..', 'bench', '.work', 'js', 'lib', 'store.js'))).toBe(true);
+    // Kernel counters: every response takes at least one write syscall and every request one read.
+    const kernel = results.summary.memory.read.kernelPerRequest;
+    expect(kernel.writeSyscalls).toBeGreaterThanOrEqual(1);
+    expect(kernel.readSyscalls).toBeGreaterThanOrEqual(1);
+    expect(kernel.mainThreadUs).toBeGreaterThan(0);
     expect(fs.readFileSync(path.join(out, 'results.svg'), 'utf8')).toMatch(/^<svg[\s\S]*<\/svg>\n$/);
   } finally {
     fs.rmSync(out, { recursive: true, force: true });
