@@ -518,38 +518,37 @@ export function markdownTable(summary: any, configs: string[]): string {
   return lines.join('\n');
 }
 
-export function opsTable(summary: any, configs: string[]): string {
-  const lines = [
-    '| configuration | route | get | set (incl. add) | touch | delete | total | client-side: get/set/add/delete/touch |',
-    '|---|---|--:|--:|--:|--:|--:|---|',
-  ];
+/** A markdown table with a row per configuration and route; `cells` gives a row's cells, or undefined to skip it. */
+function perRouteTable(summary: any, configs: string[], header: string[], cells: (x: any) => string[] | undefined): string {
+  const lines = [`| configuration | route | ${header.join(' | ')} |`, `|---|---|${header.map(() => '--:|').join('')}`];
   for (const c of configs) {
     for (const route of ROUTES) {
-      const x = summary[c]?.[route];
-      if (!x?.memcachedOpsPerRequest) continue;
-      const o = x.memcachedOpsPerRequest;
-      const cl = x.clientOpsPerRequest;
-      const client = cl ? ['get', 'set', 'add', 'delete', 'touch'].map((k) => (cl[k] ?? 0).toFixed(2)).join(' / ') : '-';
-      lines.push(`| ${LABELS[c] ?? c} | ${route} | ${o.get.toFixed(2)} | ${o.set.toFixed(2)} | ${o.touch.toFixed(2)} | ${o.delete.toFixed(2)} | ${o.total.toFixed(2)} | ${client} |`);
+      const row = summary[c]?.[route] && cells(summary[c][route]);
+      if (row) lines.push(`| ${LABELS[c] ?? c} | ${route} | ${row.join(' | ')} |`);
     }
   }
   return lines.join('\n');
 }
 
+export function opsTable(summary: any, configs: string[]): string {
+  return perRouteTable(summary, configs, ['get', 'set (incl. add)', 'touch', 'delete', 'total', 'client-side: get/set/add/delete/touch'], (x) => {
+    const o = x.memcachedOpsPerRequest;
+    if (!o) return undefined;
+    const cl = x.clientOpsPerRequest;
+    const client = cl ? ['get', 'set', 'add', 'delete', 'touch'].map((k) => (cl[k] ?? 0).toFixed(2)).join(' / ') : '-';
+    return [o.get, o.set, o.touch, o.delete, o.total].map((n: number) => n.toFixed(2)).concat(client);
+  });
+}
+
 export function kernelTable(summary: any, configs: string[]): string {
-  const lines = [
-    '| configuration | route | read syscalls | write syscalls | voluntary switches | involuntary switches | minor faults | CPU µs main thread | CPU µs other threads |',
-    '|---|---|--:|--:|--:|--:|--:|--:|--:|',
-  ];
-  for (const c of configs) {
-    for (const route of ROUTES) {
-      const k = summary[c]?.[route]?.kernelPerRequest;
-      if (!k) continue;
-      const cell = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : '-');
-      lines.push(`| ${LABELS[c] ?? c} | ${route} | ${cell(k.readSyscalls)} | ${cell(k.writeSyscalls)} | ${cell(k.voluntarySwitches)} | ${cell(k.involuntarySwitches)} | ${cell(k.minorFaults)} | ${k.mainThreadUs.toFixed(0)} | ${k.otherThreadsUs.toFixed(0)} |`);
-    }
-  }
-  return lines.join('\n');
+  const header = ['read syscalls', 'write syscalls', 'voluntary switches', 'involuntary switches', 'minor faults', 'CPU µs main thread', 'CPU µs other threads'];
+  return perRouteTable(summary, configs, header, (x) => {
+    const k = x.kernelPerRequest;
+    if (!k) return undefined;
+    const cell = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
+    return [cell(k.readSyscalls, 2), cell(k.writeSyscalls, 2), cell(k.voluntarySwitches, 2), cell(k.involuntarySwitches, 2),
+      cell(k.minorFaults, 2), cell(k.mainThreadUs, 0), cell(k.otherThreadsUs, 0)];
+  });
 }
 
 // --- main ------------------------------------------------------------------------------------------------------
