@@ -541,13 +541,13 @@ export function opsTable(summary: any, configs: string[]): string {
 }
 
 export function kernelTable(summary: any, configs: string[]): string {
-  const header = ['read syscalls', 'write syscalls', 'voluntary switches', 'involuntary switches', 'minor faults', 'CPU µs main thread', 'CPU µs other threads'];
+  const header = ['read syscalls', 'write syscalls', 'voluntary switches', 'involuntary switches', 'minor faults', 'CPU µs main thread', 'CPU µs other threads', 'CPU µs idle servers'];
   return perRouteTable(summary, configs, header, (x) => {
     const k = x.kernelPerRequest;
     if (!k) return undefined;
     const cell = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
     return [cell(k.readSyscalls, 2), cell(k.writeSyscalls, 2), cell(k.voluntarySwitches, 2), cell(k.involuntarySwitches, 2),
-      cell(k.minorFaults, 2), cell(k.mainThreadUs, 0), cell(k.otherThreadsUs, 0)];
+      cell(k.minorFaults, 2), cell(k.mainThreadUs, 0), cell(k.otherThreadsUs, 0), cell(k.idleServersUs, 1)];
   });
 }
 
@@ -672,9 +672,12 @@ async function main(): Promise<void> {
           const cpuBefore = await serverCpu(s.port);
           const backendBefore = procCpuUs(s.backendPids);
           const kernelBefore = procCounters(s.proc.pid);
+          // The other servers idle on the same core meanwhile; their timers (probes, purges) take from it.
+          const idlePids = servers.filter((o) => o !== s).map((o) => o.proc.pid!);
+          const idleBefore = procCpuUs(idlePids);
           const m = await load(s, route, settings.duration);
           const kernelAfter = procCounters(s.proc.pid);
-          const kernel = kernelBefore && kernelAfter ? diffOps(kernelBefore, kernelAfter) : undefined;
+          const kernel = kernelBefore && kernelAfter ? { ...diffOps(kernelBefore, kernelAfter), idleServersUs: procCpuUs(idlePids) - idleBefore } : undefined;
           const cpuUsPerRequest = (await serverCpu(s.port) - cpuBefore) / Math.max(1, m.requests);
           const backendCpuUsPerRequest = s.backendPids.length ? (procCpuUs(s.backendPids) - backendBefore) / Math.max(1, m.requests) : 0;
           let mcOps: MemcachedOps | undefined;
