@@ -210,6 +210,8 @@ function diffOps<T extends { [k: string]: number }>(a: T, b: T): T {
  * its build) would stay in the server's heap, and every full GC would mark them on the server's core.
  */
 const JS_ROOT = path.join(ROOT, 'bench', '.work', 'js');
+/** V8 flags of every server (startServer says why). */
+const SERVER_V8_FLAGS = '--no-flush-bytecode';
 let serverJs = '';
 /** lib/ and each `@dir` copy -> its JavaScript. */
 const libJs = new Map<string, string>();
@@ -265,7 +267,10 @@ interface Server {
 
 function startServer(name: string, env: NodeJS.ProcessEnv): Promise<{ server?: { proc: ChildProcess; port: number }; skip?: string; error?: string }> {
   // BENCH_NODE_ARGS: V8/node flags for the servers only (e.g. --trace-gc, which NODE_OPTIONS does not allow).
-  const nodeArgs = [...(process.env.BENCH_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [])];
+  // --no-flush-bytecode: a server idles for a minute while the others run, and V8 then flushes the bytecode (and
+  // with it the optimized code and type feedback) of functions it has not run for a few GCs; every run would start
+  // cold, the larger code paths the coldest. A server under load never idles that long.
+  const nodeArgs = [SERVER_V8_FLAGS, ...(process.env.BENCH_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [])];
   if (profiled.has(name)) {
     fs.mkdirSync(profileDir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name.replace(/[^\w.-]+/g, '_')}-${Date.now()}.cpuprofile`);
@@ -768,7 +773,7 @@ async function main(): Promise<void> {
         loadGenerator: loader === 'wrk' ? `wrk (${wrk}), 1 thread` : 'autocannon, in its own process',
         pinned: place.pinned,
         ...(place.pinned ? { serverCpu: place.serverCpu, loadGeneratorCpu: place.loadCpu, backendsCpu: place.loadCpu } : { notPinned: place.reason }),
-        serverProcess: 'one node process per configuration (bench/server.ts), Express 5 + express-session; servers run JavaScript transpiled before the run (bench/.work/js), no TypeScript compiler in their heap',
+        serverProcess: `one node process per configuration (bench/server.ts), Express 5 + express-session; servers run JavaScript transpiled before the run (bench/.work/js), no TypeScript compiler in their heap; node ${SERVER_V8_FLAGS}`,
         sessions: `${settings.sessions} logged-in sessions, every request carries the next one's cookie`,
         ratios: 'paired: each round\'s req/s over the baseline\'s in the same round, median over rounds',
         published: publish,
