@@ -337,17 +337,26 @@ async function createSessions(port: number, n: number): Promise<string[]> {
 
 /** CPU time (µs) of backend processes from /proc (Linux; 10 ms ticks): the backends' share of the cost. */
 function procCpuUs(pids: number[]): number {
-  let ticks = 0;
+  let us = 0;
   for (const pid of pids) {
     try {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]); // utime, stime
+      us += statCpuUs(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
     } catch {
       return NaN;
     }
   }
-  return ticks * 10_000;
+  return us;
+}
+
+/** The fields of a /proc stat line after its `(comm)`. */
+function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** utime + stime of a /proc stat line, in µs (10 ms ticks). */
+function statCpuUs(stat: string): number {
+  const f = statFields(stat);
+  return (Number(f[11]) + Number(f[12])) * 10_000;
 }
 
 /**
@@ -366,7 +375,7 @@ function procCounters(pid: number | undefined): Record<string, number> | undefin
       writeSyscalls: field(io, 'syscw'),
       voluntarySwitches: field(status, 'voluntary_ctxt_switches'),
       involuntarySwitches: field(status, 'nonvoluntary_ctxt_switches'),
-      minorFaults: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]),
+      minorFaults: Number(statFields(stat)[7]),
       ...threadCpuUs(pid!),
     };
   } catch {
@@ -378,15 +387,17 @@ function procCounters(pid: number | undefined): Record<string, number> | undefin
 function threadCpuUs(pid: number): Record<string, number> {
   const out: Record<string, number> = { mainThreadUs: 0, otherThreadsUs: 0 };
   for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    out[Number(tid) === pid ? 'mainThreadUs' : 'otherThreadsUs'] += (Number(f[11]) + Number(f[12])) * 10_000;
+    out[Number(tid) === pid ? 'mainThreadUs' : 'otherThreadsUs'] += statCpuUs(fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
   }
   return out;
 }
 
 async function serverCpu(port: number): Promise<number> {
   return JSON.parse((await request(port, 'GET', '/__cpu')).body).us;
+}
+
+async function serverRuntime(port: number): Promise<Record<string, unknown>> {
+  return JSON.parse((await request(port, 'GET', '/__runtime')).body);
 }
 
 async function clientOps(port: number): Promise<Record<string, number>> {
@@ -584,6 +595,8 @@ async function main(): Promise<void> {
   const skipped: Record<string, string> = {};
   const failed: Record<string, string> = {};
   const servers: Server[] = [];
+  /** What each server process runs (GET /__runtime): script, lib/, node flags, whether TypeScript is loaded. */
+  const runtimes: Record<string, Record<string, unknown>> = {};
   try {
     // Backends.
     const needMsm = wanted.some(onMsmNodes);
@@ -651,6 +664,7 @@ async function main(): Promise<void> {
         const backends = msm ? msmNodes.map((m) => m.proc) : name === 'connect-memcached' ? [cmNode?.proc] : name === 'connect-redis' ? [redisProc] : [];
         const backendPids = backends.map((p) => p?.pid).filter((p): p is number => typeof p === 'number');
         servers.push({ name, proc, port, cookies, statPorts, backendPids, msm });
+        runtimes[name] = await serverRuntime(port);
       } catch (e) {
         failed[name] = (e as Error).message;
         console.log(`error: ${name}: ${failed[name]}`);
@@ -774,6 +788,7 @@ async function main(): Promise<void> {
         pinned: place.pinned,
         ...(place.pinned ? { serverCpu: place.serverCpu, loadGeneratorCpu: place.loadCpu, backendsCpu: place.loadCpu } : { notPinned: place.reason }),
         serverProcess: `one node process per configuration (bench/server.ts), Express 5 + express-session; servers run JavaScript transpiled before the run (bench/.work/js), no TypeScript compiler in their heap; node ${SERVER_V8_FLAGS}`,
+        serverRuntimes: runtimes,
         sessions: `${settings.sessions} logged-in sessions, every request carries the next one's cookie`,
         ratios: 'paired: each round\'s req/s over the baseline\'s in the same round, median over rounds',
         published: publish,

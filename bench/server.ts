@@ -238,6 +238,10 @@ async function main(): Promise<void> {
     const u = process.cpuUsage();
     res.json({ us: u.user + u.system });
   });
+  // What this process runs: the bench records it, so a run shows the servers ran JavaScript with the harness's flags.
+  app.get('/__runtime', (_req, res) => {
+    res.json({ script: __filename, lib: LIB, execArgv: process.execArgv, typescriptLoaded: Object.keys(require.cache).some((f) => f.includes(`${path.sep}node_modules${path.sep}typescript${path.sep}`)) });
+  });
   app.use(built.middleware);
   let logins = 0;
   app.get('/login', (req, res) => {
