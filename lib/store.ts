@@ -80,10 +80,12 @@ const RESPONSE_HOOKS = new Set(['onsave', 'ontouch']);
  * The Store methods' shared ending. Internals answer synchronously (undefined: done, nothing to wait for) or with a
  * promise; a promise is built only when the caller asked for one (no callback).
  */
-function answer(work: () => Promise<void> | undefined, cb: Callback<void> | undefined, session?: unknown): Promise<void> | void {
+function answer(store: MemcachedStore, work: (this: MemcachedStore, raw: string, session: SessionData) => Promise<void> | undefined, raw: string,
+  session: SessionData, cb: Callback<void> | undefined): Promise<void> | void {
   let p: Promise<void> | undefined;
   try {
-    p = work();
+    // A method and its arguments, not a closure: this runs for every save and touch.
+    p = work.call(store, raw, session);
   } catch (e) {
     p = Promise.reject(e);
   }
@@ -221,7 +223,7 @@ export class MemcachedStore extends Store {
     const r = this.resolve(sid);
     let session: SessionData | null | undefined;
     try {
-      const local = r && this.mode.loadLocal ? this.mode.loadLocal(r.sid) : undefined;
+      const local = r && this.mode.loadLocal ? this.mode.loadLocal(r) : undefined;
       if (local !== undefined) session = this.loaded(sid, r!, local, started);
     } catch (e) {
       return void process.nextTick(callback, e);
@@ -233,19 +235,19 @@ export class MemcachedStore extends Store {
   set(sid: string, session: SessionData): Promise<void>;
   set(sid: string, session: SessionData, callback: Callback<void>): void;
   set(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> | void {
-    return answer(() => this.saveSession(sid, session), callback, session);
+    return answer(this, this.saveSession, sid, session, callback);
   }
 
   touch(sid: string, session: SessionData): Promise<void>;
   touch(sid: string, session: SessionData, callback: Callback<void>): void;
   touch(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> | void {
-    return answer(() => this.refreshSession(sid, session), callback, session);
+    return answer(this, this.refreshSession, sid, session, callback);
   }
 
   destroy(sid: string): Promise<void>;
   destroy(sid: string, callback: Callback<void>): void;
   destroy(sid: string, callback?: Callback<void>): Promise<void> | void {
-    return answer(() => this.removeSession(sid), callback);
+    return answer(this, this.removeSession, sid, undefined as unknown as SessionData, callback);
   }
 
   /** indexBy: ids of the live sessions whose indexBy gives `value` (each one loaded and checked). */
@@ -386,19 +388,21 @@ export class MemcachedStore extends Store {
   }
 
   /** Parses and validates a client-supplied id, following a recorded move. null: invalid, never reaches memcached. */
-  private resolve(raw: unknown): { sid: SessionId; movedTo?: string } | null {
-    const sid = this.idFormat.parse(raw);
+  private resolve(raw: unknown, meta?: LoadedMeta): SessionId | null {
+    const known = meta?.requested;
+    const sid = known && known.id === raw ? known : this.idFormat.parse(raw);
     if (!sid) return null;
-    const movedTo = this.idChanges.get(sid.id);
+    // Empty but for moments after a relocation or takeover: no lookup (lru-cache allocates per get).
+    const movedTo = this.idChanges.size ? this.idChanges.get(sid.id) : undefined;
     if (movedTo) {
       const moved = this.idFormat.parse(movedTo);
-      if (moved) return { sid: moved, movedTo };
+      if (moved) return moved;
     }
-    return { sid };
+    return sid;
   }
 
   /** `r`, `started`, `known`: what a callback-first get found already (r undefined: resolve here). */
-  private async loadSession(raw: string, r?: { sid: SessionId; movedTo?: string } | null, started = performance.now(),
+  private async loadSession(raw: string, r?: SessionId | null, started = performance.now(),
     known?: Promise<unknown>): Promise<SessionData | null> {
     this.assertOpen();
     if (r === undefined) {
@@ -411,15 +415,17 @@ export class MemcachedStore extends Store {
       this.statistics.requestsWithoutSession++;
       return null;
     }
-    return this.loaded(raw, r, await this.mode.load(r.sid), started);
+    return this.loaded(raw, r, await this.mode.load(r), started);
   }
 
   /** What express-session gets from a load: the session with its cookie checked and `expires` rebuilt, or null. */
-  private loaded(raw: string, r: { sid: SessionId; movedTo?: string }, loaded: LoadResult | null, started: number): SessionData | null {
+  /** `sid`: the id `raw` resolved to (another one when a recorded move redirected it). */
+  private loaded(raw: string, sid: SessionId, loaded: LoadResult | null, started: number): SessionData | null {
     this.statistics.time('load', performance.now() - started);
     if (!loaded) return null;
     const { session, meta } = loaded;
-    if (r.movedTo && !meta.newId) meta.newId = r.movedTo;
+    const moved = sid.id !== raw;
+    if (moved && !meta.newId) meta.newId = sid.id;
     // An id whose keys hold its hash: the item must name it (two ids with one hash would otherwise share a session).
     if (this.keys.isHashed(meta.id) && idInItem(meta.bytes) !== meta.id) return null;
     const loadedCookie = session.cookie && { ...session.cookie };
@@ -427,7 +433,7 @@ export class MemcachedStore extends Store {
     if (state === 'malformed') {
       // Decoded, but express-session would throw on this cookie (in res.end, where the request then hangs).
       this.statistics.decodeFailures++;
-      this.logger.warn(`session ${hashId(r.sid.id)}: stored cookie is malformed; treated as no session`);
+      this.logger.warn(`session ${hashId(sid.id)}: stored cookie is malformed; treated as no session`);
       return null;
     }
     if (state === 'expired') {
@@ -435,10 +441,11 @@ export class MemcachedStore extends Store {
       return null;
     }
     if (loadedCookie) meta.cookie = loadedCookie;
+    if (!moved) meta.requested = sid;
     this.index?.onLoad(meta, raw, session);
     Object.defineProperty(session, LOADED, { value: meta, configurable: true, writable: true });
     if (meta.newId && meta.newId !== raw) this.forwards.set(raw, meta);
-    else this.forwards.delete(raw);
+    else if (this.forwards.size) this.forwards.delete(raw);
     return session as unknown as SessionData;
   }
 
@@ -462,11 +469,11 @@ export class MemcachedStore extends Store {
     // Saved moments ago by memcachedSession(), before the response: this is express-session's save of the same state.
     if (pre === 'saved') return undefined;
     const started = performance.now();
-    const r = this.resolve(raw);
+    const meta = this.loadedMeta(raw, session);
+    const r = this.resolve(raw, meta);
     if (!r) throw new Error(`express-msm: refusing to store a session under an id that has no key (empty, longer than 4096 characters, or a lone UTF-16 surrogate): check the genid option`);
     this.noteCookieHandling(session);
-    const meta = this.loadedMeta(raw, session);
-    const { sid, alias } = this.whereTo(r.sid, meta);
+    const { sid, alias } = this.whereTo(r, meta);
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
     if (maxInactive <= 0) return this.mode.destroy(sid);
     const reuse = pre?.id === sid.id ? pre : undefined;
@@ -476,10 +483,9 @@ export class MemcachedStore extends Store {
       throw new Error(`express-msm: session is ${bytes.length} bytes, above the ${this.maxSessionBytes}-byte limit (memcached item size); not stored`);
     }
     const saving = this.mode.save(sid, stored, bytes, maxInactive, meta);
+    if (!saving && !alias && !this.index) return void this.saved(session, meta, !!pre, started);
     const done = () => this.saved(session, meta, !!pre, started);
-    if (alias || this.index) return this.afterWrite(saving, sid, alias, session, maxInactive, meta).then(done);
-    if (!saving) return void done();
-    return saving.then(done);
+    return (alias || this.index ? this.afterWrite(saving, sid, alias, session, maxInactive, meta) : saving!).then(done);
   }
 
   /** What follows a save or touch when there is more to write: the old id's alias, the user index. */
@@ -554,10 +560,10 @@ export class MemcachedStore extends Store {
     const meta = this.loadedMeta(raw, session);
     // memcachedSession() already compared the whole encoding, cookie included: no second look at the cookie.
     if (!encoded?.unchanged && meta?.cookie && cookieChanged(session, meta.cookie)) return this.saveNow(raw, session);
-    const r = this.resolve(raw);
+    const r = this.resolve(raw, meta);
     if (!r) return undefined;
     this.noteCookieHandling(session);
-    const { sid, alias } = this.whereTo(r.sid, meta);
+    const { sid, alias } = this.whereTo(r, meta);
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
     if (maxInactive <= 0) return this.mode.destroy(sid);
     const touching = this.mode.touch(sid, () => this.encodeItem(sid, this.toStored(session)), maxInactive, meta);
@@ -767,7 +773,8 @@ function checkCookie(session: StoredSession, lastAccess: number): 'live' | 'malf
 
 /**
  * express-session expects `cookie.expires`; rebuild it from the last access and originalMaxAge (see toStored).
- * Returns the expiry (ms; null: none), so that the string just built is not parsed back.
+ * A Date, as the Cookie type declares it: express-session would parse a string back into one (createSession), so
+ * building a string here would cost a format and a parse per load. Returns the expiry (ms; null: none).
  */
 function restoreExpires(cookie: StoredCookie, lastAccess: number): number | null {
   if (cookie.expires !== undefined) return cookie.expires ? new Date(cookie.expires as string).getTime() : null;
@@ -775,7 +782,7 @@ function restoreExpires(cookie: StoredCookie, lastAccess: number): number | null
     cookie.expires = null;
     return null;
   }
-  const expires = new Date(lastAccess + cookie.originalMaxAge);
-  cookie.expires = expires.toISOString();
-  return expires.getTime();
+  const at = lastAccess + cookie.originalMaxAge;
+  cookie.expires = new Date(at);
+  return at;
 }

@@ -166,6 +166,19 @@ export class NodeClient {
     return this.request(maintenance ? 'maintenance' : 'set', OP.setq, key, expires, value, undefined, stored);
   }
 
+  /**
+   * set from a background task, answered through `done` instead of a promise: sticky's asynchronous backup, one per
+   * changed session, costs no promise and no task around it. `done` runs at once when the key is invalid.
+   */
+  setInBackground(key: string, value: Buffer, expires: number, done: (r: OpResult<boolean>) => void): void {
+    background++;
+    try {
+      this.requestThen('set', OP.setq, key, expires, value, undefined, stored, done);
+    } finally {
+      background--;
+    }
+  }
+
   /** The value with its CAS token (for cas()), or null when missing. */
   gets(key: string): Promise<OpResult<{ value: Buffer; cas: Buffer } | null>> {
     return this.request('get', OP.get, key, undefined, undefined, undefined, withCas);
@@ -353,19 +366,21 @@ export class NodeClient {
    */
   private request<T>(kind: OpKind, opcode: number, key: string, expires: number | undefined, value: Buffer | undefined, cas: Buffer | undefined,
     map: (status: number, value: Buffer | null, cas: Buffer | null) => T | undefined): Promise<OpResult<T>> {
+    return new Promise<OpResult<T>>((resolve) => this.requestThen(kind, opcode, key, expires, value, cas, map, resolve));
+  }
+
+  /** request, answered through `done` (at once when the key is invalid or the client closed). */
+  private requestThen<T>(kind: OpKind, opcode: number, key: string, expires: number | undefined, value: Buffer | undefined, cas: Buffer | undefined,
+    map: (status: number, value: Buffer | null, cas: Buffer | null) => T | undefined, done: (r: OpResult<T>) => void): void {
     this.opts.onKey?.(key);
     // Callers validate ids before building keys; this is the last line of defence, never reached by valid input.
-    if (!isValidMemcachedKey(key)) {
-      return Promise.resolve({ ok: false, error: new InvalidKeyError(`invalid memcached key (${key.length} chars)`) });
-    }
-    if (this.closed) return Promise.resolve({ ok: false, error: new Error(`node ${this.id} client is closed`) });
+    if (!isValidMemcachedKey(key)) return done({ ok: false, error: new InvalidKeyError(`invalid memcached key (${key.length} chars)`) });
+    if (this.closed) return done({ ok: false, error: new Error(`node ${this.id} client is closed`) });
     this.ops[kind]++;
-    return new Promise<OpResult<T>>((resolve) => {
-      this.send(kind, opcode, requestHead(opcode, key, this.nextSeq(), expires, value?.length, cas), value, map === withCas || map === casOfAdd, (error, status, v, c) => {
-        if (error) return resolve(this.failed(kind, error, error instanceof TimeoutError));
-        const result = map(status, v, c);
-        resolve(result === undefined ? this.failed(kind, statusError(status)) : { ok: true, value: result });
-      });
+    this.send(kind, opcode, requestHead(opcode, key, this.nextSeq(), expires, value?.length, cas), value, map === withCas || map === casOfAdd, (error, status, v, c) => {
+      if (error) return done(this.failed(kind, error, error instanceof TimeoutError));
+      const result = map(status, v, c);
+      done(result === undefined ? this.failed(kind, statusError(status)) : { ok: true, value: result });
     });
   }
 

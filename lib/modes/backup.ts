@@ -42,6 +42,19 @@ export class BackupRunner {
     return Promise.race([settled, timeout]).finally(() => clearTimeout(timer));
   }
 
+  /** Whether backups run after the response: then a mode may issue them without run (see begin). */
+  get afterResponse(): boolean {
+    return this.async;
+  }
+
+  /** A backup issued without run (a callback, no promise): tracked from here until `end` (close() flushes it). */
+  begin(): void {
+    this.running++;
+  }
+
+  /** The end of a backup begun with `begin`; an error it threw is logged as run logs a failed task's. */
+  readonly end = (error?: unknown): void => (error === undefined ? this.done() : this.failed(error));
+
   /** Waits for every queued backup, including ones queued while waiting. */
   flush(): Promise<void> {
     return this.running === 0 ? Promise.resolve() : new Promise((resolve) => this.idle.push(resolve));

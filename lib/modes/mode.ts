@@ -27,6 +27,8 @@ export interface LoadedMeta {
   cookie?: StoredCookie;
   /** Non-sticky: the node whose backup the load compared and found current. Only that copy may just be touched. */
   backupNode?: string;
+  /** The id the load was asked for, parsed: the save or touch under that id reuses it rather than parse it again. */
+  requested?: SessionId;
 }
 
 export interface LoadResult {

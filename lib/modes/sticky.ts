@@ -14,6 +14,7 @@ import type { StoredSession } from '../transcoders/transcoder';
 import { encodeMoved, isMsmItem, maxInactiveOfCookie, movedTo } from '../transcoders/transcoder';
 import { toMemcachedExpiration } from '../memcached/validity';
 import { hashId } from '../logger';
+import type { OpResult } from '../memcached/node-client';
 
 /** s; msm adds processExpiresFrequency * backgroundProcessorDelay (6 * 10 s) to the sticky memcached TTL. */
 export const STICKY_TTL_MARGIN = 60;
@@ -74,6 +75,8 @@ export class StickyMode implements SessionMode {
   /** Memcached loads in flight, by the id requested: concurrent requests for one id share one load (one takeover). */
   private readonly inflight = new Map<string, Promise<Loaded | null>>();
   private readonly purgeTimer: NodeJS.Timeout;
+  /** loadLocal's options and status, reused: lru-cache fills nine fields of a status object on every load. */
+  private readonly lookup: LRUCache.GetOptions<string, LocalEntry, unknown> = { status: {} };
   /** Alias id -> when its marker was last refreshed here (ms). */
   private readonly aliasesRefreshed = new LRUCache<string, number>({ max: 100_000 });
 
@@ -98,8 +101,9 @@ export class StickyMode implements SessionMode {
   loadLocal(sid: SessionId): LoadResult | null | undefined {
     // Fixed cookies: every load reads memcached (another instance may have written since).
     if (sid.route !== this.route || this.ctx.fixedCookies()) return undefined;
-    const status: LRUCache.Status<string, LocalEntry> = {};
-    const e = this.local.get(sid.id, { status });
+    const status = this.lookup.status!;
+    status.get = undefined;
+    const e = this.local.get(sid.id, this.lookup);
     if (e) {
       if (!this.ctx.nodes.isAvailable(e.node)) return undefined;
       this.ctx.stats.localHits++;
@@ -213,10 +217,14 @@ export class StickyMode implements SessionMode {
     const copy = prev?.copy ?? { written: undefined, expiresAt: 0 };
     const e: LocalEntry = { bytes, maxInactive, node, copy, accessedAt: Date.now() };
     this.local.set(sid.id, e, { ttl: maxInactive * 1000 });
-    if (meta) Object.assign(meta, { id: sid.id, bytes });
+    if (meta) {
+      meta.id = sid.id;
+      meta.bytes = bytes;
+    }
     if (copy.written && copy.written.equals(bytes) && !this.refreshDue(e)) return undefined;
     // Fixed cookies: the next request may reach another instance, which reads memcached; it must find this write.
     if (this.ctx.fixedCookies()) return this.backup(sid.id, e);
+    if (this.ctx.backups.afterResponse) return this.backupSoon(sid.id, e);
     return this.ctx.backups.run(() => this.backup(sid.id, e));
   }
 
@@ -351,13 +359,34 @@ export class StickyMode implements SessionMode {
   /** Writes the memcached copy. A failure is counted and logged, never thrown to the request. */
   private async backup(id: string, e: LocalEntry): Promise<void> {
     const { nodes, keys } = this.ctx;
-    if (!nodes.isAvailable(e.node)) {
-      // The next request relocates the session (it is held locally) to an available node.
-      return this.backupFailed(id, e.node, new Error(`node ${e.node} is unavailable`));
-    }
-    const ttl = stickyMemcachedTtl(e.maxInactive);
+    // The next request relocates the session (it is held locally) to an available node.
+    if (!nodes.isAvailable(e.node)) return this.backupFailed(id, e.node, new Error(`node ${e.node} is unavailable`));
     const started = Date.now();
-    const r = await nodes.client(e.node).set(keys.session(id), e.bytes, toMemcachedExpiration(ttl));
+    this.backedUp(id, e, started, await nodes.client(e.node).set(keys.session(id), e.bytes, toMemcachedExpiration(stickyMemcachedTtl(e.maxInactive))));
+  }
+
+  /** backup after the response (sessionBackupAsync), with a callback rather than promises: it runs for every change. */
+  private backupSoon(id: string, e: LocalEntry): undefined {
+    const { nodes, keys, backups } = this.ctx;
+    const started = Date.now();
+    backups.begin();
+    // Thrown here (a logger that throws), an error would reach the request or the connection's response parsing.
+    const answered = (r: OpResult<boolean> | undefined) => {
+      try {
+        if (r) this.backedUp(id, e, started, r);
+        else this.backupFailed(id, e.node, new Error(`node ${e.node} is unavailable`));
+      } catch (err) {
+        return backups.end(err);
+      }
+      backups.end();
+    };
+    if (!nodes.isAvailable(e.node)) return void answered(undefined);
+    nodes.client(e.node).setInBackground(keys.session(id), e.bytes, toMemcachedExpiration(stickyMemcachedTtl(e.maxInactive)), answered);
+  }
+
+  /** What a backup's answer tells about the memcached copy (the write began at `started`, ms). */
+  private backedUp(id: string, e: LocalEntry, started: number, r: OpResult<boolean>): void {
+    const { nodes } = this.ctx;
     if (!r.ok) {
       nodes.markFailed(e.node, r.error);
       e.copy.expiresAt = 0;
@@ -365,7 +394,7 @@ export class StickyMode implements SessionMode {
     }
     nodes.markOk(e.node);
     e.copy.written = e.bytes;
-    e.copy.expiresAt = started + ttl * 1000;
+    e.copy.expiresAt = started + stickyMemcachedTtl(e.maxInactive) * 1000;
   }
 
   private backupFailed(id: string, node: string, error: Error): void {

@@ -73,7 +73,9 @@ describe('drop-in semantics on three nodes', () => {
       await store.set(id, { cookie: { originalMaxAge: 60_000, path: '/' }, n: 1 } as any);
       const s = (await store.get(id)) as any;
       expect(s.n).toBe(1);
-      const expires = new Date(s.cookie.expires).getTime();
+      // A Date, as express-session's Cookie type has it (MemoryStore gives the JSON string; express-session takes both).
+      expect(s.cookie.expires).toBeInstanceOf(Date);
+      const expires = s.cookie.expires.getTime();
       expect(expires).toBeGreaterThanOrEqual(before + 60_000);
       expect(expires).toBeLessThanOrEqual(Date.now() + 60_000);
     });

@@ -269,6 +269,62 @@ describe('sticky mode', () => {
     expect(json.decode((await raw[1 - index].get(moved))!)).toMatchObject({ n: 2 });
   });
 
+  it('asynchronous backups (the default): the copy lands after the response, unchanged writes send nothing, close() waits for them', async () => {
+    const a = newStore('a', { sessionBackupAsync: true });
+    const appA = makeApp(a);
+    const id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
+    const { index } = parts(id);
+    await until(async () => (await raw[index].get(id)) !== null);
+    expect(json.decode((await raw[index].get(id))!)).toMatchObject({ n: 1 });
+    await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200, { id, n: 2 });
+    await a.backups.flush();
+    expect(json.decode((await raw[index].get(id))!)).toMatchObject({ n: 2 });
+    const sets = totalOps(a, 'set');
+    await request(appA).get('/get').set('Cookie', cookieFor(id)).expect(200);
+    await a.backups.flush();
+    expect(totalOps(a, 'set')).toBe(sets);
+    // A write whose answer has not come yet is waited for by close(), then in memcached.
+    await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200, { id, n: 3 });
+    await a.close();
+    expect(a.stats().pendingBackups).toBe(0);
+    expect(json.decode((await raw[index].get(id))!)).toMatchObject({ n: 3 });
+  });
+
+  it('an asynchronous backup that fails (node stopped, then marked down) is counted and logged after the response; a logger that throws breaks nothing', async () => {
+    const logged: string[] = [];
+    let throwing = false;
+    const logger = {
+      debug() {}, info() {},
+      warn(m: string) {
+        logged.push(`warn ${m}`);
+        if (throwing) throw new Error('logger failed');
+      },
+      error(m: string) { logged.push(`error ${m}`); },
+    };
+    const a = newStore('a', { sessionBackupAsync: true, operationTimeout: 300, logger });
+    const appA = makeApp(a);
+    const id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
+    const { index } = parts(id);
+    await a.backups.flush();
+    await ps[index].stop();
+    // The write is answered before its backup times out.
+    await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200, { id, n: 2 });
+    expect(a.stats().pendingBackups).toBe(1);
+    await a.backups.flush();
+    expect(a.stats().requestsWithBackupFailure).toBe(1);
+    expect(logged.filter((l) => l.includes(`memcached backup on n${index + 1} failed`))).toHaveLength(1);
+    // Both nodes down: the session cannot be relocated, is served locally, and its backup fails at once. The logger
+    // throws on that failure: the runner logs it, the request is served.
+    await ps[1 - index].stop();
+    await a.ready();
+    throwing = true;
+    await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200, { id, n: 3 });
+    expect(a.stats().requestsWithBackupFailure).toBe(2);
+    await a.backups.flush();
+    expect(logged.some((l) => l.startsWith('error backup task failed: logger failed'))).toBe(true);
+    expect(a.stats().pendingBackups).toBe(0);
+  });
+
   it('failoverNodes: new sessions avoid n1 while n2 is up, use n1 when n2 is down', async () => {
     const a = newStore('a', { failoverNodes: 'n1' });
     const appA = makeApp(a);
