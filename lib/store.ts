@@ -418,8 +418,10 @@ export class MemcachedStore extends Store {
     return this.loaded(raw, r, await this.mode.load(r), started);
   }
 
-  /** What express-session gets from a load: the session with its cookie checked and `expires` rebuilt, or null. */
-  /** `sid`: the id `raw` resolved to (another one when a recorded move redirected it). */
+  /**
+   * What express-session gets from a load: the session with its cookie checked and `expires` rebuilt, or null. `sid`
+   * is what `raw` resolved to: another id when a recorded move redirected it.
+   */
   private loaded(raw: string, sid: SessionId, loaded: LoadResult | null, started: number): SessionData | null {
     this.statistics.time('load', performance.now() - started);
     if (!loaded) return null;
