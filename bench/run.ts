@@ -217,13 +217,10 @@ let serverJs = '';
 const libJs = new Map<string, string>();
 
 function transpileFile(from: string, to: string): void {
-  const ts = require('typescript');
-  const js = ts.transpileModule(fs.readFileSync(from, 'utf8'), {
-    fileName: from,
-    compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-  }).outputText;
+  // The same transpiling as scripts/register.js, without its inline source maps (they would sit in the heap).
+  const { transpile } = require('../scripts/register.js');
   fs.mkdirSync(path.dirname(to), { recursive: true });
-  fs.writeFileSync(to, js);
+  fs.writeFileSync(to, transpile(fs.readFileSync(from, 'utf8'), from, false));
 }
 
 function transpileTree(src: string, out: string): void {

@@ -80,8 +80,8 @@ const RESPONSE_HOOKS = new Set(['onsave', 'ontouch']);
  * The Store methods' shared ending. Internals answer synchronously (undefined: done, nothing to wait for) or with a
  * promise; a promise is built only when the caller asked for one (no callback).
  */
-function answer(store: MemcachedStore, work: (this: MemcachedStore, raw: string, session: SessionData) => Promise<void> | undefined, raw: string,
-  session: SessionData, cb: Callback<void> | undefined): Promise<void> | void {
+function answer<S>(store: MemcachedStore, work: (this: MemcachedStore, raw: string, session: S) => Promise<void> | undefined, raw: string,
+  session: S, cb: Callback<void> | undefined): Promise<void> | void {
   let p: Promise<void> | undefined;
   try {
     // A method and its arguments, not a closure: this runs for every save and touch.
@@ -247,7 +247,7 @@ export class MemcachedStore extends Store {
   destroy(sid: string): Promise<void>;
   destroy(sid: string, callback: Callback<void>): void;
   destroy(sid: string, callback?: Callback<void>): Promise<void> | void {
-    return answer(this, this.removeSession, sid, undefined as unknown as SessionData, callback);
+    return answer(this, this.removeSession, sid, undefined, callback);
   }
 
   /** indexBy: ids of the live sessions whose indexBy gives `value` (each one loaded and checked). */

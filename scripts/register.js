@@ -4,17 +4,22 @@
 const fs = require('fs');
 const ts = require('typescript');
 
-require.extensions['.ts'] = function (module, filename) {
-  const src = fs.readFileSync(filename, 'utf8');
-  const out = ts.transpileModule(src, {
+/** TypeScript source -> CommonJS JavaScript, as every script here runs it; `sourceMap: false` for long-running servers. */
+function transpile(src, filename, sourceMap = true) {
+  return ts.transpileModule(src, {
     fileName: filename,
     compilerOptions: {
       module: ts.ModuleKind.CommonJS,
       target: ts.ScriptTarget.ES2022,
       esModuleInterop: true,
       sourceMap: false,
-      inlineSourceMap: true,
+      inlineSourceMap: sourceMap,
     },
-  });
-  module._compile(out.outputText, filename);
+  }).outputText;
+}
+
+require.extensions['.ts'] = function (module, filename) {
+  module._compile(transpile(fs.readFileSync(filename, 'utf8'), filename), filename);
 };
+
+module.exports = { transpile };

@@ -16,7 +16,8 @@ export class BackupRunner {
     this.done();
   };
 
-  constructor(private readonly async: boolean, private readonly timeoutMs: number, private readonly logger: Logger) {}
+  /** async: backups run after the response (sessionBackupAsync); a mode may then issue them with begin/end instead of run. */
+  constructor(readonly async: boolean, private readonly timeoutMs: number, private readonly logger: Logger) {}
 
   get size(): number {
     return this.running;
@@ -40,11 +41,6 @@ export class BackupRunner {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.timeoutMs)));
     return Promise.race([settled, timeout]).finally(() => clearTimeout(timer));
-  }
-
-  /** Whether backups run after the response: then a mode may issue them without run (see begin). */
-  get afterResponse(): boolean {
-    return this.async;
   }
 
   /** A backup issued without run (a callback, no promise): tracked from here until `end` (close() flushes it). */

@@ -224,7 +224,7 @@ export class StickyMode implements SessionMode {
     if (copy.written && copy.written.equals(bytes) && !this.refreshDue(e)) return undefined;
     // Fixed cookies: the next request may reach another instance, which reads memcached; it must find this write.
     if (this.ctx.fixedCookies()) return this.backup(sid.id, e);
-    if (this.ctx.backups.afterResponse) return this.backupSoon(sid.id, e);
+    if (this.ctx.backups.async) return this.backupSoon(sid.id, e);
     return this.ctx.backups.run(() => this.backup(sid.id, e));
   }
 
