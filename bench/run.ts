@@ -210,6 +210,21 @@ function diffOps<T extends { [k: string]: number }>(a: T, b: T): T {
  * its build) would stay in the server's heap, and every full GC would mark them on the server's core.
  */
 const JS_ROOT = path.join(ROOT, 'bench', '.work', 'js');
+
+/**
+ * The commit the run measured, and which files of lib/, bench/ and the lockfile differed from it when it started (a
+ * run of uncommitted code says so). `unknown` outside a git checkout.
+ */
+function sourceState(): { commit: string; uncommitted: string[] } {
+  const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  try {
+    const commit = git('rev-parse', '--short', 'HEAD').trim();
+    const uncommitted = git('status', '--porcelain', '--', 'lib', 'bench', 'package-lock.json').split('\n').filter(Boolean).map((l) => l.slice(3));
+    return { commit, uncommitted };
+  } catch {
+    return { commit: 'unknown', uncommitted: [] };
+  }
+}
 /** V8 flags of every server (startServer says why). */
 const SERVER_V8_FLAGS = '--no-flush-bytecode';
 let serverJs = '';
@@ -574,6 +589,8 @@ async function main(): Promise<void> {
   if (unknown.length) throw new Error(`--only: unknown ${unknown.join(', ')}; known: ${known.join(', ')}`);
   const experimental = only.filter((c) => c.includes('@'));
   const wanted = only.length ? [...known.filter((c) => only.includes(c)), ...experimental] : ALL_CONFIGS;
+  const source = sourceState();
+  console.log(`bench: commit ${source.commit}${source.uncommitted.length ? ` with uncommitted changes to ${source.uncommitted.join(', ')}` : ''}`);
   console.log(`bench: ${wanted.join(', ')}; ${settings.rounds} round(s) x ${settings.duration} s, ${settings.connections} connections over ${settings.sessions} sessions, warm-up ${settings.warmup} s; ${loader}; ${place.pinned ? `servers on cpu ${place.serverCpu}, load generator and backends on cpu ${place.loadCpu}` : `not pinned: ${place.reason}`}; results to ${outDir}`);
 
   serverJs = compiledServer();
@@ -789,6 +806,7 @@ async function main(): Promise<void> {
         sessions: `${settings.sessions} logged-in sessions, every request carries the next one's cookie`,
         ratios: 'paired: each round\'s req/s over the baseline\'s in the same round, median over rounds',
         published: publish,
+        source,
       },
       settings,
       configs,

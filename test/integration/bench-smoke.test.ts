@@ -38,6 +38,9 @@ test('bench runs one short round and writes results.json and results.svg', async
     expect(results.settings).toMatchObject({ duration: 1, rounds: 1, connections: 4, sessions: 8 });
     expect(results.harness).toMatchObject({ loadGenerator: 'autocannon, in its own process', published: false });
     expect(typeof results.harness.pinned).toBe('boolean');
+    // The commit measured, and what differed from it (this checkout: whatever the developer has not committed).
+    expect(results.harness.source.commit).toMatch(/^([0-9a-f]{7,}|unknown)$/);
+    expect(Array.isArray(results.harness.source.uncommitted)).toBe(true);
     for (const c of ['memory', 'msm-json']) {
       for (const route of ['read', 'write']) {
         const x = results.summary[c][route];
