@@ -180,13 +180,13 @@ export class NodeClient {
   }
 
   /** The value with its CAS token (for cas()), or null when missing. */
-  gets(key: string): Promise<OpResult<{ value: Buffer; cas: Buffer } | null>> {
-    return this.request('get', OP.get, key, undefined, undefined, undefined, withCas);
+  gets(key: string, maintenance = false): Promise<OpResult<{ value: Buffer; cas: Buffer } | null>> {
+    return this.request(maintenance ? 'maintenance' : 'get', OP.get, key, undefined, undefined, undefined, withCas);
   }
 
   /** set only if the item is unchanged since gets() returned `cas`; false when it changed or is gone. */
-  cas(key: string, value: Buffer, expires: number, cas: Buffer): Promise<OpResult<boolean>> {
-    return this.request('set', OP.set, key, expires, value, cas, storedIfUnchanged);
+  cas(key: string, value: Buffer, expires: number, cas: Buffer, maintenance = false): Promise<OpResult<boolean>> {
+    return this.request(maintenance ? 'maintenance' : 'set', OP.set, key, expires, value, cas, storedIfUnchanged);
   }
 
   /** false when the key exists already (msm uses add for locks and pings). */

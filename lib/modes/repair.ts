@@ -109,7 +109,12 @@ export class NodeRepair {
     logger.info(`repair of ${node} (${reason}): ${checked} sessions checked, ${copied} copies written`);
   }
 
-  /** Copies one session from `from` (as its primary or backup keys) to `to`, unless `to` holds the same or newer. */
+  /**
+   * Copies one session from `from` (as its primary or backup keys) to `to`, unless `to` holds the same or newer. A
+   * request may write `to` between this read and this write: each key is written only if it is still as it was read
+   * (CAS), or added where it was absent, so that write wins. The session first, its validity only once the session
+   * is in place: a validity record never vouches for bytes that were not written.
+   */
   private async copy(sid: SessionId, from: string, fromRole: 'primary' | 'backup', to: string, toRole: 'primary' | 'backup'): Promise<boolean> {
     const { nodes, keys } = this.ctx;
     const src = nodes.client(from);
@@ -119,22 +124,21 @@ export class NodeRepair {
       : { session: keys.backup(sid.id), validity: keys.backupValidity(sid.id) };
     const s = k(fromRole);
     const d = k(toRole);
-    const [bytes, v, current] = await Promise.all([src.get(s.session, true), src.get(s.validity, true), dst.get(d.validity, true)]);
+    const [bytes, v, there, thereValidity] = await Promise.all([src.get(s.session, true), src.get(s.validity, true),
+      dst.gets(d.session, true), dst.gets(d.validity, true)]);
     // Another application's item under a session key (foreignItems) is not copied.
-    if (!bytes.ok || !v.ok || !current.ok || !bytes.value || !isMsmItem(bytes.value)) return false;
+    if (!bytes.ok || !v.ok || !there.ok || !thereValidity.ok || !bytes.value || !isMsmItem(bytes.value)) return false;
     const validity = decodeValidity(v.value);
     if (!validity || !isValid(validity)) return false;
-    const have = decodeValidity(current.value);
+    const have = thereValidity.value ? decodeValidity(thereValidity.value.value) : null;
     if (have && have.thisAccessedTime >= validity.thisAccessedTime) return false;
     const ttl = remainingTtls(validity);
-    // Nothing there: add, so a request that writes meanwhile wins. An older copy there: replace it.
-    const how = have ? 'set' : 'add';
-    const [ws, wv] = await Promise.all([
-      dst[how](d.session, bytes.value, ttl.session, true),
-      dst[how](d.validity, encodeValidity(validity), ttl.validity, true),
-    ]);
-    if (ws.ok && wv.ok && ws.value && wv.value) return true;
-    if (!ws.ok || !wv.ok) this.ctx.logger.debug(`repair: copy of ${hashId(sid.id)} to ${to} failed`);
+    const put = (key: string, value: Buffer, expires: number, read: { cas: Buffer } | null) =>
+      read ? dst.cas(key, value, expires, read.cas, true) : dst.add(key, value, expires, true);
+    const ws = await put(d.session, bytes.value, ttl.session, there.value);
+    const wv = ws.ok && ws.value ? await put(d.validity, encodeValidity(validity), ttl.validity, thereValidity.value) : undefined;
+    if (wv?.ok && wv.value) return true;
+    if (!ws.ok || (wv && !wv.ok)) this.ctx.logger.debug(`repair: copy of ${hashId(sid.id)} to ${to} failed`);
     return false;
   }
 }

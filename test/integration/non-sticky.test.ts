@@ -2,6 +2,7 @@
 import request from 'supertest';
 import { MemcachedStore, MemcachedStoreOptions, decodeValidity, encodeValidity } from '../../lib';
 import { JsonTranscoder } from '../../lib/transcoders/json';
+import { NonStickyMode } from '../../lib/modes/non-sticky';
 import { AvroTranscoder } from '../../lib/transcoders/avro';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
@@ -649,6 +650,42 @@ describe('versions and repair (beyond msm)', () => {
       const r = await request(fresh).get('/get').set('Cookie', cookieFor(s.id)).expect(200);
       expect(r.body.n).toBe(s.n);
     }
+  });
+
+  it('a repair never overwrites a copy that a request wrote after the repair read it', async () => {
+    const store = await newStore({ nodeAvailabilityCacheTTL: 600_000 });
+    const other = await newStore({ nodeAvailabilityCacheTTL: 600_000 });
+    const mode = store.mode as NonStickyMode;
+    // Primary on n2, backup on n1; the backup on n1 is made older than the primary (as after n1 missed a write).
+    const id = store.idFormat.create('n2', undefined);
+    const bak = store.keys.backup(id);
+    const bakValidity = store.keys.backupValidity(id);
+    await store.set(id, { cookie: { originalMaxAge: 60_000 }, n: 1 } as any);
+    const older = { bytes: (await raw[0].get(bak))!, validity: (await raw[0].get(bakValidity))! };
+    await store.set(id, { cookie: { originalMaxAge: 60_000 }, n: 2 } as any);
+    await raw[0].set(bak, older.bytes, 60);
+    await raw[0].set(bakValidity, older.validity, 60);
+
+    // The repair of n1 reads n2's primary (n 2) and n1's older backup, and is about to write. Just then another
+    // instance saves n 3 (primary on n2, backup on n1).
+    const n1 = store.nodes.client('n1');
+    let raced = false;
+    for (const method of ['set', 'add', 'cas'] as const) {
+      const original = (n1 as any)[method].bind(n1);
+      (n1 as any)[method] = async (key: string, ...rest: unknown[]) => {
+        if (key === bak && !raced) {
+          raced = true;
+          await other.set(id, { cookie: { originalMaxAge: 60_000 }, n: 3 } as any);
+        }
+        return original(key, ...rest);
+      };
+    }
+    await mode.repair.schedule('n1', 'test');
+    expect(raced).toBe(true);
+    // n1 keeps the newer backup, bytes and version alike.
+    expect(new JsonTranscoder().decode((await raw[0].get(bak))!)).toMatchObject({ n: 3 });
+    expect(decodeValidity(await raw[0].get(bakValidity))!.thisAccessedTime)
+      .toBe(decodeValidity(await raw[1].get(store.keys.validity(id)))!.thisAccessedTime);
   });
 
   it('repair lists every session on the other node, sessions read during the outage included', async () => {
