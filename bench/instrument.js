@@ -17,7 +17,8 @@ const totals = new Map();
 
 function wrap(proto, method, label = method) {
   const f = proto && proto[method];
-  if (typeof f !== 'function') return;
+  // A renamed method would otherwise just vanish from the report.
+  if (typeof f !== 'function') return void process.stderr.write(`INST ${label}: no such method; not timed\n`);
   proto[method] = function (...args) {
     const t = performance.now();
     try {

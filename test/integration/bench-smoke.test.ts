@@ -1,6 +1,6 @@
 // Keeps `npm run bench` working: one very short round with two configurations, on autocannon (the fallback when
 // wrk is not installed, so the test needs no wrk). No speed assertions.
-import { execFile } from 'child_process';
+import { execFile, execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -39,7 +39,8 @@ test('bench runs one short round and writes results.json and results.svg', async
     expect(results.harness).toMatchObject({ loadGenerator: 'autocannon, in its own process', published: false });
     expect(typeof results.harness.pinned).toBe('boolean');
     // The commit measured, and what differed from it (this checkout: whatever the developer has not committed).
-    expect(results.harness.source.commit).toMatch(/^([0-9a-f]{7,}|unknown)$/);
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: path.join(__dirname, '..', '..'), encoding: 'utf8' }).trim();
+    expect(results.harness.source.commit).toBe(head);
     expect(Array.isArray(results.harness.source.uncommitted)).toBe(true);
     for (const c of ['memory', 'msm-json']) {
       for (const route of ['read', 'write']) {
