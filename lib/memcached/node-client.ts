@@ -10,6 +10,12 @@ import { connectSocket, memjsServer } from './tls';
 
 export type OpResult<T> = { ok: true; value: T } | { ok: false; error: Error };
 
+/** A background set's answer, with the two values its sender handed over and when it was sent (ms). */
+export type BackgroundDone<A, B> = (r: OpResult<boolean>, a: A, b: B, sentAt: number) => void;
+
+/** Every successful background set's result: one object, never changed. */
+const STORED: OpResult<boolean> = Object.freeze({ ok: true, value: true });
+
 export interface NodeClientOptions {
   id: string;
   host: string;
@@ -30,7 +36,7 @@ export class InvalidKeyError extends Error {}
 class TimeoutError extends Error {}
 
 /** What a response (or a failure) hands an operation: status, value (GET), CAS. */
-type Answer = (error: Error | null, status: number, value: Buffer | null, cas: Buffer | null) => void;
+type Answer = (error: Error | null, status: number, value: Buffer | null, cas: Buffer | null, op: Pending) => void;
 
 /** An operation written (or waiting for the connection), answered in order. */
 interface Pending {
@@ -52,6 +58,10 @@ interface Pending {
   sock: net.Socket | undefined;
   written: boolean;
   answer: Answer;
+  /** setInBackground's callback and its values (answerBackground hands them over): no closure per operation. */
+  done: BackgroundDone<any, any> | undefined;
+  a: unknown;
+  b: unknown;
 }
 
 type OpKind = 'get' | 'set' | 'add' | 'delete' | 'touch' | 'maintenance' | 'noop';
@@ -167,17 +177,22 @@ export class NodeClient {
   }
 
   /**
-   * set from a background task, answered through `done` instead of a promise: sticky's asynchronous backup, one per
-   * changed session, costs no promise and no task around it. `done` runs at once when the key is invalid.
+   * set from a background task, answered through `done(result, a, b, sentAt)` instead of a promise: sticky's
+   * asynchronous backup, one per changed session, costs no promise, task or closure (one shared answer, one frozen
+   * result for every success). `done` runs at once when the key is invalid or the client closed.
    */
-  setInBackground(key: string, value: Buffer, expires: number, done: (r: OpResult<boolean>) => void): void {
-    background++;
-    try {
-      this.requestThen('set', OP.setq, key, expires, value, undefined, stored, done);
-    } finally {
-      background--;
-    }
+  setInBackground<A, B>(key: string, value: Buffer, expires: number, done: BackgroundDone<A, B>, a: A, b: B): void {
+    const refused = this.refused(key);
+    if (refused) return done(refused, a, b, Date.now());
+    this.ops.set++;
+    this.send('set', OP.setq, requestHead(OP.setq, key, this.nextSeq(), expires, value.length), value, false, this.answerBackground, true, done, a, b);
   }
+
+  /** Answers every background set: the result, and when the set was sent (its deadline less the timeout). */
+  private readonly answerBackground: Answer = (error, status, _value, _cas, op) => {
+    const r = error ? this.failed(op.kind, error, error instanceof TimeoutError) : status === STATUS.ok ? STORED : this.failed(op.kind, statusError(status));
+    op.done!(r, op.a, op.b, op.deadline - this.opts.operationTimeout);
+  };
 
   /** The value with its CAS token (for cas()), or null when missing. */
   gets(key: string, maintenance = false): Promise<OpResult<{ value: Buffer; cas: Buffer } | null>> {
@@ -372,16 +387,23 @@ export class NodeClient {
   /** request, answered through `done` (at once when the key is invalid or the client closed). */
   private requestThen<T>(kind: OpKind, opcode: number, key: string, expires: number | undefined, value: Buffer | undefined, cas: Buffer | undefined,
     map: (status: number, value: Buffer | null, cas: Buffer | null) => T | undefined, done: (r: OpResult<T>) => void): void {
-    this.opts.onKey?.(key);
-    // Callers validate ids before building keys; this is the last line of defence, never reached by valid input.
-    if (!isValidMemcachedKey(key)) return done({ ok: false, error: new InvalidKeyError(`invalid memcached key (${key.length} chars)`) });
-    if (this.closed) return done({ ok: false, error: new Error(`node ${this.id} client is closed`) });
+    const refused = this.refused(key);
+    if (refused) return done(refused);
     this.ops[kind]++;
     this.send(kind, opcode, requestHead(opcode, key, this.nextSeq(), expires, value?.length, cas), value, map === withCas || map === casOfAdd, (error, status, v, c) => {
       if (error) return done(this.failed(kind, error, error instanceof TimeoutError));
       const result = map(status, v, c);
       done(result === undefined ? this.failed(kind, statusError(status)) : { ok: true, value: result });
-    });
+    }, background > 0);
+  }
+
+  /** Why an operation on `key` is not sent: an invalid key or a closed client. undefined: it may be. */
+  private refused(key: string): { ok: false; error: Error } | undefined {
+    this.opts.onKey?.(key);
+    // Callers validate ids before building keys; this is the last line of defence, never reached by valid input.
+    if (!isValidMemcachedKey(key)) return { ok: false, error: new InvalidKeyError(`invalid memcached key (${key.length} chars)`) };
+    if (this.closed) return { ok: false, error: new Error(`node ${this.id} client is closed`) };
+    return undefined;
   }
 
   private failed(kind: OpKind, error: Error, timedOut = false): { ok: false; error: Error } {
@@ -394,8 +416,9 @@ export class NodeClient {
     return this.seq;
   }
 
-  private send(kind: OpKind, opcode: number, request: Buffer, value: Buffer | undefined, wantsCas: boolean, answer: Answer): void {
-    const op: Pending = { opaque: request.readUInt32BE(12), quiet: QUIET.has(opcode), background: background > 0, kind, request, value, deadline: Date.now() + this.opts.operationTimeout, tries: 0, wantsCas, sock: undefined, written: false, answer };
+  private send(kind: OpKind, opcode: number, request: Buffer, value: Buffer | undefined, wantsCas: boolean, answer: Answer, inBackground: boolean,
+    done?: BackgroundDone<any, any>, a?: unknown, b?: unknown): void {
+    const op: Pending = { opaque: request.readUInt32BE(12), quiet: QUIET.has(opcode), background: inBackground, kind, request, value, deadline: Date.now() + this.opts.operationTimeout, tries: 0, wantsCas, sock: undefined, written: false, answer, done, a, b };
     this.queue.push(op);
     this.write(op);
     if (!this.timer) this.armTimer(this.opts.operationTimeout + 5);
@@ -488,7 +511,7 @@ export class NodeClient {
     const tail = this.queue[this.queue.length - 1];
     if (this.closed || this.head >= this.queue.length || !tail.quiet || !tail.written) return;
     this.ops.noop++;
-    this.send('noop', OP.noop, requestHead(OP.noop, '', this.nextSeq(), undefined, undefined), undefined, false, noAnswer);
+    this.send('noop', OP.noop, requestHead(OP.noop, '', this.nextSeq(), undefined, undefined), undefined, false, noAnswer, false);
   }
 
   private watch(sock: net.Socket): void {
@@ -552,14 +575,14 @@ export class NodeClient {
       const op = this.queue[this.head];
       if (op.opaque === opaque) {
         this.shift();
-        op.answer(null, status, value, op.wantsCas ? Buffer.from(response.subarray(at + 16, at + 24)) : null);
+        op.answer(null, status, value, op.wantsCas ? Buffer.from(response.subarray(at + 16, at + 24)) : null, op);
         return;
       }
       // An answer to an operation already timed out (and failed): nothing waits for it.
       if (((opaque - op.opaque) | 0) < 0) return;
       this.shift();
-      if (op.quiet) op.answer(null, STATUS.ok, null, null);
-      else op.answer(new Error('no answer from memcached (protocol out of step)'), 0, null, null);
+      if (op.quiet) op.answer(null, STATUS.ok, null, null, op);
+      else op.answer(new Error('no answer from memcached (protocol out of step)'), 0, null, null, op);
     }
   }
 
@@ -593,7 +616,7 @@ export class NodeClient {
       const op = this.queue[this.head];
       this.shift();
       timedOut++;
-      op.answer(new TimeoutError(`timed out after ${this.opts.operationTimeout} ms`), 0, null, null);
+      op.answer(new TimeoutError(`timed out after ${this.opts.operationTimeout} ms`), 0, null, null, op);
     }
     this.ops.timeouts += timedOut;
     // As memjs does: a connection that stopped answering is replaced; what is still queued on it is retried.
@@ -612,7 +635,7 @@ export class NodeClient {
     if (!this.server._socket || this.server._socket === sock) this.partial = undefined;
     const now = Date.now();
     for (const op of lost) {
-      if (this.closed || op.tries >= MAX_TRIES || op.deadline <= now) op.answer(error, 0, null, null);
+      if (this.closed || op.tries >= MAX_TRIES || op.deadline <= now) op.answer(error, 0, null, null, op);
       else {
         this.queue.push(op);
         this.write(op);
@@ -625,7 +648,7 @@ export class NodeClient {
     const ops = this.queue.slice(this.head);
     this.queue = [];
     this.head = 0;
-    for (const op of ops) op.answer(error, 0, null, null);
+    for (const op of ops) op.answer(error, 0, null, null, op);
   }
 }
 

@@ -468,6 +468,31 @@ describe('sticky mode', () => {
     expect(json.decode((await raw[0].get(idB))!)).toMatchObject({ n: 1 });
   });
 
+  it('local copies hold their bytes in memory of their own, never a slice of Node\'s shared buffer pool', async () => {
+    // A pooled slice would keep its whole 8 KB pool alive for as long as the session lives.
+    const owns = (b: Buffer) => b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;
+    const a = newStore('a', { sessionBackupAsync: true });
+    const appA = makeApp(a);
+    const id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
+    await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200, { id, n: 2 });
+    await a.backups.flush();
+    const saved = (a.mode as StickyMode).local.get(id)!;
+    expect(saved.bytes.length).toBeLessThan(4096);
+    expect(owns(saved.bytes)).toBe(true);
+    // The backup's record of what memcached holds is the same buffer, not a second copy.
+    expect(saved.copy.written).toBe(saved.bytes);
+    expect(json.decode((await raw[parts(id).index].get(id))!)).toMatchObject({ n: 2 });
+    // Reloaded after a restart (bytes read from a socket) and taken over by route b (bytes rewritten under a new id).
+    const a2 = newStore('a');
+    await request(makeApp(a2)).get('/get').set('Cookie', cookieFor(id)).expect(200);
+    expect(owns((a2.mode as StickyMode).local.get(id)!.bytes)).toBe(true);
+    const b = newStore('b');
+    const r = await request(makeApp(b)).get('/get').set('Cookie', cookieFor(id)).expect(200);
+    const idB = idFromSetCookie(r.headers)!;
+    expect(parts(idB).route).toBe('b');
+    expect(owns((b.mode as StickyMode).local.get(idB)!.bytes)).toBe(true);
+  });
+
   it('a restarted instance (empty local store) reloads its sessions from memcached', async () => {
     const a1 = newStore('a');
     const id = idFromSetCookie((await request(makeApp(a1)).get('/inc').expect(200)).headers)!;
