@@ -226,7 +226,7 @@ function sourceState(): { commit: string; uncommitted: string[] } {
   }
 }
 /** V8 flags of every server (startServer says why). */
-const SERVER_V8_FLAGS = '--no-flush-bytecode';
+const SERVER_V8_FLAGS = ['--no-flush-bytecode', '--no-memory-reducer'];
 let serverJs = '';
 /** lib/ and each `@dir` copy -> its JavaScript. */
 const libJs = new Map<string, string>();
@@ -282,7 +282,9 @@ function startServer(name: string, env: NodeJS.ProcessEnv): Promise<{ server?: {
   // --no-flush-bytecode: a server idles for a minute while the others run, and V8 then flushes the bytecode (and
   // with it the optimized code and type feedback) of functions it has not run for a few GCs; every run would start
   // cold, the larger code paths the coldest. A server under load never idles that long.
-  const nodeArgs = [SERVER_V8_FLAGS, ...(process.env.BENCH_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [])];
+  // --no-memory-reducer: the same idle minute lets V8 shrink the server's heap, and the next run pays for regrowing it
+  // in GC work (the sticky write most: 0.80x against 0.86x MemoryStore in one run; docs/benchmark.md).
+  const nodeArgs = [...SERVER_V8_FLAGS, ...(process.env.BENCH_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [])];
   if (profiled.has(name)) {
     fs.mkdirSync(profileDir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name.replace(/[^\w.-]+/g, '_')}-${Date.now()}.cpuprofile`);
@@ -801,7 +803,7 @@ async function main(): Promise<void> {
         loadGenerator: loader === 'wrk' ? `wrk (${wrk}), 1 thread` : 'autocannon, in its own process',
         pinned: place.pinned,
         ...(place.pinned ? { serverCpu: place.serverCpu, loadGeneratorCpu: place.loadCpu, backendsCpu: place.loadCpu } : { notPinned: place.reason }),
-        serverProcess: `one node process per configuration (bench/server.ts), Express 5 + express-session; servers run JavaScript transpiled before the run (bench/.work/js), no TypeScript compiler in their heap; node ${SERVER_V8_FLAGS}`,
+        serverProcess: `one node process per configuration (bench/server.ts), Express 5 + express-session; servers run JavaScript transpiled before the run (bench/.work/js), no TypeScript compiler in their heap; node ${SERVER_V8_FLAGS.join(' ')}`,
         serverRuntimes: runtimes,
         sessions: `${settings.sessions} logged-in sessions, every request carries the next one's cookie`,
         ratios: 'paired: each round\'s req/s over the baseline\'s in the same round, median over rounds',

@@ -62,6 +62,7 @@ test('bench runs one short round and writes results.json and results.svg', async
       const rt = results.harness.serverRuntimes[c];
       expect(rt).toMatchObject({ script: path.join(jsRoot, 'bench', 'server.js'), lib: path.join(jsRoot, 'lib'), typescriptLoaded: false });
       expect(rt.execArgv).toContain('--no-flush-bytecode');
+      expect(rt.execArgv).toContain('--no-memory-reducer');
     }
     expect(fs.existsSync(path.join(jsRoot, 'lib', 'store.js'))).toBe(true);
     // Kernel counters: every response takes at least one write syscall and every request one read.
