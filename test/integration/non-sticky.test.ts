@@ -688,6 +688,49 @@ describe('versions and repair (beyond msm)', () => {
       .toBe(decodeValidity(await raw[1].get(store.keys.validity(id)))!.thisAccessedTime);
   });
 
+  it('a repair never pairs a session\'s bytes with a newer save\'s validity record', async () => {
+    const store = await newStore({ nodeAvailabilityCacheTTL: 600_000 });
+    const mode = store.mode as NonStickyMode;
+    // Primary on n2, its backup on n1 older (as after n1 missed a write). n 3's bytes and record are kept aside.
+    const id = store.idFormat.create('n2', undefined);
+    const [key, validityKey, bak, bakValidity] = [store.keys.session(id), store.keys.validity(id), store.keys.backup(id), store.keys.backupValidity(id)];
+    const version = async (n: number) => {
+      await new Promise((r) => setTimeout(r, 5)); // records of saves in one millisecond are alike
+      await store.set(id, { cookie: { originalMaxAge: 60_000 }, n } as any);
+      return { bytes: (await raw[1].get(key))!, validity: (await raw[1].get(validityKey))! };
+    };
+    const v1 = await version(1);
+    const v2 = await version(2);
+    const v3 = await version(3);
+    await raw[1].set(key, v2.bytes, 60);
+    await raw[1].set(validityKey, v2.validity, 60);
+    await raw[0].set(bak, v1.bytes, 60);
+    await raw[0].set(bakValidity, v1.validity, 60);
+
+    // While the repair of n1 reads n2's primary, a save of n 3 lands on n2 between its reads of the bytes and of
+    // the record (an instance whose list puts that session's backup elsewhere: n1 is not written).
+    const n2 = store.nodes.client('n2');
+    const original = n2.get.bind(n2);
+    let bytesRead: Promise<unknown> | undefined;
+    let raced = false;
+    (n2 as any).get = async (k: string, ...rest: unknown[]) => {
+      if (k === key) return (bytesRead = (original as any)(k, ...rest));
+      if (k === validityKey && bytesRead && !raced) {
+        raced = true;
+        await bytesRead;
+        await raw[1].set(key, v3.bytes, 60);
+        await raw[1].set(validityKey, v3.validity, 60);
+      }
+      return (original as any)(k, ...rest);
+    };
+    await mode.repair.schedule('n1', 'test');
+    expect(raced).toBe(true);
+    // n1 holds one version, bytes and record alike: never n 2's bytes under n 3's record.
+    const held = new JsonTranscoder().decode((await raw[0].get(bak))!) as any;
+    const record = (await raw[0].get(bakValidity))!;
+    expect(record.equals([v1, v2, v3][held.n - 1].validity)).toBe(true);
+  });
+
   it('repair lists every session on the other node, sessions read during the outage included', async () => {
     const store = await newStore({ nodeAvailabilityCacheTTL: 100 });
     const ids = Array.from({ length: 12 }, () => store.idFormat.create('n2', undefined));
