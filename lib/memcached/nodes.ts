@@ -59,6 +59,8 @@ export class NodeSet extends EventEmitter {
   private readonly configs = new Map<string, MemcachedNodeConfig>();
   /** Clients of removed nodes: operations in flight finish, later ones fail ("closed"), never throw. */
   private readonly removed = new Map<string, NodeClient>();
+  /** The last list each removed node was part of: its next node is still found where it was (nextAvailable). */
+  private readonly formerLists = new Map<string, readonly string[]>();
   private readonly closeTimers = new Set<NodeJS.Timeout>();
   private readonly state = new Map<string, Availability>();
   private refreshTimer: NodeJS.Timeout | undefined;
@@ -97,6 +99,7 @@ export class NodeSet extends EventEmitter {
       t.unref?.();
       this.closeTimers.add(t);
       removed.push(id);
+      this.formerLists.set(id, this.ids);
     }
     for (const n of nodes) {
       if (this.clients.has(n.id)) continue;
@@ -108,6 +111,7 @@ export class NodeSet extends EventEmitter {
       // Unknown nodes start as available: the first operation or probe tells.
       this.state.set(n.id, { available: true, checkedAt: 0, probing: undefined, markerSeen: false });
       this.knownIds.add(n.id);
+      this.formerLists.delete(n.id);
       added.push(n.id);
     }
     this.ids = nodes.map((n) => n.id);
@@ -177,11 +181,18 @@ export class NodeSet extends EventEmitter {
    * primaries first, failover nodes only when no other primary is up. Undefined when none.
    */
   nextAvailable(id: string, exclude: readonly string[] = NONE): string | undefined {
-    const start = this.ids.indexOf(id);
+    // A removed node's next is looked up in the list it left, so that every instance finds the same node whether or
+    // not it has seen the removal yet: one that has not still reads that node's backups (autoDiscovery, a leave).
+    const former = this.ids.includes(id) ? undefined : this.formerLists.get(id);
+    return (former && this.nextIn(former, id, exclude)) ?? this.nextIn(this.ids, id, exclude);
+  }
+
+  private nextIn(list: readonly string[], id: string, exclude: readonly string[]): string | undefined {
+    const start = list.indexOf(id);
     let fallback: string | undefined;
-    for (let i = 1; i <= this.ids.length; i++) {
-      const cand = this.ids[(start + i + this.ids.length) % this.ids.length];
-      if (cand === id || exclude.includes(cand) || !this.isAvailable(cand)) continue;
+    for (let i = 1; i <= list.length; i++) {
+      const cand = list[(start + i + list.length) % list.length];
+      if (cand === id || exclude.includes(cand) || !this.clients.has(cand) || !this.isAvailable(cand)) continue;
       if (!this.failoverIds.includes(cand)) return cand;
       fallback ??= cand;
     }

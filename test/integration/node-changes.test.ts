@@ -112,6 +112,23 @@ describe('setMemcachedNodes', () => {
     expect(t.body.n).toBe(4);
   });
 
+  test('an instance that saw a node leave writes where one that has not yet looks: no update lost in between', async () => {
+    // a still lists n2; b has dropped it. A session on n2 loaded by b before the change is saved by b after it.
+    const a = newStore({});
+    const b = newStore({});
+    const id = a.idFormat.create('n2', undefined);
+    await a.set(id, { cookie: { originalMaxAge: 60_000 }, n: 1 } as any);
+    const loaded: any = await b.get(id);
+    b.setMemcachedNodes(spec(mc.ps, ['n1', 'n3']));
+    loaded.n = 2;
+    await b.set(id, loaded);
+    // a reads n2's primary (n 1) and the backup record on n3, finds the backup newer and serves it.
+    expect(((await a.get(id)) as any).n).toBe(2);
+    // Both find n2's next node in the list n2 was part of: n3 (before, b took the first node of its list, n1).
+    expect(b.nodes.nextAvailable('n2')).toBe('n3');
+    expect(a.nodes.nextAvailable('n2')).toBe('n3');
+  });
+
   test('a session id that names a removed node still names it: served from its backup, not hashed to a random node', () => {
     const s = newStore({});
     s.setMemcachedNodes(spec(mc.ps, ['n2', 'n3']));
