@@ -183,16 +183,17 @@ export class NodeSet extends EventEmitter {
   nextAvailable(id: string, exclude: readonly string[] = NONE): string | undefined {
     // A removed node's next is looked up in the list it left, so that every instance finds the same node whether or
     // not it has seen the removal yet: one that has not still reads that node's backups (autoDiscovery, a leave).
-    const former = this.ids.includes(id) ? undefined : this.formerLists.get(id);
-    return (former && this.nextIn(former, id, exclude)) ?? this.nextIn(this.ids, id, exclude);
+    const start = this.ids.indexOf(id);
+    const former = start < 0 ? this.formerLists.get(id) : undefined;
+    return (former && this.nextIn(former, former.indexOf(id), id, exclude)) ?? this.nextIn(this.ids, start, id, exclude);
   }
 
-  private nextIn(list: readonly string[], id: string, exclude: readonly string[]): string | undefined {
-    const start = list.indexOf(id);
+  private nextIn(list: readonly string[], start: number, id: string, exclude: readonly string[]): string | undefined {
     let fallback: string | undefined;
     for (let i = 1; i <= list.length; i++) {
       const cand = list[(start + i + list.length) % list.length];
-      if (cand === id || exclude.includes(cand) || !this.clients.has(cand) || !this.isAvailable(cand)) continue;
+      // A former list may name nodes removed since.
+      if (cand === id || exclude.includes(cand) || (list !== this.ids && !this.clients.has(cand)) || !this.isAvailable(cand)) continue;
       if (!this.failoverIds.includes(cand)) return cand;
       fallback ??= cand;
     }

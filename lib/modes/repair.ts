@@ -125,11 +125,11 @@ export class NodeRepair {
     const s = k(fromRole);
     const d = k(toRole);
     // The bytes and the record must be one version: a save landing between two reads would pair older bytes with a
-    // newer record, and that copy would then pass for the newer session. A save writes the session before its record
-    // (one connection, in order), so a record read before the bytes and again after them, unchanged, vouches for them.
-    const before = await src.get(s.validity, true);
-    const [bytes, v, there, thereValidity] = await Promise.all([src.get(s.session, true), src.get(s.validity, true),
-      dst.gets(d.session, true), dst.gets(d.validity, true)]);
+    // newer record, and that copy would then pass for the newer session. A save writes the session before its record,
+    // and memcached answers one connection's requests in order, so a record read before the bytes and again after them
+    // (one round trip, in that order), unchanged, vouches for them.
+    const [before, bytes, v, there, thereValidity] = await Promise.all([src.get(s.validity, true), src.get(s.session, true),
+      src.get(s.validity, true), dst.gets(d.session, true), dst.gets(d.validity, true)]);
     if (!before.ok || !v.ok || !before.value || !v.value || !before.value.equals(v.value)) return false;
     // Another application's item under a session key (foreignItems) is not copied.
     if (!bytes.ok || !there.ok || !thereValidity.ok || !bytes.value || !isMsmItem(bytes.value)) return false;

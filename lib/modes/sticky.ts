@@ -228,13 +228,15 @@ export class StickyMode implements SessionMode {
     }
     const node = prev?.node ?? this.ctx.nodes.nodeOf(sid);
     const copy = prev?.copy ?? { written: undefined, expiresAt: 0 };
-    const e: LocalEntry = { bytes: ownMemory(bytes), maxInactive, node, copy, accessedAt: Date.now() };
+    // The same bytes as the memcached copy: that buffer is kept (no copy of its own made twice).
+    const written = copy.written?.equals(bytes) ? copy.written : undefined;
+    const e: LocalEntry = { bytes: written ?? ownMemory(bytes), maxInactive, node, copy, accessedAt: Date.now() };
     this.local.set(sid.id, e, { ttl: maxInactive * 1000 });
     if (meta) {
       meta.id = sid.id;
       meta.bytes = e.bytes;
     }
-    if (copy.written && copy.written.equals(bytes) && !this.refreshDue(e)) return undefined;
+    if (written && !this.refreshDue(e)) return undefined;
     // Fixed cookies: the next request may reach another instance, which reads memcached; it must find this write.
     if (this.ctx.fixedCookies()) return this.backup(sid.id, e);
     if (this.ctx.backups.async) return this.backupSoon(sid.id, e);
