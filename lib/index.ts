@@ -1,8 +1,8 @@
 // Public exports only.
-export { MemcachedStore, LOADED, DEFAULT_MAX_SESSION_BYTES } from './store';
-export type { StoreStats } from './store';
-export { ConfigError, DEFAULTS, parseMemcachedNodes } from './config';
-export type { MemcachedStoreOptions, MiddlewareOnlyOptions, LockingModeName, AutoDiscoveryOptions } from './config';
+export { MemcachedStore, LOADED, DEFAULT_MAX_SESSION_BYTES } from './express/store';
+export type { StoreStats } from './express/store';
+export { ConfigError, DEFAULTS, parseMemcachedNodes } from './express/config';
+export type { MemcachedStoreOptions, MiddlewareOnlyOptions, LockingModeName, AutoDiscoveryOptions } from './express/config';
 export { JsonTranscoder } from './transcoders/json';
 export type { Transcoder, TranscoderContext, StoredSession, StoredCookie } from './transcoders/transcoder';
 export { EncryptingTranscoder } from './transcoders/encrypting';
@@ -10,11 +10,11 @@ export type { EncryptingTranscoderOptions, EncryptionKey } from './transcoders/e
 export { AvroTranscoder, TimestampMillisType, MAX_AVRO_LONG, MIN_AVRO_LONG } from './transcoders/avro';
 export type { AvroTranscoderOptions } from './transcoders/avro';
 export { TranscoderKind, HEADER_LENGTH, writeHeader, hasHeader } from './transcoders/transcoder';
-export type { Logger } from './logger';
+export type { Logger } from './core/logger';
 export { encodeValidity, decodeValidity } from './memcached/validity';
 export type { Validity } from './memcached/validity';
-export { memcachedSession } from './middleware';
-export type { MemcachedSessionOptions, MemcachedSessionMiddleware } from './middleware';
-export type { LockingConfig, LockingStrategy, LockOutcome, LockHandle } from './locking';
-export { registerMetrics } from './metrics';
-export type { MetricsRegistry, RegisterMetricsOptions, RegisteredMetrics } from './metrics';
+export { memcachedSession } from './express/middleware';
+export type { MemcachedSessionOptions, MemcachedSessionMiddleware } from './express/middleware';
+export type { LockingConfig, LockingStrategy, LockOutcome, LockHandle } from './express/locking';
+export { registerMetrics } from './express/metrics';
+export type { MetricsRegistry, RegisterMetricsOptions, RegisteredMetrics } from './express/metrics';

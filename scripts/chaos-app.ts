@@ -3,7 +3,7 @@
 // CHAOS_LOCKING (default all).
 import * as http from 'http';
 import express from 'express';
-import { memcachedSession } from '../lib/middleware';
+import { memcachedSession } from '../lib/express/middleware';
 
 const port = Number(process.env.CHAOS_PORT);
 const mw = memcachedSession({

@@ -3,8 +3,8 @@
 // list. Node ids are derived from hostname:port, so they stay the same when nodes join, leave or are reordered.
 import { createHash } from 'crypto';
 import type { ConnectionOptions } from 'tls';
-import { MemcachedNodeConfig, parseHostPort } from '../config';
-import type { Logger } from '../logger';
+import { MemcachedNodeConfig, parseHostPort } from '../express/config';
+import type { Logger } from '../core/logger';
 import { connectSocket } from './tls';
 
 /** Discovered node ids: `n` + 10 hex digits of sha256("hostname:port"). */

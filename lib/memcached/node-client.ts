@@ -5,7 +5,7 @@ import * as memjs from 'memjs';
 import type * as net from 'net';
 import type { ConnectionOptions } from 'tls';
 import { isValidMemcachedKey } from './keys';
-import type { Logger } from '../logger';
+import type { Logger } from '../core/logger';
 import { connectSocket, memjsServer } from './tls';
 
 export type OpResult<T> = { ok: true; value: T } | { ok: false; error: Error };

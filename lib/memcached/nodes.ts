@@ -6,9 +6,9 @@ import { randomBytes } from 'crypto';
 import { EventEmitter } from 'events';
 import type { ConnectionOptions } from 'tls';
 import { NodeClient } from './node-client';
-import type { MemcachedNodeConfig } from '../config';
+import type { MemcachedNodeConfig } from '../express/config';
 import type { KeyFormat } from './keys';
-import type { Logger } from '../logger';
+import type { Logger } from '../core/logger';
 import type { SessionId } from './session-id';
 
 /** The probe marker: `msm:<the writing store's random instance id>`; earlier versions wrote `msm`. */

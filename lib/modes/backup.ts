@@ -1,7 +1,7 @@
 // Backup writes and other after-response work: after the response (sessionBackupAsync) or awaited up to
 // sessionBackupTimeout. Either way the task is tracked, so close() can flush it, and a failure is logged by the
 // runner, never thrown to the request.
-import type { Logger } from '../logger';
+import type { Logger } from '../core/logger';
 import { inBackground } from '../memcached/node-client';
 
 export class BackupRunner {

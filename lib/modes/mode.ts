@@ -1,10 +1,10 @@
 // What a mode (non-sticky, sticky) is given and must provide. The store speaks express-session; a mode speaks nodes.
-import type { ResolvedConfig } from '../config';
+import type { ResolvedConfig } from '../express/config';
 import type { KeyFormat } from '../memcached/keys';
-import type { Logger } from '../logger';
+import type { Logger } from '../core/logger';
 import type { NodeSet } from '../memcached/nodes';
 import type { SessionId, SessionIdFormat } from '../memcached/session-id';
-import type { Statistics } from '../stats';
+import type { Statistics } from '../core/stats';
 import type { StoredCookie, StoredSession, Transcoder } from '../transcoders/transcoder';
 import { transcodedBytes, withId } from '../transcoders/transcoder';
 import type { Validity } from '../memcached/validity';

@@ -15,7 +15,7 @@ import type { SessionId } from '../memcached/session-id';
 import type { StoredSession } from '../transcoders/transcoder';
 import { encodeMoved, isMsmItem, movedTo } from '../transcoders/transcoder';
 import { Validity, decodeValidity, encodeValidity, isValid, nonStickySessionTtl, toMemcachedExpiration } from '../memcached/validity';
-import { hashId } from '../logger';
+import { hashId } from '../core/logger';
 import type { NodeClient, OpResult } from '../memcached/node-client';
 import { NodeRepair } from './repair';
 import { LRUCache } from 'lru-cache';

@@ -7,7 +7,7 @@
 // (SASL-only, older than 1.6.9) is skipped and logged, and its sessions are repaired by their next request
 // (read-repair in non-sticky.ts).
 import { itemOfKey } from '../memcached/keys';
-import { hashId } from '../logger';
+import { hashId } from '../core/logger';
 import type { ModeContext } from './mode';
 import type { SessionId } from '../memcached/session-id';
 import { isMsmItem } from '../transcoders/transcoder';

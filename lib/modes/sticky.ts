@@ -13,7 +13,7 @@ import type { SessionId } from '../memcached/session-id';
 import type { StoredSession } from '../transcoders/transcoder';
 import { encodeMoved, isMsmItem, maxInactiveOfCookie, movedTo } from '../transcoders/transcoder';
 import { toMemcachedExpiration } from '../memcached/validity';
-import { hashId } from '../logger';
+import { hashId } from '../core/logger';
 import type { OpResult } from '../memcached/node-client';
 
 /** s; msm adds processExpiresFrequency * backgroundProcessorDelay (6 * 10 s) to the sticky memcached TTL. */

@@ -9,13 +9,13 @@
 // another user's. Dead entries are dropped when read (compaction) and when past their expiry.
 import { createHash } from 'crypto';
 import { LRUCache } from 'lru-cache';
-import { ConfigError } from '../config';
+import { ConfigError } from '../express/config';
 import { KeyFormat, MEMCACHED_MAX_KEY_LENGTH, isValidMemcachedKey } from '../memcached/keys';
-import { Logger, hashId } from '../logger';
+import { Logger, hashId } from '../core/logger';
 import type { LoadResult } from './mode';
 import type { NodeSet } from '../memcached/nodes';
 import type { SessionId, SessionIdFormat } from '../memcached/session-id';
-import type { Statistics } from '../stats';
+import type { Statistics } from '../core/stats';
 import { HEADER_LENGTH, hasHeader, writeHeader } from '../transcoders/transcoder';
 import { nonStickySessionTtl, toMemcachedExpiration } from '../memcached/validity';
 

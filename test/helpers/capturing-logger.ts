@@ -1,5 +1,5 @@
 // A Logger that keeps every line, for assertions on what the store logs.
-import type { Logger } from '../../lib/logger';
+import type { Logger } from '../../lib/core/logger';
 
 export function capturingLogger(): Logger & { lines: string[] } {
   const lines: string[] = [];

@@ -2,8 +2,8 @@
 import * as http from 'http';
 import type { AddressInfo } from 'net';
 import express from 'express';
-import { memcachedSession } from '../../lib/middleware';
-import type { MemcachedSessionMiddleware, MemcachedSessionOptions } from '../../lib/middleware';
+import { memcachedSession } from '../../lib/express/middleware';
+import type { MemcachedSessionMiddleware, MemcachedSessionOptions } from '../../lib/express/middleware';
 import { MemcachedProcess, killAll, startMemcacheds } from './memcached';
 import { RawClient } from './raw-client';
 

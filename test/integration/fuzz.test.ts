@@ -7,7 +7,7 @@ import * as net from 'net';
 import express from 'express';
 import session from 'express-session';
 import fc from 'fast-check';
-import { MemcachedStore } from '../../lib/store';
+import { MemcachedStore } from '../../lib/express/store';
 import { KeyFormat, isValidMemcachedKey } from '../../lib/memcached/keys';
 import { SessionIdFormat } from '../../lib/memcached/session-id';
 import { encodeValidity } from '../../lib/memcached/validity';

@@ -6,7 +6,7 @@ import {
   Served, abortedRequest, addOps, cookieFor, counter, idFromSetCookie, request, serve, sessionOptions, sleep, until,
   memcachedFixture,
 } from '../helpers/session-http';
-import type { MemcachedSessionOptions } from '../../lib/middleware';
+import type { MemcachedSessionOptions } from '../../lib/express/middleware';
 
 const fx = memcachedFixture(2);
 

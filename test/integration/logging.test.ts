@@ -3,9 +3,9 @@
 import * as http from 'http';
 import type { AddressInfo } from 'net';
 import express from 'express';
-import { memcachedSession } from '../../lib/middleware';
-import type { MemcachedSessionMiddleware } from '../../lib/middleware';
-import { hashId } from '../../lib/logger';
+import { memcachedSession } from '../../lib/express/middleware';
+import type { MemcachedSessionMiddleware } from '../../lib/express/middleware';
+import { hashId } from '../../lib/core/logger';
 import { capturingLogger } from '../helpers/capturing-logger';
 import { readJsonReply } from '../helpers/session-http';
 import { RawClient } from '../helpers/raw-client';

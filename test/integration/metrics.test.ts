@@ -1,7 +1,7 @@
 // Prometheus exporter (issue 8): values come from store.stats() at scrape time; per-node availability gauge.
 import { Registry } from 'prom-client';
-import { MemcachedStore } from '../../lib/store';
-import { registerMetrics } from '../../lib/metrics';
+import { MemcachedStore } from '../../lib/express/store';
+import { registerMetrics } from '../../lib/express/metrics';
 import { registerMetrics as exported } from '../../lib';
 
 const ports = process.env.MSM_TEST_PORTS!.split(',').map(Number);
@@ -83,7 +83,7 @@ describe('registerMetrics', () => {
       jest.doMock('prom-client', () => {
         throw new Error("Cannot find module 'prom-client'");
       });
-      const { registerMetrics: fresh } = require('../../lib/metrics');
+      const { registerMetrics: fresh } = require('../../lib/express/metrics');
       expect(() => fresh(store)).toThrow(/optional peer dependency prom-client \(npm install prom-client\)/);
       jest.dontMock('prom-client');
     });

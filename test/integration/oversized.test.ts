@@ -3,7 +3,7 @@
 import request from 'supertest';
 import express from 'express';
 import session from 'express-session';
-import { MemcachedStore } from '../../lib/store';
+import { MemcachedStore } from '../../lib/express/store';
 import { RawClient } from '../helpers/raw-client';
 import { MemcachedProcess, freePort, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { SECRET } from '../helpers/app';

@@ -174,7 +174,7 @@ describe('the packed tarball', () => {
 
   it('holds dist/ (built by prepack), the README, the license and package.json, and no sources or tests', () => {
     expect(packed).toEqual(expect.arrayContaining(['package.json', 'README.md', 'LICENSE', 'dist/index.js', 'dist/index.d.ts',
-      'dist/store.js', 'dist/middleware.d.ts', 'dist/transcoders/avro.js']));
+      'dist/express/store.js', 'dist/express/middleware.d.ts', 'dist/transcoders/avro.js']));
     expect(packed.filter((f) => !/^(dist\/.*\.(js|d\.ts|js\.map)|package\.json|README\.md|LICENSE)$/.test(f))).toEqual([]);
   });
 

@@ -8,7 +8,7 @@ import * as path from 'path';
 import request from 'supertest';
 import express from 'express';
 import session from 'express-session';
-import { MemcachedStore } from '../../lib/store';
+import { MemcachedStore } from '../../lib/express/store';
 
 import * as net from 'net';
 import { freePort, memcachedBinary } from '../helpers/memcached';

@@ -1,5 +1,5 @@
 // Graceful shutdown (issue 8): `await store.close()` flushes backups still in flight, then closes sockets.
-import { MemcachedStore } from '../../lib/store';
+import { MemcachedStore } from '../../lib/express/store';
 import type { NonStickyMode } from '../../lib/modes/non-sticky';
 import { useMemcacheds } from '../helpers/use-memcacheds';
 

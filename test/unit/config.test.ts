@@ -1,4 +1,4 @@
-import { ConfigError, parseMemcachedNodes, parseStorageKeyPrefix, resolveConfig } from '../../lib/config';
+import { ConfigError, parseMemcachedNodes, parseStorageKeyPrefix, resolveConfig } from '../../lib/express/config';
 
 describe('memcachedNodes (msm syntax)', () => {
   it('parses id:host:port lists separated by commas or spaces', () => {

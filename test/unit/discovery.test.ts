@@ -1,6 +1,6 @@
 // Auto-discovery's pure parts: the `config get cluster` data block and node ids derived from hostname:port.
 import { DISCOVERED_ID, discoveredNodeId, parseClusterConfig } from '../../lib/memcached/discovery';
-import { NODE_ID_PATTERN, resolveConfig } from '../../lib/config';
+import { NODE_ID_PATTERN, resolveConfig } from '../../lib/express/config';
 
 const A = 'mycluster.x1.0001.use1.cache.amazonaws.com|10.0.0.1|11211';
 const B = 'mycluster.x1.0002.use1.cache.amazonaws.com|10.0.0.2|11211';

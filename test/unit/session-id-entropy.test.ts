@@ -1,5 +1,5 @@
 // Session ids (issue 8): at least 128 bits from crypto, in a fixed alphabet and length.
-import { MemcachedStore } from '../../lib/store';
+import { MemcachedStore } from '../../lib/express/store';
 
 describe('store.genid() entropy', () => {
   const store = new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:1,n2:127.0.0.1:2', storageKeyPrefix: 'static:entropy' });

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { AvroTranscoder, MAX_AVRO_LONG, MIN_AVRO_LONG, fingerprint64 } from '../../lib/transcoders/avro';
 import { JsonTranscoder } from '../../lib/transcoders/json';
 import { HEADER_LENGTH, StoredSession, Transcoder, TranscoderKind } from '../../lib/transcoders/transcoder';
-import { MemcachedStore } from '../../lib/store';
+import { MemcachedStore } from '../../lib/express/store';
 
 const json = new JsonTranscoder();
 

@@ -7,9 +7,9 @@ import type { SessionOptions } from 'express-session';
 import type { IncomingMessage, ServerResponse } from 'http';
 import { ConfigError, MemcachedSessionOptions, checkOptionNames, storeOptionsOf } from './config';
 import { LockDecider, LockHandle, LockingConfig, SessionLocks, resolveLockingConfig } from './locking';
-import type { SessionId } from './memcached/session-id';
+import type { SessionId } from '../memcached/session-id';
 import { LOADED, MemcachedStore } from './store';
-import type { LoadedMeta } from './modes/mode';
+import type { LoadedMeta } from '../modes/mode';
 
 export type { MemcachedSessionOptions } from './config';
 

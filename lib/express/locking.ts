@@ -4,12 +4,12 @@
 import { randomBytes } from 'crypto';
 import { LRUCache } from 'lru-cache';
 import { ConfigError, DEFAULTS, MemcachedSessionOptions } from './config';
-import type { KeyFormat } from './memcached/keys';
-import type { Logger } from './logger';
-import { hashId } from './logger';
-import type { NodeSet } from './memcached/nodes';
-import type { SessionId } from './memcached/session-id';
-import type { Statistics } from './stats';
+import type { KeyFormat } from '../memcached/keys';
+import type { Logger } from '../core/logger';
+import { hashId } from '../core/logger';
+import type { NodeSet } from '../memcached/nodes';
+import type { SessionId } from '../memcached/session-id';
+import type { Statistics } from '../core/stats';
 
 /** Longest memcached relative TTL (larger values are read as absolute Unix times). */
 const MAX_RELATIVE_TTL = 30 * 24 * 3600;

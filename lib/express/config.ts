@@ -1,9 +1,9 @@
 // Options, defaults and validation. Knows msm's attribute names and syntax; knows nothing of memcached or HTTP.
 import { type ConnectionOptions, createSecureContext } from 'tls';
 import type { SessionOptions } from 'express-session';
-import type { Transcoder } from './transcoders/transcoder';
-import type { Logger } from './logger';
-import type { IndexBy } from './modes/user-index';
+import type { Transcoder } from '../transcoders/transcoder';
+import type { Logger } from '../core/logger';
+import type { IndexBy } from '../modes/user-index';
 
 export type LockingModeName = 'none' | 'all' | 'auto' | `uriPattern:${string}`;
 
