@@ -4,6 +4,9 @@ import type { SessionOptions } from 'express-session';
 import type { Transcoder } from '../transcoders/transcoder';
 import type { Logger } from '../core/logger';
 import type { IndexBy } from '../modes/user-index';
+import { ConfigError } from '../core/errors';
+
+export { ConfigError };
 
 export type LockingModeName = 'none' | 'all' | 'auto' | `uriPattern:${string}`;
 
@@ -137,19 +140,6 @@ export const NODE_ID_PATTERN = /^[A-Za-z0-9_]{1,32}$/;
 export const ROUTE_PATTERN = /^[A-Za-z0-9_]{1,32}$/;
 const HOST_PATTERN = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])$/;
 
-export class ConfigError extends Error {
-  constructor(option: string, value: unknown, why: string) {
-    super(`express-msm: invalid ${option} ${JSON.stringify(value)}: ${why}`);
-    this.name = 'ConfigError';
-  }
-
-  /** An option name that is not one (a typo, or a memcachedSession() option given to the store). */
-  static unknownOption(name: string, why: string): ConfigError {
-    const e = new ConfigError(name, undefined, why);
-    e.message = `express-msm: unknown option "${name}": ${why}`;
-    return e;
-  }
-}
 
 /** The options of new MemcachedStore() among memcachedSession()'s. */
 export function storeOptionsOf(options: MemcachedSessionOptions): MemcachedStoreOptions {

@@ -9,7 +9,7 @@
 // another user's. Dead entries are dropped when read (compaction) and when past their expiry.
 import { createHash } from 'crypto';
 import { LRUCache } from 'lru-cache';
-import { ConfigError } from '../express/config';
+import { ConfigError } from '../core/errors';
 import { KeyFormat, MEMCACHED_MAX_KEY_LENGTH, isValidMemcachedKey } from '../memcached/keys';
 import { Logger, hashId } from '../core/logger';
 import type { LoadResult } from './mode';
