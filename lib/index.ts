@@ -1,5 +1,5 @@
 // Public exports only.
-export { MemcachedStore, LOADED, DEFAULT_MAX_SESSION_BYTES } from './express/store';
+export { MemcachedStore, DEFAULT_MAX_SESSION_BYTES } from './express/store';
 export type { StoreStats } from './express/store';
 export { ConfigError, DEFAULTS, parseMemcachedNodes } from './express/config';
 export type { MemcachedStoreOptions, MiddlewareOnlyOptions, LockingModeName, AutoDiscoveryOptions } from './express/config';

@@ -8,8 +8,8 @@ import type { IncomingMessage, ServerResponse } from 'http';
 import { ConfigError, MemcachedSessionOptions, checkOptionNames, storeOptionsOf } from './config';
 import { LockDecider, LockHandle, LockingConfig, SessionLocks, resolveLockingConfig } from './locking';
 import type { SessionId } from '../memcached/session-id';
-import { LOADED, MemcachedStore } from './store';
-import type { LoadedMeta } from '../modes/mode';
+import { MemcachedStore } from './store';
+import { recordOf } from './session-service';
 
 export type { MemcachedSessionOptions } from './config';
 
@@ -150,8 +150,7 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
       store.applyPendingIdChange(req);
       saveBeforeResponse(req, res, next, state, plainEnd);
       if (state) {
-        const meta = (req.session as any)?.[LOADED] as LoadedMeta | undefined;
-        state.loadedBytes = meta?.bytes;
+        state.loadedBytes = recordOf(req.session)?.bytes;
         state.loadedId = req.sessionID;
       }
       next();

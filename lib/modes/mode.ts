@@ -5,35 +5,15 @@ import type { Logger } from '../core/logger';
 import type { NodeSet } from '../memcached/nodes';
 import type { SessionId, SessionIdFormat } from '../memcached/session-id';
 import type { Statistics } from '../core/stats';
-import type { StoredCookie, StoredSession, Transcoder } from '../transcoders/transcoder';
+import type { StoredSession, Transcoder } from '../transcoders/transcoder';
 import { transcodedBytes, withId } from '../transcoders/transcoder';
 import type { Validity } from '../memcached/validity';
 import type { BackupRunner } from './backup';
-
-/** What a load remembers about the session, carried on the session object (non-enumerable) until set/touch. */
-export interface LoadedMeta {
-  /** The id the bytes were loaded under (after relocation or takeover: the new id). */
-  id: string;
-  /** Encoded bytes as loaded or last written: equal bytes at save mean "unchanged". */
-  bytes: Buffer;
-  validity?: Validity;
-  /** Sticky: ms of the last save or touch of the local copy (non-sticky: validity.thisAccessedTime). */
-  accessedAt?: number;
-  /** Set when the load moved the session to a new id (relocation or route takeover): the response must carry it. */
-  newId?: string;
-  /** Non-sticky: the load found the backup older or missing; the next save or touch rewrites it. */
-  backupStale?: boolean;
-  /** The cookie as loaded (store.ts: touch saves when it changed; originalMaxAge drift is undone). */
-  cookie?: StoredCookie;
-  /** Non-sticky: the node whose backup the load compared and found current. Only that copy may just be touched. */
-  backupNode?: string;
-  /** The id the load was asked for, parsed: the save or touch under that id reuses it rather than parse it again. */
-  requested?: SessionId;
-}
+import type { IdMoves, SessionRecord } from './session-record';
 
 export interface LoadResult {
   session: StoredSession;
-  meta: LoadedMeta;
+  record: SessionRecord;
 }
 
 export interface ModeContext {
@@ -45,10 +25,8 @@ export interface ModeContext {
   stats: Statistics;
   logger: Logger;
   backups: BackupRunner;
-  /** Remembers old id -> new id so concurrent requests with the old cookie follow the move. */
-  recordIdChange(oldId: string, newId: string): void;
-  /** True once the framework was seen keeping the cookie it was given: moved ids then stay in use (aliases). */
-  fixedCookies(): boolean;
+  /** Where ids moved (concurrent requests with an old cookie follow), and whether cookies follow moves at all. */
+  moves: IdMoves;
 }
 
 export interface SessionMode {
@@ -61,9 +39,9 @@ export interface SessionMode {
    * `bytes` = the session item (store.encodeItem: transcoder bytes, behind the id when its key is a hash); maxInactive
    * in s (> 0). Nothing returned: done, nothing to wait for.
    */
-  save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> | undefined;
-  /** `bytesOf` encodes the session only when the mode needs bytes it does not have (no LoadedMeta). */
-  touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> | undefined;
+  save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, record: SessionRecord | undefined): Promise<void> | undefined;
+  /** `bytesOf` encodes the session only when the mode needs bytes it does not have (no record of them). */
+  touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, record: SessionRecord | undefined): Promise<void> | undefined;
   destroy(sid: SessionId): Promise<void>;
   /**
    * A save or touch of `target` arrived under `alias`, an id the session was moved away from, because the framework
@@ -94,9 +72,4 @@ export interface SessionMode {
 export function itemUnderId(keys: KeyFormat, id: string, item: Buffer): Buffer {
   const bytes = transcodedBytes(item);
   return keys.isHashed(id) ? withId(id, bytes) : bytes;
-}
-
-/** Equal bytes: the session was not modified since it was loaded or last written. */
-export function unchanged(meta: LoadedMeta | undefined, id: string, bytes: Buffer): boolean {
-  return meta !== undefined && meta.id === id && meta.bytes.length === bytes.length && meta.bytes.equals(bytes);
 }

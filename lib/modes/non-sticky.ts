@@ -9,8 +9,10 @@
 // that missed writes while it was stopped is repaired), a missing or older backup is rewritten, and a primary that
 // lost its items (restart, eviction) is restored from the newest backup. NodeRepair (repair.ts) does the same
 // proactively for a node that comes back.
-import type { LoadResult, LoadedMeta, ModeContext, SessionMode } from './mode';
-import { itemUnderId, unchanged } from './mode';
+import type { LoadResult, ModeContext, SessionMode } from './mode';
+import { itemUnderId } from './mode';
+import { SessionRecord } from './session-record';
+import { SingleFlight } from '../core/single-flight';
 import type { SessionId } from '../memcached/session-id';
 import type { StoredSession } from '../transcoders/transcoder';
 import { encodeMoved, isMsmItem, movedTo } from '../transcoders/transcoder';
@@ -47,7 +49,8 @@ function newer(a: Validity | null | undefined, b: Validity | null | undefined): 
 }
 
 export class NonStickyMode implements SessionMode {
-  private readonly inflight = new Map<string, Promise<Found | null>>();
+  /** Concurrent requests for one id in this process share one round trip (and one relocation or repair). */
+  private readonly inflight = new SingleFlight<Found | null>();
   /**
    * When this process last set or touched a session's items (ms). Their TTL is 2x maxInactive from then, so within
    * maxInactive/2 at least 1.5x maxInactive remains and a read need not touch them again. Conservative: another
@@ -75,13 +78,7 @@ export class NonStickyMode implements SessionMode {
   }
 
   async load(sid: SessionId): Promise<LoadResult | null> {
-    // Concurrent requests for one id in this process share one round trip (and one relocation or repair).
-    let p = this.inflight.get(sid.id);
-    if (!p) {
-      p = this.locate(sid).finally(() => this.inflight.delete(sid.id));
-      this.inflight.set(sid.id, p);
-    }
-    const found = await p;
+    const found = await this.inflight.run(sid.id, () => this.locate(sid));
     const { stats } = this.ctx;
     if (!found) {
       stats.requestsWithoutSession++;
@@ -90,7 +87,12 @@ export class NonStickyMode implements SessionMode {
     const session = this.decode(sid, found);
     if (!session) return null;
     stats.requestsWithSession++;
-    return { session, meta: { id: found.id, bytes: found.bytes, validity: found.validity, newId: found.newId, backupStale: found.backupStale, backupNode: found.backupNode } };
+    const record = new SessionRecord(found.id, found.bytes);
+    record.validity = found.validity;
+    record.newId = found.newId;
+    record.backupStale = found.backupStale;
+    record.backupNode = found.backupNode;
+    return { session, record };
   }
 
   /**
@@ -259,19 +261,20 @@ export class NonStickyMode implements SessionMode {
     return { id: newId, node: target, bytes, validity, newId };
   }
 
-  save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> | undefined {
-    if (unchanged(meta, sid.id, bytes)) {
+  save(sid: SessionId, _stored: StoredSession, bytes: Buffer, maxInactive: number, record: SessionRecord | undefined): Promise<void> | undefined {
+    if (record?.unchanged(sid.id, bytes)) {
       this.ctx.stats.requestsWithoutSessionModification++;
-      return this.refresh(sid, bytes, maxInactive, meta);
+      return this.refresh(sid, bytes, maxInactive, record);
     }
-    return this.saveChanged(sid, bytes, maxInactive, meta);
+    return this.saveChanged(sid, bytes, maxInactive, record);
   }
 
-  private async saveChanged(sid: SessionId, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> {
-    const validity = this.nextValidity(maxInactive, meta);
+  private async saveChanged(sid: SessionId, bytes: Buffer, maxInactive: number, record: SessionRecord | undefined): Promise<void> {
+    const validity = this.nextValidity(maxInactive, record);
     const primary = this.primaryOf(sid);
     if (this.ctx.nodes.isAvailable(primary)) {
-      const previous = meta && meta.id === sid.id && meta.validity ? { bytes: meta.bytes, validity: meta.validity } : undefined;
+      const loaded = record?.bytesFor(sid.id);
+      const previous = loaded && record!.validity ? { bytes: loaded, validity: record!.validity } : undefined;
       const writing = this.writePrimary(sid, primary, bytes, validity, 'set', previous);
       // The backup leaves in the same turn as the primary (one flush per node, no turn of its own). Should the
       // primary fail, a backup as new as the failed write is what saveToBackupOnly writes anyway.
@@ -279,7 +282,7 @@ export class NonStickyMode implements SessionMode {
       const r = await writing;
       if (r.ok) {
         this.ctx.nodes.markOk(primary);
-        if (meta) Object.assign(meta, { id: sid.id, bytes, validity, backupStale: false });
+        record?.wrote(sid.id, bytes, validity);
         return backup;
       }
       if (isItemTooLarge(r.error)) {
@@ -310,9 +313,8 @@ export class NonStickyMode implements SessionMode {
     this.ctx.logger.warn(`session ${hashId(sid.id)}: node ${primary} down, stored on ${target} for relocation`);
   }
 
-  touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> | undefined {
-    const bytes = meta && meta.id === sid.id ? meta.bytes : bytesOf();
-    return this.refresh(sid, bytes, maxInactive, meta);
+  touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, record: SessionRecord | undefined): Promise<void> | undefined {
+    return this.refresh(sid, record?.bytesFor(sid.id) ?? bytesOf(), maxInactive, record);
   }
 
   /**
@@ -322,15 +324,15 @@ export class NonStickyMode implements SessionMode {
    * the session's data is already stored, only its expiry moves, so the response need not wait (and
    * express-session writes it in one piece). A failed refresh is handled, counted and logged in the background.
    */
-  private refresh(sid: SessionId, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> | undefined {
-    const validity = this.nextValidity(maxInactive, meta);
+  private refresh(sid: SessionId, bytes: Buffer, maxInactive: number, record: SessionRecord | undefined): Promise<void> | undefined {
+    const validity = this.nextValidity(maxInactive, record);
     const primary = this.primaryOf(sid);
     if (!this.ctx.nodes.isAvailable(primary)) return this.saveToBackupOnly(sid, primary, bytes, validity);
     // Only a backup this request's load compared and found current may just be touched: bumping the version of any
     // other copy would let its (possibly older) bytes win a later comparison. Otherwise it is written whole.
-    const verified = !!meta && !meta.backupStale && meta.backupNode !== undefined && meta.backupNode === this.backupNodeOf(primary);
-    const repairing = !!meta?.backupStale;
-    if (meta) Object.assign(meta, { validity, backupStale: false, backupNode: undefined });
+    const verified = !!record && !record.backupStale && record.backupNode !== undefined && record.backupNode === this.backupNodeOf(primary);
+    const repairing = !!record?.backupStale;
+    record?.refreshed(validity);
     const { backups } = this.ctx;
     const p = backups.run(() => this.refreshPrimary(sid, primary, bytes, validity));
     const b = backups.run(() => (verified ? this.refreshBackup(sid, primary, bytes, validity) : this.writeBackup(sid, primary, bytes, validity, repairing)));
@@ -437,11 +439,11 @@ export class NonStickyMode implements SessionMode {
     return this.repair.idle();
   }
 
-  private nextValidity(maxInactive: number, meta: LoadedMeta | undefined): Validity {
+  private nextValidity(maxInactive: number, record: SessionRecord | undefined): Validity {
     const now = Date.now();
     // Strictly increasing per session, so versions stay ordered even within one millisecond.
-    const previous = meta?.validity?.thisAccessedTime ?? 0;
-    return { maxInactiveInterval: maxInactive, lastAccessedTime: meta?.validity?.thisAccessedTime ?? now, thisAccessedTime: Math.max(now, previous + 1) };
+    const previous = record?.validity?.thisAccessedTime ?? 0;
+    return { maxInactiveInterval: maxInactive, lastAccessedTime: record?.validity?.thisAccessedTime ?? now, thisAccessedTime: Math.max(now, previous + 1) };
   }
 
   private decode(sid: SessionId, found: Found): StoredSession | null {

@@ -7,8 +7,10 @@
 // keeps working at every instance. When the framework keeps the cookie it was given (no req.res, Fastify), the old
 // id stays in use for good and any instance may get it: loads then read memcached every time (see loadShared).
 import { LRUCache } from 'lru-cache';
-import type { LoadResult, LoadedMeta, ModeContext, SessionMode } from './mode';
-import { itemUnderId, unchanged } from './mode';
+import type { LoadResult, ModeContext, SessionMode } from './mode';
+import { itemUnderId } from './mode';
+import { SessionRecord } from './session-record';
+import { SingleFlight } from '../core/single-flight';
 import type { SessionId } from '../memcached/session-id';
 import type { StoredSession } from '../transcoders/transcoder';
 import { encodeMoved, isMsmItem, maxInactiveOfCookie, movedTo } from '../transcoders/transcoder';
@@ -85,7 +87,7 @@ export class StickyMode implements SessionMode {
   readonly local: LRUCache<string, LocalEntry>;
   private readonly route: string;
   /** Memcached loads in flight, by the id requested: concurrent requests for one id share one load (one takeover). */
-  private readonly inflight = new Map<string, Promise<Loaded | null>>();
+  private readonly inflight = new SingleFlight<Loaded | null>();
   private readonly purgeTimer: NodeJS.Timeout;
   /** loadLocal's options and status, reused: lru-cache fills nine fields of a status object on every load. */
   private readonly lookup: LRUCache.GetOptions<string, LocalEntry, unknown> = { status: {} };
@@ -112,7 +114,7 @@ export class StickyMode implements SessionMode {
   /** A session held here whose node is up: answered at once, no promise. */
   loadLocal(sid: SessionId): LoadResult | null | undefined {
     // Fixed cookies: every load reads memcached (another instance may have written since).
-    if (sid.route !== this.route || this.ctx.fixedCookies()) return undefined;
+    if (sid.route !== this.route || this.ctx.moves.fixedCookies) return undefined;
     const status = this.lookup.status!;
     status.get = undefined;
     const e = this.local.get(sid.id, this.lookup);
@@ -130,7 +132,7 @@ export class StickyMode implements SessionMode {
   }
 
   async load(sid: SessionId): Promise<LoadResult | null> {
-    if (this.ctx.fixedCookies()) return this.loadShared(sid);
+    if (this.ctx.moves.fixedCookies) return this.loadShared(sid);
     const local = this.loadLocal(sid);
     if (local !== undefined) return local;
     if (sid.route === this.route) {
@@ -212,17 +214,12 @@ export class StickyMode implements SessionMode {
 
   /** One memcached load/move per id at a time; concurrent requests wait for it and then decode their own copy. */
   private shared(id: string, run: () => Promise<Loaded | null>): Promise<Loaded | null> {
-    let p = this.inflight.get(id);
-    if (!p) {
-      p = run().finally(() => this.inflight.delete(id));
-      this.inflight.set(id, p);
-    }
-    return p;
+    return this.inflight.run(id, run);
   }
 
-  save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> | undefined {
+  save(sid: SessionId, _stored: StoredSession, bytes: Buffer, maxInactive: number, record: SessionRecord | undefined): Promise<void> | undefined {
     const prev = this.local.peek(sid.id);
-    if (unchanged(meta, sid.id, bytes)) {
+    if (record?.unchanged(sid.id, bytes)) {
       this.ctx.stats.requestsWithoutSessionModification++;
       return this.refresh(sid, bytes, maxInactive);
     }
@@ -232,13 +229,10 @@ export class StickyMode implements SessionMode {
     const written = copy.written?.equals(bytes) ? copy.written : undefined;
     const e: LocalEntry = { bytes: written ?? ownMemory(bytes), maxInactive, node, copy, accessedAt: Date.now() };
     this.local.set(sid.id, e, { ttl: maxInactive * 1000 });
-    if (meta) {
-      meta.id = sid.id;
-      meta.bytes = e.bytes;
-    }
+    record?.wrote(sid.id, e.bytes);
     if (written && !this.refreshDue(e)) return undefined;
     // Fixed cookies: the next request may reach another instance, which reads memcached; it must find this write.
-    if (this.ctx.fixedCookies()) return this.backup(sid.id, e);
+    if (this.ctx.moves.fixedCookies) return this.backup(sid.id, e);
     if (this.ctx.backups.async) return this.backupSoon(sid.id, e);
     return this.ctx.backups.run(() => this.backup(sid.id, e));
   }
@@ -264,9 +258,8 @@ export class StickyMode implements SessionMode {
     });
   }
 
-  touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, meta: LoadedMeta | undefined): Promise<void> | undefined {
-    const bytes = meta && meta.id === sid.id ? meta.bytes : bytesOf();
-    return this.refresh(sid, bytes, maxInactive);
+  touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, record: SessionRecord | undefined): Promise<void> | undefined {
+    return this.refresh(sid, record?.bytesFor(sid.id) ?? bytesOf(), maxInactive);
   }
 
   async destroy(sid: SessionId): Promise<void> {
@@ -313,9 +306,10 @@ export class StickyMode implements SessionMode {
       return null;
     }
     this.ctx.stats.requestsWithSession++;
-    const meta: LoadedMeta = { id: loaded.newId ?? loaded.id, bytes: loaded.bytes, accessedAt: loaded.accessedAt };
-    if (loaded.newId) meta.newId = loaded.newId;
-    return { session, meta };
+    const record = new SessionRecord(loaded.newId ?? loaded.id, loaded.bytes);
+    record.accessedAt = loaded.accessedAt;
+    if (loaded.newId) record.newId = loaded.newId;
+    return { session, record };
   }
 
   /**
@@ -480,7 +474,7 @@ export class StickyMode implements SessionMode {
     }
     // The move may lead back to the requested id (a -> b -> a): then nothing changes for the cookie.
     if (newId === requested.id) return { id: requested.id, bytes: item };
-    this.ctx.recordIdChange(requested.id, newId);
+    this.ctx.moves.moved(requested.id, newId);
     return { id: requested.id, bytes: item, newId };
   }
 
@@ -511,7 +505,7 @@ export class StickyMode implements SessionMode {
     stats.requestsWithMemcachedFailover++;
     stats.sessionsRelocated++;
     logger.warn(`session ${hashId(sid.id)}: node ${e.node} down, relocated to ${target}`);
-    this.ctx.recordIdChange(sid.id, newId);
+    this.ctx.moves.moved(sid.id, newId);
     return { id: sid.id, bytes: item, newId, accessedAt: e.accessedAt };
   }
 
@@ -570,7 +564,7 @@ export class StickyMode implements SessionMode {
     if (reason === 'evict') {
       // Bounds, not expiry: the memcached copy stays and the next request loads it back.
       this.ctx.stats.localEvictions++;
-    } else if (reason === 'expire' && !this.ctx.fixedCookies()) {
+    } else if (reason === 'expire' && !this.ctx.moves.fixedCookies) {
       // (With fixed cookies other instances serve the id too: its memcached TTL decides.)
       this.ctx.stats.sessionsExpired++;
       const { nodes, keys } = this.ctx;

@@ -12,6 +12,7 @@ import { LRUCache } from 'lru-cache';
 import { ConfigError } from '../core/errors';
 import { KeyFormat, MEMCACHED_MAX_KEY_LENGTH, isValidMemcachedKey } from '../memcached/keys';
 import { Logger, hashId } from '../core/logger';
+import type { SessionRecord } from './session-record';
 import type { LoadResult } from './mode';
 import type { NodeSet } from '../memcached/nodes';
 import type { SessionId, SessionIdFormat } from '../memcached/session-id';
@@ -82,8 +83,6 @@ export function decodeIndex(bytes: Buffer | null): { value: string; entries: Ent
 }
 
 export class UserIndex {
-  /** How a loaded session was indexed (by its LoadedMeta): a save compares against it. */
-  private readonly loaded = new WeakMap<object, { value: string | undefined; id: string }>();
   /** Ids this process loaded or indexed: under which value, when it last wrote the entry (ms, 0: never), for how long. */
   private readonly known = new LRUCache<string, { value: string; at: number; maxInactive: number }>({ max: 100_000 });
 
@@ -103,9 +102,9 @@ export class UserIndex {
   }
 
   /** A session was loaded under `requestedId` (its cookie's id). */
-  onLoad(meta: object, requestedId: string, session: Record<string, any>): void {
+  onLoad(record: SessionRecord, requestedId: string, session: Record<string, any>): void {
     const value = this.valueOf(session);
-    this.loaded.set(meta, { value, id: requestedId });
+    record.indexed = { value, id: requestedId };
     // So that a destroy in this request takes the entry out, whichever instance wrote it.
     if (value !== undefined && this.known.get(requestedId)?.value !== value) this.known.set(requestedId, { value, at: 0, maxInactive: 0 });
   }
@@ -115,10 +114,10 @@ export class UserIndex {
    * relocation), or its entry's expiry is due for a refresh (every maxInactive/2 per process); a changed or removed
    * value takes the old entry out. Index failures are counted and logged; the session itself is stored.
    */
-  async afterWrite(sid: SessionId, session: Record<string, any>, maxInactive: number, meta: object | undefined): Promise<void> {
+  async afterWrite(sid: SessionId, session: Record<string, any>, maxInactive: number, record: SessionRecord | undefined): Promise<void> {
     const value = this.valueOf(session);
-    const before = meta ? this.loaded.get(meta) : undefined;
-    if (meta) this.loaded.set(meta, { value, id: sid.id });
+    const before = record?.indexed;
+    if (record) record.indexed = { value, id: sid.id };
     const moved = before !== undefined && before.id !== sid.id;
     const changed = !before || before.value !== value || moved;
     const writes: Array<Promise<void>> = [];
@@ -244,7 +243,7 @@ export class UserIndex {
           dead.push(id);
           continue;
         }
-        const current = ids.parse(loaded.meta.id) ?? sid;
+        const current = ids.parse(loaded.record.id) ?? sid;
         if (current.id !== id) {
           dead.push(id);
           moved ||= !entries.has(current.id);
