@@ -12,10 +12,11 @@
 import type { LoadResult, ModeContext, SessionMode } from './mode';
 import { itemUnderId } from './mode';
 import { SessionRecord } from './session-record';
+import { decodeOrDiscard, followMarkers, noteRelocated, relocationOf } from './copies';
 import { SingleFlight } from '../core/single-flight';
 import type { SessionId } from '../memcached/session-id';
 import type { StoredSession } from '../transcoders/transcoder';
-import { encodeMoved, isMsmItem, movedTo } from '../transcoders/transcoder';
+import { encodeMoved, movedTo } from '../transcoders/transcoder';
 import { Validity, decodeValidity, encodeValidity, isValid, nonStickySessionTtl, toMemcachedExpiration } from '../memcached/validity';
 import { hashId } from '../core/logger';
 import type { NodeClient, OpResult } from '../memcached/node-client';
@@ -100,16 +101,9 @@ export class NonStickyMode implements SessionMode {
    * after a relocation must not read the copy its old node still holds once it is back).
    */
   private async locate(sid: SessionId): Promise<Found | null> {
-    let found = await this.locateCopy(sid);
-    for (let hops = 0; found && hops < 3; hops++) {
-      const to = movedTo(found.bytes);
-      if (to === undefined) return found;
-      const next = this.ctx.idFormat.parse(to);
-      if (!next) return null;
-      found = await this.locateCopy(next);
-      if (found && !found.newId) found.newId = next.id;
-    }
-    return found && movedTo(found.bytes) === undefined ? found : null;
+    const found = await followMarkers(this.ctx, sid, (at) => this.locateCopy(at), (f) => f.bytes);
+    if (found && found.at !== sid && !found.copy.newId) found.copy.newId = found.at.id;
+    return found?.copy ?? null;
   }
 
   /** The newest valid copy under exactly this id (possibly a relocation marker); repairs older copies on the way. */
@@ -205,12 +199,12 @@ export class NonStickyMode implements SessionMode {
    */
   private async relocate(sid: SessionId, primary: string): Promise<Found | null> {
     const { nodes, keys, stats, idFormat, logger } = this.ctx;
-    const target = nodes.nextAvailable(primary);
-    if (!target) {
+    const to = relocationOf(this.ctx, sid, primary);
+    if (!to) {
       logger.warn(`session ${hashId(sid.id)}: node ${primary} is down and no other node is available`);
       return null;
     }
-    const newId = idFormat.withNode(sid, target);
+    const { node: target, id: newId } = to;
     const tc = nodes.client(target);
     const [[n, nv], copy] = await Promise.all([
       Promise.all([tc.get(keys.session(newId)), tc.get(keys.validity(newId))]),
@@ -245,9 +239,7 @@ export class NonStickyMode implements SessionMode {
       if (theirs && !theirs.newId) theirs.newId = newId;
       return theirs;
     }
-    stats.requestsWithMemcachedFailover++;
-    stats.sessionsRelocated++;
-    logger.warn(`session ${hashId(sid.id)} relocated from ${primary} to ${target}`);
+    noteRelocated(this.ctx, sid, primary, target);
     // The old id's backup becomes a marker pointing at the new id, with a newer version than any copy of the old
     // id, so the old node's copy loses when that node comes back. Other old backups are superseded: deleted.
     const marker = { ...validity, thisAccessedTime: validity.thisAccessedTime + 1 };
@@ -447,20 +439,8 @@ export class NonStickyMode implements SessionMode {
   }
 
   private decode(sid: SessionId, found: Found): StoredSession | null {
-    const session = this.ctx.transcoder.decode(found.bytes, sid);
-    if (session) return session;
-    const { stats, logger } = this.ctx;
-    stats.requestsWithoutSession++;
-    if (!isMsmItem(found.bytes)) {
-      // Another application's item under this key (e.g. Tomcat msm on shared nodes): not ours to delete.
-      stats.foreignItems++;
-      logger.warn(`session ${hashId(sid.id)} on ${found.node}: the item is not express-msm's (no header); left in place, treated as no session`);
-      return null;
-    }
-    stats.decodeFailures++;
-    logger.warn(`session ${hashId(sid.id)} on ${found.node}: ${found.bytes.length} bytes do not decode with ${this.ctx.transcoder.name}; deleted`);
-    void this.deleteEverywhere(this.ctx.idFormat.parse(found.id) ?? sid, found.node);
-    return null;
+    return decodeOrDiscard(this.ctx, sid, found.node, found.bytes,
+      () => void this.deleteEverywhere(this.ctx.idFormat.parse(found.id) ?? sid, found.node));
   }
 
   /**

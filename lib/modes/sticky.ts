@@ -10,6 +10,7 @@ import { LRUCache } from 'lru-cache';
 import type { LoadResult, ModeContext, SessionMode } from './mode';
 import { itemUnderId } from './mode';
 import { SessionRecord } from './session-record';
+import { decodeOrDiscard, followMarkers, foreignItem, noteRelocated, relocationOf } from './copies';
 import { SingleFlight } from '../core/single-flight';
 import type { SessionId } from '../memcached/session-id';
 import type { StoredSession } from '../transcoders/transcoder';
@@ -190,26 +191,24 @@ export class StickyMode implements SessionMode {
    * the next available node (every instance computes the same one).
    */
   private async locate(sid: SessionId): Promise<Found | null> {
+    const found = await followMarkers(this.ctx, sid, (at) => this.read(at), (f) => f.bytes);
+    return found?.copy ?? null;
+  }
+
+  /** The copy under exactly `sid` (possibly a marker); under its relocated id when its node is down. */
+  private async read(sid: SessionId): Promise<Found | null> {
     const { nodes, idFormat, cfg } = this.ctx;
     let id = sid;
-    for (let hops = 0; hops < 3; hops++) {
-      let node = nodes.nodeOf(id);
-      if (!nodes.isAvailable(node) && cfg.encodeNodeId && id.nodeId) {
-        const next = nodes.nextAvailable(node);
-        if (next) {
-          id = idFormat.parse(idFormat.withNode(id, next))!;
-          node = next;
-        }
+    let node = nodes.nodeOf(id);
+    if (!nodes.isAvailable(node) && cfg.encodeNodeId && id.nodeId) {
+      const to = relocationOf(this.ctx, id, node);
+      if (to) {
+        id = idFormat.parse(to.id)!;
+        node = to.node;
       }
-      const copy = await this.fetch(id, node);
-      if (!copy) return null;
-      const to = movedTo(copy.bytes);
-      if (to === undefined) return { sid: id, node, ...copy };
-      const next = idFormat.parse(to);
-      if (!next) return null;
-      id = next;
     }
-    return null;
+    const copy = await this.fetch(id, node);
+    return copy && { sid: id, node, ...copy };
   }
 
   /** One memcached load/move per id at a time; concurrent requests wait for it and then decode their own copy. */
@@ -484,11 +483,11 @@ export class StickyMode implements SessionMode {
    * session is then served locally under its id.
    */
   private async relocate(sid: SessionId, e: LocalEntry): Promise<Loaded | null> {
-    const { nodes, keys, idFormat, stats, logger, cfg } = this.ctx;
+    const { nodes, keys, cfg } = this.ctx;
     if (!cfg.encodeNodeId) return null;
-    const target = nodes.nextAvailable(e.node);
-    if (!target) return null;
-    const newId = idFormat.withNode(sid, target);
+    const to = relocationOf(this.ctx, sid, e.node);
+    if (!to) return null;
+    const { node: target, id: newId } = to;
     const item = ownMemory(itemUnderId(keys, newId, e.bytes));
     const ttl = stickyMemcachedTtl(e.maxInactive);
     const started = Date.now();
@@ -502,16 +501,14 @@ export class StickyMode implements SessionMode {
     this.local.delete(sid.id);
     this.local.set(newId, { bytes: item, maxInactive: e.maxInactive, node: target, copy: { written: item, expiresAt: started + ttl * 1000 }, accessedAt: e.accessedAt },
       { ttl: e.maxInactive * 1000 });
-    stats.requestsWithMemcachedFailover++;
-    stats.sessionsRelocated++;
-    logger.warn(`session ${hashId(sid.id)}: node ${e.node} down, relocated to ${target}`);
+    noteRelocated(this.ctx, sid, e.node, target);
     this.ctx.moves.moved(sid.id, newId);
     return { id: sid.id, bytes: item, newId, accessedAt: e.accessedAt };
   }
 
   /** The copy's bytes from `node` (a marker's: maxInactive null); null when missing, unreadable or the node is down. */
   private async fetch(sid: SessionId, node: string): Promise<{ bytes: Buffer; maxInactive: number | null } | null> {
-    const { nodes, keys, stats, logger, transcoder } = this.ctx;
+    const { nodes, keys, stats, logger } = this.ctx;
     if (!nodes.isAvailable(node)) {
       logger.warn(`session ${hashId(sid.id)}: node ${node} is down; its memcached copy cannot be read`);
       stats.requestsWithoutSession++;
@@ -528,23 +525,10 @@ export class StickyMode implements SessionMode {
       stats.requestsWithoutSession++;
       return null;
     }
-    if (!isMsmItem(r.value)) {
-      // Another application's item under this key (e.g. Tomcat msm on shared nodes): not ours to delete.
-      stats.foreignItems++;
-      stats.requestsWithoutSession++;
-      logger.warn(`session ${hashId(sid.id)} on ${node}: the item is not express-msm's (no header); left in place, treated as no session`);
-      return null;
-    }
+    if (!isMsmItem(r.value)) return foreignItem(this.ctx, sid, node);
     if (movedTo(r.value) !== undefined) return { bytes: r.value, maxInactive: null };
-    const session = transcoder.decode(r.value, sid);
-    if (!session) {
-      stats.decodeFailures++;
-      stats.requestsWithoutSession++;
-      logger.warn(`session ${hashId(sid.id)} on ${node}: ${r.value.length} bytes do not decode with ${transcoder.name}; deleted`);
-      void nodes.client(node).delete(keys.session(sid.id));
-      return null;
-    }
-    return { bytes: r.value, maxInactive: this.maxInactiveOf(session) };
+    const session = decodeOrDiscard(this.ctx, sid, node, r.value, () => void nodes.client(node).delete(keys.session(sid.id)));
+    return session && { bytes: r.value, maxInactive: this.maxInactiveOf(session) };
   }
 
   private expired(sid: SessionId, node: string): null {
