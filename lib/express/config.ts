@@ -5,8 +5,12 @@ import type { Transcoder } from '../transcoders/transcoder';
 import type { Logger } from '../core/logger';
 import type { IndexBy } from '../modes/user-index';
 import { ConfigError } from '../core/errors';
+import { type NodeList, parseHostPort, resolveNodes } from '../memcached/node-list';
 
 export { ConfigError };
+// The node list's syntax is the memcached layer's; these names stay importable from here.
+export { NODE_ID_PATTERN, parseHostPort, parseMemcachedNodes, resolveNodes } from '../memcached/node-list';
+export type { MemcachedNodeConfig, NodeList } from '../memcached/node-list';
 
 export type LockingModeName = 'none' | 'all' | 'auto' | `uriPattern:${string}`;
 
@@ -93,17 +97,7 @@ const MIDDLEWARE_OPTION_NAMES: Record<keyof MiddlewareOnlyOptions, true> = {
 /** express-session's own options, a likely mistake at memcachedSession()'s top level. */
 const EXPRESS_SESSION_OPTION_NAMES = new Set(['secret', 'resave', 'saveUninitialized', 'cookie', 'name', 'rolling', 'proxy', 'unset']);
 
-export interface MemcachedNodeConfig {
-  id: string;
-  host: string;
-  port: number;
-}
-
-export interface ResolvedConfig {
-  nodes: MemcachedNodeConfig[];
-  /** false for a single `host:port` without id: ids then carry no node suffix (as msm). */
-  encodeNodeId: boolean;
-  failoverNodeIds: string[];
+export interface ResolvedConfig extends NodeList {
   sticky: boolean;
   route: string | undefined;
   operationTimeout: number;
@@ -135,11 +129,8 @@ export const DEFAULTS = {
   lockExpiration: 5,
 } as const;
 
-/** Node ids and routes separate parts of a session id, so they may not contain `-` or `.`. */
-export const NODE_ID_PATTERN = /^[A-Za-z0-9_]{1,32}$/;
+/** Routes, as node ids, separate parts of a session id, so they may not contain `-` or `.`. */
 export const ROUTE_PATTERN = /^[A-Za-z0-9_]{1,32}$/;
-const HOST_PATTERN = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])$/;
-
 
 /** The options of new MemcachedStore() among memcachedSession()'s. */
 export function storeOptionsOf(options: MemcachedSessionOptions): MemcachedStoreOptions {
@@ -189,28 +180,6 @@ export function checkOptionNames(options: object, where: 'store' | 'middleware')
   }
 }
 
-function parsePort(option: string, raw: string, entry: string): number {
-  const port = /^\d{1,5}$/.test(raw) ? Number(raw) : NaN;
-  if (!(port >= 1 && port <= 65535)) throw new ConfigError(option, entry, `port "${raw}" is not 1-65535`);
-  return port;
-}
-
-function parseHost(option: string, raw: string, entry: string): string {
-  if (!HOST_PATTERN.test(raw)) throw new ConfigError(option, entry, `host "${raw}" is not a hostname or address`);
-  return raw.startsWith('[') ? raw.slice(1, -1) : raw;
-}
-
-/** Splits `host:port`, allowing a bracketed IPv6 host. */
-function splitHostPort(s: string): [string, string] | null {
-  const i = s.lastIndexOf(':');
-  if (i <= 0) return null;
-  return [s.slice(0, i), s.slice(i + 1)];
-}
-
-export function parseHostPort(option: string, host: string, port: string, entry: string): { host: string; port: number } {
-  return { host: parseHost(option, host, entry), port: parsePort(option, port, entry) };
-}
-
 export function resolveAutoDiscovery(value: unknown): { endpoint: { host: string; port: number }; intervalMs: number } {
   const o = value as AutoDiscoveryOptions;
   if (!o || typeof o !== 'object' || typeof o.endpoint !== 'string') {
@@ -224,50 +193,6 @@ export function resolveAutoDiscovery(value: unknown): { endpoint: { host: string
     throw new ConfigError('autoDiscovery.intervalMs', intervalMs, 'expected a number of ms >= 100');
   }
   return { endpoint, intervalMs };
-}
-
-/** Parses msm's memcachedNodes: `id:host:port` entries separated by commas or spaces, or one `host:port`. */
-export function parseMemcachedNodes(value: unknown): { nodes: MemcachedNodeConfig[]; encodeNodeId: boolean } {
-  const option = 'memcachedNodes';
-  if (typeof value !== 'string' || value.trim() === '') {
-    throw new ConfigError(option, value, 'expected "n1:host:port,n2:host:port" or "host:port"');
-  }
-  const entries = value.trim().split(/[\s,]+/);
-  if (entries.length === 1 && (entries[0].split(':').length === 2 || entries[0].startsWith('['))) {
-    // msm's single-node form: no id, and so no node id in session ids.
-    const hp = splitHostPort(entries[0]);
-    if (!hp) throw new ConfigError(option, entries[0], 'expected host:port');
-    return {
-      nodes: [{ id: 'n1', host: parseHost(option, hp[0], entries[0]), port: parsePort(option, hp[1], entries[0]) }],
-      encodeNodeId: false,
-    };
-  }
-  const nodes: MemcachedNodeConfig[] = [];
-  for (const entry of entries) {
-    const first = entry.indexOf(':');
-    if (first <= 0) throw new ConfigError(option, entry, 'each entry must be id:host:port');
-    const id = entry.slice(0, first);
-    const hp = splitHostPort(entry.slice(first + 1));
-    if (!hp) throw new ConfigError(option, entry, 'each entry must be id:host:port');
-    if (!NODE_ID_PATTERN.test(id)) {
-      throw new ConfigError(option, entry, `node id "${id}" must be 1-32 of [A-Za-z0-9_] (no "-" or ".": they separate id parts)`);
-    }
-    if (nodes.some((n) => n.id === id)) throw new ConfigError(option, value, `duplicate node id "${id}"`);
-    nodes.push({ id, host: parseHost(option, hp[0], entry), port: parsePort(option, hp[1], entry) });
-  }
-  return { nodes, encodeNodeId: true };
-}
-
-function parseIdList(option: string, value: unknown, known: MemcachedNodeConfig[]): string[] {
-  if (value === undefined || value === null || value === '') return [];
-  if (typeof value !== 'string') throw new ConfigError(option, value, 'expected node ids separated by commas or spaces');
-  const ids = value.trim().split(/[\s,]+/).filter(Boolean);
-  for (const id of ids) {
-    if (!known.some((n) => n.id === id)) {
-      throw new ConfigError(option, value, `unknown node id "${id}" (memcachedNodes has ${known.map((n) => n.id).join(', ')})`);
-    }
-  }
-  return [...new Set(ids)];
 }
 
 function nonNegative(option: string, value: unknown, dflt: number, opts: { integer?: boolean; min?: number } = {}): number {
@@ -331,19 +256,6 @@ export function parseStorageKeyPrefix(value: unknown, hostname: () => string): s
     parts.push(part);
   }
   return parts.length ? parts.join(':') + '_' : '';
-}
-
-/** memcachedNodes and failoverNodes together: at construction and for setMemcachedNodes. */
-export function resolveNodes(memcachedNodes: unknown, failoverNodes: unknown): Pick<ResolvedConfig, 'nodes' | 'encodeNodeId' | 'failoverNodeIds'> {
-  const { nodes, encodeNodeId } = parseMemcachedNodes(memcachedNodes);
-  const failoverNodeIds = parseIdList('failoverNodes', failoverNodes, nodes);
-  if (failoverNodeIds.length && nodes.length === 1) {
-    throw new ConfigError('failoverNodes', failoverNodes, 'needs more than one memcached node');
-  }
-  if (failoverNodeIds.length === nodes.length) {
-    throw new ConfigError('failoverNodes', failoverNodes, 'names every node: at least one node must be a primary');
-  }
-  return { nodes, encodeNodeId, failoverNodeIds };
 }
 
 export function resolveConfig(options: MemcachedStoreOptions): ResolvedConfig {

@@ -3,7 +3,7 @@
 // list. Node ids are derived from hostname:port, so they stay the same when nodes join, leave or are reordered.
 import { createHash } from 'crypto';
 import type { ConnectionOptions } from 'tls';
-import { MemcachedNodeConfig, parseHostPort } from '../express/config';
+import { type MemcachedNodeConfig, parseHostPort } from './node-list';
 import type { Logger } from '../core/logger';
 import { connectSocket } from './tls';
 

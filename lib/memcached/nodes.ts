@@ -6,7 +6,7 @@ import { randomBytes } from 'crypto';
 import { EventEmitter } from 'events';
 import type { ConnectionOptions } from 'tls';
 import { NodeClient } from './node-client';
-import type { MemcachedNodeConfig } from '../express/config';
+import type { MemcachedNodeConfig } from './node-list';
 import type { KeyFormat } from './keys';
 import type { Logger } from '../core/logger';
 import type { SessionId } from './session-id';
