@@ -8,6 +8,7 @@
 // (read-repair in non-sticky.ts).
 import { itemOfKey } from '../memcached/keys';
 import { hashId } from '../core/logger';
+import { mapLimit } from '../core/parallel';
 import type { ModeContext } from './mode';
 import type { SessionId } from '../memcached/session-id';
 import { isMsmItem } from '../transcoders/transcoder';
@@ -98,10 +99,9 @@ export class NodeRepair {
           }
         }
         checked += tasks.length;
-        let next = 0;
-        await Promise.all(Array.from({ length: Math.min(CONCURRENCY, tasks.length) }, async () => {
-          while (next < tasks.length && !this.closed) if (await tasks[next++]()) copied++;
-        }));
+        // A closing store starts no more copies.
+        const done = await mapLimit(tasks, CONCURRENCY, (task) => !this.closed && task());
+        for (const ok of done) if (ok) copied++;
       }, { keep: (key) => sessionOrBackup(key) !== undefined });
       if (!walked.ok) logger.warn(`repair of ${node}: ${walked.error.message}; its sessions are repaired on their next request`);
     }

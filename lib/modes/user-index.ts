@@ -12,6 +12,7 @@ import { LRUCache } from 'lru-cache';
 import { ConfigError } from '../core/errors';
 import { KeyFormat, MEMCACHED_MAX_KEY_LENGTH, isValidMemcachedKey } from '../memcached/keys';
 import { Logger, hashId } from '../core/logger';
+import { mapLimit } from '../core/parallel';
 import type { SessionRecord } from './session-record';
 import type { LoadResult } from './mode';
 import type { NodeSet } from '../memcached/nodes';
@@ -212,7 +213,6 @@ export class UserIndex {
 
   /** Loads every listed session; keeps those whose indexBy still gives `value`, under their current id. */
   private async verified(value: string): Promise<Array<{ id: string; sid: SessionId }>> {
-    const { ids, logger } = this.ctx;
     const k = this.key(value);
     const { entries, holders, partial } = await this.read(value, k.key);
     const now = Math.floor(Date.now() / 1000);
@@ -222,35 +222,18 @@ export class UserIndex {
     // Live sessions under their current id, with their entry's expiry (a relocated one keeps its old entry's).
     const live = new Map<string, { sid: SessionId; expires: number }>();
     let moved = false;
-    let next = 0;
-    await Promise.all(Array.from({ length: Math.min(VERIFY_CONCURRENCY, listed.length) }, async () => {
-      while (next < listed.length) {
-        const id = listed[next++];
-        const sid = ids.parse(id);
-        if (!sid) {
-          dead.push(id);
-          continue;
-        }
-        let loaded: LoadResult | null;
-        try {
-          loaded = await this.ctx.load(sid);
-        } catch (e) {
-          // Unknown (no node could serve it): not returned, kept in the index.
-          logger.warn(`index: session ${hashId(id)} could not be loaded: ${(e as Error)?.message ?? e}`);
-          continue;
-        }
-        if (!loaded || this.valueOf(loaded.session) !== value) {
-          dead.push(id);
-          continue;
-        }
-        const current = ids.parse(loaded.record.id) ?? sid;
-        if (current.id !== id) {
-          dead.push(id);
-          moved ||= !entries.has(current.id);
-        }
-        live.set(current.id, { sid: current, expires: Math.max(entries.get(id)!, live.get(current.id)?.expires ?? 0) });
+    const found = await mapLimit(listed, VERIFY_CONCURRENCY, (id) => this.currentSid(id, value));
+    listed.forEach((id, i) => {
+      const current = found[i];
+      // Unknown (no node could serve it): not returned, kept in the index.
+      if (current === undefined) return;
+      if (current === null) return void dead.push(id);
+      if (current.id !== id) {
+        dead.push(id);
+        moved ||= !entries.has(current.id);
       }
-    }));
+      live.set(current.id, { sid: current, expires: Math.max(entries.get(id)!, live.get(current.id)?.expires ?? 0) });
+    });
     const targets = this.targets(k.hash);
     if (dead.length || moved || (live.size && (partial || targets.some((n) => !holders.includes(n))))) {
       // Compaction and repair: every copy loses the dead entries (so that none brings them back), and a target that
@@ -259,6 +242,25 @@ export class UserIndex {
       await Promise.all([...new Set([...holders, ...targets])].map((node) => this.changeOn(node, value, k.key, { remove: dead, add })));
     }
     return [...live].map(([id, l]) => ({ id, sid: l.sid }));
+  }
+
+  /**
+   * The listed session `id` under its current id; null when it is gone, not a session id, or indexBy no longer gives
+   * `value`; undefined when it could not be loaded.
+   */
+  private async currentSid(id: string, value: string): Promise<SessionId | null | undefined> {
+    const { ids, logger } = this.ctx;
+    const sid = ids.parse(id);
+    if (!sid) return null;
+    let loaded: LoadResult | null;
+    try {
+      loaded = await this.ctx.load(sid);
+    } catch (e) {
+      logger.warn(`index: session ${hashId(id)} could not be loaded: ${(e as Error)?.message ?? e}`);
+      return undefined;
+    }
+    if (!loaded || this.valueOf(loaded.session) !== value) return null;
+    return ids.parse(loaded.record.id) ?? sid;
   }
 
   private targets(hash: string): string[] {
