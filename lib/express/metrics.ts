@@ -30,6 +30,18 @@ function loadPromClient(): any {
 
 const snake = (s: string) => s.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
 
+type Stats = ReturnType<MemcachedStore['stats']>;
+
+/** What the metric groups below are defined with. */
+interface MetricDefinitions {
+  prom: any;
+  prefix: string;
+  /** Registers one metric (a prom-client class and its configuration) and remembers its name. */
+  add(Kind: any, config: Record<string, unknown>): unknown;
+  /** store.stats(), read once per scrape however many metrics collect from it. */
+  stats(): Stats;
+}
+
 /**
  * Registers gauges and counters that read `store.stats()` when scraped: every msm counter (as `<prefix><name>_total`),
  * pending backups, per-node availability (1/0), per-node operations and errors, and operation timings.
@@ -45,11 +57,23 @@ export function registerMetrics(store: MemcachedStore, register?: MetricsRegistr
     names.push(config.name as string);
     return m;
   };
+  const defs: MetricDefinitions = { prom, prefix, add, stats: statsPerScrape(store) };
+  storeMetrics(defs, store.stats());
+  nodeMetrics(defs);
+  timingMetrics(defs);
+  return {
+    names,
+    unregister() {
+      for (const n of names) registry.removeSingleMetric(n);
+    },
+  };
+}
 
-  // One scrape reads stats() once, however many metrics collect from it.
-  let cached: ReturnType<MemcachedStore['stats']> | undefined;
+/** One scrape reads stats() once, however many metrics collect from it. */
+function statsPerScrape(store: MemcachedStore): () => Stats {
+  let cached: Stats | undefined;
   let cachedAt = -1;
-  const stats = () => {
+  return () => {
     const now = Date.now();
     if (!cached || now !== cachedAt) {
       cached = store.stats();
@@ -57,8 +81,10 @@ export function registerMetrics(store: MemcachedStore, register?: MetricsRegistr
     }
     return cached;
   };
+}
 
-  const initial = store.stats();
+/** Every numeric counter of store.stats() (named after the stats found at registration), and pending backups. */
+function storeMetrics({ prom, prefix, add, stats }: MetricDefinitions, initial: Stats): void {
   for (const [key, value] of Object.entries(initial)) {
     if (typeof value !== 'number' || key === 'pendingBackups') continue;
     const name = `${prefix}${snake(key).replace(/_total$/, '')}_total`;
@@ -80,7 +106,10 @@ export function registerMetrics(store: MemcachedStore, register?: MetricsRegistr
       this.set(stats().pendingBackups);
     },
   });
+}
 
+/** Per memcached node: availability, operations, errors and timeouts. */
+function nodeMetrics({ prom, prefix, add, stats }: MetricDefinitions): void {
   add(prom.Gauge, {
     name: `${prefix}node_available`,
     help: 'Memcached node availability as the store sees it (1 up, 0 down)',
@@ -117,7 +146,10 @@ export function registerMetrics(store: MemcachedStore, register?: MetricsRegistr
       }
     },
   });
+}
 
+/** Store operations: how many were timed, and their average and longest duration. */
+function timingMetrics({ prom, prefix, add, stats }: MetricDefinitions): void {
   add(prom.Gauge, {
     name: `${prefix}operation_duration_ms`,
     help: 'Store operation durations in ms since start (stat: avg or max), from store.stats().timings',
@@ -140,11 +172,4 @@ export function registerMetrics(store: MemcachedStore, register?: MetricsRegistr
       for (const [operation, t] of Object.entries(stats().timings)) this.inc({ operation }, t.count);
     },
   });
-
-  return {
-    names,
-    unregister() {
-      for (const n of names) registry.removeSingleMetric(n);
-    },
-  };
 }
