@@ -1,5 +1,5 @@
 // TLS to memcached. memjs opens its sockets with net.connect inside Server#sock and has no TLS option; a server made
-// here gets a TLS socket instead, and everything memjs does on it (SASL, retries, timeouts, parsing) stays memjs's.
+// here gets a TLS socket instead, and what memjs does on it (connect, SASL, reconnects) stays memjs's.
 import * as memjs from 'memjs';
 import net = require('net'); // the module object itself: memjs's require('net') sees the same one
 import * as tls from 'tls';
