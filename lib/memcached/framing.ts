@@ -317,7 +317,7 @@ export function requestBuffer(opcode: number, key: string, seq: number, expires:
   return value?.length ? Buffer.concat([head, value]) : head;
 }
 
-/** requestBuffer without the value: the client writes the value as the next chunk of the same (corked) writev. */
+/** requestBuffer without the value: the value is written as the next chunk of the same (corked) writev. */
 export function requestHead(opcode: number, key: string, seq: number, expires: number | undefined, valueLength: number | undefined,
   cas?: Buffer): Buffer {
   const extrasLength = expires === undefined ? 0 : valueLength === undefined ? 4 : 8;

@@ -205,7 +205,6 @@ export class NodeClient {
   }
 }
 
-
 // Status -> result, per operation; undefined: the status is an error.
 function valueOrNull(status: number, value: Buffer | null): Buffer | null | undefined {
   return status === STATUS.ok ? value ?? Buffer.alloc(0) : status === STATUS.notFound ? null : undefined;
