@@ -1,5 +1,4 @@
 // What a mode (non-sticky, sticky) is given and must provide. The store speaks express-session; a mode speaks nodes.
-import type { ResolvedConfig } from '../express/config';
 import type { KeyFormat } from '../memcached/keys';
 import type { Logger } from '../core/logger';
 import type { NodeSet } from '../memcached/nodes';
@@ -16,8 +15,20 @@ export interface LoadResult {
   record: SessionRecord;
 }
 
+/** The options the modes read (the store's resolved options; node changes update them in place). */
+export interface ModeConfig {
+  /** Sticky: this instance's route (msm's jvmRoute). */
+  route?: string;
+  localMaxSessions: number;
+  localMaxBytes: number;
+  /** Session ids name their node (node ids in memcachedNodes). */
+  encodeNodeId: boolean;
+  /** s */
+  defaultMaxInactiveInterval: number;
+}
+
 export interface ModeContext {
-  cfg: ResolvedConfig;
+  cfg: ModeConfig;
   nodes: NodeSet;
   keys: KeyFormat;
   idFormat: SessionIdFormat;

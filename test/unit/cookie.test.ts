@@ -17,11 +17,10 @@ describe('toStored', () => {
     expect(a.cookie).not.toHaveProperty('expires');
   });
 
-  it('keeps expires for a cookie without maxAge, as an ISO string', () => {
+  it('keeps expires when there is no originalMaxAge to rebuild it from, as an ISO string', () => {
     const at = new Date(Date.now() + 3_600_000);
-    const s = sessionWith({});
-    (s.cookie as any).expires = at;
-    expect(toStored(s, undefined, undefined).cookie).toMatchObject({ originalMaxAge: null, expires: at.toISOString() });
+    const s = { cookie: { originalMaxAge: null, expires: at, path: '/' } } as unknown as SessionData;
+    expect(toStored(s, undefined, undefined).cookie).toEqual({ originalMaxAge: null, expires: at.toISOString(), path: '/' });
   });
 
   it("undoes express-session's millisecond drift of originalMaxAge against the loaded value", () => {

@@ -19,9 +19,9 @@ const MAX_FUNCTION_LINES = 100;
 // Known offenders, in files being rewritten by another change. Each entry must still match: once its file is fixed
 // the test fails until the entry is removed, so this list only shrinks.
 /** mode.ts takes ResolvedConfig from express/config.ts: modes would need the config type from below express. */
-const KNOWN_LAYER_VIOLATIONS = ['lib/modes/mode.ts -> lib/express/config.ts'];
+const KNOWN_LAYER_VIOLATIONS: string[] = [];
 /** The same import closes a circle through config.ts's IndexBy (user-index.ts) and user-index.ts's LoadResult. */
-const KNOWN_CYCLES = ['lib/express/config.ts -> lib/modes/user-index.ts -> lib/modes/mode.ts -> lib/express/config.ts'];
+const KNOWN_CYCLES: string[] = [];
 /** memcachedSession (setup and the whole request lifecycle in one function). */
 const KNOWN_LONG_FUNCTIONS = ['lib/express/middleware.ts memcachedSession'];
 
