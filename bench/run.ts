@@ -18,6 +18,9 @@
 //                         summarise them with `node -r ./scripts/register.js bench/profile.ts <file>`]
 //   --loader wrk|autocannon [BENCH_LOADER]              --no-pin [BENCH_PIN=0: no taskset]
 //   BENCH_NODE_ARGS="--trace-gc ..."                    node/V8 flags for the servers only
+//   --baseline DIR       [BENCH_BASELINE: another checkout (e.g. the code before a change); each msm-* configuration
+//                         selected also runs on DIR's bench/server.ts and lib/ as "<config> @base", in the same
+//                         rounds; the report adds new/base ratios of CPU per request and req/s, paired per round]
 import { ChildProcess, execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as http from 'http';
@@ -91,6 +94,7 @@ const ROUTES: readonly Route[] = ALL_ROUTES.filter((r) => !routeList.length || r
 const only = list('only', 'BENCH_ONLY');
 const profiled = new Set(list('profile', 'BENCH_PROFILE'));
 const outArg = arg('out', 'BENCH_OUT');
+const baselineArg = arg('baseline', 'BENCH_BASELINE');
 /** Runs without --publish never overwrite the committed results. */
 const outDir = publish ? path.join(ROOT, 'bench') : outArg ? path.resolve(outArg) : fs.mkdtempSync(path.join(os.tmpdir(), 'msm-bench-'));
 const profileDir = path.join(ROOT, 'bench', '.work', 'profiles');
@@ -215,8 +219,8 @@ const JS_ROOT = path.join(ROOT, 'bench', '.work', 'js');
  * The commit the run measured, and which files of lib/, bench/ and the lockfile differed from it when it started (a
  * run of uncommitted code says so). `unknown` outside a git checkout.
  */
-function sourceState(): { commit: string; uncommitted: string[] } {
-  const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+function sourceState(dir = ROOT): { commit: string; uncommitted: string[] } {
+  const git = (...args: string[]) => execFileSync('git', args, { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   try {
     const commit = git('rev-parse', '--short', 'HEAD').trim();
     const uncommitted = git('status', '--porcelain', '--', 'lib', 'bench', 'package-lock.json').split('\n').filter(Boolean).map((l) => l.slice(3));
@@ -238,12 +242,19 @@ function transpileFile(from: string, to: string): void {
   fs.writeFileSync(to, transpile(fs.readFileSync(from, 'utf8'), from, false));
 }
 
-function transpileTree(src: string, out: string): void {
+/** [source, target] of every .ts file under `src`, the target under `out` with .js. */
+function tsFiles(src: string, out: string): [string, string][] {
+  const files: [string, string][] = [];
   for (const entry of fs.readdirSync(src, { withFileTypes: true })) {
     const from = path.join(src, entry.name);
-    if (entry.isDirectory()) transpileTree(from, path.join(out, entry.name));
-    else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) transpileFile(from, path.join(out, entry.name.slice(0, -3) + '.js'));
+    if (entry.isDirectory()) files.push(...tsFiles(from, path.join(out, entry.name)));
+    else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) files.push([from, path.join(out, entry.name.slice(0, -3) + '.js')]);
   }
+  return files;
+}
+
+function transpileTree(src: string, out: string): void {
+  for (const [from, to] of tsFiles(src, out)) transpileFile(from, to);
 }
 
 /** The JavaScript of a TypeScript folder inside the repository (lib/ or a copy of it), under bench/.work/js. */
@@ -263,7 +274,91 @@ function compiledServer(): string {
   return path.join(JS_ROOT, 'bench', 'server.js');
 }
 
+// --- the baseline (--baseline DIR) ---------------------------------------------------------------------------
+
+/** A configuration run on the baseline's code is named `<config> @base` (a space: `@dir` names a copy of lib/). */
+const BASE_SUFFIX = ' @base';
+const baseOf = (config: string) => config + BASE_SUFFIX;
+const isBase = (name: string) => name.endsWith(BASE_SUFFIX);
+/** A configuration more than this much CPU per request above its baseline is flagged. */
+const SLOWER_THRESHOLD = 0.03;
+
+interface Baseline {
+  dir: string;
+  source: { commit: string; uncommitted: string[] };
+  serverJs: string;
+  lib: string;
+  transpiledWith: string;
+}
+
+/** Child program: transpiles [from, to] pairs with the given scripts/register.js, as run.ts's transpileFile does. */
+const TRANSPILE_CHILD = `
+const fs = require('fs'), path = require('path');
+const { transpile } = require(process.argv[1]);
+if (typeof transpile !== 'function') process.exit(3);
+for (const [from, to] of JSON.parse(fs.readFileSync(process.argv[2], 'utf8'))) {
+  fs.mkdirSync(path.dirname(to), { recursive: true });
+  // An older transpile may ignore its sourceMap argument: no inline map in the server's heap either way.
+  fs.writeFileSync(to, transpile(fs.readFileSync(from, 'utf8'), from, false).replace(/\\n\\/\\/# sourceMappingURL=data:[^\\n]*\\s*$/, '\\n'));
+}`;
+
+/**
+ * The baseline's bench/server.ts, bench/floor.ts and lib/ as JavaScript, as this checkout's are: transpiled by its own
+ * scripts/register.js (in a child process: its TypeScript stays out of this one) into bench/.work/js/baseline, beside
+ * a link to its node_modules, so its server runs its code on its dependencies and nothing is written into DIR.
+ */
+function compiledBaseline(dirArg: string): Baseline {
+  const dir = path.resolve(dirArg);
+  for (const need of ['bench/server.ts', 'lib/index.ts', 'scripts/register.js', 'node_modules']) {
+    if (!fs.existsSync(path.join(dir, need))) throw new Error(`--baseline ${dir}: no ${need} there${need === 'node_modules' ? ' (run npm ci in it)' : ''}`);
+  }
+  if (dir === ROOT) throw new Error('--baseline names this checkout itself');
+  const out = path.join(JS_ROOT, 'baseline');
+  fs.rmSync(out, { recursive: true, force: true });
+  fs.mkdirSync(out, { recursive: true });
+  // The server.js at out/bench/ finds lib at out/lib/ by BENCH_LIB or, in a server from before it, by ../lib.
+  const files = [...tsFiles(path.join(dir, 'lib'), path.join(out, 'lib'))];
+  for (const f of ['server', 'floor']) {
+    const from = path.join(dir, 'bench', `${f}.ts`);
+    if (fs.existsSync(from)) files.push([from, path.join(out, 'bench', `${f}.js`)]);
+  }
+  const list = path.join(out, 'files.json');
+  fs.writeFileSync(list, JSON.stringify(files));
+  let transpiledWith = `${path.join(dir, 'scripts', 'register.js')} (its TypeScript)`;
+  try {
+    execFileSync(process.execPath, ['-e', TRANSPILE_CHILD, path.join(dir, 'scripts', 'register.js'), list], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e: any) {
+    if (e.status !== 3) throw new Error(`--baseline ${dir}: transpiling its code failed: ${e.stderr ?? e.message}`);
+    // Its register.js exports no transpile(): this checkout's does the same job.
+    for (const [from, to] of files) transpileFile(from, to);
+    transpiledWith = `${path.join(ROOT, 'scripts', 'register.js')} (${dir}'s exports no transpile())`;
+  }
+  fs.rmSync(list);
+  // Resolution goes from the file upwards: out/node_modules comes before this checkout's.
+  fs.symlinkSync(path.join(dir, 'node_modules'), path.join(out, 'node_modules'), 'dir');
+  return { dir, source: sourceState(dir), serverJs: path.join(out, 'bench', 'server.js'), lib: path.join(out, 'lib'), transpiledWith };
+}
+
 // --- servers ---------------------------------------------------------------------------------------------------
+
+/** What one server process runs: `config` (server.ts's factory) on `lib`, by `script`, started in `cwd`. */
+interface ServerSpec {
+  name: string;
+  config: string;
+  script: string;
+  lib: string;
+  cwd: string;
+}
+
+/** This checkout's server for `name` (`<config>` or `<config>@<copy of lib/>`), or the baseline's for `<config> @base`. */
+function serverSpec(name: string, baseline: Baseline | undefined): ServerSpec {
+  if (isBase(name)) {
+    if (!baseline) throw new Error(`${name} without --baseline`);
+    return { name, config: name.slice(0, -BASE_SUFFIX.length), script: baseline.serverJs, lib: baseline.lib, cwd: baseline.dir };
+  }
+  const at = name.indexOf('@');
+  return { name, config: at < 0 ? name : name.slice(0, at), script: serverJs, lib: libJs.get(at < 0 ? 'lib' : name.slice(at + 1))!, cwd: ROOT };
+}
 
 interface Server {
   name: string;
@@ -277,7 +372,8 @@ interface Server {
   msm: boolean;
 }
 
-function startServer(name: string, env: NodeJS.ProcessEnv): Promise<{ server?: { proc: ChildProcess; port: number }; skip?: string; error?: string }> {
+function startServer(spec: ServerSpec, env: NodeJS.ProcessEnv): Promise<{ server?: { proc: ChildProcess; port: number }; skip?: string; error?: string }> {
+  const { name } = spec;
   // BENCH_NODE_ARGS: V8/node flags for the servers only (e.g. --trace-gc, which NODE_OPTIONS does not allow).
   // --no-flush-bytecode: a server idles for a minute while the others run, and V8 then flushes the bytecode (and
   // with it the optimized code and type feedback) of functions it has not run for a few GCs; every run would start
@@ -289,11 +385,11 @@ function startServer(name: string, env: NodeJS.ProcessEnv): Promise<{ server?: {
     fs.mkdirSync(profileDir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name.replace(/[^\w.-]+/g, '_')}-${Date.now()}.cpuprofile`);
   }
-  const [cmd, args] = pinned(place.serverCpu, process.execPath, [...nodeArgs, serverJs, name]);
+  const [cmd, args] = pinned(place.serverCpu, process.execPath, [...nodeArgs, spec.script, spec.config]);
   // spawn, not fork: taskset execs node, which still finds the IPC channel it inherits.
   const proc = spawn(cmd, args, {
-    cwd: ROOT,
-    env: { ...process.env, ...env, BENCH_CONFIG: name.split('@')[0], BENCH_LIB: libJs.get(name.includes('@') ? name.slice(name.indexOf('@') + 1) : 'lib') },
+    cwd: spec.cwd,
+    env: { ...process.env, ...env, BENCH_CONFIG: spec.config, BENCH_LIB: spec.lib },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   return new Promise((resolve) => {
@@ -411,7 +507,9 @@ async function serverCpu(port: number): Promise<number> {
 }
 
 async function serverRuntime(port: number): Promise<Record<string, unknown>> {
-  return JSON.parse((await request(port, 'GET', '/__runtime')).body);
+  const r = await request(port, 'GET', '/__runtime');
+  // A baseline's server from before /__runtime answers 404.
+  return r.status === 200 ? JSON.parse(r.body) : { unknown: `GET /__runtime answered ${r.status}` };
 }
 
 async function clientOps(port: number): Promise<Record<string, number>> {
@@ -533,6 +631,17 @@ function fmtRatio(x: number | undefined): string {
   return x === undefined || !Number.isFinite(x) ? '-' : `${x.toFixed(2)}x`;
 }
 
+/** Three decimals: the baseline's threshold is a few percent. */
+function fmtRatio3(x: number | undefined): string {
+  return x === undefined || !Number.isFinite(x) ? '-' : `${x.toFixed(3)}x`;
+}
+
+/** The configuration's label; a baseline twin's is its configuration's with ` @base`. */
+function label(config: string): string {
+  const c = isBase(config) ? config.slice(0, -BASE_SUFFIX.length) : config;
+  return (LABELS[c] ?? c) + (c === config ? '' : BASE_SUFFIX);
+}
+
 export function markdownTable(summary: any, configs: string[]): string {
   const lines = [
     '| configuration | read req/s | p50 ms | p99 ms | vs Memory | vs redis | vs bare | CPU µs/req app+backend | write req/s | p50 ms | p99 ms | vs Memory | vs redis | vs bare | CPU µs/req app+backend |',
@@ -543,18 +652,18 @@ export function markdownTable(summary: any, configs: string[]): string {
     const w = summary[c]?.write;
     if (!r && !w) continue;
     const cells = (x: any) => !x ? ['-', '-', '-', '-', '-', '-', '-'] : [Math.round(x.rps).toLocaleString('en-US'), x.p50.toFixed(1), x.p99.toFixed(1), fmtRatio(x.vsMemory), fmtRatio(x.vsRedis), fmtRatio(x.vsBare), `${x.cpuUsPerRequest.toFixed(0)}+${x.backendCpuUsPerRequest.toFixed(0)}`];
-    lines.push(`| ${LABELS[c] ?? c} | ${[...cells(r), ...cells(w)].join(' | ')} |`);
+    lines.push(`| ${label(c)} | ${[...cells(r), ...cells(w)].join(' | ')} |`);
   }
   return lines.join('\n');
 }
 
 /** A markdown table with a row per configuration and route; `cells` gives a row's cells, or undefined to skip it. */
-function perRouteTable(summary: any, configs: string[], header: string[], cells: (x: any) => string[] | undefined): string {
+function perRouteTable(summary: any, configs: string[], header: string[], cells: (x: any, config: string, route: Route) => string[] | undefined): string {
   const lines = [`| configuration | route | ${header.join(' | ')} |`, `|---|---|${header.map(() => '--:|').join('')}`];
   for (const c of configs) {
     for (const route of ROUTES) {
-      const row = summary[c]?.[route] && cells(summary[c][route]);
-      if (row) lines.push(`| ${LABELS[c] ?? c} | ${route} | ${row.join(' | ')} |`);
+      const row = summary[c]?.[route] && cells(summary[c][route], c, route);
+      if (row) lines.push(`| ${label(c)} | ${route} | ${row.join(' | ')} |`);
     }
   }
   return lines.join('\n');
@@ -567,6 +676,20 @@ export function opsTable(summary: any, configs: string[]): string {
     const cl = x.clientOpsPerRequest;
     const client = cl ? ['get', 'set', 'add', 'delete', 'touch'].map((k) => (cl[k] ?? 0).toFixed(2)).join(' / ') : '-';
     return [o.get, o.set, o.touch, o.delete, o.total].map((n: number) => n.toFixed(2)).concat(client);
+  });
+}
+
+/** Per configuration with a baseline twin and route: new, base and new/base of CPU per request, req/s, memcached ops. */
+export function baselineTable(summary: any, configs: string[]): string {
+  const header = ['CPU µs/req new', 'base', 'CPU new/base', 'req/s new', 'base', 'req/s new/base', 'memcached ops/req new', 'base', 'verdict'];
+  const range = (xs: number[] | undefined) => (xs?.length ? ` [${Math.min(...xs).toFixed(3)}-${Math.max(...xs).toFixed(3)}]` : '');
+  return perRouteTable(summary, configs.filter((c) => !isBase(c)), header, (x, config, route) => {
+    if (x.cpuVsBaseline === undefined) return undefined;
+    const b = summary[baseOf(config)][route];
+    const ops = (y: any) => (y.memcachedOpsPerRequest ? y.memcachedOpsPerRequest.total.toFixed(2) : '-');
+    return [x.cpuUsPerRequest.toFixed(1), b.cpuUsPerRequest.toFixed(1), fmtRatio3(x.cpuVsBaseline) + range(x.cpuVsBaselineRounds),
+      Math.round(x.rps).toLocaleString('en-US'), Math.round(b.rps).toLocaleString('en-US'), fmtRatio3(x.vsBaseline) + range(x.vsBaselineRounds),
+      ops(x), ops(b), x.cpuVsBaseline > 1 + SLOWER_THRESHOLD ? `**SLOWER (> ${100 * SLOWER_THRESHOLD}% CPU)**` : 'ok'];
   });
 }
 
@@ -590,9 +713,17 @@ async function main(): Promise<void> {
   const unknown = only.filter((c) => !known.includes(c.split('@')[0]));
   if (unknown.length) throw new Error(`--only: unknown ${unknown.join(', ')}; known: ${known.join(', ')}`);
   const experimental = only.filter((c) => c.includes('@'));
-  const wanted = only.length ? [...known.filter((c) => only.includes(c)), ...experimental] : ALL_CONFIGS;
+  const selected = only.length ? [...known.filter((c) => only.includes(c)), ...experimental] : ALL_CONFIGS;
   const source = sourceState();
-  console.log(`bench: commit ${source.commit}${source.uncommitted.length ? ` with uncommitted changes to ${source.uncommitted.join(', ')}` : ''}`);
+  const changes = (src: { uncommitted: string[] }) => (src.uncommitted.length ? ` with uncommitted changes to ${src.uncommitted.join(', ')}` : '');
+  console.log(`bench: commit ${source.commit}${changes(source)}`);
+  // --baseline: each msm configuration right before its baseline twin (the rounds keep the two next to each other).
+  const baseline = baselineArg ? compiledBaseline(baselineArg) : undefined;
+  const wanted = baseline ? selected.flatMap((c) => (/^msm-[^@]*$/.test(c) ? [c, baseOf(c)] : [c])) : selected;
+  if (baseline) {
+    if (!wanted.some(isBase)) throw new Error('--baseline: no msm-* configuration selected to compare');
+    console.log(`bench: baseline ${baseline.dir}, commit ${baseline.source.commit}${changes(baseline.source)}; its server and lib/ transpiled by ${baseline.transpiledWith}`);
+  }
   console.log(`bench: ${wanted.join(', ')}; ${settings.rounds} round(s) x ${settings.duration} s, ${settings.connections} connections over ${settings.sessions} sessions, warm-up ${settings.warmup} s; ${loader}; ${place.pinned ? `servers on cpu ${place.serverCpu}, load generator and backends on cpu ${place.loadCpu}` : `not pinned: ${place.reason}`}; results to ${outDir}`);
 
   serverJs = compiledServer();
@@ -660,7 +791,7 @@ async function main(): Promise<void> {
 
     // Servers, each with its own sessions.
     for (const name of wanted) {
-      const r = await startServer(name, env);
+      const r = await startServer(serverSpec(name, baseline), env);
       if (r.skip) {
         skipped[name] = r.skip;
         console.log(`note: skipping ${name}: ${r.skip}`);
@@ -696,12 +827,16 @@ async function main(): Promise<void> {
     // Rounds, configurations in alternation. Each round starts one configuration later (A B C, B C A, C A B ...):
     // with a fixed order, whatever the previous configuration leaves behind (its backends' background work, the
     // load generator's garbage) would always hit the same next one.
+    // A configuration and its baseline twin rotate as one group and run back to back, the two in turn first.
+    const groups: Server[][] = servers.filter((s) => !isBase(s.name)).map((s) => [s, ...servers.filter((b) => b.name === baseOf(s.name))]);
+    for (const b of servers) if (isBase(b.name) && !groups.some((g) => g.includes(b))) groups.push([b]);
     const runs: any[] = [];
     for (let round = 1; round <= settings.rounds; round++) {
-      const shift = (round - 1) % servers.length;
+      const shift = (round - 1) % groups.length;
+      const order = [...groups.slice(shift), ...groups.slice(0, shift)].flatMap((g) => (round % 2 ? g : [...g].reverse()));
       // Route outermost: one route's measurements of every configuration follow each other, close in time.
       for (const route of ROUTES) {
-        for (const s of [...servers.slice(shift), ...servers.slice(0, shift)]) {
+        for (const s of order) {
           const before = s.statPorts.length ? await memcachedOps(s.statPorts) : undefined;
           const cBefore = s.msm ? await clientOps(s.port) : undefined;
           const cpuBefore = await serverCpu(s.port);
@@ -724,7 +859,7 @@ async function main(): Promise<void> {
           if (cBefore) cOps = diffOps(cBefore, await clientOps(s.port));
           runs.push({ round, config: s.name, route, ...m, cpuUsPerRequest, backendCpuUsPerRequest, memcachedOps: mcOps, clientOps: cOps, kernel });
           const bad = m.non2xx + m.errors + m.timeouts;
-          console.log(`  round ${round} ${pad(s.name, 18)} ${pad(route, 5)} ${pad(Math.round(m.rps).toString(), 6, true)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms  cpu ${cpuUsPerRequest.toFixed(0)}+${backendCpuUsPerRequest.toFixed(0)} µs/req${bad ? `  (non-2xx ${m.non2xx}, errors ${m.errors}, timeouts ${m.timeouts})` : ''}`);
+          console.log(`  round ${round} ${pad(s.name, baseline ? 24 : 18)} ${pad(route, 5)} ${pad(Math.round(m.rps).toString(), 6, true)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms  cpu ${cpuUsPerRequest.toFixed(0)}+${backendCpuUsPerRequest.toFixed(0)} µs/req${bad ? `  (non-2xx ${m.non2xx}, errors ${m.errors}, timeouts ${m.timeouts})` : ''}`);
         }
       }
     }
@@ -761,15 +896,16 @@ async function main(): Promise<void> {
     // Ratios are paired: each round's req/s over the baseline's in the same round, then the median of those. The
     // machine drifts by tens of percent over a run; within one round the configurations run minutes apart at most.
     // The ratio of the medians is kept too (`...OfMedians`).
-    const pairedRatio = (config: string, base: string, route: Route): number => {
+    const roundRatios = (config: string, base: string, route: Route, key: 'rps' | 'cpuUsPerRequest' = 'rps'): number[] => {
       const ratios: number[] = [];
       for (let round = 1; round <= settings.rounds; round++) {
         const a = runs.find((r) => r.config === config && r.route === route && r.round === round);
         const b = runs.find((r) => r.config === base && r.route === route && r.round === round);
-        if (a && b && b.rps > 0) ratios.push(a.rps / b.rps);
+        if (a && b && b[key] > 0) ratios.push(a[key] / b[key]);
       }
-      return median(ratios);
+      return ratios;
     };
+    const pairedRatio = (config: string, base: string, route: Route): number => median(roundRatios(config, base, route));
     for (const c of Object.keys(summary)) {
       for (const route of ROUTES) {
         const x = summary[c][route];
@@ -786,8 +922,25 @@ async function main(): Promise<void> {
           x.vsBare = pairedRatio(c, bare, route);
           x.vsBareOfMedians = x.rps / summary[bare][route].rps;
         }
+        // Against the baseline's code: new/base per round, req/s and the server's CPU per request.
+        const base = summary[baseOf(c)]?.[route];
+        if (base) {
+          const rps = roundRatios(c, baseOf(c), route, 'rps');
+          const cpu = roundRatios(c, baseOf(c), route, 'cpuUsPerRequest');
+          x.vsBaseline = median(rps);
+          x.cpuVsBaseline = median(cpu);
+          x.vsBaselineOfMedians = x.rps / base.rps;
+          x.cpuVsBaselineOfMedians = x.cpuUsPerRequest / base.cpuUsPerRequest;
+          x.vsBaselineRounds = rps;
+          x.cpuVsBaselineRounds = cpu;
+        }
       }
     }
+    // Flagged by CPU per request (steadier than req/s on a shared machine); req/s goes beside it.
+    const slower = baseline
+      ? Object.keys(summary).filter((c) => !isBase(c)).flatMap((c) => ROUTES.filter((route) => summary[c][route]?.cpuVsBaseline > 1 + SLOWER_THRESHOLD)
+        .map((route) => ({ config: c, route, cpuVsBaseline: summary[c][route].cpuVsBaseline, vsBaseline: summary[c][route].vsBaseline })))
+      : [];
 
     const configs = servers.map((s) => s.name);
     const payload = payloadBytes();
@@ -812,13 +965,24 @@ async function main(): Promise<void> {
       },
       settings,
       configs,
-      labels: Object.fromEntries(configs.map((c) => [c, LABELS[c] ?? c])),
+      labels: Object.fromEntries(configs.map((c) => [c, label(c)])),
       skipped,
       failed,
       payloadBytes: payload,
       targets: targets(summary, payload),
       summary,
       runs,
+      ...(baseline ? {
+        baseline: {
+          dir: baseline.dir,
+          source: baseline.source,
+          transpiledWith: baseline.transpiledWith,
+          pairs: Object.fromEntries(configs.filter((c) => configs.includes(baseOf(c))).map((c) => [c, baseOf(c)])),
+          ratios: 'new/base per round (the two run back to back), median over rounds: vsBaseline of req/s, cpuVsBaseline of the server\'s CPU per request; the rounds\' ratios in vsBaselineRounds, cpuVsBaselineRounds',
+          threshold: SLOWER_THRESHOLD,
+          slower,
+        },
+      } : {}),
     };
 
     console.log('');
@@ -831,6 +995,16 @@ async function main(): Promise<void> {
     console.log("The server's kernel counters per request (/proc/<pid>/io, status, stat):");
     console.log(kernelTable(summary, configs));
     if (Object.keys(payload).length) console.log(`\nBench session size: ${JSON.stringify(payload)} bytes`);
+    if (baseline) {
+      console.log(`\nAgainst the baseline ${baseline.dir} (commit ${baseline.source.commit}${changes(baseline.source)}): new/base, median of each round's ratio [lowest-highest round]:`);
+      console.log(baselineTable(summary, configs));
+      if (settings.rounds < 6) console.log(`(${settings.rounds} round(s): too few to tell ${100 * SLOWER_THRESHOLD}% from noise; use 6 or more)`);
+      if (slower.length) {
+        for (const x of slower) console.log(`SLOWER than the baseline by more than ${100 * SLOWER_THRESHOLD}% CPU per request: ${label(x.config)} ${x.route}: CPU ${fmtRatio3(x.cpuVsBaseline)}, req/s ${fmtRatio3(x.vsBaseline)}`);
+      } else {
+        console.log(`No configuration more than ${100 * SLOWER_THRESHOLD}% slower than the baseline (CPU per request).`);
+      }
+    }
     if (results.targets.length) {
       console.log('\nTargets (issue 14; ratios paired per round):');
       for (const t of results.targets) console.log(`  ${t.met ? 'met    ' : 'NOT met'}  ${t.target}: ${t.measured}`);

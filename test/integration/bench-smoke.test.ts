@@ -8,7 +8,7 @@ import * as path from 'path';
 const ROOT = path.join(__dirname, '..', '..');
 
 /** One short round of `only` on autocannon into a temporary folder: stdout and results.json. */
-async function shortRun(only: string, out: string): Promise<{ stdout: string; results: any }> {
+async function shortRun(only: string, out: string, env: NodeJS.ProcessEnv = {}): Promise<{ stdout: string; results: any }> {
   const stdout = await new Promise<string>((resolve, reject) => {
     execFile(process.execPath, ['-r', './scripts/register.js', 'bench/run.ts'], {
       cwd: ROOT,
@@ -23,6 +23,7 @@ async function shortRun(only: string, out: string): Promise<{ stdout: string; re
         BENCH_SESSIONS: '8',
         BENCH_LOADER: 'autocannon',
         BENCH_OUT: out,
+        ...env,
       },
     }, (err, so, se) => (err ? reject(new Error(`${err.message}\n${so}\n${se}`)) : resolve(so)));
   });
@@ -64,7 +65,7 @@ test('bench runs one short round and writes results.json and results.svg', async
       expect(rt.execArgv).toContain('--no-flush-bytecode');
       expect(rt.execArgv).toContain('--no-memory-reducer');
     }
-    expect(fs.existsSync(path.join(jsRoot, 'lib', 'store.js'))).toBe(true);
+    expect(fs.existsSync(path.join(jsRoot, 'lib', 'index.js'))).toBe(true);
     // Kernel counters: every response takes at least one write syscall and every request one read.
     const kernel = results.summary.memory.read.kernelPerRequest;
     expect(kernel.writeSyscalls).toBeGreaterThanOrEqual(1);
@@ -96,5 +97,41 @@ test('the floors send the memcached operations of the modes they stand for', asy
     expect(ops('floor-sticky', 'write')).toEqual({ get: 0, set: 1 });
   } finally {
     fs.rmSync(out, { recursive: true, force: true });
+  }
+}, 120_000);
+
+// --baseline: the same msm configuration on another checkout's server and lib/, in the same round, and the ratios.
+test('--baseline runs each msm configuration on the other checkout too and reports new/base', async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'msm-bench-'));
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'msm-bench-base-'));
+  try {
+    // A checkout without git: its code, a link to the dependencies.
+    for (const f of ['lib', 'bench/server.ts', 'bench/floor.ts', 'scripts/register.js']) fs.cpSync(path.join(ROOT, f), path.join(base, f), { recursive: true });
+    fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(base, 'node_modules'), 'dir');
+    const { stdout, results } = await shortRun('memory,msm-json', out, { BENCH_BASELINE: base });
+    expect(results.configs).toEqual(['memory', 'msm-json', 'msm-json @base']);
+    expect(results.labels['msm-json @base']).toBe('msm non-sticky JSON @base');
+    expect(results.runs).toHaveLength(6);
+    // The twin ran the baseline's code, transpiled beside a link to its node_modules.
+    const baseJs = path.join(ROOT, 'bench', '.work', 'js', 'baseline');
+    expect(results.harness.serverRuntimes['msm-json @base']).toMatchObject({ script: path.join(baseJs, 'bench', 'server.js'), lib: path.join(baseJs, 'lib'), typescriptLoaded: false });
+    expect(fs.realpathSync(path.join(baseJs, 'node_modules'))).toBe(fs.realpathSync(path.join(base, 'node_modules')));
+    expect(results.baseline).toMatchObject({ dir: base, threshold: 0.03, pairs: { 'msm-json': 'msm-json @base' } });
+    expect(Array.isArray(results.baseline.slower)).toBe(true);
+    for (const route of ['read', 'write']) {
+      const x = results.summary['msm-json'][route];
+      const b = results.summary['msm-json @base'][route];
+      expect(b.non2xx).toBe(0);
+      expect(x.vsBaseline).toBeCloseTo(x.rps / b.rps, 6);
+      expect(x.cpuVsBaseline).toBeCloseTo(x.cpuUsPerRequest / b.cpuUsPerRequest, 6);
+      // The same code sends the same memcached operations.
+      expect(Math.round(b.memcachedOpsPerRequest.set)).toBe(Math.round(x.memcachedOpsPerRequest.set));
+    }
+    expect(results.summary.memory.read.vsBaseline).toBeUndefined();
+    expect(stdout).toMatch(/Against the baseline .*\n\| configuration \| route \| CPU µs\/req new/);
+    expect(stdout).toMatch(/\| msm non-sticky JSON \| write \| [^\n]*\| (ok|\*\*SLOWER[^|]*) \|/);
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+    fs.rmSync(base, { recursive: true, force: true });
   }
 }, 120_000);
