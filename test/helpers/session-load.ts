@@ -14,7 +14,7 @@ export class SessionLoad {
   private stopping = false;
   private readonly running: Promise<unknown>;
 
-  constructor(private readonly apps: Express[], readonly sessions: LoadedSession[]) {
+  constructor(apps: Express[], readonly sessions: LoadedSession[]) {
     this.running = Promise.all(sessions.map(async (s, i) => {
       for (let k = 0; !this.stopping; k++) {
         const r = await request(apps[(i + k) % apps.length]).get('/inc').set('Cookie', cookieFor(s.id));
