@@ -10,7 +10,7 @@ const ROOT = path.join(__dirname, '..', '..');
 const ports = process.env.MSM_TEST_PORTS!.split(',').map(Number);
 
 const CHILD = `
-const { MemcachedStore } = require(${JSON.stringify(path.join(ROOT, 'lib', 'store'))});
+const { MemcachedStore } = require(${JSON.stringify(path.join(ROOT, 'lib', 'express', 'store'))});
 const options = JSON.parse(process.argv[2]);
 const events = [];
 const calls = {};

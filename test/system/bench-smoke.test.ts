@@ -64,7 +64,7 @@ test('bench runs one short round and writes results.json and results.svg', async
       expect(rt.execArgv).toContain('--no-flush-bytecode');
       expect(rt.execArgv).toContain('--no-memory-reducer');
     }
-    expect(fs.existsSync(path.join(jsRoot, 'lib', 'store.js'))).toBe(true);
+    expect(fs.existsSync(path.join(jsRoot, 'lib', 'index.js'))).toBe(true);
     // Kernel counters: every response takes at least one write syscall and every request one read.
     const kernel = results.summary.memory.read.kernelPerRequest;
     expect(kernel.writeSyscalls).toBeGreaterThanOrEqual(1);
