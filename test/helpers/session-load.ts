@@ -2,7 +2,8 @@
 // sessions at once, each checking that every increment lands on the previous acknowledged value.
 import request from 'supertest';
 import type { Express } from 'express';
-import { cookieFor, idFromSetCookie, until } from './app';
+import { cookieFor, idFromSetCookie } from './app';
+import { waitFor } from './wait';
 
 export interface LoadedSession {
   id: string;
@@ -43,7 +44,7 @@ export class SessionLoad {
   async progress(what: string, rounds = 2): Promise<void> {
     const total = () => this.sessions.reduce((n, s) => n + s.acked, 0);
     const from = total();
-    await until(() => total() >= from + this.sessions.length * rounds, 30_000, what);
+    await waitFor(() => total() >= from + this.sessions.length * rounds, { timeout: 30_000, what });
   }
 
   async stop(): Promise<void> {

@@ -6,7 +6,8 @@ import { MemcachedStore, MemcachedStoreOptions } from '../../lib';
 import { idInItem } from '../../lib/transcoders/transcoder';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
-import { cookieFor, idFromSetCookie, makeApp, sleep, until } from '../helpers/app';
+import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
+import { sleep, waitFor } from '../helpers/wait';
 
 const PREFIX = 'di_';
 
@@ -172,7 +173,7 @@ describe('drop-in semantics on three nodes', () => {
     expect((await holders(PREFIX + '~a%20b%2F%25.a')).length).toBe(1);
     expect(((await store.get(id)) as any).n).toBe(7);
     await store.destroy(id);
-    await until(async () => (await holders(PREFIX + '~a%20b%2F%25.a')).length === 0, 3000, 'copy deleted');
+    await waitFor(async () => (await holders(PREFIX + '~a%20b%2F%25.a')).length === 0, { timeout: 3000, what: 'copy deleted' });
   });
 
   it('sticky takeover of a hashed id: the new id\'s item names the new id', async () => {

@@ -8,7 +8,7 @@ import { JsonTranscoder } from '../../lib/transcoders/json';
 import { encodeValidity } from '../../lib/memcached/validity';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
-import { sleep, until } from '../helpers/app';
+import { sleep, waitFor } from '../helpers/wait';
 
 const PREFIX = 'app_';
 /** Another application's items on the same nodes: another prefix, unprefixed junk, and shapes like ours. */
@@ -178,7 +178,7 @@ describe('all/length/ids/clear', () => {
       const ids = Array.from({ length: 9 }, () => store.genid());
       await Promise.all(ids.map((id, n) => store.set(id, { cookie, n } as any)));
       const cold = async () => Object.entries(await r0.stats('items')).filter(([k]) => /:number_cold$/.test(k)).reduce((n, [, v]) => n + v, 0);
-      await until(async () => (await cold()) >= 2 * ids.length, 15_000, 'session and validity items in COLD');
+      await waitFor(async () => (await cold()) >= 2 * ids.length, { timeout: 15_000, what: 'session and validity items in COLD' });
       for (let r = 0; r < 2; r++) for (const id of ids) expect(await store.get(id)).not.toBeNull();
       expect((await store.ids()).sort()).toEqual([...ids].sort());
     } finally {
@@ -206,7 +206,7 @@ describe('all/length/ids/clear', () => {
       sock.write(Buffer.concat(parts));
       await new Promise<void>((r) => sock.end(r));
       const r0 = new RawClient(fresh[0].port);
-      await until(async () => (await r0.stats()).curr_items >= 2 * n, 10_000, 'items written');
+      await waitFor(async () => (await r0.stats()).curr_items >= 2 * n, { timeout: 10_000, what: 'items written' });
       r0.close();
       // Each batch's reads happen while the walk is under way: with a paused reader they would wait for the lock.
       await expect(store.length()).resolves.toBe(n);

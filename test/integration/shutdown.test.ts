@@ -2,6 +2,7 @@
 import { MemcachedStore } from '../../lib/express/store';
 import type { NonStickyMode } from '../../lib/modes/non-sticky';
 import { useMemcacheds } from '../helpers/use-memcacheds';
+import { waitFor } from '../helpers/wait';
 
 describe('store.close()', () => {
   const stores: MemcachedStore[] = [];
@@ -50,7 +51,7 @@ describe('store.close()', () => {
     // A repair of n1 walks the other nodes' keys: n2 accepts the connection (kernel backlog) and never answers.
     const repair = (store.mode as NonStickyMode).repair.schedule('n1', 'test');
     const walking = (store.nodes.client('n2') as any).walks as Set<unknown>;
-    for (let i = 0; i < 200 && walking.size === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => walking.size > 0, { timeout: 2000, interval: 10, what: 'the walk of n2' });
     expect(walking.size).toBe(1);
     const started = Date.now();
     await Promise.race([store.close(), new Promise((_, reject) => setTimeout(() => reject(new Error('close() still waiting after 5 s')), 5000))]);

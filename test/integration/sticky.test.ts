@@ -10,7 +10,8 @@ import { JsonTranscoder } from '../../lib/transcoders/json';
 import { movedTo } from '../../lib/transcoders/transcoder';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
-import { SECRET, cookieFor, idFromSetCookie, makeApp, sleep, until } from '../helpers/app';
+import { SECRET, cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
+import { sleep, waitFor } from '../helpers/wait';
 
 const json = new JsonTranscoder();
 const ID = /^([0-9A-F]{32})-(n[12])\.([ab])$/;
@@ -274,7 +275,7 @@ describe('sticky mode', () => {
     const appA = makeApp(a);
     const id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
     const { index } = parts(id);
-    await until(async () => (await raw[index].get(id)) !== null);
+    await waitFor(async () => (await raw[index].get(id)) !== null);
     expect(json.decode((await raw[index].get(id))!)).toMatchObject({ n: 1 });
     await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200, { id, n: 2 });
     await a.backups.flush();
@@ -434,7 +435,7 @@ describe('sticky mode', () => {
     // Locally expired (memcached would keep it until maxInactive + margin): no session, and the copy is deleted.
     const r = await request(appA).get('/get').set('Cookie', cookieFor(id)).expect(200);
     expect(r.body.n).toBeNull();
-    await until(async () => (await raw[index].get(id)) === null, 1000, 'memcached copy deleted');
+    await waitFor(async () => (await raw[index].get(id)) === null, { timeout: 1000, what: 'memcached copy deleted' });
     expect(a.stats().sessionsExpired).toBe(1);
 
     const id2 = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;

@@ -6,8 +6,9 @@ import { MemcachedStore, MemcachedStoreOptions, memcachedSession } from '../../l
 import { decodeIndex, encodeIndex } from '../../lib/modes/user-index';
 import { nodesString } from '../helpers/memcached';
 import { useMemcacheds } from '../helpers/use-memcacheds';
-import { SECRET, cookieFor, idFromSetCookie, makeApp, sleep, until } from '../helpers/app';
+import { SECRET, cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
 import express from 'express';
+import { sleep, waitFor } from '../helpers/wait';
 
 const indexBy = (s: any) => s.data?.userId;
 const sha = (v: string) => createHash('sha256').update(v).digest('hex');
@@ -98,7 +99,7 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
     const s2 = await login(app, 'frank');
     const [first, second] = (await bothCopies('frank')).map((i) => i.node);
     await mc.ps[first].restart();
-    await until(async () => { await store.ready(); return store.stats().nodes[`n${first + 1}`].available; }, 5000, 'node back');
+    await waitFor(async () => { await store.ready(); return store.stats().nodes[`n${first + 1}`].available; }, { timeout: 5000, what: 'node back' });
     expect((await indexItems('frank')).map((i) => i.node)).toEqual([second]);
     // Sessions whose primary was on the restarted node are restored from their backups by the load.
     const live = [s1.id, s2.id].sort();
