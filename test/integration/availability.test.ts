@@ -4,11 +4,12 @@
 // with no traffic, until the store's cache has it unavailable, then creates sessions over HTTP and with store.genid
 // and reads where they landed.
 import request from 'supertest';
-import { MemcachedStore, MemcachedStoreOptions } from '../../lib';
+import { MemcachedStore } from '../../lib';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { idFromSetCookie, makeApp } from '../helpers/app';
 import { waitFor } from '../helpers/wait';
+import { testStores } from '../helpers/store';
 
 /** The node id an id names: `<random>-<nodeId>[.<route>]`. */
 function nodeOf(id: string): string {
@@ -22,21 +23,14 @@ describe('new sessions avoid a node that just died', () => {
   /** Every process started, also those a test leaves out of ps. */
   let started: MemcachedProcess[];
   let raw: Map<string, RawClient>;
-  let stores: MemcachedStore[];
-
-  const newStore = (o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, ...o });
-    stores.push(s);
-    return s;
-  };
+  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: nodesString(ps), sessionBackupAsync: false }));
 
   beforeEach(async () => {
-    stores = [];
     started = ps = await startMemcacheds(3);
     raw = new Map(ps.map((p, i) => [`n${i + 1}`, new RawClient(p.port)]));
   });
   afterEach(async () => {
-    await Promise.all(stores.map((s) => s.close()));
+    await closeStores();
     raw.forEach((r) => r.close());
     started.forEach((p) => p.cont());
     await killAll(started);

@@ -7,6 +7,7 @@ import { AvroTranscoder, JsonTranscoder, MemcachedStore, MemcachedStoreOptions, 
 import { RawClient } from '../helpers/raw-client';
 import { cookieFor, idFromSetCookie } from '../helpers/app';
 import { waitFor } from '../helpers/wait';
+import { testStores } from '../helpers/store';
 
 const ports = (process.env.MSM_TEST_PORTS ?? '').split(',').filter(Boolean).map(Number);
 const nodes = ports.slice(0, 2).map((p, i) => `n${i + 1}:127.0.0.1:${p}`).join(',');
@@ -31,7 +32,7 @@ const v2 = {
   ],
 };
 
-const stores: MemcachedStore[] = [];
+const made = testStores(() => ({ memcachedNodes: nodes, storageKeyPrefix: PREFIX, sessionBackupAsync: false }));
 /** Errors that reached express (express-session saves at res.end: a failed save arrives after the response). */
 const errors: Error[] = [];
 let raws: RawClient[];
@@ -41,14 +42,12 @@ beforeAll(() => {
   raws = ports.map((p) => new RawClient(p));
 });
 afterAll(async () => {
-  await Promise.all(stores.map((s) => s.close()));
+  await made.closeStores();
   raws.forEach((r) => r.close());
 });
 
 function newStore(transcoder: Transcoder, o: Partial<MemcachedStoreOptions> = {}): MemcachedStore {
-  const s = new MemcachedStore({ memcachedNodes: nodes, storageKeyPrefix: PREFIX, sessionBackupAsync: false, transcoder, ...o });
-  stores.push(s);
-  return s;
+  return made.newStore({ transcoder, ...o });
 }
 
 function app(store: MemcachedStore) {

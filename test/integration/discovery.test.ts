@@ -1,7 +1,7 @@
 // autoDiscovery (issue 12): a configuration endpoint of the test's own (test/helpers/config-endpoint.ts) in front of
 // real memcached processes; nodes join and leave under load from two app instances; 0 sessions lost.
 import request from 'supertest';
-import { MemcachedStore, MemcachedStoreOptions } from '../../lib';
+import { MemcachedStore } from '../../lib';
 import { discoveredNodeId } from '../../lib/memcached/discovery';
 import { MemcachedProcess, killAll, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
@@ -10,6 +10,7 @@ import { capturingLogger } from '../helpers/capturing-logger';
 import { ConfigEndpoint } from '../helpers/config-endpoint';
 import { SessionLoad } from '../helpers/session-load';
 import { sleep, waitFor } from '../helpers/wait';
+import { testStores } from '../helpers/store';
 
 const idOf = (p: MemcachedProcess) => discoveredNodeId(`node${p.port}.cluster.test`, p.port);
 const nodeOf = (sessionId: string) => /-(\w+)(?:\.\w+)?$/.exec(sessionId)?.[1];
@@ -18,24 +19,18 @@ describe('autoDiscovery', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
   let endpoint: ConfigEndpoint;
-  let stores: MemcachedStore[];
-  const newStore = (o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({ autoDiscovery: { endpoint: endpoint.address, intervalMs: 100 }, sessionBackupAsync: false,
-      sessionBackupTimeout: 1000, storageKeyPrefix: 'static:ad', ...o });
-    stores.push(s);
-    return s;
-  };
+  const { newStore, closeStores } = testStores(() => ({ autoDiscovery: { endpoint: endpoint.address, intervalMs: 100 },
+    sessionBackupAsync: false, sessionBackupTimeout: 1000, storageKeyPrefix: 'static:ad' }));
   const knows = (s: MemcachedStore, nodes: MemcachedProcess[]) => JSON.stringify(s.nodes.ids) === JSON.stringify(nodes.map(idOf).sort());
 
   beforeEach(async () => {
-    stores = [];
     ps = await startMemcacheds(4);
     raw = ps.map((p) => new RawClient(p.port));
     endpoint = await ConfigEndpoint.start();
     endpoint.setNodes(ps.slice(0, 3).map((p) => p.port));
   });
   afterEach(async () => {
-    await Promise.all(stores.map((s) => s.close()));
+    await closeStores();
     raw.forEach((r) => r.close());
     await endpoint.close();
     await killAll(ps);

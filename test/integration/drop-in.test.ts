@@ -8,19 +8,15 @@ import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../help
 import { RawClient } from '../helpers/raw-client';
 import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
 import { sleep, waitFor } from '../helpers/wait';
+import { testStores } from '../helpers/store';
 
 const PREFIX = 'di_';
 
 describe('drop-in semantics on three nodes', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
-  const stores: MemcachedStore[] = [];
-  const newStore = (o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({ memcachedNodes: nodesString(ps), storageKeyPrefix: "static:di", sessionBackupAsync: false,
-      sessionBackupTimeout: 1000, ...o });
-    stores.push(s);
-    return s;
-  };
+  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: nodesString(ps), storageKeyPrefix: 'static:di',
+    sessionBackupAsync: false, sessionBackupTimeout: 1000 }));
   const modes: Array<[string, Partial<MemcachedStoreOptions>]> = [['non-sticky', {}], ['sticky', { sticky: true, route: 'a' }]];
 
   /** The nodes holding `key`, read with the raw client. */
@@ -37,7 +33,7 @@ describe('drop-in semantics on three nodes', () => {
     raw = ps.map((p) => new RawClient(p.port));
   });
   afterAll(async () => {
-    await Promise.all(stores.map((s) => s.close()));
+    await closeStores();
     raw.forEach((r) => r.close());
     await killAll(ps);
   });

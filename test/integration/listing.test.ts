@@ -1,6 +1,5 @@
 // Issue 11: express-session's optional Store methods all/length/ids/clear (and connect-redis's ids) across every
 // node, both modes, on memcached shared with another application; foreign bytes under a session key survive.
-import { MemcachedStore, MemcachedStoreOptions } from '../../lib';
 import { StickyMode } from '../../lib/modes/sticky';
 import * as net from 'net';
 import { encodeMoved } from '../../lib/transcoders/transcoder';
@@ -9,6 +8,7 @@ import { encodeValidity } from '../../lib/memcached/validity';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { sleep, waitFor } from '../helpers/wait';
+import { testStores } from '../helpers/store';
 
 const PREFIX = 'app_';
 /** Another application's items on the same nodes: another prefix, unprefixed junk, and shapes like ours. */
@@ -25,13 +25,8 @@ const cookie = { originalMaxAge: 60_000 };
 describe('all/length/ids/clear', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
-  const stores: MemcachedStore[] = [];
-
-  const newStore = (o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({ memcachedNodes: nodesString(ps), storageKeyPrefix: 'static:app', sessionBackupAsync: false, nodeAvailabilityCacheTTL: 600_000, ...o });
-    stores.push(s);
-    return s;
-  };
+  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: nodesString(ps), storageKeyPrefix: 'static:app',
+    sessionBackupAsync: false, nodeAvailabilityCacheTTL: 600_000 }));
   const promise = <T>(f: (cb: (err: any, v?: T) => void) => void) => new Promise<T>((res, rej) => f((err, v) => (err ? rej(err) : res(v as T))));
   const allKeys = async () => (await Promise.all(raw.map((r) => r.sessionKeys()))).map((k) => k.sort());
 
@@ -40,7 +35,7 @@ describe('all/length/ids/clear', () => {
     raw = ps.map((p) => new RawClient(p.port));
   });
   afterAll(async () => {
-    for (const s of stores) await s.close();
+    await closeStores();
     raw.forEach((r) => r.close());
     await killAll(ps);
   });

@@ -8,6 +8,7 @@ import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../help
 import { RawClient } from '../helpers/raw-client';
 import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
 import { sleep, waitFor } from '../helpers/wait';
+import { testStores } from '../helpers/store';
 
 const DAY = 86_400;
 
@@ -18,19 +19,14 @@ function nodeIndex(id: string): number {
 describe('non-sticky store on two nodes', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
-  const stores: MemcachedStore[] = [];
-  const newStore = (o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000, ...o });
-    stores.push(s);
-    return s;
-  };
+  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000 }));
 
   beforeAll(async () => {
     ps = await startMemcacheds(2);
     raw = ps.map((p) => new RawClient(p.port));
   });
   afterAll(async () => {
-    await Promise.all(stores.map((s) => s.close()));
+    await closeStores();
     raw.forEach((r) => r.close());
     await killAll(ps);
   });
@@ -497,11 +493,10 @@ describe('node failover', () => {
 describe('versions and repair (beyond msm)', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
-  const stores: MemcachedStore[] = [];
+  const made = testStores(() => ({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000, operationTimeout: 400 }));
   // ready(): probes done (and any repair they started finished), so it races nothing
   const newStore = async (o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000, operationTimeout: 400, ...o });
-    stores.push(s);
+    const s = made.newStore(o);
     await s.ready();
     return s;
   };
@@ -510,7 +505,7 @@ describe('versions and repair (beyond msm)', () => {
     raw = ps.map((p) => new RawClient(p.port));
   });
   afterEach(async () => {
-    await Promise.all(stores.splice(0).map((s) => s.close()));
+    await made.closeStores();
     raw.forEach((r) => r.close());
     await killAll(ps);
   });

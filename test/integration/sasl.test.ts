@@ -11,6 +11,7 @@ import { MemcachedStore } from '../../lib/express/store';
 import { MemcachedProcess, freePort } from '../helpers/memcached';
 import { saslMissing, writeSaslConf } from '../helpers/sasl';
 import { capturingLogger } from '../helpers/capturing-logger';
+import { testStores } from '../helpers/store';
 
 const USER = 'msmuser';
 const PASSWORD = 'pw-' + Math.random().toString(36).slice(2) + '-S3cr3t';
@@ -24,7 +25,6 @@ describeSasl('SASL PLAIN against memcached -S', () => {
   let dir: string;
   let mc: MemcachedProcess | undefined;
   let port: number;
-  const stores: MemcachedStore[] = [];
   const log = capturingLogger();
 
   beforeAll(async () => {
@@ -37,16 +37,14 @@ describeSasl('SASL PLAIN against memcached -S', () => {
   });
 
   afterAll(async () => {
-    for (const s of stores) await s.close();
+    await closeStores();
     await mc?.kill();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  function makeStore(password: string): MemcachedStore {
-    const s = new MemcachedStore({ memcachedNodes: `n1:127.0.0.1:${port}`, storageKeyPrefix: 'static:sasl', username: USER, password, operationTimeout: 1000, logger: log });
-    stores.push(s);
-    return s;
-  }
+  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: `n1:127.0.0.1:${port}`, storageKeyPrefix: 'static:sasl',
+    username: USER, operationTimeout: 1000, logger: log }));
+  const makeStore = (password: string) => newStore({ password });
 
   function makeApp(store: MemcachedStore, errors: string[]) {
     const app = express();

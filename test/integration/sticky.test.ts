@@ -12,6 +12,7 @@ import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../help
 import { RawClient } from '../helpers/raw-client';
 import { SECRET, cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
 import { sleep, waitFor } from '../helpers/wait';
+import { testStores } from '../helpers/store';
 
 const json = new JsonTranscoder();
 const ID = /^([0-9A-F]{32})-(n[12])\.([ab])$/;
@@ -29,32 +30,24 @@ function totalOps(store: MemcachedStore, kind: 'get' | 'set' | 'touch' | 'delete
 describe('sticky mode', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
-  let stores: MemcachedStore[];
-
-  const newStore = (route: string, o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({
-      memcachedNodes: nodesString(ps),
-      sticky: true,
-      route,
-      sessionBackupAsync: false,
-      sessionBackupTimeout: 1000,
-      // No background availability probes during a test: they are gets too. Tests call store.ready() after a kill.
-      nodeAvailabilityCacheTTL: 600_000,
-      ...o,
-    });
-    stores.push(s);
-    return s;
-  };
+  const made = testStores(() => ({
+    memcachedNodes: nodesString(ps),
+    sticky: true,
+    sessionBackupAsync: false,
+    sessionBackupTimeout: 1000,
+    // No background availability probes during a test: they are gets too. Tests call store.ready() after a kill.
+    nodeAvailabilityCacheTTL: 600_000,
+  }));
+  const newStore = (route: string, o: Partial<MemcachedStoreOptions> = {}) => made.newStore({ route, ...o });
   const serverStats = async () => Promise.all(raw.map((r) => r.stats()));
   const cmdGets = (st: Record<string, number>[]) => st.reduce((n, s) => n + s.cmd_get + (s.cmd_touch ?? 0) * 0, 0);
 
   beforeEach(async () => {
-    stores = [];
     ps = await startMemcacheds(2);
     raw = ps.map((p) => new RawClient(p.port));
   });
   afterEach(async () => {
-    await Promise.all(stores.map((s) => s.close()));
+    await made.closeStores();
     raw.forEach((r) => r.close());
     await killAll(ps);
   });

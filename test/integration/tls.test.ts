@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import request from 'supertest';
-import { ConfigError, MemcachedStore, MemcachedStoreOptions } from '../../lib';
+import { ConfigError, MemcachedStore } from '../../lib';
 import { MemcachedProcess, killAll } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
@@ -13,6 +13,7 @@ import { TestCerts, makeCerts, opensslMissing, startTlsMemcached } from '../help
 import { ConfigEndpoint } from '../helpers/config-endpoint';
 import { saslMissing, writeSaslConf } from '../helpers/sasl';
 import { waitFor } from '../helpers/wait';
+import { testStores } from '../helpers/store';
 
 const missing = opensslMissing();
 if (missing) console.warn(`tls.test.ts skipped: ${missing}`);
@@ -22,7 +23,6 @@ describeTls('TLS to memcached', () => {
   let certs: TestCerts;
   const procs: MemcachedProcess[] = [];
   const raws: RawClient[] = [];
-  let stores: MemcachedStore[] = [];
   /** Two TLS nodes with the right CA's certificate. */
   let good: Array<{ mc: MemcachedProcess; raw: RawClient }>;
 
@@ -34,21 +34,14 @@ describeTls('TLS to memcached', () => {
     return { mc, raw };
   };
   const nodes = (ns: Array<{ mc: MemcachedProcess }>) => ns.map((n, i) => `n${i + 1}:127.0.0.1:${n.mc.port}`).join(',');
-  const newStore = (o: Partial<MemcachedStoreOptions>) => {
-    const s = new MemcachedStore({ memcachedNodes: nodes(good), tls: { ca: fs.readFileSync(certs.ca) }, sessionBackupAsync: false,
-      sessionBackupTimeout: 1000, ...o });
-    stores.push(s);
-    return s;
-  };
+  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: nodes(good), tls: { ca: fs.readFileSync(certs.ca) },
+    sessionBackupAsync: false, sessionBackupTimeout: 1000 }));
 
   beforeAll(async () => {
     certs = makeCerts();
     good = [await start(), await start()];
   });
-  afterEach(async () => {
-    await Promise.all(stores.map((s) => s.close()));
-    stores = [];
-  });
+  afterEach(closeStores);
   afterAll(async () => {
     raws.forEach((r) => r.close());
     await killAll(procs);
