@@ -132,7 +132,7 @@ export function nonStickyFloor(addresses: string[]): { store: session.Store; clo
       cb?.();
     }
 
-    destroy(sid: string, cb?: (err?: unknown) => void): void {
+    destroy(_sid: string, cb?: (err?: unknown) => void): void {
       cb?.();
     }
   }

@@ -16,7 +16,7 @@ const SKIP_MS = 5000;
 const totals = new Map();
 
 function wrap(proto, method, label = method) {
-  const f = proto && proto[method];
+  const f = proto?.[method];
   // A renamed method would otherwise just vanish from the report.
   if (typeof f !== 'function') return void process.stderr.write(`INST ${label}: no such method; not timed\n`);
   proto[method] = function (...args) {

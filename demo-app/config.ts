@@ -1,5 +1,5 @@
 // The demo app's configuration: environment variables only, with the same names in docker-compose.yml and in the
-// local orchestrator (run-local.ts). ENV_NAMES is what test/integration/compose.test.ts checks the compose file against.
+// local orchestrator (run-local.ts). ENV_NAMES is what test/system/compose.test.ts checks the compose file against.
 
 /** Every environment variable the app reads. */
 export const ENV_NAMES = [

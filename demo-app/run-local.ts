@@ -10,7 +10,7 @@
 //   DEMO_BALANCER=nginx|node        default: nginx when installed, else node
 //   DEMO_STATE_FILE=path            where pids and ports are written for `npm run demo:check` (demo-app/.run/state.json)
 //   SESSION_SECRET                  shared by both instances (default: random per run)
-import { ChildProcess, execFileSync, spawn, spawnSync } from 'child_process';
+import { ChildProcess, spawn, spawnSync } from 'child_process';
 import { randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as net from 'net';

@@ -2,7 +2,7 @@
 // increment per-session counters while a schedule kills (-9), stops (SIGSTOP/SIGCONT) and restarts memcached nodes
 // one at a time, and kills/restarts one app instance. At the end every session must be present with
 // counter == increments acknowledged (2xx). `npm run chaos` (CHAOS_SECONDS, CHAOS_SESSIONS, CHAOS_CONCURRENCY).
-// The short version in the test suite is test/integration/chaos.test.ts (runChaos with a small schedule).
+// The short version in the test suite is test/system/chaos.test.ts (runChaos with a small schedule).
 import { ChildProcess, fork } from 'child_process';
 import * as http from 'http';
 import * as path from 'path';

@@ -5,7 +5,6 @@
 import { itemOfKey, keyOfPart } from '../memcached/keys';
 import type { KeyItem } from '../memcached/keys';
 import type { ModeContext, SessionMode } from './mode';
-import type { SessionId } from '../memcached/session-id';
 import { idInItem, isMsmItem } from '../transcoders/transcoder';
 import { decodeValidity } from '../memcached/validity';
 

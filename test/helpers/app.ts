@@ -55,16 +55,3 @@ export function idFromSetCookie(headers: Record<string, any>): string | undefine
   }
   return undefined;
 }
-
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-export async function until<T>(fn: () => T | undefined | null | false | Promise<T | undefined | null | false>,
-  timeoutMs = 5000, what = 'condition'): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}

@@ -108,8 +108,6 @@ export function idFromSetCookie(headers: http.IncomingHttpHeaders, name = 'conne
   return undefined;
 }
 
-export { sleep, until } from './app';
-
 /** Sum of `add` operations this store sent (only locks use add). */
 export function addOps(s: { mw: MemcachedSessionMiddleware }): number {
   return Object.values(s.mw.store.stats().nodes).reduce((n, node) => n + node.ops.add, 0);

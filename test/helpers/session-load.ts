@@ -2,7 +2,8 @@
 // sessions at once, each checking that every increment lands on the previous acknowledged value.
 import request from 'supertest';
 import type { Express } from 'express';
-import { cookieFor, idFromSetCookie, until } from './app';
+import { cookieFor, idFromSetCookie } from './app';
+import { waitFor } from './wait';
 
 export interface LoadedSession {
   id: string;
@@ -14,7 +15,7 @@ export class SessionLoad {
   private stopping = false;
   private readonly running: Promise<unknown>;
 
-  constructor(private readonly apps: Express[], readonly sessions: LoadedSession[]) {
+  constructor(apps: Express[], readonly sessions: LoadedSession[]) {
     this.running = Promise.all(sessions.map(async (s, i) => {
       for (let k = 0; !this.stopping; k++) {
         const r = await request(apps[(i + k) % apps.length]).get('/inc').set('Cookie', cookieFor(s.id));
@@ -43,7 +44,7 @@ export class SessionLoad {
   async progress(what: string, rounds = 2): Promise<void> {
     const total = () => this.sessions.reduce((n, s) => n + s.acked, 0);
     const from = total();
-    await until(() => total() >= from + this.sessions.length * rounds, 30_000, what);
+    await waitFor(() => total() >= from + this.sessions.length * rounds, { timeout: 30_000, what });
   }
 
   async stop(): Promise<void> {

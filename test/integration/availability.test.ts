@@ -1,12 +1,15 @@
 // Issue 11, item 9: new sessions avoid a node that just died. msm's availability cache probes a stale entry before
 // answering; express-session's genid is synchronous, so the store keeps the entries fresh in the background (a probe
-// when a node's connection closes, and as each entry turns stale). Here a node is killed (or hung), the test waits
-// 1.5 s with no traffic, then creates sessions over HTTP and with store.genid and reads where they landed.
+// when a node's connection closes, and as each entry turns stale). Here a node is killed (or hung), the test waits,
+// with no traffic, until the store's cache has it unavailable, then creates sessions over HTTP and with store.genid
+// and reads where they landed.
 import request from 'supertest';
-import { MemcachedStore, MemcachedStoreOptions } from '../../lib';
+import { MemcachedStore } from '../../lib';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
-import { idFromSetCookie, makeApp, sleep, until } from '../helpers/app';
+import { idFromSetCookie, makeApp } from '../helpers/app';
+import { waitFor } from '../helpers/wait';
+import { testStores } from '../helpers/store';
 
 /** The node id an id names: `<random>-<nodeId>[.<route>]`. */
 function nodeOf(id: string): string {
@@ -20,25 +23,22 @@ describe('new sessions avoid a node that just died', () => {
   /** Every process started, also those a test leaves out of ps. */
   let started: MemcachedProcess[];
   let raw: Map<string, RawClient>;
-  let stores: MemcachedStore[];
-
-  const newStore = (o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, ...o });
-    stores.push(s);
-    return s;
-  };
+  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: nodesString(ps), sessionBackupAsync: false }));
 
   beforeEach(async () => {
-    stores = [];
     started = ps = await startMemcacheds(3);
     raw = new Map(ps.map((p, i) => [`n${i + 1}`, new RawClient(p.port)]));
   });
   afterEach(async () => {
-    await Promise.all(stores.map((s) => s.close()));
+    await closeStores();
     raw.forEach((r) => r.close());
     started.forEach((p) => p.cont());
     await killAll(started);
   });
+
+  /** Until the store's availability cache has `node` down; stats() reads the cache without probing (no traffic). */
+  const noticed = (store: MemcachedStore, node: string, timeout = 10_000) =>
+    waitFor(() => store.stats().nodes[node].available === false, { timeout, what: `${node} marked unavailable` });
 
   /**
    * After the wait: 20 ids from store.genid in one go (no probe can answer between them), 5 of them stored, then 5
@@ -62,14 +62,14 @@ describe('new sessions avoid a node that just died', () => {
     return named;
   }
 
-  it("failoverNodes: 'n1', n2 killed: 1.5 s later (stale entry, no traffic since) new sessions go to n1", async () => {
+  it("failoverNodes: 'n1', n2 killed: once noticed (no traffic since), new sessions go to n1", async () => {
     ps = ps.slice(0, 2);
     const store = newStore({ failoverNodes: 'n1' });
     await store.ready();
     // Before the kill every new session goes to n2, the only primary.
     expect(nodeOf(store.genid())).toBe('n2');
     await ps[1].kill();
-    await sleep(1500);
+    await noticed(store, 'n2');
     expect([...await createSessions(store)]).toEqual(['n1']);
   });
 
@@ -77,7 +77,7 @@ describe('new sessions avoid a node that just died', () => {
     const store = newStore();
     await store.ready();
     await ps[1].kill();
-    await sleep(1500);
+    await noticed(store, 'n2');
     const named = await createSessions(store);
     // 25 ids picked at random between the two live primaries: both appear (all on one would be a 2^-24 chance).
     expect([...named].sort()).toEqual(['n1', 'n3']);
@@ -87,7 +87,7 @@ describe('new sessions avoid a node that just died', () => {
     const store = newStore({ sticky: true, route: 'r1' });
     await store.ready();
     await ps[1].kill();
-    await sleep(1500);
+    await noticed(store, 'n2');
     const named = await createSessions(store);
     expect(named.has('n2')).toBe(false);
   });
@@ -98,7 +98,8 @@ describe('new sessions avoid a node that just died', () => {
     const store = newStore({ failoverNodes: 'n1', nodeAvailabilityCacheTTL: 60_000 });
     await store.ready();
     await ps[1].kill();
-    await sleep(1500);
+    // Well within the TTL: no probe has run, only the connection's close can have told.
+    await noticed(store, 'n2', 5000);
     expect([...await createSessions(store)]).toEqual(['n1']);
   });
 
@@ -109,7 +110,7 @@ describe('new sessions avoid a node that just died', () => {
     await ps[1].stop();
     // The entry turns stale within nodeAvailabilityCacheTTL (1 s), its probe then times out (300 ms). Nothing here
     // calls the store meanwhile: stats() reads the cache without probing.
-    await until(() => store.stats().nodes.n2.available === false, 10_000, 'n2 marked unavailable');
+    await noticed(store, 'n2');
     expect(new Set(Array.from({ length: 20 }, () => nodeOf(store.genid())))).toEqual(new Set(['n1']));
   });
 

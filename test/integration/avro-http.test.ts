@@ -5,7 +5,9 @@ import session from 'express-session';
 import request from 'supertest';
 import { AvroTranscoder, JsonTranscoder, MemcachedStore, MemcachedStoreOptions, Transcoder } from '../../lib';
 import { RawClient } from '../helpers/raw-client';
-import { cookieFor, idFromSetCookie, until } from '../helpers/app';
+import { cookieFor, idFromSetCookie } from '../helpers/app';
+import { waitFor } from '../helpers/wait';
+import { testStores } from '../helpers/store';
 
 const ports = (process.env.MSM_TEST_PORTS ?? '').split(',').filter(Boolean).map(Number);
 const nodes = ports.slice(0, 2).map((p, i) => `n${i + 1}:127.0.0.1:${p}`).join(',');
@@ -30,7 +32,7 @@ const v2 = {
   ],
 };
 
-const stores: MemcachedStore[] = [];
+const made = testStores(() => ({ memcachedNodes: nodes, storageKeyPrefix: PREFIX, sessionBackupAsync: false }));
 /** Errors that reached express (express-session saves at res.end: a failed save arrives after the response). */
 const errors: Error[] = [];
 let raws: RawClient[];
@@ -40,14 +42,12 @@ beforeAll(() => {
   raws = ports.map((p) => new RawClient(p));
 });
 afterAll(async () => {
-  await Promise.all(stores.map((s) => s.close()));
+  await made.closeStores();
   raws.forEach((r) => r.close());
 });
 
 function newStore(transcoder: Transcoder, o: Partial<MemcachedStoreOptions> = {}): MemcachedStore {
-  const s = new MemcachedStore({ memcachedNodes: nodes, storageKeyPrefix: PREFIX, sessionBackupAsync: false, transcoder, ...o });
-  stores.push(s);
-  return s;
+  return made.newStore({ transcoder, ...o });
 }
 
 function app(store: MemcachedStore) {
@@ -155,7 +155,7 @@ describe('Avro through express-session and real memcached', () => {
     errors.length = 0;
     const r = await request(app(store)).post('/set').send({ flash: 'hi' });
     // express-session saves when the response ends and hands the error to next(): it reaches the error handler.
-    await until(async () => errors.length > 0, 2000, 'the save error');
+    await waitFor(async () => errors.length > 0, { timeout: 2000, what: 'the save error' });
     expect(errors[0].message).toMatch(/session attribute "flash" is not in the Avro schema app\.Shop.*sessionAttributeFilter/);
     const node = Number(/-n(\d)$/.exec(r.body.id)![1]) - 1;
     expect(await raws[node].get(store.keys.session(r.body.id))).toBeNull(); // nothing half-stored

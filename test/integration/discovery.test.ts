@@ -1,14 +1,16 @@
 // autoDiscovery (issue 12): a configuration endpoint of the test's own (test/helpers/config-endpoint.ts) in front of
 // real memcached processes; nodes join and leave under load from two app instances; 0 sessions lost.
 import request from 'supertest';
-import { MemcachedStore, MemcachedStoreOptions } from '../../lib';
+import { MemcachedStore } from '../../lib';
 import { discoveredNodeId } from '../../lib/memcached/discovery';
 import { MemcachedProcess, killAll, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
-import { cookieFor, idFromSetCookie, makeApp, sleep, until } from '../helpers/app';
+import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
 import { capturingLogger } from '../helpers/capturing-logger';
 import { ConfigEndpoint } from '../helpers/config-endpoint';
 import { SessionLoad } from '../helpers/session-load';
+import { sleep, waitFor } from '../helpers/wait';
+import { testStores } from '../helpers/store';
 
 const idOf = (p: MemcachedProcess) => discoveredNodeId(`node${p.port}.cluster.test`, p.port);
 const nodeOf = (sessionId: string) => /-(\w+)(?:\.\w+)?$/.exec(sessionId)?.[1];
@@ -17,24 +19,18 @@ describe('autoDiscovery', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
   let endpoint: ConfigEndpoint;
-  let stores: MemcachedStore[];
-  const newStore = (o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({ autoDiscovery: { endpoint: endpoint.address, intervalMs: 100 }, sessionBackupAsync: false,
-      sessionBackupTimeout: 1000, storageKeyPrefix: 'static:ad', ...o });
-    stores.push(s);
-    return s;
-  };
+  const { newStore, closeStores } = testStores(() => ({ autoDiscovery: { endpoint: endpoint.address, intervalMs: 100 },
+    sessionBackupAsync: false, sessionBackupTimeout: 1000, storageKeyPrefix: 'static:ad' }));
   const knows = (s: MemcachedStore, nodes: MemcachedProcess[]) => JSON.stringify(s.nodes.ids) === JSON.stringify(nodes.map(idOf).sort());
 
   beforeEach(async () => {
-    stores = [];
     ps = await startMemcacheds(4);
     raw = ps.map((p) => new RawClient(p.port));
     endpoint = await ConfigEndpoint.start();
     endpoint.setNodes(ps.slice(0, 3).map((p) => p.port));
   });
   afterEach(async () => {
-    await Promise.all(stores.map((s) => s.close()));
+    await closeStores();
     raw.forEach((r) => r.close());
     await endpoint.close();
     await killAll(ps);
@@ -54,10 +50,10 @@ describe('autoDiscovery', () => {
     const load = new SessionLoad(apps, sessions);
     await load.progress('load before the changes');
     endpoint.setNodes(ps.map((p) => p.port));
-    await until(() => knows(a, ps) && knows(b, ps), 10_000, 'both instances to discover the 4th node');
+    await waitFor(() => knows(a, ps) && knows(b, ps), { timeout: 10_000, what: 'both instances to discover the 4th node' });
     await load.progress('load after the join');
     endpoint.setNodes(ps.slice(1).map((p) => p.port));
-    await until(() => knows(a, ps.slice(1)) && knows(b, ps.slice(1)), 10_000, 'both instances to drop the first node');
+    await waitFor(() => knows(a, ps.slice(1)) && knows(b, ps.slice(1)), { timeout: 10_000, what: 'both instances to drop the first node' });
     await load.progress('load after the leave');
     // The endpoint hangs, then refuses: the last list stays.
     endpoint.silent = true;
@@ -87,7 +83,7 @@ describe('autoDiscovery', () => {
     for (let i = 0; i < 60 && nodeOf(id) !== idOf(ps[0]); i++) id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
     expect(id).toMatch(new RegExp(`^[0-9A-F]{32}-${idOf(ps[0])}\\.a$`));
     endpoint.setNodes(ps.slice(1, 3).map((p) => p.port));
-    await until(() => knows(a, ps.slice(1, 3)) && knows(b, ps.slice(1, 3)), 10_000, 'both instances to drop the first node');
+    await waitFor(() => knows(a, ps.slice(1, 3)) && knows(b, ps.slice(1, 3)), { timeout: 10_000, what: 'both instances to drop the first node' });
     const r = await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200);
     expect(r.body.n).toBe(2);
     const moved = idFromSetCookie(r.headers)!;
@@ -107,7 +103,7 @@ describe('autoDiscovery', () => {
     endpoint.entries.reverse();
     endpoint.version++;
     const seen = endpoint.requests;
-    await until(() => endpoint.requests >= seen + 3, 5000, 'polls');
+    await waitFor(() => endpoint.requests >= seen + 3, { timeout: 5000, what: 'polls' });
     expect(a.nodes.ids).toEqual(before);
     expect(changes()).toBe(1);
   });
@@ -117,7 +113,7 @@ describe('autoDiscovery', () => {
     const b = newStore({ autoDiscovery: { endpoint: endpoint.address, intervalMs: 600_000 } });
     await Promise.all([a.ready(), b.ready()]);
     endpoint.setNodes(ps.map((p) => p.port));
-    await until(() => knows(a, ps), 10_000, 'a to discover the 4th node');
+    await waitFor(() => knows(a, ps), { timeout: 10_000, what: 'a to discover the 4th node' });
     expect(knows(b, ps)).toBe(false);
     let id = '';
     for (let i = 0; i < 80 && nodeOf(id) !== idOf(ps[3]); i++) id = idFromSetCookie((await request(makeApp(a)).get('/inc').expect(200)).headers)!;
@@ -149,7 +145,7 @@ describe('autoDiscovery', () => {
     await s.ready();
     const before = [...s.nodes.ids];
     endpoint.garbage = `7\nnode1|127.0.0.1|${ps[3].port} evil;host|127.0.0.1|1\n`;
-    await until(() => log.lines.some((l) => l.includes('keeping the last known node list')), 5000, 'the warning');
+    await waitFor(() => log.lines.some((l) => l.includes('keeping the last known node list')), { timeout: 5000, what: 'the warning' });
     await sleep(300);
     expect(s.nodes.ids).toEqual(before);
     expect(() => s.setMemcachedNodes(`n1:127.0.0.1:${ps[0].port}`)).toThrow(/autoDiscovery/);

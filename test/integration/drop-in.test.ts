@@ -6,20 +6,17 @@ import { MemcachedStore, MemcachedStoreOptions } from '../../lib';
 import { idInItem } from '../../lib/transcoders/transcoder';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
-import { cookieFor, idFromSetCookie, makeApp, sleep, until } from '../helpers/app';
+import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
+import { sleep, waitFor } from '../helpers/wait';
+import { testStores } from '../helpers/store';
 
 const PREFIX = 'di_';
 
 describe('drop-in semantics on three nodes', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
-  const stores: MemcachedStore[] = [];
-  const newStore = (o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({ memcachedNodes: nodesString(ps), storageKeyPrefix: "static:di", sessionBackupAsync: false,
-      sessionBackupTimeout: 1000, ...o });
-    stores.push(s);
-    return s;
-  };
+  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: nodesString(ps), storageKeyPrefix: 'static:di',
+    sessionBackupAsync: false, sessionBackupTimeout: 1000 }));
   const modes: Array<[string, Partial<MemcachedStoreOptions>]> = [['non-sticky', {}], ['sticky', { sticky: true, route: 'a' }]];
 
   /** The nodes holding `key`, read with the raw client. */
@@ -36,7 +33,7 @@ describe('drop-in semantics on three nodes', () => {
     raw = ps.map((p) => new RawClient(p.port));
   });
   afterAll(async () => {
-    await Promise.all(stores.map((s) => s.close()));
+    await closeStores();
     raw.forEach((r) => r.close());
     await killAll(ps);
   });
@@ -172,7 +169,7 @@ describe('drop-in semantics on three nodes', () => {
     expect((await holders(PREFIX + '~a%20b%2F%25.a')).length).toBe(1);
     expect(((await store.get(id)) as any).n).toBe(7);
     await store.destroy(id);
-    await until(async () => (await holders(PREFIX + '~a%20b%2F%25.a')).length === 0, 3000, 'copy deleted');
+    await waitFor(async () => (await holders(PREFIX + '~a%20b%2F%25.a')).length === 0, { timeout: 3000, what: 'copy deleted' });
   });
 
   it('sticky takeover of a hashed id: the new id\'s item names the new id', async () => {

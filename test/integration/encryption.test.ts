@@ -9,6 +9,7 @@ import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../help
 import { RawClient } from '../helpers/raw-client';
 import { useMemcacheds } from '../helpers/use-memcacheds';
 import { SECRET, cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
+import { testStores } from '../helpers/store';
 
 const SECRET_DATA = { card: 'VISA-4111111111111111', email: 'ada@example.com' };
 const PLAINTEXTS = ['4111111111111111', 'ada@example.com', 'originalMaxAge', '"n":', 'card'];
@@ -28,12 +29,10 @@ function expectNoPlaintext(bytes: Buffer | null): void {
 describe('encryption at rest (non-sticky, three nodes)', () => {
   const stores: MemcachedStore[] = [];
   const mc = useMemcacheds(3, stores);
-  const newStore = (keys = [k1], o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({ memcachedNodes: nodesString(mc.ps), sessionBackupAsync: false, sessionBackupTimeout: 1000,
-      operationTimeout: 500, transcoder: new EncryptingTranscoder({ keys }), ...o });
-    stores.push(s);
-    return s;
-  };
+  const made = testStores(() => ({ memcachedNodes: nodesString(mc.ps), sessionBackupAsync: false, sessionBackupTimeout: 1000,
+    operationTimeout: 500 }), stores);
+  const newStore = (keys = [k1], o: Partial<MemcachedStoreOptions> = {}) =>
+    made.newStore({ transcoder: new EncryptingTranscoder({ keys }), ...o });
 
   it('stores no plaintext on any node; primary and bak: copies decrypt under their session; relocation keeps it', async () => {
     const store = newStore();
@@ -175,9 +174,10 @@ describe('encryption at rest through memcachedSession()', () => {
 describe('encryption at rest (sticky)', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
-  const stores: MemcachedStore[] = [];
+  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: nodesString(ps), sessionBackupAsync: false,
+    sessionBackupTimeout: 1000, transcoder: new EncryptingTranscoder({ keys: [k1] }) }));
   afterAll(async () => {
-    await Promise.all(stores.map((s) => s.close()));
+    await closeStores();
     raw.forEach((r) => r.close());
     await killAll(ps);
   });
@@ -185,12 +185,7 @@ describe('encryption at rest (sticky)', () => {
   it('the memcached copy is ciphertext, and a route takeover (new id, same bytes) decrypts it', async () => {
     ps = await startMemcacheds(2);
     raw = ps.map((p) => new RawClient(p.port));
-    const mk = (route: string) => {
-      const s = new MemcachedStore({ memcachedNodes: nodesString(ps), sticky: true, route, sessionBackupAsync: false,
-        sessionBackupTimeout: 1000, transcoder: new EncryptingTranscoder({ keys: [k1] }) });
-      stores.push(s);
-      return s;
-    };
+    const mk = (route: string) => newStore({ sticky: true, route });
     const a = request.agent(makeApp(mk('a')));
     await a.post('/data').send(SECRET_DATA).expect(200);
     const id: string = (await a.get('/inc').expect(200)).body.id;

@@ -8,8 +8,8 @@ import { JsonTranscoder } from '../../lib/transcoders/json';
 import { movedTo } from '../../lib/transcoders/transcoder';
 import { nodesString } from '../helpers/memcached';
 import { useMemcacheds } from '../helpers/use-memcacheds';
-import { sleep, until } from '../helpers/app';
 import { Framework, FrameworkServer, get, startServer } from '../helpers/frameworks';
+import { sleep, waitFor } from '../helpers/wait';
 
 // Each scenario is ~50 sequential requests, 300 ms apart, plus two app processes starting and a memcached restart.
 jest.setTimeout(120_000);
@@ -69,7 +69,7 @@ describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework
 
     // The node returns empty: the old id must not start over there.
     await mc.ps[p].start();
-    for (const s of servers) await until(async () => { await s.ready(); return (await s.stats()).nodes[`n${p + 1}`].available; }, 5000, 'node back');
+    for (const s of servers) await waitFor(async () => { await s.ready(); return (await s.stats()).nodes[`n${p + 1}`].available; }, { timeout: 5000, what: 'node back' });
     n = await alternate(cookie, id, n, 30, 0, 300);
     expect(n).toBe(44);
     expect(await counter(servers, 'sessionsRelocated')).toBeLessThanOrEqual(FEW_RELOCATIONS);

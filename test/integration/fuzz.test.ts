@@ -25,13 +25,6 @@ const NODE_IDS = ['n1', 'n2', 'n3'];
 
 const ports = (process.env.MSM_TEST_PORTS ?? '').split(',').map(Number);
 
-type Cookie =
-  | { kind: 'none' }
-  | { kind: 'signed'; value: string }
-  | { kind: 'wrongSecret'; value: string }
-  | { kind: 'unsigned'; value: string }
-  | { kind: 'raw'; header: string };
-
 type IdGen =
   | { kind: 'literal'; value: string }
   | { kind: 'mutateFresh'; node: number; mutation: string }

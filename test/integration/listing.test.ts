@@ -1,6 +1,5 @@
 // Issue 11: express-session's optional Store methods all/length/ids/clear (and connect-redis's ids) across every
 // node, both modes, on memcached shared with another application; foreign bytes under a session key survive.
-import { MemcachedStore, MemcachedStoreOptions } from '../../lib';
 import { StickyMode } from '../../lib/modes/sticky';
 import * as net from 'net';
 import { encodeMoved } from '../../lib/transcoders/transcoder';
@@ -8,7 +7,8 @@ import { JsonTranscoder } from '../../lib/transcoders/json';
 import { encodeValidity } from '../../lib/memcached/validity';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
-import { sleep, until } from '../helpers/app';
+import { sleep, waitFor } from '../helpers/wait';
+import { testStores } from '../helpers/store';
 
 const PREFIX = 'app_';
 /** Another application's items on the same nodes: another prefix, unprefixed junk, and shapes like ours. */
@@ -25,13 +25,8 @@ const cookie = { originalMaxAge: 60_000 };
 describe('all/length/ids/clear', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
-  const stores: MemcachedStore[] = [];
-
-  const newStore = (o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({ memcachedNodes: nodesString(ps), storageKeyPrefix: 'static:app', sessionBackupAsync: false, nodeAvailabilityCacheTTL: 600_000, ...o });
-    stores.push(s);
-    return s;
-  };
+  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: nodesString(ps), storageKeyPrefix: 'static:app',
+    sessionBackupAsync: false, nodeAvailabilityCacheTTL: 600_000 }));
   const promise = <T>(f: (cb: (err: any, v?: T) => void) => void) => new Promise<T>((res, rej) => f((err, v) => (err ? rej(err) : res(v as T))));
   const allKeys = async () => (await Promise.all(raw.map((r) => r.sessionKeys()))).map((k) => k.sort());
 
@@ -40,7 +35,7 @@ describe('all/length/ids/clear', () => {
     raw = ps.map((p) => new RawClient(p.port));
   });
   afterAll(async () => {
-    for (const s of stores) await s.close();
+    await closeStores();
     raw.forEach((r) => r.close());
     await killAll(ps);
   });
@@ -178,7 +173,7 @@ describe('all/length/ids/clear', () => {
       const ids = Array.from({ length: 9 }, () => store.genid());
       await Promise.all(ids.map((id, n) => store.set(id, { cookie, n } as any)));
       const cold = async () => Object.entries(await r0.stats('items')).filter(([k]) => /:number_cold$/.test(k)).reduce((n, [, v]) => n + v, 0);
-      await until(async () => (await cold()) >= 2 * ids.length, 15_000, 'session and validity items in COLD');
+      await waitFor(async () => (await cold()) >= 2 * ids.length, { timeout: 15_000, what: 'session and validity items in COLD' });
       for (let r = 0; r < 2; r++) for (const id of ids) expect(await store.get(id)).not.toBeNull();
       expect((await store.ids()).sort()).toEqual([...ids].sort());
     } finally {
@@ -206,7 +201,7 @@ describe('all/length/ids/clear', () => {
       sock.write(Buffer.concat(parts));
       await new Promise<void>((r) => sock.end(r));
       const r0 = new RawClient(fresh[0].port);
-      await until(async () => (await r0.stats()).curr_items >= 2 * n, 10_000, 'items written');
+      await waitFor(async () => (await r0.stats()).curr_items >= 2 * n, { timeout: 10_000, what: 'items written' });
       r0.close();
       // Each batch's reads happen while the walk is under way: with a paused reader they would wait for the lock.
       await expect(store.length()).resolves.toBe(n);

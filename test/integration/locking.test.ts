@@ -3,10 +3,10 @@ import type express from 'express';
 import { nodesString } from '../helpers/memcached';
 import type { RawClient } from '../helpers/raw-client';
 import {
-  Served, abortedRequest, addOps, cookieFor, counter, idFromSetCookie, request, serve, sessionOptions, sleep, until,
-  memcachedFixture,
+  Served, abortedRequest, addOps, cookieFor, counter, idFromSetCookie, request, serve, sessionOptions, memcachedFixture,
 } from '../helpers/session-http';
 import type { MemcachedSessionOptions } from '../../lib/express/middleware';
+import { sleep, waitFor } from '../helpers/wait';
 
 const fx = memcachedFixture(2);
 
@@ -86,7 +86,7 @@ describe('lockingMode all', () => {
     expect(counter(a, 'lockTimeouts') + counter(b, 'lockTimeouts')).toBe(0);
     // The /get above locked too: 101 locks.
     expect(counter(a, 'locksAcquired') + counter(b, 'locksAcquired')).toBe(101);
-    await until(async () => (await lockValue(a, id)) === null, 3000, 'lock released');
+    await waitFor(async () => (await lockValue(a, id)) === null, { timeout: 3000, what: 'lock released' });
   });
 
   it('queues concurrent requests of one process in-process before the memcached lock (msm #237)', async () => {
@@ -99,7 +99,7 @@ describe('lockingMode all', () => {
     expect(track.maxActive).toBe(1);
     // One `add` per request: nobody polled memcached while a request of this process held the lock.
     expect(addOps(a) - before).toBe(21);
-    await until(() => a.mw.locks.mutex.size === 0, 3000, 'mutex freed');
+    await waitFor(() => a.mw.locks.mutex.size === 0, { timeout: 3000, what: 'mutex freed' });
   });
 
   it('new sessions take no lock and never touch lock: keys', async () => {
@@ -156,7 +156,7 @@ describe('lockingMode uriPattern', () => {
 
 describe('lock release', () => {
   async function expectReleased(a: Served, id: string, cookie: string) {
-    await until(async () => (await lockValue(a, id)) === null, 3000, 'lock deleted');
+    await waitFor(async () => (await lockValue(a, id)) === null, { timeout: 3000, what: 'lock deleted' });
     expect(a.mw.locks.mutex.isHeld(id)).toBe(false);
     // The next request gets the lock at the first attempt.
     const adds = addOps(a);
@@ -182,7 +182,7 @@ describe('lock release', () => {
     const { id, cookie } = await newSession(a);
     const started = Date.now();
     await abortedRequest(a.port, '/slow?ms=2000', cookie, 200);
-    await until(async () => (await lockValue(a, id)) === null, 3000, 'lock deleted after abort');
+    await waitFor(async () => (await lockValue(a, id)) === null, { timeout: 3000, what: 'lock deleted after abort' });
     // Released by the abort, not by the handler finishing (2 s) nor the TTL (30 s).
     expect(Date.now() - started).toBeLessThan(2000);
     expect(counter(a, 'locksAcquired')).toBe(1);
@@ -194,7 +194,7 @@ describe('lock release', () => {
     const { id, cookie } = await newSession(a);
     // A holds the lock far longer than lockExpiration.
     const slow = request(a.port, '/slow?ms=4500', { cookie });
-    await until(async () => (await lockValue(a, id)) !== null, 3000, 'lock taken');
+    await waitFor(async () => (await lockValue(a, id)) !== null, { timeout: 3000, what: 'lock taken' });
     const meta = await rawFor(id).meta(a.mw.store.keys.lock(id));
     expect(meta!.ttl).toBeGreaterThan(0);
     expect(meta!.ttl).toBeLessThanOrEqual(2);
@@ -207,7 +207,7 @@ describe('lock release', () => {
     expect(counter(b, 'lockTimeouts')).toBe(0);
     expect((await slow).status).toBe(200);
     // A outlived its lock: it must not delete whatever lock exists now.
-    await until(() => counter(a, 'lockReleaseSkipped') === 1, 3000, 'release skipped');
+    await waitFor(() => counter(a, 'lockReleaseSkipped') === 1, { timeout: 3000, what: 'release skipped' });
   });
 
   it('releases the lock in one operation: a delete carrying the CAS of its add, no get', async () => {
@@ -219,7 +219,7 @@ describe('lock release', () => {
     await request(a.port, '/get', { cookie }); // warm: the first request may touch/repair
     const before = ops();
     expect((await request(a.port, '/get', { cookie })).status).toBe(200);
-    await until(async () => (await lockValue(a, id)) === null, 3000, 'lock released');
+    await waitFor(async () => (await lockValue(a, id)) === null, { timeout: 3000, what: 'lock released' });
     const after = ops();
     const again = ops();
     expect(after.add - before.add).toBe(1);
@@ -234,12 +234,12 @@ describe('lock release', () => {
     const { id, cookie } = await newSession(a);
     const slow = request(a.port, '/slow?ms=600', { cookie });
     const key = a.mw.store.keys.lock(id);
-    const mine = await until(async () => lockValue(a, id), 3000, 'lock taken');
+    const mine = await waitFor(async () => lockValue(a, id), { timeout: 3000, what: 'lock taken' });
     expect(mine.length).toBeGreaterThanOrEqual(16);
     // Simulate: our lock expired and another request took it.
     await rawFor(id).set(key, 'someone-else', 10);
     expect((await slow).status).toBe(200);
-    await until(() => counter(a, 'lockReleaseSkipped') === 1, 3000, 'release skipped');
+    await waitFor(() => counter(a, 'lockReleaseSkipped') === 1, { timeout: 3000, what: 'release skipped' });
     expect((await rawFor(id).get(key))!.toString()).toBe('someone-else');
     await rawFor(id).delete(key);
   });

@@ -3,10 +3,10 @@ import type express from 'express';
 import { ConfigError, MemcachedStore, memcachedSession } from '../../lib';
 import { killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import {
-  Served, addOps, cookieFor, counter, idFromSetCookie, request, serve, sessionOptions, sleep, until,
-  memcachedFixture,
+  Served, addOps, cookieFor, counter, idFromSetCookie, request, serve, sessionOptions, memcachedFixture,
 } from '../helpers/session-http';
 import type { MemcachedSessionOptions } from '../../lib/express/middleware';
+import { waitFor } from '../helpers/wait';
 
 const fx = memcachedFixture(2);
 
@@ -108,8 +108,15 @@ describe('requestUriIgnorePattern', () => {
   it('gives a matching request with a valid cookie no session: no memcached traffic, no Set-Cookie', async () => {
     const a = await instance({ requestUriIgnorePattern: '.*\\.(ico|png|gif|jpg|css|js)|/static/.*', lockingMode: 'all' });
     const { cookie } = await newSession(a);
-    await until(() => a.mw.store.stats().pendingBackups === 0, 3000, 'backups written');
-    await sleep(50);
+    await waitFor(() => a.mw.store.stats().pendingBackups === 0, { timeout: 3000, what: 'backups written' });
+    // Nothing of the new session still reaching memcached: two reads of the counters in a row agree.
+    let last = '';
+    await waitFor(async () => {
+      const now = JSON.stringify(await memcachedCounters());
+      const settled = now === last;
+      last = now;
+      return settled;
+    }, { timeout: 3000, what: 'memcached counters to settle' });
 
     const before = await memcachedCounters();
     const addsBefore = addOps(a);
@@ -158,7 +165,7 @@ describe('lockingMode auto', () => {
     const get = async (path: string) => {
       const r = await request(a.port, path, { cookie });
       expect(r.status).toBe(200);
-      await until(() => a.mw.locks.mutex.size === 0, 3000, 'released');
+      await waitFor(() => a.mw.locks.mutex.size === 0, { timeout: 3000, what: 'released' });
       return r;
     };
 
@@ -197,7 +204,7 @@ describe('lockingMode auto', () => {
     const a = await instance({ lockingMode: 'auto' });
     const { cookie } = await newSession(a);
     await request(a.port, '/regenerate', { cookie });
-    await until(() => a.mw.locks.mutex.size === 0, 3000, 'released');
+    await waitFor(() => a.mw.locks.mutex.size === 0, { timeout: 3000, what: 'released' });
     expect(counter(a, 'readOnlyPatternsBlacklisted')).toBe(1);
     // No cookie: nothing learnt, nothing locked.
     await request(a.port, '/read');
@@ -226,7 +233,7 @@ describe('ids', () => {
         if (id.endsWith('-n1')) break;
       }
       await own[0].kill();
-      await sleep(150);
+      await waitFor(() => s.mw.store.stats().nodes.n1.available === false, { timeout: 3000, what: 'n1 marked unavailable' });
       const r = await request(s.port, '/who', { cookie: cookieFor(id) });
       expect(r.status).toBe(200);
       expect(r.json().n).toBe(7);

@@ -1,11 +1,12 @@
 // store.setMemcachedNodes (issue 12): the node list changes at run time against real memcached processes, with two
 // app instances under load; every session must survive with every acknowledged increment.
 import request from 'supertest';
-import { ConfigError, MemcachedStore, MemcachedStoreOptions } from '../../lib';
+import { ConfigError, MemcachedStore } from '../../lib';
 import { MemcachedProcess } from '../helpers/memcached';
 import { useMemcacheds } from '../helpers/use-memcacheds';
 import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
 import { SessionLoad } from '../helpers/session-load';
+import { testStores } from '../helpers/store';
 
 const spec = (ps: MemcachedProcess[], ids: string[]) => ids.map((id) => `${id}:127.0.0.1:${ps[Number(id.slice(1)) - 1].port}`).join(',');
 const nodeOf = (id: string) => /-(n\d)(?:\.\w+)?$/.exec(id)?.[1];
@@ -13,12 +14,8 @@ const nodeOf = (id: string) => /-(n\d)(?:\.\w+)?$/.exec(id)?.[1];
 describe('setMemcachedNodes', () => {
   const stores: MemcachedStore[] = [];
   const mc = useMemcacheds(4, stores);
-  const newStore = (o: Partial<MemcachedStoreOptions>) => {
-    const s = new MemcachedStore({ memcachedNodes: spec(mc.ps, ['n1', 'n2', 'n3']), sessionBackupAsync: false, sessionBackupTimeout: 1000,
-      storageKeyPrefix: 'static:nc', ...o });
-    stores.push(s);
-    return s;
-  };
+  const { newStore } = testStores(() => ({ memcachedNodes: spec(mc.ps, ['n1', 'n2', 'n3']), sessionBackupAsync: false,
+    sessionBackupTimeout: 1000, storageKeyPrefix: 'static:nc' }), stores);
 
   test('non-sticky, two instances under load: a node joins, a node leaves; 0 sessions and 0 acknowledged increments lost', async () => {
     const a = newStore({});

@@ -6,7 +6,9 @@ import { NonStickyMode } from '../../lib/modes/non-sticky';
 import { AvroTranscoder } from '../../lib/transcoders/avro';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
-import { cookieFor, idFromSetCookie, makeApp, sleep, until } from '../helpers/app';
+import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
+import { sleep, waitFor } from '../helpers/wait';
+import { testStores } from '../helpers/store';
 
 const DAY = 86_400;
 
@@ -17,19 +19,14 @@ function nodeIndex(id: string): number {
 describe('non-sticky store on two nodes', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
-  const stores: MemcachedStore[] = [];
-  const newStore = (o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000, ...o });
-    stores.push(s);
-    return s;
-  };
+  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000 }));
 
   beforeAll(async () => {
     ps = await startMemcacheds(2);
     raw = ps.map((p) => new RawClient(p.port));
   });
   afterAll(async () => {
-    await Promise.all(stores.map((s) => s.close()));
+    await closeStores();
     raw.forEach((r) => r.close());
     await killAll(ps);
   });
@@ -48,10 +45,10 @@ describe('non-sticky store on two nodes', () => {
     const expectKeys = async (i: number, want: string[]) => {
       // backups are written after the response: poll until they are listed
       let last: string[] = [];
-      await until(async () => {
+      await waitFor(async () => {
         last = await sessionKeys(i).catch(() => []);
         return JSON.stringify(last) === JSON.stringify(want.sort());
-      }, 8000, `keys ${want}`).catch(() => undefined);
+      }, { timeout: 8000, what: `keys ${want}` }).catch(() => undefined);
       expect(last).toEqual(want.sort());
     };
     await expectKeys(p, [id, `validity:${id}`]);
@@ -220,7 +217,7 @@ describe('non-sticky store on two nodes', () => {
     expect(r.body.n).toBeNull();
     expect(r.body.id).not.toBe(id);
     expect(store.stats().decodeFailures).toBe(1);
-    await until(async () => (await raw[p].get(id)) === null, 2000, 'corrupt key deleted');
+    await waitFor(async () => (await raw[p].get(id)) === null, { timeout: 2000, what: 'corrupt key deleted' });
   });
 
   it('forged or oversized ids reach memcached only as escaped or hashed keys: they find nothing and get a fresh session', async () => {
@@ -250,7 +247,7 @@ describe('non-sticky store on two nodes', () => {
     const store = newStore({ sessionBackupAsync: true });
     const id = (await request(makeApp(store)).get('/inc').expect(200)).body.id;
     const b = 1 - nodeIndex(id);
-    await until(async () => (await raw[b].get(`bak:${id}`)) !== null, 3000, 'async backup');
+    await waitFor(async () => (await raw[b].get(`bak:${id}`)) !== null, { timeout: 3000, what: 'async backup' });
     expect(await raw[b].get(`bak:validity:${id}`)).not.toBeNull();
   });
 
@@ -362,7 +359,7 @@ describe('node failover', () => {
     }
 
     await ps[p].start();
-    await until(async () => { await store.ready(); return store.stats().nodes[`n${p + 1}`].available; }, 5000, 'node back');
+    await waitFor(async () => { await store.ready(); return store.stats().nodes[`n${p + 1}`].available; }, { timeout: 5000, what: 'node back' });
     const created = await request(app).get('/inc').expect(200);
     expect(created.body.n).toBe(1);
     expect((await agent.get('/inc')).body).toMatchObject({ id: moved, n: 3 });
@@ -414,7 +411,7 @@ describe('node failover', () => {
     expect(store.stats().requestsWithBackupFailure).toBeGreaterThan(0);
 
     await ps[p].start();
-    await until(async () => { await store.ready(); return store.stats().nodes[`n${p + 1}`].available; }, 5000, 'node back');
+    await waitFor(async () => { await store.ready(); return store.stats().nodes[`n${p + 1}`].available; }, { timeout: 5000, what: 'node back' });
     // the backup is written again (msm #300): by the node's repair, or by the next request that notices it missing
     await agent.get('/get').expect(200);
     await store.ready();
@@ -465,7 +462,7 @@ describe('node failover', () => {
     app.use((err: Error, _req: any, _res: any, next: (e: Error) => void) => { errors.push(err); next(err); });
     await ps[0].kill();
     await request(app).get('/inc').catch(() => undefined);
-    await until(async () => errors.length > 0, 3000, 'error passed to express');
+    await waitFor(async () => errors.length > 0, { timeout: 3000, what: 'error passed to express' });
     expect(errors[0].message).toMatch(/cannot store session: node n1 is down and no other node is available/);
     expect(store.stats().primaryWriteFailures).toBe(1);
   });
@@ -496,11 +493,10 @@ describe('node failover', () => {
 describe('versions and repair (beyond msm)', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
-  const stores: MemcachedStore[] = [];
+  const made = testStores(() => ({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000, operationTimeout: 400 }));
   // ready(): probes done (and any repair they started finished), so it races nothing
   const newStore = async (o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000, operationTimeout: 400, ...o });
-    stores.push(s);
+    const s = made.newStore(o);
     await s.ready();
     return s;
   };
@@ -509,7 +505,7 @@ describe('versions and repair (beyond msm)', () => {
     raw = ps.map((p) => new RawClient(p.port));
   });
   afterEach(async () => {
-    await Promise.all(stores.splice(0).map((s) => s.close()));
+    await made.closeStores();
     raw.forEach((r) => r.close());
     await killAll(ps);
   });
@@ -635,7 +631,7 @@ describe('versions and repair (beyond msm)', () => {
     // n1 loses everything; nobody asks for any session; the probe notices the missing marker and repairs n1
     const repairsBefore = store.stats().nodeRepairs as number;
     await ps[0].restart();
-    await until(async () => { store.nodes.isAvailable('n1'); return (store.stats().nodeRepairs as number) > repairsBefore; }, 10_000, 'repair of n1');
+    await waitFor(async () => { store.nodes.isAvailable('n1'); return (store.stats().nodeRepairs as number) > repairsBefore; }, { timeout: 10_000, what: 'repair of n1' });
     await store.ready();
     for (const s of sessions) {
       const p = nodeIndex(s.id);
@@ -738,12 +734,12 @@ describe('versions and repair (beyond msm)', () => {
     // Aged into COLD, then loaded twice while n1 is down: each read queues an LRU bump that holds the item for a while,
     // which `metadump all` skips (listing.test.ts shows it; timing decides whether it bites here). Repair walks the hash.
     const cold = async () => Object.entries(await raw[1].stats('items')).filter(([k]) => /:number_cold$/.test(k)).reduce((n, [, v]) => n + v, 0);
-    await until(async () => (await cold()) >= 2 * ids.length, 15_000, 'n2 items in COLD');
+    await waitFor(async () => (await cold()) >= 2 * ids.length, { timeout: 15_000, what: 'n2 items in COLD' });
     await ps[0].kill();
     for (let r = 0; r < 2; r++) for (const id of ids) expect(await store.get(id)).not.toBeNull();
     const repairsBefore = store.stats().nodeRepairs as number;
     await ps[0].start();
-    await until(async () => { store.nodes.isAvailable('n1'); return (store.stats().nodeRepairs as number) > repairsBefore; }, 10_000, 'repair of n1');
+    await waitFor(async () => { store.nodes.isAvailable('n1'); return (store.stats().nodeRepairs as number) > repairsBefore; }, { timeout: 10_000, what: 'repair of n1' });
     await store.ready();
     // n1 lost every backup of n2's primaries: repair wrote each one back
     for (const id of ids) expect(await raw[0].get(`bak:${id}`)).not.toBeNull();

@@ -5,8 +5,10 @@ import express from 'express';
 import session from 'express-session';
 import request from 'supertest';
 import { MemcachedStore } from '../../lib';
+import { nodesString } from '../helpers/memcached';
 import { useMemcacheds } from '../helpers/use-memcacheds';
 import { SECRET } from '../helpers/app';
+import { testStores } from '../helpers/store';
 
 /** An app counting, per request, the socket writes its response took (by the request's `x-probe` header). */
 function countingApp(store: session.Store, writes: Map<string, number>) {
@@ -34,6 +36,7 @@ function countingApp(store: session.Store, writes: Map<string, number>) {
 describe('one socket write per response', () => {
   const stores: MemcachedStore[] = [];
   const mc = useMemcacheds(2, stores);
+  const { newStore } = testStores(() => ({ memcachedNodes: nodesString(mc.ps) }), stores);
 
   async function run(store: session.Store) {
     const writes = new Map<string, number>();
@@ -46,8 +49,7 @@ describe('one socket write per response', () => {
   }
 
   it('non-sticky: a save (answered after memcached) and a touch (answered at once) each leave in one write', async () => {
-    const store = new MemcachedStore({ memcachedNodes: mc.ps.map((p, i) => `n${i + 1}:127.0.0.1:${p.port}`).join(',') });
-    stores.push(store);
+    const store = newStore();
     const writes = await run(store);
     expect(writes.get('write')).toBe(1);
     expect(writes.get('read')).toBe(1);
@@ -56,8 +58,7 @@ describe('one socket write per response', () => {
   });
 
   it('sticky: a save and a touch leave in one write', async () => {
-    const store = new MemcachedStore({ memcachedNodes: mc.ps.map((p, i) => `n${i + 1}:127.0.0.1:${p.port}`).join(','), sticky: true, route: 'a' });
-    stores.push(store);
+    const store = newStore({ sticky: true, route: 'a' });
     const writes = await run(store);
     expect(writes.get('write')).toBe(1);
     expect(writes.get('read')).toBe(1);

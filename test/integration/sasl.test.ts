@@ -1,7 +1,6 @@
 // SASL (issue 8): memcached started with -S and a sasldb; memjs speaks SASL PLAIN over the binary protocol.
 // Needs saslpasswd2 (Debian: sasl2-bin) and the PLAIN mechanism (libsasl2-modules); skipped, with the reason,
 // only when those are missing.
-import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -9,11 +8,10 @@ import request from 'supertest';
 import express from 'express';
 import session from 'express-session';
 import { MemcachedStore } from '../../lib/express/store';
-
-import * as net from 'net';
-import { freePort, memcachedBinary } from '../helpers/memcached';
+import { MemcachedProcess, freePort } from '../helpers/memcached';
 import { saslMissing, writeSaslConf } from '../helpers/sasl';
 import { capturingLogger } from '../helpers/capturing-logger';
+import { testStores } from '../helpers/store';
 
 const USER = 'msmuser';
 const PASSWORD = 'pw-' + Math.random().toString(36).slice(2) + '-S3cr3t';
@@ -25,47 +23,28 @@ const describeSasl = missing ? describe.skip : describe;
 
 describeSasl('SASL PLAIN against memcached -S', () => {
   let dir: string;
-  let mc: ChildProcess;
+  let mc: MemcachedProcess | undefined;
   let port: number;
-  const stores: MemcachedStore[] = [];
   const log = capturingLogger();
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'msm-sasl-'));
     writeSaslConf(dir, USER, PASSWORD);
     // memcached reads SASL_CONF_PATH at start; spawned here because the helper does not pass an environment.
-    port = await freePort();
-    const args = ['-l', '127.0.0.1', '-p', String(port), '-U', '0', '-m', '16', '-t', '1', '-S'];
-    if (process.getuid?.() === 0) args.push('-u', 'root');
-    mc = spawn(memcachedBinary(), args, { stdio: 'ignore', env: { ...process.env, SASL_CONF_PATH: dir } });
-    const until = Date.now() + 5000;
-    for (;;) {
-      if (mc.exitCode !== null) throw new Error(`memcached -S exited with ${mc.exitCode}`);
-      const up = await new Promise<boolean>((resolve) => {
-        const s = net.connect({ host: '127.0.0.1', port }, () => (s.destroy(), resolve(true)));
-        s.once('error', () => resolve(false));
-      });
-      if (up) break;
-      if (Date.now() > until) throw new Error('memcached -S did not start');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    // memcached reads SASL_CONF_PATH at start (later -m and -t override the helper's).
+    mc = await new MemcachedProcess(await freePort(), ['-m', '16', '-t', '1', '-S'], { ...process.env, SASL_CONF_PATH: dir }).start();
+    port = mc.port;
   });
 
   afterAll(async () => {
-    for (const s of stores) await s.close();
-    if (mc && mc.exitCode === null) {
-      const exited = new Promise((r) => mc.once('exit', r));
-      mc.kill('SIGKILL');
-      await exited;
-    }
+    await closeStores();
+    await mc?.kill();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  function makeStore(password: string): MemcachedStore {
-    const s = new MemcachedStore({ memcachedNodes: `n1:127.0.0.1:${port}`, storageKeyPrefix: 'static:sasl', username: USER, password, operationTimeout: 1000, logger: log });
-    stores.push(s);
-    return s;
-  }
+  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: `n1:127.0.0.1:${port}`, storageKeyPrefix: 'static:sasl',
+    username: USER, operationTimeout: 1000, logger: log }));
+  const makeStore = (password: string) => newStore({ password });
 
   function makeApp(store: MemcachedStore, errors: string[]) {
     const app = express();

@@ -10,7 +10,9 @@ import { JsonTranscoder } from '../../lib/transcoders/json';
 import { movedTo } from '../../lib/transcoders/transcoder';
 import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
-import { SECRET, cookieFor, idFromSetCookie, makeApp, sleep, until } from '../helpers/app';
+import { SECRET, cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
+import { sleep, waitFor } from '../helpers/wait';
+import { testStores } from '../helpers/store';
 
 const json = new JsonTranscoder();
 const ID = /^([0-9A-F]{32})-(n[12])\.([ab])$/;
@@ -28,32 +30,24 @@ function totalOps(store: MemcachedStore, kind: 'get' | 'set' | 'touch' | 'delete
 describe('sticky mode', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
-  let stores: MemcachedStore[];
-
-  const newStore = (route: string, o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({
-      memcachedNodes: nodesString(ps),
-      sticky: true,
-      route,
-      sessionBackupAsync: false,
-      sessionBackupTimeout: 1000,
-      // No background availability probes during a test: they are gets too. Tests call store.ready() after a kill.
-      nodeAvailabilityCacheTTL: 600_000,
-      ...o,
-    });
-    stores.push(s);
-    return s;
-  };
+  const made = testStores(() => ({
+    memcachedNodes: nodesString(ps),
+    sticky: true,
+    sessionBackupAsync: false,
+    sessionBackupTimeout: 1000,
+    // No background availability probes during a test: they are gets too. Tests call store.ready() after a kill.
+    nodeAvailabilityCacheTTL: 600_000,
+  }));
+  const newStore = (route: string, o: Partial<MemcachedStoreOptions> = {}) => made.newStore({ route, ...o });
   const serverStats = async () => Promise.all(raw.map((r) => r.stats()));
   const cmdGets = (st: Record<string, number>[]) => st.reduce((n, s) => n + s.cmd_get + (s.cmd_touch ?? 0) * 0, 0);
 
   beforeEach(async () => {
-    stores = [];
     ps = await startMemcacheds(2);
     raw = ps.map((p) => new RawClient(p.port));
   });
   afterEach(async () => {
-    await Promise.all(stores.map((s) => s.close()));
+    await made.closeStores();
     raw.forEach((r) => r.close());
     await killAll(ps);
   });
@@ -274,7 +268,7 @@ describe('sticky mode', () => {
     const appA = makeApp(a);
     const id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
     const { index } = parts(id);
-    await until(async () => (await raw[index].get(id)) !== null);
+    await waitFor(async () => (await raw[index].get(id)) !== null);
     expect(json.decode((await raw[index].get(id))!)).toMatchObject({ n: 1 });
     await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200, { id, n: 2 });
     await a.backups.flush();
@@ -434,7 +428,7 @@ describe('sticky mode', () => {
     // Locally expired (memcached would keep it until maxInactive + margin): no session, and the copy is deleted.
     const r = await request(appA).get('/get').set('Cookie', cookieFor(id)).expect(200);
     expect(r.body.n).toBeNull();
-    await until(async () => (await raw[index].get(id)) === null, 1000, 'memcached copy deleted');
+    await waitFor(async () => (await raw[index].get(id)) === null, { timeout: 1000, what: 'memcached copy deleted' });
     expect(a.stats().sessionsExpired).toBe(1);
 
     const id2 = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;

@@ -4,14 +4,16 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import request from 'supertest';
-import { ConfigError, MemcachedStore, MemcachedStoreOptions } from '../../lib';
+import { ConfigError, MemcachedStore } from '../../lib';
 import { MemcachedProcess, killAll } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
-import { cookieFor, idFromSetCookie, makeApp, until } from '../helpers/app';
+import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
 import { capturingLogger } from '../helpers/capturing-logger';
 import { TestCerts, makeCerts, opensslMissing, startTlsMemcached } from '../helpers/tls';
 import { ConfigEndpoint } from '../helpers/config-endpoint';
 import { saslMissing, writeSaslConf } from '../helpers/sasl';
+import { waitFor } from '../helpers/wait';
+import { testStores } from '../helpers/store';
 
 const missing = opensslMissing();
 if (missing) console.warn(`tls.test.ts skipped: ${missing}`);
@@ -21,7 +23,6 @@ describeTls('TLS to memcached', () => {
   let certs: TestCerts;
   const procs: MemcachedProcess[] = [];
   const raws: RawClient[] = [];
-  let stores: MemcachedStore[] = [];
   /** Two TLS nodes with the right CA's certificate. */
   let good: Array<{ mc: MemcachedProcess; raw: RawClient }>;
 
@@ -33,21 +34,14 @@ describeTls('TLS to memcached', () => {
     return { mc, raw };
   };
   const nodes = (ns: Array<{ mc: MemcachedProcess }>) => ns.map((n, i) => `n${i + 1}:127.0.0.1:${n.mc.port}`).join(',');
-  const newStore = (o: Partial<MemcachedStoreOptions>) => {
-    const s = new MemcachedStore({ memcachedNodes: nodes(good), tls: { ca: fs.readFileSync(certs.ca) }, sessionBackupAsync: false,
-      sessionBackupTimeout: 1000, ...o });
-    stores.push(s);
-    return s;
-  };
+  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: nodes(good), tls: { ca: fs.readFileSync(certs.ca) },
+    sessionBackupAsync: false, sessionBackupTimeout: 1000 }));
 
   beforeAll(async () => {
     certs = makeCerts();
     good = [await start(), await start()];
   });
-  afterEach(async () => {
-    await Promise.all(stores.map((s) => s.close()));
-    stores = [];
-  });
+  afterEach(closeStores);
   afterAll(async () => {
     raws.forEach((r) => r.close());
     await killAll(procs);
@@ -77,7 +71,7 @@ describeTls('TLS to memcached', () => {
     const node = Number(/-n([12])$/.exec(id)![1]) - 1;
     const stored = await good[node].raw.get(a.keys.session(id));
     expect(stored!.toString()).toContain('"n":2');
-    await until(async () => (await good[1 - node].raw.get(a.keys.backup(id))) !== null, 5000, 'backup on the other node');
+    await waitFor(async () => (await good[1 - node].raw.get(a.keys.backup(id))) !== null, { timeout: 5000, what: 'backup on the other node' });
     const fromB = await request(makeApp(b)).get('/get').set('Cookie', cookieFor(id)).expect(200);
     expect(fromB.body).toMatchObject({ id, n: 2 });
   });
@@ -117,7 +111,7 @@ describeTls('TLS to memcached', () => {
     let oldId = '';
     for (let i = 0; i < 50 && !oldId.endsWith('-n1'); i++) oldId = (await request(makeApp(trusted)).get('/inc').expect(200)).body.id;
     expect(oldId).toMatch(/-n1$/);
-    await until(async () => (await good[1].raw.get(trusted.keys.backup(oldId))) !== null, 5000, 'backup on n2');
+    await waitFor(async () => (await good[1].raw.get(trusted.keys.backup(oldId))) !== null, { timeout: 5000, what: 'backup on n2' });
     const moved = await request(app).get('/inc').set('Cookie', cookieFor(oldId)).expect(200);
     expect(moved.body).toMatchObject({ n: 2 });
     expect(idFromSetCookie(moved.headers)).toMatch(/-n2$/);

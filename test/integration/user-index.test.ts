@@ -2,12 +2,14 @@
 // (two app servers in production), items read back with an independent client.
 import request from 'supertest';
 import { createHash } from 'crypto';
-import { MemcachedStore, MemcachedStoreOptions, memcachedSession } from '../../lib';
+import { MemcachedStore, memcachedSession } from '../../lib';
 import { decodeIndex, encodeIndex } from '../../lib/modes/user-index';
 import { nodesString } from '../helpers/memcached';
 import { useMemcacheds } from '../helpers/use-memcacheds';
-import { SECRET, cookieFor, idFromSetCookie, makeApp, sleep, until } from '../helpers/app';
+import { SECRET, cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
 import express from 'express';
+import { sleep, waitFor } from '../helpers/wait';
+import { testStores } from '../helpers/store';
 
 const indexBy = (s: any) => s.data?.userId;
 const sha = (v: string) => createHash('sha256').update(v).digest('hex');
@@ -16,13 +18,9 @@ const nodeIndex = (id: string) => Number(/-n(\d)$/.exec(id)![1]) - 1;
 describe('per-user index (non-sticky, three nodes, two instances)', () => {
   const stores: MemcachedStore[] = [];
   const mc = useMemcacheds(3, stores);
-  const newStore = (o: Partial<MemcachedStoreOptions> = {}) => {
-    const s = new MemcachedStore({ memcachedNodes: nodesString(mc.ps), sessionBackupAsync: false, sessionBackupTimeout: 1000,
-      operationTimeout: 2000, // no test here waits on a hung node; a loaded CI box must not fail index writes by timeout
-      indexBy, ...o });
-    stores.push(s);
-    return s;
-  };
+  const { newStore } = testStores(() => ({ memcachedNodes: nodesString(mc.ps), sessionBackupAsync: false, sessionBackupTimeout: 1000,
+    operationTimeout: 2000, // no test here waits on a hung node; a loaded CI box must not fail index writes by timeout
+    indexBy }), stores);
   /** A session logged in as `user` through `app`: its id, and an agent holding its cookie. */
   const login = async (app: express.Express, user: string) => {
     const agent = request.agent(app);
@@ -98,7 +96,7 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
     const s2 = await login(app, 'frank');
     const [first, second] = (await bothCopies('frank')).map((i) => i.node);
     await mc.ps[first].restart();
-    await until(async () => { await store.ready(); return store.stats().nodes[`n${first + 1}`].available; }, 5000, 'node back');
+    await waitFor(async () => { await store.ready(); return store.stats().nodes[`n${first + 1}`].available; }, { timeout: 5000, what: 'node back' });
     expect((await indexItems('frank')).map((i) => i.node)).toEqual([second]);
     // Sessions whose primary was on the restarted node are restored from their backups by the load.
     const live = [s1.id, s2.id].sort();

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { AvroTranscoder, MAX_AVRO_LONG, MIN_AVRO_LONG, fingerprint64 } from '../../lib/transcoders/avro';
 import { JsonTranscoder } from '../../lib/transcoders/json';
 import { HEADER_LENGTH, StoredSession, Transcoder, TranscoderKind } from '../../lib/transcoders/transcoder';
-import { MemcachedStore } from '../../lib/express/store';
+import { testStores } from '../helpers/store';
 
 const json = new JsonTranscoder();
 
@@ -324,15 +324,8 @@ describe('custom transcoders and sessionAttributeFilter (store side, every trans
       return bytes[0] === 0x58 ? JSON.parse(bytes.toString('utf8', 1)) : null;
     }
   }
-  const stores: MemcachedStore[] = [];
-  afterAll(async () => {
-    await Promise.all(stores.map((s) => s.close()));
-  });
-  const storeWith = (o: object) => {
-    const s = new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:1', ...o });
-    stores.push(s);
-    return s;
-  };
+  const { newStore: storeWith, closeStores } = testStores(() => ({ memcachedNodes: 'n1:127.0.0.1:1' }));
+  afterAll(closeStores);
   const session = () => ({ cookie: { originalMaxAge: 1000, path: '/', httpOnly: true }, user: 'ada', cart: ['a'], flash: 'hi', userAgent: 'x' }) as any;
 
   it.each([
@@ -357,6 +350,6 @@ describe('custom transcoders and sessionAttributeFilter (store side, every trans
     const stored = store.toStored(session());
     expect(t.decode(t.encode(stored))).toEqual(stored);
     expect(t.seen[0]).toEqual({ cookie: { originalMaxAge: 1000, path: '/', httpOnly: true }, user: 'ada', cart: ['a'], flash: 'hi', userAgent: 'x' });
-    expect(() => storeWith({ transcoder: { encode: 1 } })).toThrow(/invalid transcoder/);
+    expect(() => storeWith({ transcoder: { encode: 1 } as any })).toThrow(/invalid transcoder/);
   });
 });

@@ -48,7 +48,7 @@ function scalar(raw: string): Yaml {
   return s;
 }
 
-export function parseYaml(text: string): Yaml {
+function parseYaml(text: string): Yaml {
   const lines = text.split(/\r?\n/).map(stripComment).map((l) => l.replace(/\s+$/, '')).filter((l) => l.trim() !== '');
   let i = 0;
   const indentOf = (l: string) => l.length - l.trimStart().length;
