@@ -108,7 +108,10 @@ export class NodeRepair {
           }
         }
         checked += tasks.length;
-        copied += await this.runAll(tasks);
+        let next = 0;
+        await Promise.all(Array.from({ length: Math.min(CONCURRENCY, tasks.length) }, async () => {
+          while (next < tasks.length && !this.closed) if (await tasks[next++]()) copied++;
+        }));
       }, { keep: (key) => sessionOrBackup(key) !== undefined });
       if (!walked.ok) logger.warn(`repair of ${node}: ${walked.error.message}; its sessions are repaired on their next request`);
     }
@@ -142,21 +145,14 @@ export class NodeRepair {
         if (sid) tasks.push(() => this.copy(sid, holder, 'backup', second, 'backup'));
       }
       checked += tasks.length;
-      copied += await this.runAll(tasks);
+      let next = 0;
+      await Promise.all(Array.from({ length: Math.min(CONCURRENCY, tasks.length) }, async () => {
+        while (next < tasks.length && !this.closed) if (await tasks[next++]()) copied++;
+      }));
     }, { keep: (key) => backupOfLeft(key) !== undefined });
     if (!walked.ok) logger.warn(`backups of ${left} (left): ${walked.error.message}; they stay on ${holder} alone`);
     stats.sessionsRepaired += copied;
     logger.info(`backups of ${left} (left) on ${holder}: ${checked} checked, ${copied} copied to ${second}`);
-  }
-
-  /** Runs the copies CONCURRENCY at a time; how many wrote. */
-  private async runAll(tasks: Array<() => Promise<boolean>>): Promise<number> {
-    let next = 0;
-    let copied = 0;
-    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, tasks.length) }, async () => {
-      while (next < tasks.length && !this.closed) if (await tasks[next++]()) copied++;
-    }));
-    return copied;
   }
 
   /**
