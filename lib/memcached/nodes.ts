@@ -43,7 +43,8 @@ const NONE: readonly string[] = [];
 /**
  * Emits 'returned' (nodeId, reason) when a node is reachable again after being marked down ('reconnected'), or
  * answers without a probe marker in `ping-<nodeId>` while the key prefix is in use ('restarted': it lost its
- * items). Repair listens.
+ * items). Repair listens. Emits 'left' (nodeId) for each node update() took off the list: repair gives its sessions'
+ * backups a second copy.
  */
 export class NodeSet extends EventEmitter {
   /** Current nodes in configured order; replaced (never mutated) by update(). */
@@ -117,6 +118,8 @@ export class NodeSet extends EventEmitter {
     this.ids = nodes.map((n) => n.id);
     this.failoverIds = [...failoverIds];
     this.primaryIds = this.ids.filter((id) => !failoverIds.includes(id));
+    // Not a node whose address changed: that one is listed still (and repaired as a restarted node).
+    for (const id of removed) if (!this.clients.has(id)) this.emit('left', id);
     return { added, removed };
   }
 

@@ -126,6 +126,33 @@ describe('setMemcachedNodes', () => {
     expect(a.nodes.nextAvailable('n2')).toBe('n3');
   });
 
+  test('a node leaves, then the node holding its sessions\' backups is killed: an untouched session survives', async () => {
+    // a drops n1 first; b saves the session on n1 (backup on n2) and drops n1 afterwards. Nobody requests the
+    // session, so nothing relocates it; then n1 is retired and n2 dies.
+    const a = newStore({});
+    const b = newStore({});
+    const id = a.idFormat.create('n1', undefined);
+    await a.set(id, { cookie: { originalMaxAge: 60_000 }, n: 1 } as any);
+    a.setMemcachedNodes(spec(mc.ps, ['n2', 'n3']));
+    await a.ready();
+    const loaded: any = await b.get(id);
+    loaded.n = 2;
+    await b.set(id, loaded);
+    b.setMemcachedNodes(spec(mc.ps, ['n2', 'n3']));
+    await b.ready();
+    // A second copy of the backup, on the node after n2, as b saved it (b copied after its own list change).
+    const second = await mc.raw[2].get(b.keys.backup(id));
+    expect(second).not.toBeNull();
+    await mc.ps[0].kill();
+    await mc.ps[1].kill();
+    await Promise.all([a.nodes.refresh(), b.nodes.refresh()]);
+    expect(b.nodes.isAvailable('n2')).toBe(false);
+    // Relocated to n3 from that copy, with b's update (before, both copies were gone: no session).
+    const s: any = await b.get(id);
+    expect(s?.n).toBe(2);
+    expect(((await a.get(id)) as any)?.n).toBe(2);
+  });
+
   test('a session id that names a removed node still names it: served from its backup, not hashed to a random node', () => {
     const s = newStore({});
     s.setMemcachedNodes(spec(mc.ps, ['n2', 'n3']));
