@@ -416,7 +416,8 @@ export class NonStickyMode implements SessionMode {
   /**
    * A node joined or left: the backups of sessions whose primary now has another next node are copied there now
    * (a repair of that node), rather than on each session's next request. Sessions whose primary left keep their
-   * backups and are relocated by their next request.
+   * backups, which get a second copy on the node after (NodeRepair.copyBackupsOfLeft), and are relocated by their
+   * next request.
    */
   nodesChanged(before: readonly string[]): void {
     const now = this.ctx.nodes.ids;

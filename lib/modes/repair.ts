@@ -145,10 +145,8 @@ export class NodeRepair {
         if (sid) tasks.push(() => this.copy(sid, holder, 'backup', second, 'backup'));
       }
       checked += tasks.length;
-      let next = 0;
-      await Promise.all(Array.from({ length: Math.min(CONCURRENCY, tasks.length) }, async () => {
-        while (next < tasks.length && !this.closed) if (await tasks[next++]()) copied++;
-      }));
+      const done = await mapLimit(tasks, CONCURRENCY, (task) => !this.closed && task());
+      for (const ok of done) if (ok) copied++;
     }, { keep: (key) => backupOfLeft(key) !== undefined });
     if (!walked.ok) logger.warn(`backups of ${left} (left): ${walked.error.message}; they stay on ${holder} alone`);
     stats.sessionsRepaired += copied;
