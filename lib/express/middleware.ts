@@ -5,6 +5,7 @@ import * as path from 'path';
 import session from 'express-session';
 import type { SessionOptions } from 'express-session';
 import type { IncomingMessage, ServerResponse } from 'http';
+import { LockTimeoutError } from '../core/errors';
 import { ConfigError, MemcachedSessionOptions, checkOptionNames, storeOptionsOf } from './config';
 import { LockDecider, LockHandle, LockingConfig, SessionLocks, resolveLockingConfig } from './locking';
 import type { SessionId } from '../memcached/session-id';
@@ -265,9 +266,8 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
       if (handle.outcome === 'timeout' && rejectOnTimeout) {
         stats.lockRejections++;
         void handle.release();
-        const err = Object.assign(new Error('Session is locked by another request'), { status: 503, statusCode: 503, expose: true });
         res.setHeader('Retry-After', '1');
-        return next(err);
+        return next(new LockTimeoutError());
       }
       state.handle = handle;
       runSession(req, res, next, state);
