@@ -3,11 +3,10 @@
 //   -> express-session -> store.applyPendingIdChange -> app -> on response finish/close: learn (auto), unlock.
 import * as path from 'path';
 import session from 'express-session';
-import type { SessionOptions } from 'express-session';
 import type { IncomingMessage, ServerResponse } from 'http';
 import { LockTimeoutError } from '../core/errors';
-import { ConfigError, MemcachedSessionOptions, checkOptionNames, storeOptionsOf } from './config';
-import { LockDecider, LockHandle, LockingConfig, SessionLocks, resolveLockingConfig } from './locking';
+import { ConfigError, MemcachedSessionOptions, checkOptionNames, resolveMiddlewareOptions, storeOptionsOf } from './config';
+import { LockDecider, LockHandle, LockingConfig, SessionLocks } from './locking';
 import type { SessionId } from '../memcached/session-id';
 import { MemcachedStore } from './store';
 import { recordOf } from './session-service';
@@ -71,25 +70,6 @@ function pathOf(url: string): string {
   return q < 0 ? url : url.slice(0, q);
 }
 
-/**
- * express-session's options, checked, with resave and saveUninitialized defaulting to false (express-session would
- * print a deprecation warning for each, and its true defaults write every request's session).
- */
-function validateSessionOptions(value: unknown): Omit<SessionOptions, 'store' | 'genid'> {
-  if (!value || typeof value !== 'object') {
-    throw new ConfigError('session', value, 'expected express-session options with a secret, e.g. session: { secret: process.env.SESSION_SECRET }');
-  }
-  const o = value as Record<string, unknown>;
-  if (o.store !== undefined) throw new ConfigError('session.store', '[store]', 'is supplied by memcachedSession(); pass the store options at the top level');
-  if (o.genid !== undefined) throw new ConfigError('session.genid', '[function]', 'is supplied by memcachedSession() (ids carry the memcached node id)');
-  const secrets = Array.isArray(o.secret) ? o.secret : [o.secret];
-  if (!secrets.length || !secrets.every((s) => (typeof s === 'string' && s !== '') || Buffer.isBuffer(s))) {
-    throw new ConfigError('session.secret', o.secret === undefined ? undefined : '[redacted]',
-      'is required: a non-empty string (or an array of them, newest first) that signs the session cookie');
-  }
-  return { ...o, resave: o.resave ?? false, saveUninitialized: o.saveUninitialized ?? false } as SessionOptions;
-}
-
 interface RequestState {
   done: boolean;
   handle?: LockHandle;
@@ -108,8 +88,7 @@ export function memcachedSession(options: MemcachedSessionOptions): MemcachedSes
   if (!options || typeof options !== 'object') throw new ConfigError('options', options, 'expected an object');
   // Validated before the store opens any connection.
   checkOptionNames(options, 'middleware');
-  const sessionOptions = validateSessionOptions(options.session);
-  const locking = resolveLockingConfig(options);
+  const { locking, session: sessionOptions } = resolveMiddlewareOptions(options);
   const store = new MemcachedStore(storeOptionsOf(options));
   const stats = store.statistics;
   const decider = new LockDecider(locking.strategy, stats);
