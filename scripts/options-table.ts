@@ -4,7 +4,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { OPTIONS, type OptionSpec } from '../lib/express/options';
 
-export const START = '<!-- options-table: generated from lib/express/options.ts by `npm run options-table`; edit there -->';
+export const START =
+  '<!-- options-table: generated from lib/express/options.ts by `npm run options-table`; edit there -->';
 export const END = '<!-- /options-table -->';
 const MIB = 1024 * 1024;
 

@@ -5,7 +5,12 @@ import type { IndexBy } from '../modes/user-index';
 import type { LockingConfig } from './locking';
 import type { ConnectionOptions } from 'tls';
 import {
-  MemcachedSessionOptions, MemcachedStoreOptions, MiddlewareOnlyOptions, Resolved, checkOptionNames, checkOptions,
+  type MemcachedSessionOptions,
+  type MemcachedStoreOptions,
+  type MiddlewareOnlyOptions,
+  type Resolved,
+  checkOptionNames,
+  checkOptions,
 } from './options';
 import type { NodeList } from '../memcached/node-list';
 import type { SessionOptionsGiven } from './option-parsers';
@@ -13,7 +18,11 @@ import type { SessionOptionsGiven } from './option-parsers';
 export { ConfigError };
 export { DEFAULTS, checkOptionNames, storeOptionsOf } from './options';
 export type {
-  AutoDiscoveryOptions, LockingModeName, MemcachedSessionOptions, MemcachedStoreOptions, MiddlewareOnlyOptions,
+  AutoDiscoveryOptions,
+  LockingModeName,
+  MemcachedSessionOptions,
+  MemcachedStoreOptions,
+  MiddlewareOnlyOptions,
 } from './options';
 export { ROUTE_PATTERN, parseStorageKeyPrefix, parseTls, resolveAutoDiscovery } from './option-parsers';
 // The node list's syntax is the memcached layer's; these names stay importable from here.
@@ -57,8 +66,10 @@ export function resolveConfig(options: MemcachedStoreOptions): ResolvedConfig {
 }
 
 /** The middleware-only options, checked (memcachedSession() checks the names, and the store its own options). */
-export function resolveMiddlewareOptions(options: MemcachedSessionOptions):
-  { locking: LockingConfig; session: SessionOptionsGiven } {
+export function resolveMiddlewareOptions(options: MemcachedSessionOptions): {
+  locking: LockingConfig;
+  session: SessionOptionsGiven;
+} {
   const r = checkOptions('middleware', options) as Checked<keyof MiddlewareOnlyOptions>;
   return {
     locking: {

@@ -68,7 +68,10 @@ export function createSession(store: Store, req: any, sess: SessionData): any {
  * Runs `swap` just before the response goes out (express-session then sees an id change, saves under the new id
  * and sends the new cookie). Not behind express (no req.res): nothing to wrap.
  */
-export function beforeResponseStarts(req: { res?: { end: (...a: any[]) => any; writeHead: (...a: any[]) => any } }, swap: () => void): void {
+export function beforeResponseStarts(
+  req: { res?: { end: (...a: any[]) => any; writeHead: (...a: any[]) => any } },
+  swap: () => void,
+): void {
   const res = req.res;
   if (!res) return;
   const end = res.end;
@@ -98,9 +101,12 @@ type Handler = (req: any, res: any, next: Next) => void;
 
 // The cookie parser and signer express-session itself uses, resolved from its own directory so both agree.
 const sessionDir = path.dirname(require.resolve('express-session/package.json'));
-const cookieLib: { parse(header: string): Record<string, string | undefined> } = require(require.resolve('cookie', { paths: [sessionDir] }));
-const signature: { unsign(value: string, secret: string | Buffer): string | false } =
-  require(require.resolve('cookie-signature', { paths: [sessionDir] }));
+const cookieLib: { parse(header: string): Record<string, string | undefined> } = require(
+  require.resolve('cookie', { paths: [sessionDir] }),
+);
+const signature: { unsign(value: string, secret: string | Buffer): string | false } = require(
+  require.resolve('cookie-signature', { paths: [sessionDir] }),
+);
 
 /** As unsigncookie: any secret verifies. */
 function unsign(value: string, secrets: unknown[]): string | undefined {
@@ -131,8 +137,9 @@ function cookieValue(req: SessionRequest, name: string, secrets: unknown[]): str
  * The reader of the session id express-session will load for a request (`path`: the request's path, without the
  * query): undefined when it loads none.
  */
-export function sessionCookieReader(options: SessionOptionsGiven):
-  (req: SessionRequest, path: string) => string | undefined {
+export function sessionCookieReader(
+  options: SessionOptionsGiven,
+): (req: SessionRequest, path: string) => string | undefined {
   const name = options.name ?? (options as { key?: string }).key ?? 'connect.sid';
   const secrets = Array.isArray(options.secret) ? options.secret : [options.secret];
   const cookie = options.cookie as unknown;
@@ -147,8 +154,12 @@ export function sessionCookieReader(options: SessionOptionsGiven):
  * Runs express-session's handler; `then` also receives the res.end it replaced. Ending the response through that one
  * skips express-session's save or touch (for when the store has done it already) and nothing else.
  */
-export function runExpressSession(handler: Handler, req: SessionRequest, res: ServerResponse,
-  then: (err: unknown, plainEnd: ServerResponse['end']) => void): void {
+export function runExpressSession(
+  handler: Handler,
+  req: SessionRequest,
+  res: ServerResponse,
+  then: (err: unknown, plainEnd: ServerResponse['end']) => void,
+): void {
   const plainEnd = res.end;
   handler(req, res, (err?: unknown) => then(err, plainEnd));
 }

@@ -5,9 +5,9 @@ import session from 'express-session';
 import type { IncomingMessage, ServerResponse } from 'http';
 import { ConfigError, LockTimeoutError } from '../core/errors';
 import type { Statistics } from '../core/stats';
-import { MemcachedSessionOptions, checkOptionNames, resolveMiddlewareOptions, storeOptionsOf } from './config';
-import { SessionRequest, forgetSession, runExpressSession, sessionCookieReader } from './express-session';
-import { LockDecider, LockHandle, LockingConfig, SessionLocks } from './locking';
+import { type MemcachedSessionOptions, checkOptionNames, resolveMiddlewareOptions, storeOptionsOf } from './config';
+import { type SessionRequest, forgetSession, runExpressSession, sessionCookieReader } from './express-session';
+import { LockDecider, type LockHandle, type LockingConfig, SessionLocks } from './locking';
 import type { SessionId } from '../memcached/session-id';
 import { MemcachedStore } from './store';
 import { recordOf } from './session-service';
@@ -111,7 +111,7 @@ function handleRequest(s: Setup, req: SessionRequest, res: ServerResponse, next:
   // Another session middleware ran already (express-session does the same).
   if (req.session) return next();
   const url: string = req.originalUrl ?? req.url ?? '/';
-  if (s.ignore && s.ignore.test(url)) {
+  if (s.ignore?.test(url)) {
     s.stats.requestsIgnored++;
     return next();
   }
@@ -144,12 +144,21 @@ function handleRequest(s: Setup, req: SessionRequest, res: ServerResponse, next:
 }
 
 /** Takes the session's lock (once its node is known), then runs the request; 503 on timeout when so configured. */
-function lockThenRun(s: Setup, sid: SessionId, req: SessionRequest, res: ServerResponse, next: Next,
-  state: RequestState): void {
+function lockThenRun(
+  s: Setup,
+  sid: SessionId,
+  req: SessionRequest,
+  res: ServerResponse,
+  next: Next,
+  state: RequestState,
+): void {
   const { store, locks } = s;
   const known = store.whenNodeKnown(sid.id);
   const locked = known
-    ? known.then(() => locks.lock(store.idFormat.parse(sid.id) ?? sid), () => locks.lock(sid))
+    ? known.then(
+        () => locks.lock(store.idFormat.parse(sid.id) ?? sid),
+        () => locks.lock(sid),
+      )
     : locks.lock(sid);
   locked.then((handle) => {
     if (state.done) {
@@ -168,8 +177,13 @@ function lockThenRun(s: Setup, sid: SessionId, req: SessionRequest, res: ServerR
   }, next);
 }
 
-function runSession(s: Setup, req: SessionRequest, res: ServerResponse, next: Next,
-  state: RequestState | undefined): void {
+function runSession(
+  s: Setup,
+  req: SessionRequest,
+  res: ServerResponse,
+  next: Next,
+  state: RequestState | undefined,
+): void {
   runExpressSession(s.expressSession, req, res, (err, plainEnd) => {
     if (err) return next(err);
     s.store.applyPendingIdChange(req);
@@ -192,8 +206,14 @@ function runSession(s: Setup, req: SessionRequest, res: ServerResponse, next: Ne
  * `plainEnd`, the res.end express-session wrapped. Everything else (no session, a new session without attributes,
  * a regenerated one) still ends through express-session.
  */
-function saveBeforeResponse(store: MemcachedStore, req: SessionRequest, res: ServerResponse, next: Next,
-  state: RequestState | undefined, plainEnd: ServerResponse['end']): void {
+function saveBeforeResponse(
+  store: MemcachedStore,
+  req: SessionRequest,
+  res: ServerResponse,
+  next: Next,
+  state: RequestState | undefined,
+  plainEnd: ServerResponse['end'],
+): void {
   const end = res.end;
   let held = false;
   const fail = (err: unknown) => {

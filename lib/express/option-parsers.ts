@@ -31,7 +31,12 @@ export function resolveAutoDiscovery(value: unknown): { endpoint: { host: string
 /** A finite number >= min (0 unless given), whole when `integer`. */
 export function checkNumber(option: string, value: unknown, opts: { integer?: boolean; min?: number } = {}): number {
   const min = opts.min ?? 0;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || (opts.integer && !Number.isInteger(value))) {
+  if (
+    typeof value !== 'number'
+    || !Number.isFinite(value)
+    || value < min
+    || (opts.integer && !Number.isInteger(value))
+  ) {
     throw new ConfigError(option, value, `expected a${opts.integer ? 'n integer' : ' number'} >= ${min}`);
   }
   return value;
@@ -46,7 +51,8 @@ export function checkBoolean(option: string, value: unknown): boolean {
 export function parseRegex(option: string, value: unknown): RegExp | undefined {
   if (value === undefined || value === null || value === '') return undefined;
   // RegExp#test with the g or y flag is stateful (lastIndex): matching attribute names would alternate.
-  if (value instanceof RegExp) return value.global || value.sticky ? new RegExp(value.source, value.flags.replace(/[gy]/g, '')) : value;
+  if (value instanceof RegExp)
+    return value.global || value.sticky ? new RegExp(value.source, value.flags.replace(/[gy]/g, '')) : value;
   if (typeof value !== 'string') throw new ConfigError(option, value, 'expected a regular expression');
   try {
     return new RegExp(value);
@@ -77,7 +83,8 @@ export function fullMatchRegex(option: string, value: unknown): RegExp | undefin
 export function parseTls(value: unknown): ConnectionOptions | undefined {
   if (value === undefined || value === null || value === false) return undefined;
   if (value === true) return {};
-  if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError('tls', value, 'expected true or tls.connect options');
+  if (typeof value !== 'object' || Array.isArray(value))
+    throw new ConfigError('tls', value, 'expected true or tls.connect options');
   const options = { ...(value as ConnectionOptions) };
   try {
     createSecureContext(options); // bad PEM, a key that does not match its certificate, unknown ciphers
@@ -93,13 +100,21 @@ export function parseStorageKeyPrefix(value: unknown, hostname: () => string): s
   if (value === undefined || value === null || value === '') return '';
   if (typeof value !== 'string') throw new ConfigError(option, value, 'expected e.g. "static:shop"');
   const parts: string[] = [];
-  for (const token of value.split(',').map((t) => t.trim()).filter(Boolean)) {
+  for (const token of value
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean)) {
     let part: string;
     if (token.startsWith('static:')) part = token.slice('static:'.length);
     else if (token === 'host') part = hostname();
-    else if (token === 'host.hash') part = require('crypto').createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+    else if (token === 'host.hash')
+      part = require('crypto').createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
     else if (token === 'context' || token === 'context.hash' || token === 'webappVersion') {
-      throw new ConfigError(option, value, `"${token}" is a Tomcat concept; use "static:<name>" for one prefix per application`);
+      throw new ConfigError(
+        option,
+        value,
+        `"${token}" is a Tomcat concept; use "static:<name>" for one prefix per application`,
+      );
     } else throw new ConfigError(option, value, `unknown token "${token}" (use static:<name>, host or host.hash)`);
     if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(part)) {
       throw new ConfigError(option, value, `"${part}" must be 1-64 of [A-Za-z0-9_.:-]`);
@@ -112,7 +127,8 @@ export function parseStorageKeyPrefix(value: unknown, hostname: () => string): s
 /** msm's route (Tomcat's jvmRoute); undefined, null and '' mean none. */
 export function parseRoute(value: unknown): string | undefined {
   if (value === undefined || value === null || value === '') return undefined;
-  if (typeof value !== 'string' || !ROUTE_PATTERN.test(value)) throw new ConfigError('route', value, 'must be 1-32 of [A-Za-z0-9_]');
+  if (typeof value !== 'string' || !ROUTE_PATTERN.test(value))
+    throw new ConfigError('route', value, 'must be 1-32 of [A-Za-z0-9_]');
   return value;
 }
 
@@ -130,7 +146,8 @@ export function parseLockingMode(value: unknown): LockingStrategy {
   if (value === 'auto') return { kind: 'auto' };
   if (typeof value === 'string' && value.startsWith('uriPattern:')) {
     const src = value.slice('uriPattern:'.length);
-    if (src === '') throw new ConfigError(option, value, 'uriPattern: needs a regular expression, e.g. "uriPattern:/cart.*"');
+    if (src === '')
+      throw new ConfigError(option, value, 'uriPattern: needs a regular expression, e.g. "uriPattern:/cart.*"');
     return { kind: 'uriPattern', pattern: fullMatchRegex(option, src)! };
   }
   throw new ConfigError(option, value, 'expected "none", "all", "auto" or "uriPattern:<regex>"');
@@ -145,15 +162,32 @@ export type SessionOptionsGiven = Omit<SessionOptions, 'store' | 'genid'>;
  */
 export function parseSessionOptions(value: unknown): SessionOptionsGiven {
   if (!value || typeof value !== 'object') {
-    throw new ConfigError('session', value, 'expected express-session options with a secret, e.g. session: { secret: process.env.SESSION_SECRET }');
+    throw new ConfigError(
+      'session',
+      value,
+      'expected express-session options with a secret, e.g. session: { secret: process.env.SESSION_SECRET }',
+    );
   }
   const o = value as Record<string, unknown>;
-  if (o.store !== undefined) throw new ConfigError('session.store', '[store]', 'is supplied by memcachedSession(); pass the store options at the top level');
-  if (o.genid !== undefined) throw new ConfigError('session.genid', '[function]', 'is supplied by memcachedSession() (ids carry the memcached node id)');
+  if (o.store !== undefined)
+    throw new ConfigError(
+      'session.store',
+      '[store]',
+      'is supplied by memcachedSession(); pass the store options at the top level',
+    );
+  if (o.genid !== undefined)
+    throw new ConfigError(
+      'session.genid',
+      '[function]',
+      'is supplied by memcachedSession() (ids carry the memcached node id)',
+    );
   const secrets = Array.isArray(o.secret) ? o.secret : [o.secret];
   if (!secrets.length || !secrets.every((s) => (typeof s === 'string' && s !== '') || Buffer.isBuffer(s))) {
-    throw new ConfigError('session.secret', o.secret === undefined ? undefined : '[redacted]',
-      'is required: a non-empty string (or an array of them, newest first) that signs the session cookie');
+    throw new ConfigError(
+      'session.secret',
+      o.secret === undefined ? undefined : '[redacted]',
+      'is required: a non-empty string (or an array of them, newest first) that signs the session cookie',
+    );
   }
   return { ...o, resave: o.resave ?? false, saveUninitialized: o.saveUninitialized ?? false } as SessionOptions;
 }

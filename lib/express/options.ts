@@ -9,8 +9,19 @@ import type { IndexBy } from '../modes/user-index';
 import { ConfigError } from '../core/errors';
 import { type NodeList, resolveNodes } from '../memcached/node-list';
 import {
-  AUTO_DISCOVERY_INTERVAL_MS, MAX_RELATIVE_TTL, SessionOptionsGiven, checkBoolean, checkNumber, fullMatchRegex,
-  parseLockingMode, parseRegex, parseRoute, parseSessionOptions, parseStorageKeyPrefix, parseTls, resolveAutoDiscovery,
+  AUTO_DISCOVERY_INTERVAL_MS,
+  MAX_RELATIVE_TTL,
+  type SessionOptionsGiven,
+  checkBoolean,
+  checkNumber,
+  fullMatchRegex,
+  parseLockingMode,
+  parseRegex,
+  parseRoute,
+  parseSessionOptions,
+  parseStorageKeyPrefix,
+  parseTls,
+  resolveAutoDiscovery,
 } from './option-parsers';
 
 export type LockingModeName = 'none' | 'all' | 'auto' | `uriPattern:${string}`;
@@ -115,8 +126,8 @@ type ScopeOf<K extends OptionName> = K extends keyof MiddlewareOnlyOptions ? 'mi
 type SpecOf<K extends OptionName> = OptionSpec<MemcachedSessionOptions[K], ScopeOf<K>>;
 
 const DOCS = 'https://github.com/express-msm/express-msm/blob/main/docs';
-const number = (option: string, opts?: { integer?: boolean; min?: number }) =>
-  (v: unknown) => checkNumber(option, v, opts);
+const number = (option: string, opts?: { integer?: boolean; min?: number }) => (v: unknown) =>
+  checkNumber(option, v, opts);
 const boolean = (option: string) => (v: unknown) => checkBoolean(option, v);
 
 /**
@@ -128,7 +139,8 @@ export const OPTIONS = {
     scope: 'store',
     msm: '`memcachedNodes`',
     defaultText: 'required (or `autoDiscovery`)',
-    description: '`n1:host:port,n2:host:port` (commas or spaces), or one `host:port` (then ids carry no node id); '
+    description:
+      '`n1:host:port,n2:host:port` (commas or spaces), or one `host:port` (then ids carry no node id); '
       + 'changeable at run time with `store.setMemcachedNodes()`',
     // With failoverNodes: its ids must name these nodes.
     check: (v, { given }): NodeList => {
@@ -137,8 +149,11 @@ export const OPTIONS = {
         throw new ConfigError('autoDiscovery', given.autoDiscovery, 'give memcachedNodes or autoDiscovery, not both');
       }
       if (given.failoverNodes) {
-        throw new ConfigError('failoverNodes', given.failoverNodes,
-          'not with autoDiscovery: discovered nodes are all primaries');
+        throw new ConfigError(
+          'failoverNodes',
+          given.failoverNodes,
+          'not with autoDiscovery: discovered nodes are all primaries',
+        );
       }
       // Discovered nodes arrive after construction; their ids always go into session ids.
       return { nodes: [], encodeNodeId: true, failoverNodeIds: [] };
@@ -154,17 +169,17 @@ export const OPTIONS = {
     scope: 'store',
     msm: '`sticky`',
     default: false,
-    description: 'msm\'s default is `true`; Express apps behind round-robin balancers want `false`',
+    description: "msm's default is `true`; Express apps behind round-robin balancers want `false`",
     check: boolean('sticky'),
   },
   route: {
     scope: 'store',
     msm: '`jvmRoute` (Tomcat)',
-    description: 'this instance\'s name, carried in its session ids; required when `sticky`',
+    description: "this instance's name, carried in its session ids; required when `sticky`",
     check: (v, { resolved }) => {
       const route = parseRoute(v);
       if (resolved.sticky && !route) {
-        throw new ConfigError('route', v, 'is required when sticky is true (like Tomcat\'s jvmRoute)');
+        throw new ConfigError('route', v, "is required when sticky is true (like Tomcat's jvmRoute)");
       }
       return route;
     },
@@ -203,14 +218,15 @@ export const OPTIONS = {
     msm: '`maxInactiveInterval` (Tomcat)',
     unit: 's',
     default: 1800,
-    description: 'for sessions whose express-session cookie has no `maxAge` (or `expires`); otherwise the '
-      + 'cookie\'s `maxAge` counts',
+    description:
+      'for sessions whose express-session cookie has no `maxAge` (or `expires`); otherwise the '
+      + "cookie's `maxAge` counts",
     check: number('defaultMaxInactiveInterval', { integer: true, min: 1 }),
   },
   username: {
     scope: 'store',
     msm: '`username`',
-    description: 'SASL PLAIN user (memjs\'s connection, binary protocol); goes with `password`',
+    description: "SASL PLAIN user (memjs's connection, binary protocol); goes with `password`",
   },
   password: {
     scope: 'store',
@@ -228,13 +244,15 @@ export const OPTIONS = {
     scope: 'store',
     msm: '`transcoderFactoryClass`',
     defaultText: '`JsonTranscoder`',
-    description: `\`AvroTranscoder\`, \`EncryptingTranscoder\` ([docs/encryption.md](${DOCS}/encryption.md)), or any `
+    description:
+      `\`AvroTranscoder\`, \`EncryptingTranscoder\` ([docs/encryption.md](${DOCS}/encryption.md)), or any `
       + `\`{ encode, decode }\` ([docs/transcoders.md](${DOCS}/transcoders.md))`,
     check: (v) => {
       const t = v as Partial<Transcoder> | null | undefined;
       if (t != null && (typeof t.encode !== 'function' || typeof t.decode !== 'function')) {
         throw ConfigError.saying(
-          'express-msm: invalid transcoder: expected { encode(session): Buffer, decode(bytes): session | null }');
+          'express-msm: invalid transcoder: expected { encode(session): Buffer, decode(bytes): session | null }',
+        );
       }
       return t as Transcoder | undefined;
     },
@@ -250,7 +268,7 @@ export const OPTIONS = {
     msm: '`msm.nodeAvailabilityCacheTTL`',
     unit: 'ms',
     default: 1000,
-    description: 'how long a node\'s up/down state is trusted before a `ping-<id>` probe',
+    description: "how long a node's up/down state is trusted before a `ping-<id>` probe",
     check: number('nodeAvailabilityCacheTTL'),
   },
   localMaxSessions: {
@@ -264,8 +282,8 @@ export const OPTIONS = {
     scope: 'store',
     unit: 'bytes',
     default: 256 * 1024 * 1024,
-    description: 'sticky: most bytes the local primary store holds (each copy\'s encoded bytes, held in memory of '
-      + 'its own)',
+    description:
+      "sticky: most bytes the local primary store holds (each copy's encoded bytes, held in memory of " + 'its own)',
     check: number('localMaxBytes', { integer: true, min: 1 }),
   },
   logger: {
@@ -275,17 +293,25 @@ export const OPTIONS = {
   },
   indexBy: {
     scope: 'store',
-    description: '`(session) => userId`: enables `store.idsOf(value)` and `store.destroyAllOf(value)`; non-sticky only '
+    description:
+      '`(session) => userId`: enables `store.idsOf(value)` and `store.destroyAllOf(value)`; non-sticky only '
       + `([docs/user-index.md](${DOCS}/user-index.md))`,
     check: (v, { resolved }) => {
       const indexBy = (v ?? undefined) as IndexBy | undefined;
       if (indexBy !== undefined && typeof indexBy !== 'function') {
-        throw new ConfigError('indexBy', typeof indexBy,
-          'expected a function (session) => value, e.g. (s) => s.userId');
+        throw new ConfigError(
+          'indexBy',
+          typeof indexBy,
+          'expected a function (session) => value, e.g. (s) => s.userId',
+        );
       }
       if (indexBy && resolved.sticky) {
         // A sticky instance serves its sessions from memory: another instance cannot end them.
-        throw new ConfigError('indexBy', '[function]', 'needs non-sticky mode (sticky instances serve sessions from local memory, which other instances cannot end)');
+        throw new ConfigError(
+          'indexBy',
+          '[function]',
+          'needs non-sticky mode (sticky instances serve sessions from local memory, which other instances cannot end)',
+        );
       }
       return indexBy;
     },
@@ -297,7 +323,8 @@ export const OPTIONS = {
   tls: {
     scope: 'store',
     defaultText: 'off',
-    description: '`true` (system CAs) or '
+    description:
+      '`true` (system CAs) or '
       + '[`tls.connect` options](https://nodejs.org/api/tls.html#tlsconnectoptions-callback) (`ca`, `cert` + `key` '
       + 'for mutual TLS, `servername`, ...): every connection to every node (and to the configuration endpoint) is '
       + 'TLS; works with SASL',
@@ -305,11 +332,12 @@ export const OPTIONS = {
   },
   autoDiscovery: {
     scope: 'store',
-    description: `\`{ endpoint: 'host:port', intervalMs: ${AUTO_DISCOVERY_INTERVAL_MS} }\` instead of `
+    description:
+      `\`{ endpoint: 'host:port', intervalMs: ${AUTO_DISCOVERY_INTERVAL_MS} }\` instead of `
       + '`memcachedNodes`: the nodes come from a configuration endpoint (`config get cluster`, as AWS ElastiCache '
       + 'serves it), polled '
       + '([node lists that change](#node-lists-that-change))',
-    check: (v) => v === undefined ? undefined : resolveAutoDiscovery(v),
+    check: (v) => (v === undefined ? undefined : resolveAutoDiscovery(v)),
   },
   lockingMode: {
     scope: 'middleware',
@@ -319,9 +347,13 @@ export const OPTIONS = {
     check: (v, { given }) => {
       const strategy = parseLockingMode(v);
       if (given.sticky === true && strategy.kind !== 'none') {
-        throw new ConfigError('lockingMode', given.lockingMode, 'locking is only available in non-sticky mode '
-          + '(sticky: false); in sticky mode the load balancer already sends a session\'s requests to one instance, '
-          + 'use lockingMode "none"');
+        throw new ConfigError(
+          'lockingMode',
+          given.lockingMode,
+          'locking is only available in non-sticky mode '
+            + "(sticky: false); in sticky mode the load balancer already sends a session's requests to one instance, "
+            + 'use lockingMode "none"',
+        );
       }
       return strategy;
     },
@@ -346,7 +378,11 @@ export const OPTIONS = {
     check: (v) => {
       const action = v ?? 'proceed';
       if (action !== 'proceed' && action !== 'reject') {
-        throw new ConfigError('lockTimeoutAction', action, 'expected "proceed" (msm: use the session without the lock) or "reject" (answer 503)');
+        throw new ConfigError(
+          'lockTimeoutAction',
+          action,
+          'expected "proceed" (msm: use the session without the lock) or "reject" (answer 503)',
+        );
       }
       return action;
     },
@@ -354,13 +390,14 @@ export const OPTIONS = {
   requestUriIgnorePattern: {
     scope: 'middleware',
     msm: '`requestUriIgnorePattern`',
-    description: 'full match against path + query (not msm\'s `METHOD URI`); matching requests get no session',
+    description: "full match against path + query (not msm's `METHOD URI`); matching requests get no session",
     check: (v) => fullMatchRegex('requestUriIgnorePattern', v),
   },
   session: {
     scope: 'middleware',
     defaultText: 'required',
-    description: 'express-session\'s options: `secret` required; `resave` and `saveUninitialized` default to `false`; '
+    description:
+      "express-session's options: `secret` required; `resave` and `saveUninitialized` default to `false`; "
       + '`store` and `genid` are supplied',
     check: (v) => parseSessionOptions(v),
   },
@@ -368,23 +405,30 @@ export const OPTIONS = {
 
 type Table = typeof OPTIONS;
 /** What an option's check returns (the value as given when it has none). */
-export type Resolved<K extends OptionName> =
-  Table[K] extends { check: (...args: any[]) => infer R } ? R : MemcachedSessionOptions[K];
+export type Resolved<K extends OptionName> = Table[K] extends { check: (...args: any[]) => infer R }
+  ? R
+  : MemcachedSessionOptions[K];
 
 const ENTRIES = Object.entries(OPTIONS) as Array<[OptionName, OptionSpec]>;
 const namesOf = (scope: OptionScope): readonly string[] => ENTRIES.filter(([, s]) => s.scope === scope).map(([n]) => n);
 export const STORE_OPTION_NAMES = namesOf('store');
 export const MIDDLEWARE_OPTION_NAMES = namesOf('middleware');
 
-type NumberOrBooleanDefault =
-  { [K in OptionName]: Table[K] extends { default: number | boolean } ? K : never }[OptionName];
-type Defaults = { readonly [K in NumberOrBooleanDefault]: Table[K]['default'] }
-  & { readonly autoDiscoveryIntervalMs: typeof AUTO_DISCOVERY_INTERVAL_MS };
+type NumberOrBooleanDefault = {
+  [K in OptionName]: Table[K] extends { default: number | boolean } ? K : never;
+}[OptionName];
+type Defaults = { readonly [K in NumberOrBooleanDefault]: Table[K]['default'] } & {
+  readonly autoDiscoveryIntervalMs: typeof AUTO_DISCOVERY_INTERVAL_MS;
+};
 
 /** The numeric and boolean defaults (and autoDiscovery's interval), for code that derives from them. */
 export const DEFAULTS = {
-  ...Object.fromEntries(ENTRIES.filter(([, s]) => typeof s.default === 'number' || typeof s.default === 'boolean')
-    .map(([n, s]) => [n, s.default])),
+  ...Object.fromEntries(
+    ENTRIES.filter(([, s]) => typeof s.default === 'number' || typeof s.default === 'boolean').map(([n, s]) => [
+      n,
+      s.default,
+    ]),
+  ),
   autoDiscoveryIntervalMs: AUTO_DISCOVERY_INTERVAL_MS,
 } as Defaults;
 
@@ -404,7 +448,16 @@ export function checkOptions(scope: OptionScope, given: object): Record<string, 
 }
 
 /** express-session's own options, a likely mistake at memcachedSession()'s top level. */
-const EXPRESS_SESSION_OPTION_NAMES = new Set(['secret', 'resave', 'saveUninitialized', 'cookie', 'name', 'rolling', 'proxy', 'unset']);
+const EXPRESS_SESSION_OPTION_NAMES = new Set([
+  'secret',
+  'resave',
+  'saveUninitialized',
+  'cookie',
+  'name',
+  'rolling',
+  'proxy',
+  'unset',
+]);
 
 /** The options of new MemcachedStore() among memcachedSession()'s. */
 export function storeOptionsOf(options: MemcachedSessionOptions): MemcachedStoreOptions {
@@ -437,11 +490,19 @@ export function checkOptionNames(options: object, where: OptionScope): void {
   for (const name of Object.keys(options)) {
     if (valid.includes(name)) continue;
     if (where === 'middleware' && EXPRESS_SESSION_OPTION_NAMES.has(name)) {
-      throw ConfigError.unknownOption(name, `it is an express-session option: pass it inside session: { ${name}: ... }`);
+      throw ConfigError.unknownOption(
+        name,
+        `it is an express-session option: pass it inside session: { ${name}: ... }`,
+      );
     }
     if (MIDDLEWARE_OPTION_NAMES.includes(name)) {
-      throw ConfigError.unknownOption(name, 'it is an option of memcachedSession(), not of new MemcachedStore(): it needs the request, '
-        + 'which a Store never sees. Use memcachedSession({ memcachedNodes, ' + name + ', session: {...} })');
+      throw ConfigError.unknownOption(
+        name,
+        'it is an option of memcachedSession(), not of new MemcachedStore(): it needs the request, '
+          + 'which a Store never sees. Use memcachedSession({ memcachedNodes, '
+          + name
+          + ', session: {...} })',
+      );
     }
     let best = '';
     let bestDistance = Infinity;
@@ -449,7 +510,10 @@ export function checkOptionNames(options: object, where: OptionScope): void {
       const d = distance(name, v);
       if (d < bestDistance) [best, bestDistance] = [v, d];
     }
-    const hint = bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? `did you mean ${best}?` : `valid options are ${valid.join(', ')}`;
+    const hint =
+      bestDistance <= Math.max(2, Math.floor(name.length / 3))
+        ? `did you mean ${best}?`
+        : `valid options are ${valid.join(', ')}`;
     throw ConfigError.unknownOption(name, hint);
   }
 }
