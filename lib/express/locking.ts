@@ -3,7 +3,7 @@
 // Knows nodes and keys; knows nothing of session bytes or HTTP.
 import { randomBytes } from 'crypto';
 import { LRUCache } from 'lru-cache';
-import { ConfigError, DEFAULTS, MemcachedSessionOptions } from './config';
+import type { LockingStrategy } from './option-parsers';
 import type { KeyFormat } from '../memcached/keys';
 import type { Logger } from '../core/logger';
 import { hashId } from '../core/logger';
@@ -11,8 +11,6 @@ import type { NodeSet } from '../memcached/nodes';
 import type { SessionId } from '../memcached/session-id';
 import type { Statistics } from '../core/stats';
 
-/** Longest memcached relative TTL (larger values are read as absolute Unix times). */
-const MAX_RELATIVE_TTL = 30 * 24 * 3600;
 /** msm LockingStrategy: first retry after 10 ms, doubling up to 500 ms. */
 export const LOCK_BACKOFF_START_MS = 10;
 export const LOCK_BACKOFF_MAX_MS = 500;
@@ -20,43 +18,7 @@ export const LOCK_BACKOFF_MAX_MS = 500;
 export const READ_ONLY_PATTERNS_MAX = 1000;
 export const BLACKLISTED_PATTERNS_MAX = 50_000;
 
-/** A compiled regex that must match the whole input (Java's Matcher.matches()). */
-export function fullMatchRegex(option: string, value: unknown): RegExp | undefined {
-  if (value === undefined || value === null || value === '') return undefined;
-  let source: string;
-  let flags = '';
-  if (value instanceof RegExp) {
-    source = value.source;
-    // g and y make test() stateful (lastIndex): never wanted for a per-request match.
-    flags = value.flags.replace(/[gy]/g, '');
-  } else if (typeof value === 'string') source = value;
-  else throw new ConfigError(option, value, 'expected a regular expression (string or RegExp)');
-  try {
-    return new RegExp(`^(?:${source})$`, flags);
-  } catch (e) {
-    throw new ConfigError(option, value, (e as Error).message);
-  }
-}
-
-export type LockingStrategy =
-  | { kind: 'none' }
-  | { kind: 'all' }
-  | { kind: 'auto' }
-  | { kind: 'uriPattern'; pattern: RegExp };
-
-/** Parses `none` | `all` | `auto` | `uriPattern:<regex>`; the regex is compiled once, here. */
-export function parseLockingMode(value: unknown): LockingStrategy {
-  const option = 'lockingMode';
-  if (value === undefined || value === null || value === '' || value === 'none') return { kind: 'none' };
-  if (value === 'all') return { kind: 'all' };
-  if (value === 'auto') return { kind: 'auto' };
-  if (typeof value === 'string' && value.startsWith('uriPattern:')) {
-    const src = value.slice('uriPattern:'.length);
-    if (src === '') throw new ConfigError(option, value, 'uriPattern: needs a regular expression, e.g. "uriPattern:/cart.*"');
-    return { kind: 'uriPattern', pattern: fullMatchRegex(option, src)! };
-  }
-  throw new ConfigError(option, value, 'expected "none", "all", "auto" or "uriPattern:<regex>"');
-}
+export type { LockingStrategy } from './option-parsers';
 
 export interface LockingConfig {
   strategy: LockingStrategy;
@@ -65,35 +27,6 @@ export interface LockingConfig {
   lockTimeoutAction: 'proceed' | 'reject';
   /** Full match against path + query; matching requests get no session. */
   requestUriIgnorePattern: RegExp | undefined;
-}
-
-/** Validates the middleware-only options (lockingMode, lockExpiration, lockTimeoutAction, requestUriIgnorePattern). */
-export function resolveLockingConfig(
-  options: Pick<MemcachedSessionOptions, 'sticky' | 'lockingMode' | 'lockExpiration' | 'lockTimeoutAction' | 'requestUriIgnorePattern'>,
-): LockingConfig {
-  const strategy = parseLockingMode(options.lockingMode);
-  if (options.sticky === true && strategy.kind !== 'none') {
-    throw new ConfigError('lockingMode', options.lockingMode,
-      'locking is only available in non-sticky mode (sticky: false); in sticky mode the load balancer already sends a session\'s requests to one instance, use lockingMode "none"');
-  }
-  let lockExpiration: number = DEFAULTS.lockExpiration;
-  if (options.lockExpiration !== undefined) {
-    const v = options.lockExpiration;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_RELATIVE_TTL) {
-      throw new ConfigError('lockExpiration', v, `expected whole seconds, 1-${MAX_RELATIVE_TTL}`);
-    }
-    lockExpiration = v;
-  }
-  const action = options.lockTimeoutAction ?? 'proceed';
-  if (action !== 'proceed' && action !== 'reject') {
-    throw new ConfigError('lockTimeoutAction', action, 'expected "proceed" (msm: use the session without the lock) or "reject" (answer 503)');
-  }
-  return {
-    strategy,
-    lockExpiration,
-    lockTimeoutAction: action,
-    requestUriIgnorePattern: fullMatchRegex('requestUriIgnorePattern', options.requestUriIgnorePattern),
-  };
 }
 
 /**

@@ -1,6 +1,7 @@
 // Optional Prometheus exporter: every value is read from store.stats() at scrape time (collect callbacks), so the
 // request path pays nothing. prom-client is an optional peer dependency, required only when this is called.
 import type { MemcachedStore } from './store';
+import { ConfigError } from '../core/errors';
 
 /** The part of a prom-client Registry used here (structural, so prom-client's types are not needed by users). */
 export interface MetricsRegistry {
@@ -24,7 +25,8 @@ function loadPromClient(): any {
   try {
     return require('prom-client');
   } catch (e) {
-    throw new Error(`express-msm: registerMetrics needs the optional peer dependency prom-client (npm install prom-client): ${(e as Error)?.message ?? e}`);
+    throw ConfigError.saying(`express-msm: registerMetrics needs the optional peer dependency prom-client (npm install prom-client): ${(e as Error)?.message ?? e}`,
+      { cause: e });
   }
 }
 

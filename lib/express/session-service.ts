@@ -2,6 +2,7 @@
 // turns sessions into plain data and bytes, carries each session's record (modes/session-record.ts) from its load to
 // its save, and follows ids that moved. The Store contract around it is store.ts's.
 import type { SessionData } from 'express-session';
+import { ConfigError, SessionTooLargeError } from '../core/errors';
 import type { Logger } from '../core/logger';
 import { hashId } from '../core/logger';
 import type { Statistics } from '../core/stats';
@@ -127,7 +128,10 @@ export class SessionService {
     if (pre === 'saved') return undefined;
     const started = performance.now();
     const r = this.resolve(raw, record);
-    if (!r) throw new Error(`express-msm: refusing to store a session under an id that has no key (empty, longer than 4096 characters, or a lone UTF-16 surrogate): check the genid option`);
+    if (!r) {
+      throw ConfigError.saying('express-msm: refusing to store a session under an id that has no key (empty, longer '
+        + 'than 4096 characters, or a lone UTF-16 surrogate): check the genid option');
+    }
     this.noteCookieHandling(session);
     const { sid, alias } = this.whereTo(r, record);
     const maxInactive = this.maxInactiveOf(session.cookie as unknown as StoredCookie);
@@ -136,7 +140,9 @@ export class SessionService {
     const stored = reuse?.stored ?? this.toStored(session);
     const bytes = reuse?.bytes ?? this.encodeItem(sid, stored);
     if (bytes.length > this.maxSessionBytes) {
-      throw new Error(`express-msm: session is ${bytes.length} bytes, above the ${this.maxSessionBytes}-byte limit (memcached item size); not stored`);
+      throw new SessionTooLargeError(
+        `express-msm: session is ${bytes.length} bytes, above the ${this.maxSessionBytes}-byte limit (memcached item size); not stored`,
+        bytes.length);
     }
     const rec = record ?? this.newRecord(session, sid.id);
     const saving = this.p.mode.save(sid, stored, bytes, maxInactive, rec);

@@ -81,6 +81,7 @@ export class Discovery {
   async waitForNodes(timeoutMs: number): Promise<void> {
     let t: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
+      // Not yet a StorageUnavailableError: its status would turn the 500 requests get here today into a 503.
       t = setTimeout(() => reject(new Error(`express-msm: no memcached nodes: autoDiscovery endpoint ${this.endpoint} has not answered` +
         (this.lastError ? ` (${this.lastError})` : ''))), timeoutMs);
     });

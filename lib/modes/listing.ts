@@ -2,6 +2,7 @@
 // each node (NodeClient.walkKeys, `lru_crawler metadump hash`) and are handled a batch at a time. A session is
 // listed once, from its primary copy (sticky: the local store, then memcached's copies of sessions not held here);
 // backups, validity records, locks, probe markers and other applications' items are never listed.
+import { StorageUnavailableError } from '../core/errors';
 import { itemOfKey, keyOfPart } from '../memcached/keys';
 import type { KeyItem } from '../memcached/keys';
 import type { ModeContext, SessionMode } from './mode';
@@ -83,10 +84,10 @@ export class SessionLister {
     const { nodes } = this.ctx;
     await nodes.refresh();
     const down = nodes.ids.filter((id) => !nodes.isAvailable(id));
-    if (down.length) throw new Error(`express-msm: cannot list sessions: memcached node ${down.join(', ')} is unavailable`);
+    if (down.length) throw new StorageUnavailableError(`express-msm: cannot list sessions: memcached node ${down.join(', ')} is unavailable`);
     await Promise.all(nodes.ids.map(async (node) => {
       const r = await nodes.client(node).walkKeys((batch) => onBatch(node, batch), { batchSize: BATCH, keep });
-      if (!r.ok) throw new Error(`express-msm: cannot list sessions: ${r.error.message}`);
+      if (!r.ok) throw new StorageUnavailableError(`express-msm: cannot list sessions: ${r.error.message}`, { cause: r.error });
     }));
   }
 }

@@ -9,7 +9,7 @@
 // another user's. Dead entries are dropped when read (compaction) and when past their expiry.
 import { createHash } from 'crypto';
 import { LRUCache } from 'lru-cache';
-import { ConfigError } from '../core/errors';
+import { ConfigError, StorageUnavailableError } from '../core/errors';
 import { KeyFormat, MEMCACHED_MAX_KEY_LENGTH, isValidMemcachedKey } from '../memcached/keys';
 import { Logger, hashId } from '../core/logger';
 import { mapLimit } from '../core/parallel';
@@ -159,7 +159,8 @@ export class UserIndex {
     if (destroyed.length) await this.change(value, { remove: destroyed });
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed.length) {
-      throw new Error(`express-msm: destroyAllOf: ${destroyed.length} sessions destroyed, ${failed.length} could not be: ${failed[0].reason?.message ?? failed[0].reason}`);
+      throw new StorageUnavailableError(`express-msm: destroyAllOf: ${destroyed.length} sessions destroyed, ${failed.length} could not be: ${failed[0].reason?.message ?? failed[0].reason}`,
+        { cause: failed[0].reason });
     }
     return destroyed.length;
   }

@@ -6,6 +6,7 @@
 // decode to null (never a throw). Every avsc type and resolver is built once, in the constructor.
 import * as avro from 'avsc';
 import { HEADER_LENGTH, StoredCookie, StoredSession, Transcoder, TranscoderKind, hasHeader, writeHeader } from './transcoder';
+import { ConfigError, TranscoderError } from '../core/errors';
 
 /** An Avro schema as a plain object (JSON), or an avsc Type. Checked at construction. */
 export type AvroSchema = avro.Schema | Record<string, unknown>;
@@ -141,17 +142,17 @@ export class AvroTranscoder implements Transcoder {
   private readonly maxAgeDouble = { double: 0 };
 
   constructor(options: AvroTranscoderOptions) {
-    if (!options || options.schema === undefined) throw new Error('express-msm: AvroTranscoder needs { schema }: a named Avro record of the session attributes');
+    if (!options || options.schema === undefined) throw ConfigError.saying('express-msm: AvroTranscoder needs { schema }: a named Avro record of the session attributes');
     const logicalTypes = { 'timestamp-millis': TimestampMillisType, ...(options.logicalTypes ?? {}) };
     const parse = (schema: AvroSchema, what: string): avro.Type => {
       let t: avro.Type;
       try {
         t = avro.Type.isType(schema) ? (schema as avro.Type) : avro.Type.forSchema(schema as avro.Schema, { logicalTypes, omitRecordMethods: true, typeHook: longHook });
       } catch (e) {
-        throw new Error(`express-msm: AvroTranscoder ${what} is not a valid Avro schema: ${(e as Error).message}`);
+        throw ConfigError.saying(`express-msm: AvroTranscoder ${what} is not a valid Avro schema: ${(e as Error).message}`, { cause: e });
       }
-      if (!avro.Type.isType(t, 'record') || !t.name) throw new Error(`express-msm: AvroTranscoder ${what} must be a named Avro record (type: 'record', name, fields)`);
-      if (fieldsOf(t).some((f) => f.name === 'cookie')) throw new Error(`express-msm: AvroTranscoder ${what} must not declare a field named "cookie" (the cookie travels in the fixed part)`);
+      if (!avro.Type.isType(t, 'record') || !t.name) throw ConfigError.saying(`express-msm: AvroTranscoder ${what} must be a named Avro record (type: 'record', name, fields)`);
+      if (fieldsOf(t).some((f) => f.name === 'cookie')) throw ConfigError.saying(`express-msm: AvroTranscoder ${what} must not declare a field named "cookie" (the cookie travels in the fixed part)`);
       return t;
     };
     this.type = parse(options.schema, 'schema');
@@ -182,7 +183,7 @@ export class AvroTranscoder implements Transcoder {
       try {
         resolver = this.type.createResolver(writer);
       } catch (e) {
-        throw new Error(`express-msm: AvroTranscoder cannot read values written with previousSchemas[${i}] (${writer.name}) as the current schema (${this.type.name}): ${(e as Error).message}. Fields added since must have defaults.`);
+        throw ConfigError.saying(`express-msm: AvroTranscoder cannot read values written with previousSchemas[${i}] (${writer.name}) as the current schema (${this.type.name}): ${(e as Error).message}. Fields added since must have defaults.`, { cause: e });
       }
       this.readers.push({ lo, hi, resolver });
     });
@@ -192,7 +193,7 @@ export class AvroTranscoder implements Transcoder {
     // Undeclared attributes would be dropped silently by avsc: refuse them (sessionAttributeFilter can exclude them).
     for (const k in session) {
       if (k !== 'cookie' && !this.declared.has(k) && Object.prototype.hasOwnProperty.call(session, k) && session[k] !== undefined) {
-        throw new Error(`express-msm: session attribute "${k}" is not in the Avro schema ${this.type.name}; add it to the schema or exclude it with sessionAttributeFilter`);
+        throw new TranscoderError(`express-msm: session attribute "${k}" is not in the Avro schema ${this.type.name}; add it to the schema or exclude it with sessionAttributeFilter`);
       }
     }
     for (let i = 0; i < this.checkNested.length; i++) {
@@ -200,7 +201,7 @@ export class AvroTranscoder implements Transcoder {
       const v = session[name];
       if (v !== undefined && v !== null) {
         const bad = check(v, name);
-        if (bad) throw new Error(`express-msm: session attribute "${bad}" is not in the Avro schema ${this.type.name}; it would be lost`);
+        if (bad) throw new TranscoderError(`express-msm: session attribute "${bad}" is not in the Avro schema ${this.type.name}; it would be lost`);
       }
     }
     this.fillCookie(session.cookie);
@@ -318,10 +319,10 @@ export class AvroTranscoder implements Transcoder {
         expected = describeType(type);
       },
     });
-    if (where === undefined) return new Error(`express-msm: session does not fit the Avro schema ${this.type.name}: ${cause.message}`);
+    if (where === undefined) return new TranscoderError(`express-msm: session does not fit the Avro schema ${this.type.name}: ${cause.message}`, { cause });
     let hint = '';
     if (got instanceof Date) hint = expected?.includes('timestamp-millis') ? ` (timestamp-millis holds Dates from ${new Date(MIN_AVRO_LONG).toISOString()} on)` : ` (use { type: 'long', logicalType: 'timestamp-millis' })`;
-    return new Error(`express-msm: session attribute "${where}" does not fit the Avro schema ${this.type.name}: expected ${expected}, got ${preview(got)}${hint}`);
+    return new TranscoderError(`express-msm: session attribute "${where}" does not fit the Avro schema ${this.type.name}: expected ${expected}, got ${preview(got)}${hint}`, { cause });
   }
 }
 

@@ -11,6 +11,7 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync } from 'crypto';
 import { JsonTranscoder } from './json';
 import { HEADER_LENGTH, StoredSession, Transcoder, TranscoderContext, TranscoderKind, hasHeader, writeHeader } from './transcoder';
+import { ConfigError, TranscoderError } from '../core/errors';
 
 export interface EncryptionKey {
   /** 1-64 of [A-Za-z0-9_.-]; stored with every value, so a reader knows which key wrote it. */
@@ -45,15 +46,15 @@ function keyBytes(k: EncryptionKey, i: number): Buffer {
   else if (typeof k.key === 'string') {
     b = Buffer.from(k.key, 'base64');
     // Buffer.from skips characters that are not base64: re-encode to tell a real base64 string from anything else.
-    if (b.toString('base64').replace(/=+$/, '') !== k.key.replace(/=+$/, '')) throw new Error(`express-msm: ${what}: key is not base64`);
+    if (b.toString('base64').replace(/=+$/, '') !== k.key.replace(/=+$/, '')) throw ConfigError.saying(`express-msm: ${what}: key is not base64`);
   }
-  if (!b || b.length !== 32) throw new Error(`express-msm: ${what}: key must be 32 bytes (a Buffer or base64), got ${b ? b.length + ' bytes' : typeof k.key}`);
+  if (!b || b.length !== 32) throw ConfigError.saying(`express-msm: ${what}: key must be 32 bytes (a Buffer or base64), got ${b ? b.length + ' bytes' : typeof k.key}`);
   return b;
 }
 
 function derive(k: EncryptionKey, i: number): DerivedKey {
   if (!k || typeof k !== 'object' || typeof k.id !== 'string' || !KEY_ID.test(k.id)) {
-    throw new Error(`express-msm: EncryptingTranscoder keys[${i}]: id must be 1-64 of [A-Za-z0-9_.-]`);
+    throw ConfigError.saying(`express-msm: EncryptingTranscoder keys[${i}]: id must be 1-64 of [A-Za-z0-9_.-]`);
   }
   const secret = keyBytes(k, i);
   // Two independent keys from one secret: one for AES-GCM, one for the synthetic IV.
@@ -77,17 +78,17 @@ export class EncryptingTranscoder implements Transcoder {
 
   constructor(options: EncryptingTranscoderOptions) {
     if (!options || !Array.isArray(options.keys) || options.keys.length === 0) {
-      throw new Error('express-msm: EncryptingTranscoder needs keys: [{ id, key }] (at least one; the first one writes)');
+      throw ConfigError.saying('express-msm: EncryptingTranscoder needs keys: [{ id, key }] (at least one; the first one writes)');
     }
     options.keys.forEach((k, i) => {
       const d = derive(k, i);
-      if (this.readers.has(d.id)) throw new Error(`express-msm: EncryptingTranscoder: duplicate key id ${JSON.stringify(d.id)}`);
+      if (this.readers.has(d.id)) throw ConfigError.saying(`express-msm: EncryptingTranscoder: duplicate key id ${JSON.stringify(d.id)}`);
       this.readers.set(d.id, d);
     });
     this.writer = this.readers.get(options.keys[0].id)!;
     this.inner = options.transcoder ?? new JsonTranscoder();
     if (typeof this.inner.encode !== 'function' || typeof this.inner.decode !== 'function') {
-      throw new Error('express-msm: EncryptingTranscoder: transcoder must have encode(session) and decode(bytes)');
+      throw ConfigError.saying('express-msm: EncryptingTranscoder: transcoder must have encode(session) and decode(bytes)');
     }
     this.name = `encrypted-${this.inner.name}`;
   }
@@ -99,7 +100,7 @@ export class EncryptingTranscoder implements Transcoder {
 
   encode(session: StoredSession, context?: TranscoderContext): Buffer {
     if (!context || typeof context.random !== 'string') {
-      throw new Error('express-msm: EncryptingTranscoder.encode needs the session (context): the ciphertext is bound to it');
+      throw new TranscoderError('express-msm: EncryptingTranscoder.encode needs the session (context): the ciphertext is bound to it');
     }
     const k = this.writer;
     const plain = this.inner.encode(session, context);

@@ -7,18 +7,10 @@ import { ConfigError, MemcachedStore, memcachedSession } from '../../lib';
 import type { MemcachedSessionOptions, MemcachedStoreOptions } from '../../lib';
 import { RawClient } from '../helpers/raw-client';
 import { idFromSetCookie } from '../helpers/app';
+import { thrown } from '../helpers/thrown';
 
 const ports = process.env.MSM_TEST_PORTS!.split(',').map(Number);
 const memcachedNodes = ports.map((p, i) => `n${i + 1}:127.0.0.1:${p}`).join(',');
-
-function thrown(f: () => unknown): Error {
-  try {
-    f();
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('did not throw');
-}
 
 describe('new MemcachedStore(): option names', () => {
   it.each([
