@@ -1,6 +1,8 @@
 // memcachedSession(): the request-aware part of msm that a Store cannot see. Per request:
 //   requestUriIgnorePattern -> (signed cookie + strategy says lock) in-process mutex, memcached lock
 //   -> express-session -> store.applyPendingIdChange -> app -> on response finish/close: learn (auto), unlock.
+import { relocationOf } from '../modes/copies';
+import { sameBytes } from '../modes/session-record';
 import session from 'express-session';
 import type { IncomingMessage, ServerResponse } from 'http';
 import { ConfigError, LockTimeoutError } from '../core/errors';
@@ -95,8 +97,7 @@ function sessionLocks(store: MemcachedStore, locking: LockingConfig): SessionLoc
     lockTarget: (sid: SessionId) => {
       const primary = store.nodes.nodeOf(sid);
       if (store.nodes.isAvailable(primary)) return { node: primary, id: sid.id };
-      const moved = store.nodes.nextAvailable(primary);
-      return moved ? { node: moved, id: store.idFormat.withNode(sid, moved) } : { node: primary, id: sid.id };
+      return relocationOf(store, sid, primary) ?? { node: primary, id: sid.id };
     },
   });
 }
@@ -261,7 +262,7 @@ function modified(s: Setup, req: SessionRequest, state: RequestState): boolean {
   if (state.modified !== undefined) return state.modified;
   try {
     const sid = s.store.idFormat.parse(req.sessionID);
-    return !sid || !s.store.encodeItem(sid, s.store.toStored(session)).equals(state.loadedBytes!);
+    return !sid || !sameBytes(state.loadedId, state.loadedBytes, sid.id, s.store.encodeItem(sid, s.store.toStored(session)));
   } catch {
     return true;
   }

@@ -3,7 +3,7 @@
 import { Store } from 'express-session';
 import type { SessionData } from 'express-session';
 import { MemcachedStoreOptions, ResolvedConfig, resolveConfig, resolveNodes } from './config';
-import { ConfigError } from '../core/errors';
+import { ConfigError, StoreClosedError } from '../core/errors';
 import { KeyFormat } from '../memcached/keys';
 import { Logger, defaultLogger } from '../core/logger';
 import type { ModeContext, SessionMode } from '../modes/mode';
@@ -64,7 +64,7 @@ export class MemcachedStore extends Store {
     this.logger = options.logger ?? defaultLogger();
     this.transcoder = options.transcoder ?? new JsonTranscoder();
     if (typeof this.transcoder.encode !== 'function' || typeof this.transcoder.decode !== 'function') {
-      throw new Error('express-msm: invalid transcoder: expected { encode(session): Buffer, decode(bytes): session | null }');
+      throw ConfigError.saying('express-msm: invalid transcoder: expected { encode(session): Buffer, decode(bytes): session | null }');
     }
     this.keys = new KeyFormat(this.config.storageKeyPrefix);
     const { nodes: list, failoverNodeIds, operationTimeout, nodeAvailabilityCacheTTL, username, password, tls } = this.config;
@@ -200,8 +200,8 @@ export class MemcachedStore extends Store {
    * another node). Every instance must be given the same list.
    */
   setMemcachedNodes(memcachedNodes: string, failoverNodes?: string): void {
-    if (this.closed) throw new Error('express-msm: setMemcachedNodes on a closed store');
-    if (this.discovery) throw new Error(`express-msm: the node list comes from autoDiscovery (${this.discovery.endpoint}); setMemcachedNodes is for memcachedNodes`);
+    if (this.closed) throw new StoreClosedError('express-msm: setMemcachedNodes on a closed store');
+    if (this.discovery) throw ConfigError.saying(`express-msm: the node list comes from autoDiscovery (${this.discovery.endpoint}); setMemcachedNodes is for memcachedNodes`);
     const next = resolveNodes(memcachedNodes, failoverNodes);
     if (next.encodeNodeId !== this.config.encodeNodeId) {
       // Ids without a node suffix are placed by a hash over the nodes; ids with one name their node. Not mixable.
@@ -282,12 +282,12 @@ export class MemcachedStore extends Store {
 
   /** Operations after close() fail at once (a closed store has no connections to wait on). */
   private assertOpen(): void {
-    if (this.closed) throw new Error('express-msm: the store is closed (store.close() was called)');
+    if (this.closed) throw new StoreClosedError();
   }
 
   private async requireIndex(): Promise<UserIndex> {
     this.assertOpen();
-    if (!this.index) throw new Error('express-msm: idsOf/destroyAllOf need the indexBy option, e.g. indexBy: (s) => s.userId');
+    if (!this.index) throw ConfigError.saying('express-msm: idsOf/destroyAllOf need the indexBy option, e.g. indexBy: (s) => s.userId');
     return this.index;
   }
 

@@ -19,6 +19,8 @@ const MIN_REFRESH_MS = 100;
 interface Availability {
   available: boolean;
   checkedAt: number;
+  /** Why the node was last marked unavailable (the cause of a storage error). */
+  error?: Error;
   probing: Promise<void> | undefined;
   /** This process has found (or written) the probe marker on the node: a later miss means it lost its items. */
   markerSeen: boolean;
@@ -155,6 +157,12 @@ export class NodeSet extends EventEmitter {
     if (s.available) this.opts.logger.warn(`memcached node ${id} unavailable: ${error?.message ?? 'operation failed'}`);
     s.available = false;
     s.checkedAt = Date.now();
+    if (error) s.error = error;
+  }
+
+  /** Why `id` was last marked unavailable, if known. */
+  lastError(id: string): Error | undefined {
+    return this.state.get(id)?.error;
   }
 
   markOk(id: string): void {

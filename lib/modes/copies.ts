@@ -57,7 +57,7 @@ export function foreignItem(ctx: ModeContext, sid: SessionId, node: string): nul
  * msm's relocation rule: a session whose node is down moves to the next available node, under its id with that
  * node (same random part and route, so every instance computes the same id). Null when no other node is available.
  */
-export function relocationOf(ctx: ModeContext, sid: SessionId, from: string): { node: string; id: string } | null {
+export function relocationOf(ctx: Pick<ModeContext, 'nodes' | 'idFormat'>, sid: SessionId, from: string): { node: string; id: string } | null {
   const node = ctx.nodes.nextAvailable(from);
   return node ? { node, id: ctx.idFormat.withNode(sid, node) } : null;
 }

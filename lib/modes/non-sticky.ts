@@ -9,6 +9,7 @@
 // that missed writes while it was stopped is repaired), a missing or older backup is rewritten, and a primary that
 // lost its items (restart, eviction) is restored from the newest backup. NodeRepair (repair.ts) does the same
 // proactively for a node that comes back.
+import { SessionTooLargeError, StorageUnavailableError } from '../core/errors';
 import type { LoadResult, ModeContext, SessionMode } from './mode';
 import { itemUnderId } from './mode';
 import { SessionRecord } from './session-record';
@@ -232,7 +233,7 @@ export class NonStickyMode implements SessionMode {
     const written = await this.writePrimary(moved, target, bytes, validity, n.value ? 'set' : 'add');
     if (!written.ok) {
       nodes.markFailed(target, written.error);
-      throw new Error(`express-msm: session could not be relocated: ${written.error.message}`);
+      throw new StorageUnavailableError(`express-msm: session could not be relocated: ${written.error.message}`, { cause: written.error });
     }
     if (!written.value) {
       const theirs = await this.locateCopy(moved);
@@ -279,7 +280,7 @@ export class NonStickyMode implements SessionMode {
       }
       if (isItemTooLarge(r.error)) {
         // The node is fine and every other node would refuse the same item: no failover, a clear error.
-        throw new Error(`express-msm: session is ${bytes.length} bytes, larger than memcached node ${primary} accepts (its item size limit, memcached -I); not stored`);
+        throw new SessionTooLargeError(`express-msm: session is ${bytes.length} bytes, larger than memcached node ${primary} accepts (its item size limit, memcached -I); not stored`, bytes.length, { cause: r.error });
       }
       this.ctx.nodes.markFailed(primary, r.error);
     }
@@ -295,11 +296,11 @@ export class NonStickyMode implements SessionMode {
     const { stats, nodes } = this.ctx;
     stats.primaryWriteFailures++;
     const target = nodes.nextAvailable(primary);
-    if (!target) throw new Error(`express-msm: cannot store session: node ${primary} is down and no other node is available`);
+    if (!target) throw new StorageUnavailableError(`express-msm: cannot store session: node ${primary} is down and no other node is available`, { cause: nodes.lastError(primary) });
     const r = await this.writeBackupKeys(sid, target, bytes, validity);
     if (!r.ok) {
       nodes.markFailed(target, r.error);
-      throw new Error(`express-msm: cannot store session: node ${primary} is down and backup node ${target} failed: ${r.error.message}`);
+      throw new StorageUnavailableError(`express-msm: cannot store session: node ${primary} is down and backup node ${target} failed: ${r.error.message}`, { cause: r.error });
     }
     stats.requestsWithMemcachedFailover++;
     this.ctx.logger.warn(`session ${hashId(sid.id)}: node ${primary} down, stored on ${target} for relocation`);
@@ -359,7 +360,7 @@ export class NonStickyMode implements SessionMode {
     const answered = await this.deleteEverywhere(sid, primary);
     this.ctx.stats.sessionsDestroyed++;
     // Only when nothing could be deleted is it an error: a copy on a dead node has no validity refresh and expires.
-    if (!answered) throw new Error(`express-msm: could not destroy session: no node answered`);
+    if (!answered) throw new StorageUnavailableError(`express-msm: could not destroy session: no node answered`);
   }
 
   async peek(sid: SessionId, node: string): Promise<{ bytes: Buffer; validity: Validity } | null> {

@@ -6,6 +6,7 @@
 // A takeover leaves a forwarding marker under the old key (as non-sticky relocation does at `bak:`), so the old id
 // keeps working at every instance. When the framework keeps the cookie it was given (no req.res, Fastify), the old
 // id stays in use for good and any instance may get it: loads then read memcached every time (see loadShared).
+import { ConfigError } from '../core/errors';
 import { LRUCache } from 'lru-cache';
 import type { LoadResult, ModeContext, SessionMode } from './mode';
 import { itemUnderId } from './mode';
@@ -96,7 +97,7 @@ export class StickyMode implements SessionMode {
   private readonly aliasesRefreshed = new LRUCache<string, number>({ max: 100_000 });
 
   constructor(private readonly ctx: ModeContext) {
-    if (!ctx.cfg.route) throw new Error('express-msm: sticky mode needs a route');
+    if (!ctx.cfg.route) throw ConfigError.saying('express-msm: sticky mode needs a route');
     this.route = ctx.cfg.route;
     this.local = new LRUCache<string, LocalEntry>({
       max: ctx.cfg.localMaxSessions,

@@ -49,12 +49,12 @@ describe('save before response (memcachedSession)', () => {
     expect(r.text).toMatch(/undeclared&quot; is not in the Avro schema/);
   });
 
-  it('answers 500 when the session cannot be written on any node', async () => {
+  it('answers 503 (storage unavailable) when the session cannot be written on any node', async () => {
     ps = await startMemcacheds(1);
     mw = memcachedSession({ memcachedNodes: `n1:127.0.0.1:${ps[0].port}`, operationTimeout: 300, session: { secret: SECRET, resave: false, saveUninitialized: false } });
     await ps[0].kill();
     const r = await request(app(mw)).get('/inc');
-    expect(r.status).toBe(500);
+    expect(r.status).toBe(503);
     expect(r.body.error).toMatch(/cannot store session/);
     expect(r.headers['set-cookie']).toBeUndefined();
   });

@@ -8,7 +8,7 @@ describe('mapLimit', () => {
     const delays = [30, 5, 20, 0, 10, 25, 1];
     const finished: number[] = [];
     const results = await mapLimit(delays, 3, async (ms, i) => {
-      const r = await after(ms, `r${i}`);
+      const r = await resolveAfter(ms, `r${i}`);
       finished.push(i);
       return r;
     });
@@ -23,7 +23,7 @@ describe('mapLimit', () => {
     await mapLimit(items, limit, async (i) => {
       inFlight++;
       most = Math.max(most, inFlight);
-      await after(i % 3, i);
+      await resolveAfter(i % 3, i);
       inFlight--;
     });
     expect(most).toBe(Math.min(limit, items.length));
@@ -34,7 +34,7 @@ describe('mapLimit', () => {
     const started: Array<[string, number]> = [];
     await mapLimit(['a', 'b', 'c', 'd', 'e'], 2, async (item, i) => {
       started.push([item, i]);
-      await after(item === 'a' ? 15 : 1, item);
+      await resolveAfter(item === 'a' ? 15 : 1, item);
     });
     expect(started).toEqual([['a', 0], ['b', 1], ['c', 2], ['d', 3], ['e', 4]]);
   });
@@ -55,12 +55,12 @@ describe('mapLimit', () => {
     // 0 and 1 start; when they finish, 2 (fails at once) and 3 (succeeds later) start; 3's slot then takes nothing.
     const run = mapLimit([0, 1, 2, 3, 4, 5, 6, 7], 2, async (i) => {
       started.push(i);
-      await after(i === 2 ? 1 : i === 3 ? 20 : 10, i);
+      await resolveAfter(i === 2 ? 1 : i === 3 ? 20 : 10, i);
       if (i === 2) throw failure;
       return i;
     });
     await expect(run).rejects.toBe(failure);
-    await after(50, 0);
+    await resolveAfter(50, 0);
     expect(started).toEqual([0, 1, 2, 3]);
   });
 
