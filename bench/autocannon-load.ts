@@ -19,22 +19,26 @@ async function main(): Promise<void> {
     method: a.method,
     connections: a.connections,
     duration: a.duration,
-    requests: [{
-      setupRequest: (req: any) => {
-        req.headers = { ...req.headers, cookie: a.cookies[next++ % a.cookies.length] };
-        return req;
+    requests: [
+      {
+        setupRequest: (req: any) => {
+          req.headers = { ...req.headers, cookie: a.cookies[next++ % a.cookies.length] };
+          return req;
+        },
       },
-    }],
+    ],
   });
-  process.stdout.write(`AUTOCANNON_RESULT ${JSON.stringify({
-    requests: result.requests.total,
-    durationUs: Math.round(result.duration * 1e6),
-    p50Us: Math.round(result.latency.p50 * 1000),
-    p99Us: Math.round(result.latency.p99 * 1000),
-    non2xx: result.non2xx,
-    errors: result.errors,
-    timeouts: result.timeouts,
-  })}\n`);
+  process.stdout.write(
+    `AUTOCANNON_RESULT ${JSON.stringify({
+      requests: result.requests.total,
+      durationUs: Math.round(result.duration * 1e6),
+      p50Us: Math.round(result.latency.p50 * 1000),
+      p99Us: Math.round(result.latency.p99 * 1000),
+      non2xx: result.non2xx,
+      errors: result.errors,
+      timeouts: result.timeouts,
+    })}\n`,
+  );
 }
 
 main().catch((e) => {

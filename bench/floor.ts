@@ -61,7 +61,7 @@ class RawNode {
   }
 
   private onData(data: Buffer): void {
-    let buf = this.partial ? Buffer.concat([this.partial, data]) : data;
+    const buf = this.partial ? Buffer.concat([this.partial, data]) : data;
     this.partial = undefined;
     let at = 0;
     while (buf.length - at >= 24 && buf.length - at >= 24 + buf.readUInt32BE(at + 8)) {
@@ -111,8 +111,10 @@ export function nonStickyFloor(addresses: string[]): { store: session.Store; clo
   class NonStickyFloor extends session.Store {
     get(sid: string, cb: (err: unknown, session?: session.SessionData | null) => void): void {
       const [primary, backup] = pick(sid);
-      Promise.all([primary.get(sid), primary.get(`validity:${sid}`), backup.get(`bak:validity:${sid}`)])
-        .then(([s]) => cb(null, s ? JSON.parse(s.toString()) : null), cb);
+      Promise.all([primary.get(sid), primary.get(`validity:${sid}`), backup.get(`bak:validity:${sid}`)]).then(
+        ([s]) => cb(null, s ? JSON.parse(s.toString()) : null),
+        cb,
+      );
     }
 
     set(sid: string, sess: session.SessionData, cb?: (err?: unknown) => void): void {
@@ -122,7 +124,10 @@ export function nonStickyFloor(addresses: string[]): { store: session.Store; clo
       const landed = primary.set(sid, bytes);
       backup.setq(`bak:${sid}`, bytes);
       backup.setq(`bak:validity:${sid}`, VALIDITY);
-      landed.then(() => cb?.(), (e) => cb?.(e));
+      landed.then(
+        () => cb?.(),
+        (e) => cb?.(e),
+      );
     }
 
     touch(sid: string, _sess: session.SessionData, cb?: (err?: unknown) => void): void {

@@ -43,7 +43,19 @@ if (config === 'memory' || config.startsWith('floor-')) {
   wrap(Store.prototype, 'createSession');
 } else if (lib && config.startsWith('msm-')) {
   const { MemcachedStore } = require(path.join(lib, 'store'));
-  for (const m of ['get', 'set', 'touch', 'createSession', 'saveNow', 'refreshNow', 'loaded', 'resolve', 'toStored', 'encodeItem', 'needsSave']) {
+  for (const m of [
+    'get',
+    'set',
+    'touch',
+    'createSession',
+    'saveNow',
+    'refreshNow',
+    'loaded',
+    'resolve',
+    'toStored',
+    'encodeItem',
+    'needsSave',
+  ]) {
     wrap(MemcachedStore.prototype, m);
   }
   const { JsonTranscoder } = require(path.join(lib, 'transcoders', 'json'));

@@ -37,7 +37,7 @@ if (typeof global.gc !== 'function') {
   process.exit(2);
 }
 const sessions = Number(process.argv[2] ?? 20_000);
-console.log(`${sessions} sessions of ${SIZE} bytes: ${(sessions * SIZE / 1e6).toFixed(1)} MB of session bytes`);
+console.log(`${sessions} sessions of ${SIZE} bytes: ${((sessions * SIZE) / 1e6).toFixed(1)} MB of session bytes`);
 for (const own of [false, true]) {
   const r = run(own, sessions);
   console.log(`${own ? 'own memory  ' : 'pool slices '}: ${r.mb.toFixed(1)} MB held in ${r.pools} ArrayBuffers`);

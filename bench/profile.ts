@@ -32,7 +32,13 @@ function main(): void {
   const top = Number(process.argv[3] ?? 30);
   const skipUs = Number(process.argv[4] ?? 3) * 1e6;
   if (!file) throw new Error('usage: profile.ts <file.cpuprofile> [top]');
-  const prof = JSON.parse(fs.readFileSync(file, 'utf8')) as { nodes: Node[]; samples: number[]; timeDeltas: number[]; startTime: number; endTime: number };
+  const prof = JSON.parse(fs.readFileSync(file, 'utf8')) as {
+    nodes: Node[];
+    samples: number[];
+    timeDeltas: number[];
+    startTime: number;
+    endTime: number;
+  };
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));
   // Self time per node from samples (microseconds).
   const self = new Map<number, number>();
@@ -42,7 +48,9 @@ function main(): void {
     if (t >= skipUs) self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0));
   });
   const total = [...self.values()].reduce((a, b) => a + b, 0);
-  const idle = [...self.entries()].filter(([id]) => byId.get(id)?.callFrame.functionName === '(idle)').reduce((a, [, v]) => a + v, 0);
+  const idle = [...self.entries()]
+    .filter(([id]) => byId.get(id)?.callFrame.functionName === '(idle)')
+    .reduce((a, [, v]) => a + v, 0);
   const busy = total - idle;
 
   const fn = new Map<string, number>();
@@ -74,7 +82,9 @@ function main(): void {
   }
   const pct = (us: number) => `${((100 * us) / busy).toFixed(1).padStart(5)}%`;
   const ms = (us: number) => `${(us / 1000).toFixed(0).padStart(6)} ms`;
-  console.log(`${path.basename(file)}: ${(total / 1e6).toFixed(1)} s sampled after the first ${skipUs / 1e6} s, busy ${(busy / 1e6).toFixed(1)} s (${((100 * busy) / total).toFixed(0)}%); percentages are of busy time`);
+  console.log(
+    `${path.basename(file)}: ${(total / 1e6).toFixed(1)} s sampled after the first ${skipUs / 1e6} s, busy ${(busy / 1e6).toFixed(1)} s (${((100 * busy) / total).toFixed(0)}%); percentages are of busy time`,
+  );
   console.log('\nself time by file / package:');
   for (const [k, v] of [...files].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`${ms(v)} ${pct(v)}  ${k}`);
   console.log('\nself time by function:');

@@ -21,7 +21,7 @@
 //   --baseline DIR       [BENCH_BASELINE: another checkout (e.g. the code before a change); each msm-* configuration
 //                         selected also runs on DIR's bench/server.ts and lib/ as "<config> @base", in the same
 //                         rounds; the report adds new/base ratios of CPU per request and req/s, paired per round]
-import { ChildProcess, execFileSync, spawn } from 'child_process';
+import { type ChildProcess, execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as net from 'net';
@@ -31,7 +31,17 @@ import { MemcachedProcess, canConnect, findBinary, freePort, memcachedBinary } f
 import { renderSvg } from './chart';
 
 const ROOT = path.join(__dirname, '..');
-const ALL_CONFIGS = ['memory', 'connect-memcached', 'connect-redis', 'msm-json', 'msm-json-mw', 'msm-avro', 'msm-sticky', 'msm-sticky-mw', 'msm-locking'];
+const ALL_CONFIGS = [
+  'memory',
+  'connect-memcached',
+  'connect-redis',
+  'msm-json',
+  'msm-json-mw',
+  'msm-avro',
+  'msm-sticky',
+  'msm-sticky-mw',
+  'msm-locking',
+];
 /** Run only when named in --only: the least each mode's memcached traffic costs (bench/floor.ts). */
 const FLOOR_CONFIGS = ['floor-sticky', 'floor-non-sticky'];
 /** Configurations served by the two msm memcached nodes. */
@@ -77,7 +87,10 @@ function num(name: string, envName: string, dflt: number): number {
 }
 
 function list(name: string, envName: string): string[] {
-  return (arg(name, envName) ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  return (arg(name, envName) ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 const publish = flag('publish');
@@ -96,7 +109,11 @@ const profiled = new Set(list('profile', 'BENCH_PROFILE'));
 const outArg = arg('out', 'BENCH_OUT');
 const baselineArg = arg('baseline', 'BENCH_BASELINE');
 /** Runs without --publish never overwrite the committed results. */
-const outDir = publish ? path.join(ROOT, 'bench') : outArg ? path.resolve(outArg) : fs.mkdtempSync(path.join(os.tmpdir(), 'msm-bench-'));
+const outDir = publish
+  ? path.join(ROOT, 'bench')
+  : outArg
+    ? path.resolve(outArg)
+    : fs.mkdtempSync(path.join(os.tmpdir(), 'msm-bench-'));
 const profileDir = path.join(ROOT, 'bench', '.work', 'profiles');
 
 // --- placement -------------------------------------------------------------------------------------------------
@@ -108,7 +125,8 @@ const profileDir = path.join(ROOT, 'bench', '.work', 'profiles');
 function placement(): { pinned: boolean; serverCpu?: number; loadCpu?: number; reason?: string } {
   if (flag('no-pin') || process.env.BENCH_PIN === '0') return { pinned: false, reason: 'disabled (--no-pin)' };
   if (os.cpus().length < 2) return { pinned: false, reason: 'fewer than 2 cores' };
-  if (!findBinary(['/usr/bin/taskset', '/bin/taskset', '/usr/local/bin/taskset'], '--version')) return { pinned: false, reason: 'taskset not installed' };
+  if (!findBinary(['/usr/bin/taskset', '/bin/taskset', '/usr/local/bin/taskset'], '--version'))
+    return { pinned: false, reason: 'taskset not installed' };
   return { pinned: true, serverCpu: 0, loadCpu: 1 };
 }
 const place = placement();
@@ -145,12 +163,19 @@ const loader = wrk ? 'wrk' : 'autocannon';
 // --- backends --------------------------------------------------------------------------------------------------
 
 function redisBinary(): string | undefined {
-  return findBinary([process.env.REDIS_SERVER_BIN, '/usr/bin/redis-server', '/usr/local/bin/redis-server'], '--version');
+  return findBinary(
+    [process.env.REDIS_SERVER_BIN, '/usr/bin/redis-server', '/usr/local/bin/redis-server'],
+    '--version',
+  );
 }
 
 async function startRedis(bin: string): Promise<{ proc: ChildProcess; port: number }> {
   const port = await freePort();
-  const proc = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], { stdio: 'ignore' });
+  const proc = spawn(
+    bin,
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'],
+    { stdio: 'ignore' },
+  );
   const until = Date.now() + 5000;
   while (Date.now() < until) {
     if (proc.exitCode !== null) throw new Error(`redis-server exited with ${proc.exitCode}`);
@@ -165,7 +190,10 @@ function memcachedStats(port: number): Promise<Record<string, number>> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host: '127.0.0.1', port });
     let buf = '';
-    const t = setTimeout(() => { s.destroy(); reject(new Error(`stats on ${port} timed out`)); }, 2000);
+    const t = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`stats on ${port} timed out`));
+    }, 2000);
     s.on('connect', () => s.write('stats\r\n'));
     s.on('data', (d) => {
       buf += d.toString('latin1');
@@ -179,7 +207,10 @@ function memcachedStats(port: number): Promise<Record<string, number>> {
       }
       resolve(out);
     });
-    s.on('error', (e) => { clearTimeout(t); reject(e); });
+    s.on('error', (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
   });
 }
 
@@ -220,10 +251,14 @@ const JS_ROOT = path.join(ROOT, 'bench', '.work', 'js');
  * run of uncommitted code says so). `unknown` outside a git checkout.
  */
 function sourceState(dir = ROOT): { commit: string; uncommitted: string[] } {
-  const git = (...args: string[]) => execFileSync('git', args, { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const git = (...args: string[]) =>
+    execFileSync('git', args, { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   try {
     const commit = git('rev-parse', '--short', 'HEAD').trim();
-    const uncommitted = git('status', '--porcelain', '--', 'lib', 'bench', 'package-lock.json').split('\n').filter(Boolean).map((l) => l.slice(3));
+    const uncommitted = git('status', '--porcelain', '--', 'lib', 'bench', 'package-lock.json')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.slice(3));
     return { commit, uncommitted };
   } catch {
     return { commit: 'unknown', uncommitted: [] };
@@ -248,7 +283,8 @@ function tsFiles(src: string, out: string): [string, string][] {
   for (const entry of fs.readdirSync(src, { withFileTypes: true })) {
     const from = path.join(src, entry.name);
     if (entry.isDirectory()) files.push(...tsFiles(from, path.join(out, entry.name)));
-    else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) files.push([from, path.join(out, entry.name.slice(0, -3) + '.js')]);
+    else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts'))
+      files.push([from, path.join(out, entry.name.slice(0, -3) + '.js')]);
   }
   return files;
 }
@@ -261,7 +297,10 @@ function transpileTree(src: string, out: string): void {
 function compiledLib(dir: string): string {
   const src = path.resolve(ROOT, dir);
   const rel = path.relative(ROOT, src);
-  if (rel.startsWith('..') || path.isAbsolute(rel)) throw new Error(`${dir}: a copy of lib/ must sit inside the repository (its require()s resolve node_modules from there)`);
+  if (rel.startsWith('..') || path.isAbsolute(rel))
+    throw new Error(
+      `${dir}: a copy of lib/ must sit inside the repository (its require()s resolve node_modules from there)`,
+    );
   const out = path.join(JS_ROOT, rel);
   fs.rmSync(out, { recursive: true, force: true });
   transpileTree(src, out);
@@ -270,7 +309,8 @@ function compiledLib(dir: string): string {
 
 /** bench/server.ts and bench/floor.ts as JavaScript (the server requires ./floor). */
 function compiledServer(): string {
-  for (const f of ['server', 'floor']) transpileFile(path.join(__dirname, `${f}.ts`), path.join(JS_ROOT, 'bench', `${f}.js`));
+  for (const f of ['server', 'floor'])
+    transpileFile(path.join(__dirname, `${f}.ts`), path.join(JS_ROOT, 'bench', `${f}.js`));
   return path.join(JS_ROOT, 'bench', 'server.js');
 }
 
@@ -310,7 +350,8 @@ for (const [from, to] of JSON.parse(fs.readFileSync(process.argv[2], 'utf8'))) {
 function compiledBaseline(dirArg: string): Baseline {
   const dir = path.resolve(dirArg);
   for (const need of ['bench/server.ts', 'lib/index.ts', 'scripts/register.js', 'node_modules']) {
-    if (!fs.existsSync(path.join(dir, need))) throw new Error(`--baseline ${dir}: no ${need} there${need === 'node_modules' ? ' (run npm ci in it)' : ''}`);
+    if (!fs.existsSync(path.join(dir, need)))
+      throw new Error(`--baseline ${dir}: no ${need} there${need === 'node_modules' ? ' (run npm ci in it)' : ''}`);
   }
   if (dir === ROOT) throw new Error('--baseline names this checkout itself');
   const out = path.join(JS_ROOT, 'baseline');
@@ -326,7 +367,10 @@ function compiledBaseline(dirArg: string): Baseline {
   fs.writeFileSync(list, JSON.stringify(files));
   let transpiledWith = `${path.join(dir, 'scripts', 'register.js')} (its TypeScript)`;
   try {
-    execFileSync(process.execPath, ['-e', TRANSPILE_CHILD, path.join(dir, 'scripts', 'register.js'), list], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync(process.execPath, ['-e', TRANSPILE_CHILD, path.join(dir, 'scripts', 'register.js'), list], {
+      cwd: dir,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
   } catch (e: any) {
     if (e.status !== 3) throw new Error(`--baseline ${dir}: transpiling its code failed: ${e.stderr ?? e.message}`);
     // Its register.js exports no transpile(): this checkout's does the same job.
@@ -336,7 +380,13 @@ function compiledBaseline(dirArg: string): Baseline {
   fs.rmSync(list);
   // Resolution goes from the file upwards: out/node_modules comes before this checkout's.
   fs.symlinkSync(path.join(dir, 'node_modules'), path.join(out, 'node_modules'), 'dir');
-  return { dir, source: sourceState(dir), serverJs: path.join(out, 'bench', 'server.js'), lib: path.join(out, 'lib'), transpiledWith };
+  return {
+    dir,
+    source: sourceState(dir),
+    serverJs: path.join(out, 'bench', 'server.js'),
+    lib: path.join(out, 'lib'),
+    transpiledWith,
+  };
 }
 
 // --- servers ---------------------------------------------------------------------------------------------------
@@ -354,10 +404,22 @@ interface ServerSpec {
 function serverSpec(name: string, baseline: Baseline | undefined): ServerSpec {
   if (isBase(name)) {
     if (!baseline) throw new Error(`${name} without --baseline`);
-    return { name, config: name.slice(0, -BASE_SUFFIX.length), script: baseline.serverJs, lib: baseline.lib, cwd: baseline.dir };
+    return {
+      name,
+      config: name.slice(0, -BASE_SUFFIX.length),
+      script: baseline.serverJs,
+      lib: baseline.lib,
+      cwd: baseline.dir,
+    };
   }
   const at = name.indexOf('@');
-  return { name, config: at < 0 ? name : name.slice(0, at), script: serverJs, lib: libJs.get(at < 0 ? 'lib' : name.slice(at + 1))!, cwd: ROOT };
+  return {
+    name,
+    config: at < 0 ? name : name.slice(0, at),
+    script: serverJs,
+    lib: libJs.get(at < 0 ? 'lib' : name.slice(at + 1))!,
+    cwd: ROOT,
+  };
 }
 
 interface Server {
@@ -372,7 +434,10 @@ interface Server {
   msm: boolean;
 }
 
-function startServer(spec: ServerSpec, env: NodeJS.ProcessEnv): Promise<{ server?: { proc: ChildProcess; port: number }; skip?: string; error?: string }> {
+function startServer(
+  spec: ServerSpec,
+  env: NodeJS.ProcessEnv,
+): Promise<{ server?: { proc: ChildProcess; port: number }; skip?: string; error?: string }> {
   const { name } = spec;
   // BENCH_NODE_ARGS: V8/node flags for the servers only (e.g. --trace-gc, which NODE_OPTIONS does not allow).
   // --no-flush-bytecode: a server idles for a minute while the others run, and V8 then flushes the bytecode (and
@@ -383,7 +448,11 @@ function startServer(spec: ServerSpec, env: NodeJS.ProcessEnv): Promise<{ server
   const nodeArgs = [...SERVER_V8_FLAGS, ...(process.env.BENCH_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [])];
   if (profiled.has(name)) {
     fs.mkdirSync(profileDir, { recursive: true });
-    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name.replace(/[^\w.-]+/g, '_')}-${Date.now()}.cpuprofile`);
+    nodeArgs.push(
+      '--cpu-prof',
+      `--cpu-prof-dir=${profileDir}`,
+      `--cpu-prof-name=${name.replace(/[^\w.-]+/g, '_')}-${Date.now()}.cpuprofile`,
+    );
   }
   const [cmd, args] = pinned(place.serverCpu, process.execPath, [...nodeArgs, spec.script, spec.config]);
   // spawn, not fork: taskset execs node, which still finds the IPC channel it inherits.
@@ -393,13 +462,26 @@ function startServer(spec: ServerSpec, env: NodeJS.ProcessEnv): Promise<{ server
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   return new Promise((resolve) => {
-    const t = setTimeout(() => { proc.kill('SIGKILL'); resolve({ error: 'did not start within 20 s' }); }, 20_000);
+    const t = setTimeout(() => {
+      proc.kill('SIGKILL');
+      resolve({ error: 'did not start within 20 s' });
+    }, 20_000);
     proc.on('message', (m: any) => {
-      if (m?.type === 'ready') { clearTimeout(t); resolve({ server: { proc, port: m.port } }); }
-      else if (m?.type === 'skip') { clearTimeout(t); resolve({ skip: m.reason }); }
-      else if (m?.type === 'error') { clearTimeout(t); resolve({ error: m.message }); }
+      if (m?.type === 'ready') {
+        clearTimeout(t);
+        resolve({ server: { proc, port: m.port } });
+      } else if (m?.type === 'skip') {
+        clearTimeout(t);
+        resolve({ skip: m.reason });
+      } else if (m?.type === 'error') {
+        clearTimeout(t);
+        resolve({ error: m.message });
+      }
     });
-    proc.on('exit', (code) => { clearTimeout(t); resolve({ error: `exited with ${code} before it was ready` }); });
+    proc.on('exit', (code) => {
+      clearTimeout(t);
+      resolve({ error: `exited with ${code} before it was ready` });
+    });
   });
 }
 
@@ -416,14 +498,22 @@ async function stopServer(proc: ChildProcess): Promise<void> {
   clearTimeout(t);
 }
 
-function request(port: number, method: string, urlPath: string, cookie?: string): Promise<{ status: number; body: string; setCookie?: string[] }> {
+function request(
+  port: number,
+  method: string,
+  urlPath: string,
+  cookie?: string,
+): Promise<{ status: number; body: string; setCookie?: string[] }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path: urlPath, agent: false, headers: cookie ? { cookie } : {} }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, setCookie: res.headers['set-cookie'] }));
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port, method, path: urlPath, agent: false, headers: cookie ? { cookie } : {} },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, setCookie: res.headers['set-cookie'] }));
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -497,7 +587,9 @@ function procCounters(pid: number | undefined): Record<string, number> | undefin
 function threadCpuUs(pid: number): Record<string, number> {
   const out: Record<string, number> = { mainThreadUs: 0, otherThreadsUs: 0 };
   for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    out[Number(tid) === pid ? 'mainThreadUs' : 'otherThreadsUs'] += statCpuUs(fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
+    out[Number(tid) === pid ? 'mainThreadUs' : 'otherThreadsUs'] += statCpuUs(
+      fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'),
+    );
   }
   return out;
 }
@@ -537,15 +629,28 @@ async function load(s: Server, route: Route, duration: number): Promise<Measured
   let args: string[];
   const env = { ...process.env };
   if (wrk) {
-    const cookieFile = path.join(os.tmpdir(), `msm-bench-cookies-${process.pid}-${s.name.replace(/[^\w.-]/g, "_")}`);
+    const cookieFile = path.join(os.tmpdir(), `msm-bench-cookies-${process.pid}-${s.name.replace(/[^\w.-]/g, '_')}`);
     fs.writeFileSync(cookieFile, s.cookies.join('\n') + '\n');
     env.BENCH_COOKIES = cookieFile;
     env.BENCH_METHOD = method;
     // wrk takes whole seconds.
-    [cmd, args] = pinned(place.loadCpu, wrk, ['-t1', `-c${settings.connections}`, `-d${Math.max(1, Math.round(duration))}s`, '--latency', '-s', path.join(__dirname, 'wrk.lua'), url]);
+    [cmd, args] = pinned(place.loadCpu, wrk, [
+      '-t1',
+      `-c${settings.connections}`,
+      `-d${Math.max(1, Math.round(duration))}s`,
+      '--latency',
+      '-s',
+      path.join(__dirname, 'wrk.lua'),
+      url,
+    ]);
   } else {
     const payload = JSON.stringify({ url, method, connections: settings.connections, duration, cookies: s.cookies });
-    [cmd, args] = pinned(place.loadCpu, process.execPath, ['-r', path.join(ROOT, 'scripts', 'register.js'), path.join(__dirname, 'autocannon-load.ts'), payload]);
+    [cmd, args] = pinned(place.loadCpu, process.execPath, [
+      '-r',
+      path.join(ROOT, 'scripts', 'register.js'),
+      path.join(__dirname, 'autocannon-load.ts'),
+      payload,
+    ]);
   }
   const out = await new Promise<string>((resolve, reject) => {
     const p = spawn(cmd, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -599,13 +704,20 @@ function payloadBytes(): Record<string, number> {
 }
 
 /** Issue 14's targets (and issue 5's payload size), as far as this run measured them. */
-function targets(summary: Record<string, any>, payload: Record<string, number>): { target: string; measured: string; met: boolean }[] {
+function targets(
+  summary: Record<string, any>,
+  payload: Record<string, number>,
+): { target: string; measured: string; met: boolean }[] {
   const out: { target: string; measured: string; met: boolean }[] = [];
   const names: Record<string, string> = { vsRedis: 'connect-redis', vsMemory: 'MemoryStore', vsBare: 'the bare Store' };
   const ratio = (c: string, route: Route, against: 'vsRedis' | 'vsMemory' | 'vsBare', min: number) => {
     const x = summary[c]?.[route]?.[against];
     if (typeof x === 'number' && Number.isFinite(x)) {
-      out.push({ target: `${LABELS[c]} ${route} >= ${min}x ${names[against]}`, measured: `${x.toFixed(2)}x`, met: x >= min });
+      out.push({
+        target: `${LABELS[c]} ${route} >= ${min}x ${names[against]}`,
+        measured: `${x.toFixed(2)}x`,
+        met: x >= min,
+      });
     }
   };
   for (const route of ALL_ROUTES) {
@@ -618,7 +730,11 @@ function targets(summary: Record<string, any>, payload: Record<string, number>):
   }
   if (payload.json && payload.avro) {
     const r = payload.avro / payload.json;
-    out.push({ target: 'Avro payload <= 50% of JSON (bench session)', measured: `${payload.avro} / ${payload.json} bytes = ${(100 * r).toFixed(0)}%`, met: r <= 0.5 });
+    out.push({
+      target: 'Avro payload <= 50% of JSON (bench session)',
+      measured: `${payload.avro} / ${payload.json} bytes = ${(100 * r).toFixed(0)}%`,
+      met: r <= 0.5,
+    });
   }
   return out;
 }
@@ -651,14 +767,30 @@ export function markdownTable(summary: any, configs: string[]): string {
     const r = summary[c]?.read;
     const w = summary[c]?.write;
     if (!r && !w) continue;
-    const cells = (x: any) => !x ? ['-', '-', '-', '-', '-', '-', '-'] : [Math.round(x.rps).toLocaleString('en-US'), x.p50.toFixed(1), x.p99.toFixed(1), fmtRatio(x.vsMemory), fmtRatio(x.vsRedis), fmtRatio(x.vsBare), `${x.cpuUsPerRequest.toFixed(0)}+${x.backendCpuUsPerRequest.toFixed(0)}`];
+    const cells = (x: any) =>
+      !x
+        ? ['-', '-', '-', '-', '-', '-', '-']
+        : [
+            Math.round(x.rps).toLocaleString('en-US'),
+            x.p50.toFixed(1),
+            x.p99.toFixed(1),
+            fmtRatio(x.vsMemory),
+            fmtRatio(x.vsRedis),
+            fmtRatio(x.vsBare),
+            `${x.cpuUsPerRequest.toFixed(0)}+${x.backendCpuUsPerRequest.toFixed(0)}`,
+          ];
     lines.push(`| ${label(c)} | ${[...cells(r), ...cells(w)].join(' | ')} |`);
   }
   return lines.join('\n');
 }
 
 /** A markdown table with a row per configuration and route; `cells` gives a row's cells, or undefined to skip it. */
-function perRouteTable(summary: any, configs: string[], header: string[], cells: (x: any, config: string, route: Route) => string[] | undefined): string {
+function perRouteTable(
+  summary: any,
+  configs: string[],
+  header: string[],
+  cells: (x: any, config: string, route: Route) => string[] | undefined,
+): string {
   const lines = [`| configuration | route | ${header.join(' | ')} |`, `|---|---|${header.map(() => '--:|').join('')}`];
   for (const c of configs) {
     for (const route of ROUTES) {
@@ -670,37 +802,85 @@ function perRouteTable(summary: any, configs: string[], header: string[], cells:
 }
 
 export function opsTable(summary: any, configs: string[]): string {
-  return perRouteTable(summary, configs, ['get', 'set (incl. add)', 'touch', 'delete', 'total', 'client-side: get/set/add/delete/touch'], (x) => {
-    const o = x.memcachedOpsPerRequest;
-    if (!o) return undefined;
-    const cl = x.clientOpsPerRequest;
-    const client = cl ? ['get', 'set', 'add', 'delete', 'touch'].map((k) => (cl[k] ?? 0).toFixed(2)).join(' / ') : '-';
-    return [o.get, o.set, o.touch, o.delete, o.total].map((n: number) => n.toFixed(2)).concat(client);
-  });
+  return perRouteTable(
+    summary,
+    configs,
+    ['get', 'set (incl. add)', 'touch', 'delete', 'total', 'client-side: get/set/add/delete/touch'],
+    (x) => {
+      const o = x.memcachedOpsPerRequest;
+      if (!o) return undefined;
+      const cl = x.clientOpsPerRequest;
+      const client = cl
+        ? ['get', 'set', 'add', 'delete', 'touch'].map((k) => (cl[k] ?? 0).toFixed(2)).join(' / ')
+        : '-';
+      return [o.get, o.set, o.touch, o.delete, o.total].map((n: number) => n.toFixed(2)).concat(client);
+    },
+  );
 }
 
 /** Per configuration with a baseline twin and route: new, base and new/base of CPU per request, req/s, memcached ops. */
 export function baselineTable(summary: any, configs: string[]): string {
-  const header = ['CPU µs/req new', 'base', 'CPU new/base', 'req/s new', 'base', 'req/s new/base', 'memcached ops/req new', 'base', 'verdict'];
-  const range = (xs: number[] | undefined) => (xs?.length ? ` [${Math.min(...xs).toFixed(3)}-${Math.max(...xs).toFixed(3)}]` : '');
-  return perRouteTable(summary, configs.filter((c) => !isBase(c)), header, (x, config, route) => {
-    if (x.cpuVsBaseline === undefined) return undefined;
-    const b = summary[baseOf(config)][route];
-    const ops = (y: any) => (y.memcachedOpsPerRequest ? y.memcachedOpsPerRequest.total.toFixed(2) : '-');
-    return [x.cpuUsPerRequest.toFixed(1), b.cpuUsPerRequest.toFixed(1), fmtRatio3(x.cpuVsBaseline) + range(x.cpuVsBaselineRounds),
-      Math.round(x.rps).toLocaleString('en-US'), Math.round(b.rps).toLocaleString('en-US'), fmtRatio3(x.vsBaseline) + range(x.vsBaselineRounds),
-      ops(x), ops(b), x.cpuVsBaseline > 1 + SLOWER_THRESHOLD ? `**SLOWER (> ${100 * SLOWER_THRESHOLD}% CPU)**` : 'ok'];
-  });
+  const header = [
+    'CPU µs/req new',
+    'base',
+    'CPU new/base',
+    'req/s new',
+    'base',
+    'req/s new/base',
+    'memcached ops/req new',
+    'base',
+    'verdict',
+  ];
+  const range = (xs: number[] | undefined) =>
+    xs?.length ? ` [${Math.min(...xs).toFixed(3)}-${Math.max(...xs).toFixed(3)}]` : '';
+  return perRouteTable(
+    summary,
+    configs.filter((c) => !isBase(c)),
+    header,
+    (x, config, route) => {
+      if (x.cpuVsBaseline === undefined) return undefined;
+      const b = summary[baseOf(config)][route];
+      const ops = (y: any) => (y.memcachedOpsPerRequest ? y.memcachedOpsPerRequest.total.toFixed(2) : '-');
+      return [
+        x.cpuUsPerRequest.toFixed(1),
+        b.cpuUsPerRequest.toFixed(1),
+        fmtRatio3(x.cpuVsBaseline) + range(x.cpuVsBaselineRounds),
+        Math.round(x.rps).toLocaleString('en-US'),
+        Math.round(b.rps).toLocaleString('en-US'),
+        fmtRatio3(x.vsBaseline) + range(x.vsBaselineRounds),
+        ops(x),
+        ops(b),
+        x.cpuVsBaseline > 1 + SLOWER_THRESHOLD ? `**SLOWER (> ${100 * SLOWER_THRESHOLD}% CPU)**` : 'ok',
+      ];
+    },
+  );
 }
 
 export function kernelTable(summary: any, configs: string[]): string {
-  const header = ['read syscalls', 'write syscalls', 'voluntary switches', 'involuntary switches', 'minor faults', 'CPU µs main thread', 'CPU µs other threads', 'CPU µs idle servers'];
+  const header = [
+    'read syscalls',
+    'write syscalls',
+    'voluntary switches',
+    'involuntary switches',
+    'minor faults',
+    'CPU µs main thread',
+    'CPU µs other threads',
+    'CPU µs idle servers',
+  ];
   return perRouteTable(summary, configs, header, (x) => {
     const k = x.kernelPerRequest;
     if (!k) return undefined;
     const cell = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
-    return [cell(k.readSyscalls, 2), cell(k.writeSyscalls, 2), cell(k.voluntarySwitches, 2), cell(k.involuntarySwitches, 2),
-      cell(k.minorFaults, 2), cell(k.mainThreadUs, 0), cell(k.otherThreadsUs, 0), cell(k.idleServersUs, 1)];
+    return [
+      cell(k.readSyscalls, 2),
+      cell(k.writeSyscalls, 2),
+      cell(k.voluntarySwitches, 2),
+      cell(k.involuntarySwitches, 2),
+      cell(k.minorFaults, 2),
+      cell(k.mainThreadUs, 0),
+      cell(k.otherThreadsUs, 0),
+      cell(k.idleServersUs, 1),
+    ];
   });
 }
 
@@ -715,19 +895,25 @@ async function main(): Promise<void> {
   const experimental = only.filter((c) => c.includes('@'));
   const selected = only.length ? [...known.filter((c) => only.includes(c)), ...experimental] : ALL_CONFIGS;
   const source = sourceState();
-  const changes = (src: { uncommitted: string[] }) => (src.uncommitted.length ? ` with uncommitted changes to ${src.uncommitted.join(', ')}` : '');
+  const changes = (src: { uncommitted: string[] }) =>
+    src.uncommitted.length ? ` with uncommitted changes to ${src.uncommitted.join(', ')}` : '';
   console.log(`bench: commit ${source.commit}${changes(source)}`);
   // --baseline: each msm configuration right before its baseline twin (the rounds keep the two next to each other).
   const baseline = baselineArg ? compiledBaseline(baselineArg) : undefined;
   const wanted = baseline ? selected.flatMap((c) => (/^msm-[^@]*$/.test(c) ? [c, baseOf(c)] : [c])) : selected;
   if (baseline) {
     if (!wanted.some(isBase)) throw new Error('--baseline: no msm-* configuration selected to compare');
-    console.log(`bench: baseline ${baseline.dir}, commit ${baseline.source.commit}${changes(baseline.source)}; its server and lib/ transpiled by ${baseline.transpiledWith}`);
+    console.log(
+      `bench: baseline ${baseline.dir}, commit ${baseline.source.commit}${changes(baseline.source)}; its server and lib/ transpiled by ${baseline.transpiledWith}`,
+    );
   }
-  console.log(`bench: ${wanted.join(', ')}; ${settings.rounds} round(s) x ${settings.duration} s, ${settings.connections} connections over ${settings.sessions} sessions, warm-up ${settings.warmup} s; ${loader}; ${place.pinned ? `servers on cpu ${place.serverCpu}, load generator and backends on cpu ${place.loadCpu}` : `not pinned: ${place.reason}`}; results to ${outDir}`);
+  console.log(
+    `bench: ${wanted.join(', ')}; ${settings.rounds} round(s) x ${settings.duration} s, ${settings.connections} connections over ${settings.sessions} sessions, warm-up ${settings.warmup} s; ${loader}; ${place.pinned ? `servers on cpu ${place.serverCpu}, load generator and backends on cpu ${place.loadCpu}` : `not pinned: ${place.reason}`}; results to ${outDir}`,
+  );
 
   serverJs = compiledServer();
-  for (const dir of new Set(['lib', ...experimental.map((c) => c.slice(c.indexOf('@') + 1))])) libJs.set(dir, compiledLib(dir));
+  for (const dir of new Set(['lib', ...experimental.map((c) => c.slice(c.indexOf('@') + 1))]))
+    libJs.set(dir, compiledLib(dir));
 
   // This process only orchestrates; it stays off the servers' core.
   pinProcess(process.pid, place.loadCpu);
@@ -807,8 +993,18 @@ async function main(): Promise<void> {
       try {
         const cookies = await createSessions(port, settings.sessions);
         const msm = onMsmNodes(name);
-        const statPorts = msm ? msmNodes.map((m) => m.port) : name === 'connect-memcached' && cmNode ? [cmNode.port] : [];
-        const backends = msm ? msmNodes.map((m) => m.proc) : name === 'connect-memcached' ? [cmNode?.proc] : name === 'connect-redis' ? [redisProc] : [];
+        const statPorts = msm
+          ? msmNodes.map((m) => m.port)
+          : name === 'connect-memcached' && cmNode
+            ? [cmNode.port]
+            : [];
+        const backends = msm
+          ? msmNodes.map((m) => m.proc)
+          : name === 'connect-memcached'
+            ? [cmNode?.proc]
+            : name === 'connect-redis'
+              ? [redisProc]
+              : [];
         const backendPids = backends.map((p) => p?.pid).filter((p): p is number => typeof p === 'number');
         servers.push({ name, proc, port, cookies, statPorts, backendPids, msm });
         runtimes[name] = await serverRuntime(port);
@@ -828,12 +1024,16 @@ async function main(): Promise<void> {
     // with a fixed order, whatever the previous configuration leaves behind (its backends' background work, the
     // load generator's garbage) would always hit the same next one.
     // A configuration and its baseline twin rotate as one group and run back to back, the two in turn first.
-    const groups: Server[][] = servers.filter((s) => !isBase(s.name)).map((s) => [s, ...servers.filter((b) => b.name === baseOf(s.name))]);
+    const groups: Server[][] = servers
+      .filter((s) => !isBase(s.name))
+      .map((s) => [s, ...servers.filter((b) => b.name === baseOf(s.name))]);
     for (const b of servers) if (isBase(b.name) && !groups.some((g) => g.includes(b))) groups.push([b]);
     const runs: any[] = [];
     for (let round = 1; round <= settings.rounds; round++) {
       const shift = (round - 1) % groups.length;
-      const order = [...groups.slice(shift), ...groups.slice(0, shift)].flatMap((g) => (round % 2 ? g : [...g].reverse()));
+      const order = [...groups.slice(shift), ...groups.slice(0, shift)].flatMap((g) =>
+        round % 2 ? g : [...g].reverse(),
+      );
       // Route outermost: one route's measurements of every configuration follow each other, close in time.
       for (const route of ROUTES) {
         for (const s of order) {
@@ -847,9 +1047,14 @@ async function main(): Promise<void> {
           const idleBefore = procCpuUs(idlePids);
           const m = await load(s, route, settings.duration);
           const kernelAfter = procCounters(s.proc.pid);
-          const kernel = kernelBefore && kernelAfter ? { ...diffOps(kernelBefore, kernelAfter), idleServersUs: procCpuUs(idlePids) - idleBefore } : undefined;
-          const cpuUsPerRequest = (await serverCpu(s.port) - cpuBefore) / Math.max(1, m.requests);
-          const backendCpuUsPerRequest = s.backendPids.length ? (procCpuUs(s.backendPids) - backendBefore) / Math.max(1, m.requests) : 0;
+          const kernel =
+            kernelBefore && kernelAfter
+              ? { ...diffOps(kernelBefore, kernelAfter), idleServersUs: procCpuUs(idlePids) - idleBefore }
+              : undefined;
+          const cpuUsPerRequest = ((await serverCpu(s.port)) - cpuBefore) / Math.max(1, m.requests);
+          const backendCpuUsPerRequest = s.backendPids.length
+            ? (procCpuUs(s.backendPids) - backendBefore) / Math.max(1, m.requests)
+            : 0;
           let mcOps: MemcachedOps | undefined;
           let cOps: Record<string, number> | undefined;
           if (before) {
@@ -857,9 +1062,21 @@ async function main(): Promise<void> {
             mcOps = diffOps(before, await memcachedOps(s.statPorts));
           }
           if (cBefore) cOps = diffOps(cBefore, await clientOps(s.port));
-          runs.push({ round, config: s.name, route, ...m, cpuUsPerRequest, backendCpuUsPerRequest, memcachedOps: mcOps, clientOps: cOps, kernel });
+          runs.push({
+            round,
+            config: s.name,
+            route,
+            ...m,
+            cpuUsPerRequest,
+            backendCpuUsPerRequest,
+            memcachedOps: mcOps,
+            clientOps: cOps,
+            kernel,
+          });
           const bad = m.non2xx + m.errors + m.timeouts;
-          console.log(`  round ${round} ${pad(s.name, baseline ? 24 : 18)} ${pad(route, 5)} ${pad(Math.round(m.rps).toString(), 6, true)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms  cpu ${cpuUsPerRequest.toFixed(0)}+${backendCpuUsPerRequest.toFixed(0)} µs/req${bad ? `  (non-2xx ${m.non2xx}, errors ${m.errors}, timeouts ${m.timeouts})` : ''}`);
+          console.log(
+            `  round ${round} ${pad(s.name, baseline ? 24 : 18)} ${pad(route, 5)} ${pad(Math.round(m.rps).toString(), 6, true)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms  cpu ${cpuUsPerRequest.toFixed(0)}+${backendCpuUsPerRequest.toFixed(0)} µs/req${bad ? `  (non-2xx ${m.non2xx}, errors ${m.errors}, timeouts ${m.timeouts})` : ''}`,
+          );
         }
       }
     }
@@ -896,7 +1113,12 @@ async function main(): Promise<void> {
     // Ratios are paired: each round's req/s over the baseline's in the same round, then the median of those. The
     // machine drifts by tens of percent over a run; within one round the configurations run minutes apart at most.
     // The ratio of the medians is kept too (`...OfMedians`).
-    const roundRatios = (config: string, base: string, route: Route, key: 'rps' | 'cpuUsPerRequest' = 'rps'): number[] => {
+    const roundRatios = (
+      config: string,
+      base: string,
+      route: Route,
+      key: 'rps' | 'cpuUsPerRequest' = 'rps',
+    ): number[] => {
       const ratios: number[] = [];
       for (let round = 1; round <= settings.rounds; round++) {
         const a = runs.find((r) => r.config === config && r.route === route && r.round === round);
@@ -905,7 +1127,8 @@ async function main(): Promise<void> {
       }
       return ratios;
     };
-    const pairedRatio = (config: string, base: string, route: Route): number => median(roundRatios(config, base, route));
+    const pairedRatio = (config: string, base: string, route: Route): number =>
+      median(roundRatios(config, base, route));
     for (const c of Object.keys(summary)) {
       for (const route of ROUTES) {
         const x = summary[c][route];
@@ -938,8 +1161,16 @@ async function main(): Promise<void> {
     }
     // Flagged by CPU per request (steadier than req/s on a shared machine); req/s goes beside it.
     const slower = baseline
-      ? Object.keys(summary).filter((c) => !isBase(c)).flatMap((c) => ROUTES.filter((route) => summary[c][route]?.cpuVsBaseline > 1 + SLOWER_THRESHOLD)
-        .map((route) => ({ config: c, route, cpuVsBaseline: summary[c][route].cpuVsBaseline, vsBaseline: summary[c][route].vsBaseline })))
+      ? Object.keys(summary)
+          .filter((c) => !isBase(c))
+          .flatMap((c) =>
+            ROUTES.filter((route) => summary[c][route]?.cpuVsBaseline > 1 + SLOWER_THRESHOLD).map((route) => ({
+              config: c,
+              route,
+              cpuVsBaseline: summary[c][route].cpuVsBaseline,
+              vsBaseline: summary[c][route].vsBaseline,
+            })),
+          )
       : [];
 
     const configs = servers.map((s) => s.name);
@@ -955,11 +1186,13 @@ async function main(): Promise<void> {
       harness: {
         loadGenerator: loader === 'wrk' ? `wrk (${wrk}), 1 thread` : 'autocannon, in its own process',
         pinned: place.pinned,
-        ...(place.pinned ? { serverCpu: place.serverCpu, loadGeneratorCpu: place.loadCpu, backendsCpu: place.loadCpu } : { notPinned: place.reason }),
+        ...(place.pinned
+          ? { serverCpu: place.serverCpu, loadGeneratorCpu: place.loadCpu, backendsCpu: place.loadCpu }
+          : { notPinned: place.reason }),
         serverProcess: `one node process per configuration (bench/server.ts), Express 5 + express-session; servers run JavaScript transpiled before the run (bench/.work/js), no TypeScript compiler in their heap; node ${SERVER_V8_FLAGS.join(' ')}`,
         serverRuntimes: runtimes,
         sessions: `${settings.sessions} logged-in sessions, every request carries the next one's cookie`,
-        ratios: 'paired: each round\'s req/s over the baseline\'s in the same round, median over rounds',
+        ratios: "paired: each round's req/s over the baseline's in the same round, median over rounds",
         published: publish,
         source,
       },
@@ -972,21 +1205,26 @@ async function main(): Promise<void> {
       targets: targets(summary, payload),
       summary,
       runs,
-      ...(baseline ? {
-        baseline: {
-          dir: baseline.dir,
-          source: baseline.source,
-          transpiledWith: baseline.transpiledWith,
-          pairs: Object.fromEntries(configs.filter((c) => configs.includes(baseOf(c))).map((c) => [c, baseOf(c)])),
-          ratios: 'new/base per round (the two run back to back), median over rounds: vsBaseline of req/s, cpuVsBaseline of the server\'s CPU per request; the rounds\' ratios in vsBaselineRounds, cpuVsBaselineRounds',
-          threshold: SLOWER_THRESHOLD,
-          slower,
-        },
-      } : {}),
+      ...(baseline
+        ? {
+            baseline: {
+              dir: baseline.dir,
+              source: baseline.source,
+              transpiledWith: baseline.transpiledWith,
+              pairs: Object.fromEntries(configs.filter((c) => configs.includes(baseOf(c))).map((c) => [c, baseOf(c)])),
+              ratios:
+                "new/base per round (the two run back to back), median over rounds: vsBaseline of req/s, cpuVsBaseline of the server's CPU per request; the rounds' ratios in vsBaselineRounds, cpuVsBaselineRounds",
+              threshold: SLOWER_THRESHOLD,
+              slower,
+            },
+          }
+        : {}),
     };
 
     console.log('');
-    console.log(`Medians of ${settings.rounds} round(s) x ${settings.duration} s (ratios: median of each round's ratio), ${settings.connections} connections, ${settings.sessions} sessions, ${loader}, ${place.pinned ? 'server and load generator pinned to separate cores' : 'not pinned'}`);
+    console.log(
+      `Medians of ${settings.rounds} round(s) x ${settings.duration} s (ratios: median of each round's ratio), ${settings.connections} connections, ${settings.sessions} sessions, ${loader}, ${place.pinned ? 'server and load generator pinned to separate cores' : 'not pinned'}`,
+    );
     console.log(markdownTable(summary, configs));
     console.log('');
     console.log('Memcached operations per request (memcached `stats` deltas; add counts in cmd_set):');
@@ -996,13 +1234,23 @@ async function main(): Promise<void> {
     console.log(kernelTable(summary, configs));
     if (Object.keys(payload).length) console.log(`\nBench session size: ${JSON.stringify(payload)} bytes`);
     if (baseline) {
-      console.log(`\nAgainst the baseline ${baseline.dir} (commit ${baseline.source.commit}${changes(baseline.source)}): new/base, median of each round's ratio [lowest-highest round]:`);
+      console.log(
+        `\nAgainst the baseline ${baseline.dir} (commit ${baseline.source.commit}${changes(baseline.source)}): new/base, median of each round's ratio [lowest-highest round]:`,
+      );
       console.log(baselineTable(summary, configs));
-      if (settings.rounds < 6) console.log(`(${settings.rounds} round(s): too few to tell ${100 * SLOWER_THRESHOLD}% from noise; use 6 or more)`);
+      if (settings.rounds < 6)
+        console.log(
+          `(${settings.rounds} round(s): too few to tell ${100 * SLOWER_THRESHOLD}% from noise; use 6 or more)`,
+        );
       if (slower.length) {
-        for (const x of slower) console.log(`SLOWER than the baseline by more than ${100 * SLOWER_THRESHOLD}% CPU per request: ${label(x.config)} ${x.route}: CPU ${fmtRatio3(x.cpuVsBaseline)}, req/s ${fmtRatio3(x.vsBaseline)}`);
+        for (const x of slower)
+          console.log(
+            `SLOWER than the baseline by more than ${100 * SLOWER_THRESHOLD}% CPU per request: ${label(x.config)} ${x.route}: CPU ${fmtRatio3(x.cpuVsBaseline)}, req/s ${fmtRatio3(x.vsBaseline)}`,
+          );
       } else {
-        console.log(`No configuration more than ${100 * SLOWER_THRESHOLD}% slower than the baseline (CPU per request).`);
+        console.log(
+          `No configuration more than ${100 * SLOWER_THRESHOLD}% slower than the baseline (CPU per request).`,
+        );
       }
     }
     if (results.targets.length) {

@@ -108,7 +108,9 @@ function msmNodes(): string {
 
 /** host:port of each node in BENCH_MSM_NODES. */
 function floorAddresses(): string[] {
-  return msmNodes().split(',').map((n) => n.split(':').slice(1).join(':'));
+  return msmNodes()
+    .split(',')
+    .map((n) => n.split(':').slice(1).join(':'));
 }
 
 /** express-session over `store`; express-msm stores also supply genid (ids carry the node). */
@@ -139,7 +141,9 @@ const FACTORIES: Record<string, () => Promise<Built>> = {
     const client = createClient({ url });
     client.on('error', () => {});
     await client.connect();
-    return withStore(new RedisStore({ client }), async () => { await client.quit(); });
+    return withStore(new RedisStore({ client }), async () => {
+      await client.quit();
+    });
   },
 
   async 'msm-json'() {
@@ -163,7 +167,10 @@ const FACTORIES: Record<string, () => Promise<Built>> = {
     const lib = require(LIB);
     const AvroTranscoder = lib.AvroTranscoder ?? require(path.join(LIB, 'transcoders', 'avro')).AvroTranscoder;
     if (typeof AvroTranscoder !== 'function') throw new Skip('AvroTranscoder is not exported yet (issue 5)');
-    const store = new lib.MemcachedStore({ memcachedNodes: msmNodes(), transcoder: new AvroTranscoder({ schema: BENCH_AVRO_SCHEMA }) });
+    const store = new lib.MemcachedStore({
+      memcachedNodes: msmNodes(),
+      transcoder: new AvroTranscoder({ schema: BENCH_AVRO_SCHEMA }),
+    });
     await store.ready?.();
     return withStore(store, () => store.close(), true);
   },
@@ -174,7 +181,8 @@ const FACTORIES: Record<string, () => Promise<Built>> = {
     try {
       store = new MemcachedStore({ memcachedNodes: msmNodes(), sticky: true, route: 'a' });
     } catch (e) {
-      if (/not implemented/i.test((e as Error).message)) throw new Skip('lib/modes/sticky.ts is not implemented yet (issue 3)');
+      if (/not implemented/i.test((e as Error).message))
+        throw new Skip('lib/modes/sticky.ts is not implemented yet (issue 3)');
       throw e;
     }
     await store.ready?.();
@@ -230,7 +238,8 @@ async function main(): Promise<void> {
   app.get('/__ops', (_req, res) => {
     const nodes = built.msmStore?.stats?.().nodes ?? {};
     const ops: Record<string, number> = {};
-    for (const n of Object.values<any>(nodes)) for (const [k, v] of Object.entries<any>(n.ops ?? {})) ops[k] = (ops[k] ?? 0) + v;
+    for (const n of Object.values<any>(nodes))
+      for (const [k, v] of Object.entries<any>(n.ops ?? {})) ops[k] = (ops[k] ?? 0) + v;
     res.json(ops);
   });
   // Server CPU time (user + system, µs): per-request CPU is steadier than req/s on a shared machine.
@@ -240,7 +249,14 @@ async function main(): Promise<void> {
   });
   // What this process runs: the bench records it, so a run shows the servers ran JavaScript with the harness's flags.
   app.get('/__runtime', (_req, res) => {
-    res.json({ script: __filename, lib: LIB, execArgv: process.execArgv, typescriptLoaded: Object.keys(require.cache).some((f) => f.includes(`${path.sep}node_modules${path.sep}typescript${path.sep}`)) });
+    res.json({
+      script: __filename,
+      lib: LIB,
+      execArgv: process.execArgv,
+      typescriptLoaded: Object.keys(require.cache).some((f) =>
+        f.includes(`${path.sep}node_modules${path.sep}typescript${path.sep}`),
+      ),
+    });
   });
   app.use(built.middleware);
   let logins = 0;
@@ -277,7 +293,9 @@ async function main(): Promise<void> {
     }
     process.exit(0);
   };
-  process.on('message', (m: any) => { if (m?.type === 'close') void shutdown(); });
+  process.on('message', (m: any) => {
+    if (m?.type === 'close') void shutdown();
+  });
   process.on('disconnect', () => void shutdown());
   process.on('SIGTERM', () => void shutdown());
 }

@@ -42,7 +42,16 @@ async function measure(store: any, genid: () => string, route: 'read' | 'write')
   for (let i = 0; i < SESSIONS; i++) {
     const id = genid();
     ids.push(id);
-    await call((cb) => store.set(id, { cookie: { originalMaxAge: 1_800_000, expires: new Date(Date.now() + 1_800_000), httpOnly: true, path: '/' }, ...benchSession(i) }, cb));
+    await call((cb) =>
+      store.set(
+        id,
+        {
+          cookie: { originalMaxAge: 1_800_000, expires: new Date(Date.now() + 1_800_000), httpOnly: true, path: '/' },
+          ...benchSession(i),
+        },
+        cb,
+      ),
+    );
   }
   let next = 0;
   const one = async (id: string) => {
@@ -59,9 +68,11 @@ async function measure(store: any, genid: () => string, route: 'read' | 'write')
     }
   };
   const run = async (n: number) => {
-    await Promise.all(Array.from({ length: WORKERS }, async () => {
-      while (next < n) await one(ids[next++ % SESSIONS]);
-    }));
+    await Promise.all(
+      Array.from({ length: WORKERS }, async () => {
+        while (next < n) await one(ids[next++ % SESSIONS]);
+      }),
+    );
   };
   await run(ITERATIONS / 4); // warm-up
   next = 0;
@@ -72,9 +83,14 @@ async function measure(store: any, genid: () => string, route: 'read' | 'write')
 }
 
 async function main(): Promise<void> {
-  const libs = process.argv.slice(2).length ? process.argv.slice(2).map((d) => path.resolve(d)) : [path.join(__dirname, '..', 'lib')];
+  const libs = process.argv.slice(2).length
+    ? process.argv.slice(2).map((d) => path.resolve(d))
+    : [path.join(__dirname, '..', 'lib')];
   const rounds = Number(process.env.STORE_LOOP_ROUNDS ?? 5);
-  const nodes = [await new MemcachedProcess(await freePort()).start(), await new MemcachedProcess(await freePort()).start()];
+  const nodes = [
+    await new MemcachedProcess(await freePort()).start(),
+    await new MemcachedProcess(await freePort()).start(),
+  ];
   const memcachedNodes = nodes.map((n, i) => `n${i + 1}:${n.address}`).join(',');
   const results: Record<string, number[]> = {};
   /** µs of the sweep alone, per round (STORE_LOOP_POLLUTE_KB): taken off every figure. */
@@ -84,16 +100,24 @@ async function main(): Promise<void> {
       if (POLLUTE_KB) sweeps.push(sweepCost());
       for (const route of ['read', 'write'] as const) {
         results[`memory ${route}`] ??= [];
-        results[`memory ${route}`].push(await measure(new session.MemoryStore(), () => String(Math.random()).slice(2), route));
+        results[`memory ${route}`].push(
+          await measure(new session.MemoryStore(), () => String(Math.random()).slice(2), route),
+        );
         // The floors (bench/floor.ts): the least each mode's memcached traffic costs.
-        for (const [name, floor] of [['floor sticky', stickyFloor], ['floor non-sticky', nonStickyFloor]] as const) {
+        for (const [name, floor] of [
+          ['floor sticky', stickyFloor],
+          ['floor non-sticky', nonStickyFloor],
+        ] as const) {
           const { store, close } = floor(nodes.map((n) => n.address));
           (results[`${name} ${route}`] ??= []).push(await measure(store, () => String(Math.random()).slice(2), route));
           close();
         }
         for (const lib of libs) {
           const { MemcachedStore } = require(path.join(lib, 'store'));
-          for (const [mode, opts] of [['non-sticky', {}], ['sticky', { sticky: true, route: 'a' }]] as const) {
+          for (const [mode, opts] of [
+            ['non-sticky', {}],
+            ['sticky', { sticky: true, route: 'a' }],
+          ] as const) {
             const store = new MemcachedStore({ memcachedNodes, ...opts });
             await store.ready();
             const key = `${path.relative(process.cwd(), lib) || lib} ${mode} ${route}`;
@@ -108,10 +132,17 @@ async function main(): Promise<void> {
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
   const sweep = sweeps.length ? median(sweeps) : 0;
-  const row = (k: string, xs: number[]) => console.log(`${k.padEnd(48)} ${median(xs).toFixed(1).padStart(7)}   (${xs.map((x) => x.toFixed(1)).join(' ')})`);
-  console.log(`CPU µs per request-equivalent, median of ${rounds} rounds (${WORKERS} workers, ${SESSIONS} sessions, ${ITERATIONS} per round)`);
+  const row = (k: string, xs: number[]) =>
+    console.log(`${k.padEnd(48)} ${median(xs).toFixed(1).padStart(7)}   (${xs.map((x) => x.toFixed(1)).join(' ')})`);
+  console.log(
+    `CPU µs per request-equivalent, median of ${rounds} rounds (${WORKERS} workers, ${SESSIONS} sessions, ${ITERATIONS} per round)`,
+  );
   if (sweeps.length) row(`sweep of ${POLLUTE_KB} KB alone (taken off the rest)`, sweeps);
-  for (const [k, xs] of Object.entries(results)) row(k, xs.map((x) => x - sweep));
+  for (const [k, xs] of Object.entries(results))
+    row(
+      k,
+      xs.map((x) => x - sweep),
+    );
   process.exit(0);
 }
 

@@ -16,14 +16,16 @@ async function loop(store: MemcachedStore, ids: string[]): Promise<{ cpuUs: numb
   let next = 0;
   const cpu = process.cpuUsage();
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (next < REQUESTS) {
-      const id = ids[next++ % ids.length];
-      const s = (await store.get(id)) as any;
-      s.n++;
-      await store.set(id, s);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < REQUESTS) {
+        const id = ids[next++ % ids.length];
+        const s = (await store.get(id)) as any;
+        s.n++;
+        await store.set(id, s);
+      }
+    }),
+  );
   const wallUs = (performance.now() - t0) * 1000;
   const used = process.cpuUsage(cpu);
   return { cpuUs: (used.user + used.system) / REQUESTS, wallUs: wallUs / REQUESTS };
@@ -37,7 +39,11 @@ async function main(): Promise<void> {
   const spec = (ports: number[]) => ports.map((p, i) => `n${i + 1}:127.0.0.1:${p}`).join(',');
   const common = { storageKeyPrefix: 'static:tlsbench', sessionBackupAsync: true };
   const plain = new MemcachedStore({ ...common, memcachedNodes: spec(nodes.map((n) => n.plainPort)) });
-  const tls = new MemcachedStore({ ...common, memcachedNodes: spec(nodes.map((n) => n.mc.port)), tls: { ca: fs.readFileSync(certs.ca) } });
+  const tls = new MemcachedStore({
+    ...common,
+    memcachedNodes: spec(nodes.map((n) => n.mc.port)),
+    tls: { ca: fs.readFileSync(certs.ca) },
+  });
   try {
     await Promise.all([plain.ready(), tls.ready()]);
     const cookie = { originalMaxAge: 3_600_000, expires: new Date(Date.now() + 3_600_000), httpOnly: true, path: '/' };
@@ -49,14 +55,19 @@ async function main(): Promise<void> {
     }
     await loop(plain, ids); // warm-up: JIT, connections, TLS handshakes
     await loop(tls, ids);
-    const r = { plain: [] as Array<{ cpuUs: number; wallUs: number }>, tls: [] as Array<{ cpuUs: number; wallUs: number }> };
+    const r = {
+      plain: [] as Array<{ cpuUs: number; wallUs: number }>,
+      tls: [] as Array<{ cpuUs: number; wallUs: number }>,
+    };
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 ? (['tls', 'plain'] as const) : (['plain', 'tls'] as const);
       for (const k of order) r[k].push(await loop(k === 'tls' ? tls : plain, ids));
     }
     const m = (k: 'plain' | 'tls', f: 'cpuUs' | 'wallUs') => median(r[k].map((x) => x[f]));
     const out = {
-      requests: REQUESTS, rounds: ROUNDS, concurrency: CONCURRENCY,
+      requests: REQUESTS,
+      rounds: ROUNDS,
+      concurrency: CONCURRENCY,
       plain: { cpuUsPerRequest: +m('plain', 'cpuUs').toFixed(1), wallUsPerRequest: +m('plain', 'wallUs').toFixed(1) },
       tls: { cpuUsPerRequest: +m('tls', 'cpuUs').toFixed(1), wallUsPerRequest: +m('tls', 'wallUs').toFixed(1) },
       tlsCostCpuUsPerRequest: +(m('tls', 'cpuUs') - m('plain', 'cpuUs')).toFixed(1),

@@ -20,24 +20,32 @@ export const shopSchema = {
     { name: 'userId', type: ['null', 'long'], default: null },
     {
       name: 'user',
-      type: ['null', {
-        type: 'record', name: 'User', fields: [
-          { name: 'id', type: 'long' },
-          { name: 'name', type: 'string' },
-          { name: 'email', type: 'string' },
-          { name: 'roles', type: { type: 'array', items: 'string' } },
-          { name: 'locale', type: 'string' },
-          { name: 'lastLogin', type: 'long' },
-          { name: 'verified', type: 'boolean' },
-        ],
-      }],
+      type: [
+        'null',
+        {
+          type: 'record',
+          name: 'User',
+          fields: [
+            { name: 'id', type: 'long' },
+            { name: 'name', type: 'string' },
+            { name: 'email', type: 'string' },
+            { name: 'roles', type: { type: 'array', items: 'string' } },
+            { name: 'locale', type: 'string' },
+            { name: 'lastLogin', type: 'long' },
+            { name: 'verified', type: 'boolean' },
+          ],
+        },
+      ],
       default: null,
     },
     {
       name: 'cart',
       type: {
-        type: 'array', items: {
-          type: 'record', name: 'CartItem', fields: [
+        type: 'array',
+        items: {
+          type: 'record',
+          name: 'CartItem',
+          fields: [
             { name: 'sku', type: 'string' },
             { name: 'name', type: 'string' },
             { name: 'qty', type: 'int' },
@@ -57,18 +65,35 @@ export const shopSchema = {
 const cookie = () => ({ originalMaxAge: 86_400_000, httpOnly: true, path: '/', secure: true, sameSite: 'lax' });
 
 function user() {
-  return { id: 1_234_567, name: 'Ada Lovelace', email: 'ada@example.com', roles: ['customer', 'beta'], locale: 'en-GB', lastLogin: T0, verified: true };
+  return {
+    id: 1_234_567,
+    name: 'Ada Lovelace',
+    email: 'ada@example.com',
+    roles: ['customer', 'beta'],
+    locale: 'en-GB',
+    lastLogin: T0,
+    verified: true,
+  };
 }
 
 function cart(n: number) {
-  return Array.from({ length: n }, (_, i) => ({ sku: `SKU-${100_000 + i * 37}`, name: `Product number ${i}`, qty: 1 + (i % 4), priceCents: 1999 + i * 250, addedAt: T0 + i * 60_000 }));
+  return Array.from({ length: n }, (_, i) => ({
+    sku: `SKU-${100_000 + i * 37}`,
+    name: `Product number ${i}`,
+    qty: 1 + (i % 4),
+    priceCents: 1999 + i * 250,
+    addedAt: T0 + i * 60_000,
+  }));
 }
 
 export const sessions: Record<string, StoredSession> = {
   small: { cookie: cookie(), userId: 42 },
   typical: { cookie: cookie(), user: user(), cart: cart(10), csrf: 'Yw3xk9vU2bQ7pL1sT8nR4eZ6' },
   large: {
-    cookie: cookie(), user: user(), cart: cart(200), csrf: 'Yw3xk9vU2bQ7pL1sT8nR4eZ6',
+    cookie: cookie(),
+    user: user(),
+    cart: cart(200),
+    csrf: 'Yw3xk9vU2bQ7pL1sT8nR4eZ6',
     history: Array.from({ length: 100 }, (_, i) => `/catalog/category-${i % 17}/product-${i * 13}?ref=search`),
     flags: Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`feature_${i}`, i % 3 === 0])),
   },
@@ -95,13 +120,28 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  * Encode and decode time of each transcoder on one session. The transcoders are measured in alternating short
  * rounds and the median round is kept, so background load (other processes on the box) hits both alike.
  */
-function timeBoth(ts: Transcoder[], s: StoredSession, rounds = 15, ms = 40): Array<{ encodeNs: number; decodeNs: number }> {
+function timeBoth(
+  ts: Transcoder[],
+  s: StoredSession,
+  rounds = 15,
+  ms = 40,
+): Array<{ encodeNs: number; decodeNs: number }> {
   let sink = 0;
   const fns = ts.map((t) => {
     const bytes = t.encode(s, CONTEXT);
-    return { enc: () => { sink += t.encode(s, CONTEXT).length; }, dec: () => { sink += t.decode(bytes, CONTEXT) ? 1 : 0; } };
+    return {
+      enc: () => {
+        sink += t.encode(s, CONTEXT).length;
+      },
+      dec: () => {
+        sink += t.decode(bytes, CONTEXT) ? 1 : 0;
+      },
+    };
   });
-  for (const f of fns) { measure(f.enc, 100); measure(f.dec, 100); } // warm up (JIT)
+  for (const f of fns) {
+    measure(f.enc, 100);
+    measure(f.dec, 100);
+  } // warm up (JIT)
   const samples = fns.map(() => ({ enc: [] as number[], dec: [] as number[] }));
   for (let r = 0; r < rounds; r++) {
     fns.forEach((f, i) => {
@@ -128,28 +168,62 @@ function main(): void {
       jsonBytes: jb,
       avroBytes: ab,
       avroBytesPct: Math.round((ab / jb) * 1000) / 10,
-      jsonEncodeNs: Math.round(jt.encodeNs), jsonDecodeNs: Math.round(jt.decodeNs), jsonTotalNs: Math.round(jt.encodeNs + jt.decodeNs),
-      avroEncodeNs: Math.round(at.encodeNs), avroDecodeNs: Math.round(at.decodeNs), avroTotalNs: Math.round(at.encodeNs + at.decodeNs),
+      jsonEncodeNs: Math.round(jt.encodeNs),
+      jsonDecodeNs: Math.round(jt.decodeNs),
+      jsonTotalNs: Math.round(jt.encodeNs + jt.decodeNs),
+      avroEncodeNs: Math.round(at.encodeNs),
+      avroDecodeNs: Math.round(at.decodeNs),
+      avroTotalNs: Math.round(at.encodeNs + at.decodeNs),
       avroTimePct: Math.round(((at.encodeNs + at.decodeNs) / (jt.encodeNs + jt.decodeNs)) * 1000) / 10,
       encryptedBytes: eb,
-      encryptedEncodeNs: Math.round(et.encodeNs), encryptedDecodeNs: Math.round(et.decodeNs),
+      encryptedEncodeNs: Math.round(et.encodeNs),
+      encryptedDecodeNs: Math.round(et.decodeNs),
       // What encryption adds to a request that loads and saves a changed session (decode + encode) over plain JSON.
       encryptionCostNs: Math.round(et.encodeNs + et.decodeNs - jt.encodeNs - jt.decodeNs),
     });
   }
-  const header = ['session', 'json B', 'avro B', 'avro/json B', 'json enc ns', 'json dec ns', 'avro enc ns', 'avro dec ns', 'avro/json time',
-    'enc B', 'enc enc ns', 'enc dec ns', 'enc +ns/req'];
-  const table = rows.map((r) => [r.session, r.jsonBytes, r.avroBytes, `${r.avroBytesPct}%`, r.jsonEncodeNs, r.jsonDecodeNs, r.avroEncodeNs, r.avroDecodeNs, `${r.avroTimePct}%`,
-    r.encryptedBytes, r.encryptedEncodeNs, r.encryptedDecodeNs, r.encryptionCostNs].map(String));
+  const header = [
+    'session',
+    'json B',
+    'avro B',
+    'avro/json B',
+    'json enc ns',
+    'json dec ns',
+    'avro enc ns',
+    'avro dec ns',
+    'avro/json time',
+    'enc B',
+    'enc enc ns',
+    'enc dec ns',
+    'enc +ns/req',
+  ];
+  const table = rows.map((r) =>
+    [
+      r.session,
+      r.jsonBytes,
+      r.avroBytes,
+      `${r.avroBytesPct}%`,
+      r.jsonEncodeNs,
+      r.jsonDecodeNs,
+      r.avroEncodeNs,
+      r.avroDecodeNs,
+      `${r.avroTimePct}%`,
+      r.encryptedBytes,
+      r.encryptedEncodeNs,
+      r.encryptedDecodeNs,
+      r.encryptionCostNs,
+    ].map(String),
+  );
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   console.log(line(header));
   for (const r of table) console.log(line(r));
   const out = {
     node: process.version,
     avsc: require('avsc/package.json').version,
     date: new Date().toISOString(),
-    note: 'per session; time = encode + decode of the store value (header included), single thread, ns per operation, median of 15 alternating rounds; encrypted = EncryptingTranscoder over JSON (AES-256-GCM, synthetic IV), encryptionCostNs = its encode + decode minus JSON\'s',
+    note: "per session; time = encode + decode of the store value (header included), single thread, ns per operation, median of 15 alternating rounds; encrypted = EncryptingTranscoder over JSON (AES-256-GCM, synthetic IV), encryptionCostNs = its encode + decode minus JSON's",
     loadAverage: require('os').loadavg(),
     rows,
   };

@@ -68,9 +68,14 @@ export function createApp(cfg: DemoConfig): DemoApp {
     res.vary('Accept');
     const accept = req.get('accept') ?? '';
     // Scrapers send versioned types (text/plain;version=0.0.4) that content negotiation would not match.
-    const format = typeof req.query.format === 'string' ? req.query.format
-      : /text\/plain|openmetrics/.test(accept) && !/text\/html/.test(accept) ? 'prometheus'
-        : req.accepts(['application/json', 'text/html']) === 'text/html' ? 'html' : 'json';
+    const format =
+      typeof req.query.format === 'string'
+        ? req.query.format
+        : /text\/plain|openmetrics/.test(accept) && !/text\/html/.test(accept)
+          ? 'prometheus'
+          : req.accepts(['application/json', 'text/html']) === 'text/html'
+            ? 'html'
+            : 'json';
     const body = { instance: cfg.instanceName, sticky: cfg.sticky, route: cfg.route ?? null, stats: store.stats() };
     if (format === 'prometheus') {
       try {
@@ -164,7 +169,10 @@ export function pageInfo(req: Request, cfg: DemoConfig, store: MemcachedStore): 
 }
 
 function esc(v: unknown): string {
-  return String(v).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  return String(v).replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
+  );
 }
 
 export function renderPage(p: PageInfo): string {
@@ -174,7 +182,9 @@ export function renderPage(p: PageInfo): string {
     ? `sticky: the session lives in instance ${esc(p.instance)}'s memory (route ${esc(p.route)}); memcached keeps a copy`
     : 'non-sticky: the session lives in memcached; instances keep nothing between requests';
   // Each badge in its instance's colour (this instance's may be set by INSTANCE_COLOR).
-  const history = p.history.map((h) => `<span class="h" style="background:${esc(h === p.instance ? p.color : colorFor(h))}">${esc(h)}</span>`).join(' ');
+  const history = p.history
+    .map((h) => `<span class="h" style="background:${esc(h === p.instance ? p.color : colorFor(h))}">${esc(h)}</span>`)
+    .join(' ');
   const hint = p.sticky
     ? `Reload: instance ${esc(p.instance)} answers every time (the balancer follows the route .${esc(p.route)} in the cookie);
 the session id and creation time stay and the counter goes on. Kill instance ${esc(p.instance)}: the other one takes the
@@ -230,23 +240,43 @@ Kill the memcached node holding the session or one instance: the session lives o
 }
 
 /** /metrics for a browser: store.stats() as tables (counters, timings, nodes) instead of one line of JSON. */
-export function renderMetrics(m: { instance: string; sticky: boolean; route: string | null; stats: Record<string, unknown> }, color: string): string {
-  const cell = (v: unknown) => `<td>${esc(typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(2)
-    : typeof v === 'object' && v !== null ? JSON.stringify(v) : v ?? '')}</td>`;
+export function renderMetrics(
+  m: { instance: string; sticky: boolean; route: string | null; stats: Record<string, unknown> },
+  color: string,
+): string {
+  const cell = (v: unknown) =>
+    `<td>${esc(
+      typeof v === 'number' && !Number.isInteger(v)
+        ? v.toFixed(2)
+        : typeof v === 'object' && v !== null
+          ? JSON.stringify(v)
+          : (v ?? ''),
+    )}</td>`;
   const table = (caption: string, rows: Array<[string, unknown]>) =>
     `<table><caption>${esc(caption)}</caption>${rows.map(([k, v]) => `<tr><th>${esc(k)}</th>${cell(v)}</tr>`).join('')}</table>`;
   /** Rows of objects (per node, per timing) as one table with a column per field. */
-  const flat = (o: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(Object.entries(o).flatMap(([k, v]) =>
-    v && typeof v === 'object' ? Object.entries(v).map(([k2, v2]) => [`${k} ${k2}`, v2]) : [[k, v]]));
+  const flat = (o: Record<string, unknown>): Record<string, unknown> =>
+    Object.fromEntries(
+      Object.entries(o).flatMap(([k, v]) =>
+        v && typeof v === 'object' ? Object.entries(v).map(([k2, v2]) => [`${k} ${k2}`, v2]) : [[k, v]],
+      ),
+    );
   const grid = (caption: string, rows: Record<string, unknown>) => {
-    const entries = Object.entries(rows).filter(([, v]) => v && typeof v === 'object')
+    const entries = Object.entries(rows)
+      .filter(([, v]) => v && typeof v === 'object')
       .map(([k, v]) => [k, flat(v as Record<string, unknown>)]) as Array<[string, Record<string, unknown>]>;
     if (!entries.length) return '';
     const cols = [...new Set(entries.flatMap(([, v]) => Object.keys(v)))];
-    return `<table><caption>${esc(caption)}</caption><tr><th></th>${cols.map((c) => `<th>${esc(c)}</th>`).join('')}</tr>` +
-      entries.map(([k, v]) => `<tr><th>${esc(k)}</th>${cols.map((c) => cell(v[c])).join('')}</tr>`).join('') + '</table>';
+    return (
+      `<table><caption>${esc(caption)}</caption><tr><th></th>${cols.map((c) => `<th>${esc(c)}</th>`).join('')}</tr>`
+      + entries.map(([k, v]) => `<tr><th>${esc(k)}</th>${cols.map((c) => cell(v[c])).join('')}</tr>`).join('')
+      + '</table>'
+    );
   };
-  const { timings, nodes, ...counters } = m.stats as { timings?: Record<string, unknown>; nodes?: Record<string, unknown> };
+  const { timings, nodes, ...counters } = m.stats as {
+    timings?: Record<string, unknown>;
+    nodes?: Record<string, unknown>;
+  };
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>express-msm demo: metrics of instance ${esc(m.instance)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">

@@ -65,7 +65,10 @@ export class DemoClient {
   /** GET / as JSON: one visit. Throws on anything but 200. */
   async visit(): Promise<PageInfo> {
     const r = await this.request('GET', '/?format=json');
-    if (r.status !== 200) throw new Error(`GET / answered ${r.status}: ${String(typeof r.body === 'string' ? r.body : JSON.stringify(r.body)).slice(0, 300)}`);
+    if (r.status !== 200)
+      throw new Error(
+        `GET / answered ${r.status}: ${String(typeof r.body === 'string' ? r.body : JSON.stringify(r.body)).slice(0, 300)}`,
+      );
     return r.body as PageInfo;
   }
 }
@@ -97,9 +100,19 @@ export interface CheckResult {
 function canConnect(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ host, port });
-    const t = setTimeout(() => { s.destroy(); resolve(false); }, 1000);
-    s.once('connect', () => { clearTimeout(t); s.destroy(); resolve(true); });
-    s.once('error', () => { clearTimeout(t); resolve(false); });
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve(false);
+    }, 1000);
+    s.once('connect', () => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => {
+      clearTimeout(t);
+      resolve(false);
+    });
   });
 }
 
@@ -141,18 +154,30 @@ export async function runCheck(o: CheckOptions): Promise<CheckResult> {
 
   const first = await visit();
   const sticky = first.sticky;
-  const killN1 = o.killN1 ?? (process.env.DEMO_KILL_N1_CMD ? shellKill(process.env.DEMO_KILL_N1_CMD)
-    : o.state ? () => killPid('memcached n1', o.state!.memcached.n1.pid, o.state!.memcached.n1.port) : undefined);
-  const killAppA = o.killAppA ?? (process.env.DEMO_KILL_APP_A_CMD ? shellKill(process.env.DEMO_KILL_APP_A_CMD)
-    : o.state ? () => killPid('app a', o.state!.apps.a.pid, o.state!.apps.a.port) : undefined);
+  const killN1 =
+    o.killN1
+    ?? (process.env.DEMO_KILL_N1_CMD
+      ? shellKill(process.env.DEMO_KILL_N1_CMD)
+      : o.state
+        ? () => killPid('memcached n1', o.state!.memcached.n1.pid, o.state!.memcached.n1.port)
+        : undefined);
+  const killAppA =
+    o.killAppA
+    ?? (process.env.DEMO_KILL_APP_A_CMD
+      ? shellKill(process.env.DEMO_KILL_APP_A_CMD)
+      : o.state
+        ? () => killPid('app a', o.state!.apps.a.pid, o.state!.apps.a.port)
+        : undefined);
 
   // Requests after `from` keep the session: same key and creation time, counter +1 each (the first one may repeat
   // the previous value when the last change's asynchronous backup had not landed before a kill).
   const sameSession = (from: PageInfo, seq: PageInfo[], allowOneLost: boolean): string | null => {
     let prev = from;
     for (const [i, p] of seq.entries()) {
-      if (p.sessionKey !== from.sessionKey) return `request ${i + 1} has session ${p.sessionId}, expected ${from.sessionKey}*`;
-      if (p.createdAt !== from.createdAt) return `request ${i + 1}: creation time ${p.createdAt}, expected ${from.createdAt}`;
+      if (p.sessionKey !== from.sessionKey)
+        return `request ${i + 1} has session ${p.sessionId}, expected ${from.sessionKey}*`;
+      if (p.createdAt !== from.createdAt)
+        return `request ${i + 1}: creation time ${p.createdAt}, expected ${from.createdAt}`;
       const okViews = p.views === prev.views + 1 || (allowOneLost && i === 0 && p.views === prev.views);
       if (!okViews) return `request ${i + 1}: counter ${p.views} after ${prev.views}`;
       prev = p;
@@ -167,7 +192,8 @@ export async function runCheck(o: CheckOptions): Promise<CheckResult> {
     const pending = new Map<string, number>();
     for (let i = 0; i < 100; i++) {
       const r = await client.request('GET', '/metrics');
-      if (r.status === 200 && typeof r.body?.stats?.pendingBackups === 'number') pending.set(r.body.instance, r.body.stats.pendingBackups);
+      if (r.status === 200 && typeof r.body?.stats?.pendingBackups === 'number')
+        pending.set(r.body.instance, r.body.stats.pendingBackups);
       const settled = pending.get(last.instance) === 0 && (sticky || [...pending.values()].every((n) => n === 0));
       if (settled && (sticky || pending.size >= 2 || i >= 3)) return;
       await new Promise((res) => setTimeout(res, 50));
@@ -175,7 +201,10 @@ export async function runCheck(o: CheckOptions): Promise<CheckResult> {
   };
 
   /** A fresh visit, queued backups settled, the fault, then four visits: what the user sees across the fault. */
-  const across = async (fault: () => Promise<void>, what: string): Promise<{ before: PageInfo; seq: PageInfo[]; error: string }> => {
+  const across = async (
+    fault: () => Promise<void>,
+    what: string,
+  ): Promise<{ before: PageInfo; seq: PageInfo[]; error: string }> => {
     const before = await visit();
     await settleBackups(before);
     await fault();
@@ -200,15 +229,25 @@ export async function runCheck(o: CheckOptions): Promise<CheckResult> {
       seq.push(p);
       seen.add(p.instance);
     }
-    const broken = sameSession(first, seq, false) ?? (seq.some((p) => p.sessionId !== first.sessionId) ? 'the session id changed' : null);
+    const broken =
+      sameSession(first, seq, false)
+      ?? (seq.some((p) => p.sessionId !== first.sessionId) ? 'the session id changed' : null);
     const instances = [first, ...seq].map((p) => p.instance).join(' ');
     if (sticky) {
-      step('sticky: one instance serves the session', !broken && seen.size === 1 && first.sessionId.endsWith(`.${first.route}`),
-        broken ?? `instances ${instances}; id ${first.sessionId} carries route .${first.route}`);
+      step(
+        'sticky: one instance serves the session',
+        !broken && seen.size === 1 && first.sessionId.endsWith(`.${first.route}`),
+        broken ?? `instances ${instances}; id ${first.sessionId} carries route .${first.route}`,
+      );
     } else {
-      step('one session across instances', !broken && seen.size >= 2,
-        broken ?? (seen.size >= 2 ? `instances ${instances}; id ${first.sessionId}; counter ${first.views}..${seq[seq.length - 1].views}`
-          : `only instance ${[...seen].join()} answered (is the balancer round robin?)`));
+      step(
+        'one session across instances',
+        !broken && seen.size >= 2,
+        broken
+          ?? (seen.size >= 2
+            ? `instances ${instances}; id ${first.sessionId}; counter ${first.views}..${seq[seq.length - 1].views}`
+            : `only instance ${[...seen].join()} answered (is the balancer round robin?)`),
+      );
     }
     s = seq[seq.length - 1] ?? first;
   }
@@ -218,8 +257,11 @@ export async function runCheck(o: CheckOptions): Promise<CheckResult> {
     const r = await client.request('GET', '/static/logo.png', false);
     const type = r.res.headers.get('content-type') ?? '';
     const cookies = r.res.headers.getSetCookie();
-    step('static logo ignored by the session (requestUriIgnorePattern)', r.status === 200 && type.startsWith('image/png') && cookies.length === 0,
-      `status ${r.status}, ${type}, ${cookies.length} Set-Cookie`);
+    step(
+      'static logo ignored by the session (requestUriIgnorePattern)',
+      r.status === 200 && type.startsWith('image/png') && cookies.length === 0,
+      `status ${r.status}, ${type}, ${cookies.length} Set-Cookie`,
+    );
   }
 
   // Metrics: store.stats() as JSON, and Prometheus text.
@@ -228,8 +270,11 @@ export async function runCheck(o: CheckOptions): Promise<CheckResult> {
     const t = await client.request('GET', '/metrics?format=prometheus', false);
     const counters = j.status === 200 && typeof j.body?.stats?.requestsWithSession === 'number';
     const prom = t.status === 200 && /^express_msm_\w+/m.test(String(t.body));
-    step('metrics (store.stats() as JSON and Prometheus text)', counters && prom,
-      `JSON ${j.status}${counters ? ` (instance ${j.body.instance}, requestsWithSession ${j.body.stats.requestsWithSession})` : ''}, Prometheus ${t.status}${prom ? '' : ' without express_msm_ metrics'}`);
+    step(
+      'metrics (store.stats() as JSON and Prometheus text)',
+      counters && prom,
+      `JSON ${j.status}${counters ? ` (instance ${j.body.instance}, requestsWithSession ${j.body.stats.requestsWithSession})` : ''}, Prometheus ${t.status}${prom ? '' : ' without express_msm_ metrics'}`,
+    );
   }
 
   // 3. Cart (locked in non-sticky mode).
@@ -251,7 +296,11 @@ export async function runCheck(o: CheckOptions): Promise<CheckResult> {
       detail = `cart has ${p.cart.length} items, expected ${before + 2}`;
     }
     const broken = ok ? sameSession(s, [p], false) : null;
-    step(`cart keeps its items${sticky ? '' : ' (locked: lockingMode uriPattern:/cart.*)'}`, ok && !broken, broken ?? (detail || `cart: ${p.cart.join(', ')}`));
+    step(
+      `cart keeps its items${sticky ? '' : ' (locked: lockingMode uriPattern:/cart.*)'}`,
+      ok && !broken,
+      broken ?? (detail || `cart: ${p.cart.join(', ')}`),
+    );
     s = p;
   }
 
@@ -269,17 +318,28 @@ export async function runCheck(o: CheckOptions): Promise<CheckResult> {
       s = await visit();
     }
     if (s.node?.id !== 'n1') {
-      step('kill memcached n1: the session lives on', false, `no session landed on n1 in ${tries} new sessions (node ${s.node?.id})`);
+      step(
+        'kill memcached n1: the session lives on',
+        false,
+        `no session landed on n1 in ${tries} new sessions (node ${s.node?.id})`,
+      );
     } else {
       const { before, seq, error } = await across(async () => {
         await killN1();
         killedN1 = true;
       }, 'killed memcached n1');
       const last = seq[seq.length - 1];
-      const broken = error || sameSession(before, seq, true) || (!sticky && last.node?.id !== 'n2' ? `session still names node ${last.node?.id}` : null);
-      step('kill memcached n1: the session lives on', !broken,
-        broken || `id ${before.sessionId} -> ${last.sessionId} (node ${last.node?.id}), instances ${seq.map((p) => p.instance).join(' ')}, ` +
-          `counter ${before.views} -> ${seq.map((p) => p.views).join(', ')}, created ${last.createdAt}`);
+      const broken =
+        error
+        || sameSession(before, seq, true)
+        || (!sticky && last.node?.id !== 'n2' ? `session still names node ${last.node?.id}` : null);
+      step(
+        'kill memcached n1: the session lives on',
+        !broken,
+        broken
+          || `id ${before.sessionId} -> ${last.sessionId} (node ${last.node?.id}), instances ${seq.map((p) => p.instance).join(' ')}, `
+            + `counter ${before.views} -> ${seq.map((p) => p.views).join(', ')}, created ${last.createdAt}`,
+      );
       if (last) s = last;
     }
   }
@@ -303,16 +363,26 @@ export async function runCheck(o: CheckOptions): Promise<CheckResult> {
       s = await visit();
     }
     if (!s.node || (killedN1 && s.node.id === 'n1')) {
-      step('kill app a: b keeps the session', false, `the session still names ${s.node?.id ?? 'no node'} (dead) after 20 requests`);
+      step(
+        'kill app a: b keeps the session',
+        false,
+        `the session still names ${s.node?.id ?? 'no node'} (dead) after 20 requests`,
+      );
       return { ok: false, steps, sticky, pages };
     }
     const { before, seq, error } = await across(killAppA, 'killed app a');
-    const broken = error || sameSession(before, seq, sticky) ||
-      (seq.some((p) => p.instance !== 'b') ? `instances ${seq.map((p) => p.instance).join(' ')} (a is dead)` : null);
+    const broken =
+      error
+      || sameSession(before, seq, sticky)
+      || (seq.some((p) => p.instance !== 'b') ? `instances ${seq.map((p) => p.instance).join(' ')} (a is dead)` : null);
     const last = seq[seq.length - 1];
-    step('kill app a: b keeps the session', !broken,
-      broken || `id ${before.sessionId} -> ${last.sessionId}, instances ${seq.map((p) => p.instance).join(' ')}, ` +
-        `counter ${before.views} -> ${seq.map((p) => p.views).join(', ')}, created ${last.createdAt}`);
+    step(
+      'kill app a: b keeps the session',
+      !broken,
+      broken
+        || `id ${before.sessionId} -> ${last.sessionId}, instances ${seq.map((p) => p.instance).join(' ')}, `
+          + `counter ${before.views} -> ${seq.map((p) => p.views).join(', ')}, created ${last.createdAt}`,
+    );
   }
 
   const ok = steps.every((x) => x.ok);
@@ -338,7 +408,9 @@ async function main(): Promise<void> {
     }
   }
   const url = process.env.DEMO_URL || state?.url || 'http://127.0.0.1:8080/';
-  console.log(`demo:check against ${url}${state ? ` (local demo, state ${path.relative(process.cwd(), stateFile)})` : ''}`);
+  console.log(
+    `demo:check against ${url}${state ? ` (local demo, state ${path.relative(process.cwd(), stateFile)})` : ''}`,
+  );
   let result: CheckResult;
   try {
     result = await runCheck({ url, state });

@@ -58,7 +58,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
   const instanceName = env.INSTANCE_NAME || 'a';
   const sticky = truthy(env.STICKY);
   const port = Number(env.PORT || 3000);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be a port number, got ${env.PORT}`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`PORT must be a port number, got ${env.PORT}`);
   // Tomcat's jvmRoute: only sticky mode puts it into session ids.
   const route = sticky ? env.ROUTE || instanceName.replace(/[^A-Za-z0-9_]/g, '_') : undefined;
   return {

@@ -10,13 +10,13 @@
 //   DEMO_BALANCER=nginx|node        default: nginx when installed, else node
 //   DEMO_STATE_FILE=path            where pids and ports are written for `npm run demo:check` (demo-app/.run/state.json)
 //   SESSION_SECRET                  shared by both instances (default: random per run)
-import { ChildProcess, spawn, spawnSync } from 'child_process';
+import { type ChildProcess, spawn, spawnSync } from 'child_process';
 import { randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { NodeBalancer, Upstream, nginxConfig, startNodeBalancer } from './balancer';
+import { type NodeBalancer, type Upstream, nginxConfig, startNodeBalancer } from './balancer';
 import { makeCerts } from '../test/helpers/tls';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -37,7 +37,8 @@ function envPort(name: string, dflt: number): number {
   const v = process.env[name];
   if (v === undefined || v === '') return dflt;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`${name} must be a port number (1-65535), got "${v}"`);
+  if (!Number.isInteger(n) || n < 1 || n > 65535)
+    throw new Error(`${name} must be a port number (1-65535), got "${v}"`);
   return n;
 }
 
@@ -45,7 +46,10 @@ function log(msg: string): void {
   process.stdout.write(`[demo] ${msg}\n`);
 }
 
-function findBinary(names: string[], dirs = ['/usr/bin', '/usr/sbin', '/usr/local/bin', '/usr/local/sbin']): string | undefined {
+function findBinary(
+  names: string[],
+  dirs = ['/usr/bin', '/usr/sbin', '/usr/local/bin', '/usr/local/sbin'],
+): string | undefined {
   for (const n of names) {
     if (n.includes('/')) {
       if (fs.existsSync(n)) return n;
@@ -69,7 +73,7 @@ function ensureMemcached(): string {
   const found = findBinary([process.env.MEMCACHED_BIN ?? '', 'memcached'].filter(Boolean));
   if (found) return found;
   if (process.getuid?.() === 0 && findBinary(['apt-get'])) {
-    log('memcached is not installed: installing Debian\'s package (apt-get install -y memcached) ...');
+    log("memcached is not installed: installing Debian's package (apt-get install -y memcached) ...");
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
     let r = spawnSync('apt-get', ['install', '-y', '-q', 'memcached'], { stdio: 'inherit', env });
     if (r.status !== 0) {
@@ -80,10 +84,12 @@ function ensureMemcached(): string {
     const now = findBinary(['memcached']);
     if (now) return now;
   }
-  console.error('memcached is not installed. Install it and run the demo again:\n' +
-    '  Debian/Ubuntu: sudo apt-get install -y memcached\n' +
-    '  macOS:         brew install memcached\n' +
-    '(`npm run demo` installs it by itself when run as root on Debian/Ubuntu.)');
+  console.error(
+    'memcached is not installed. Install it and run the demo again:\n'
+      + '  Debian/Ubuntu: sudo apt-get install -y memcached\n'
+      + '  macOS:         brew install memcached\n'
+      + '(`npm run demo` installs it by itself when run as root on Debian/Ubuntu.)',
+  );
   process.exit(1);
 }
 
@@ -98,16 +104,32 @@ function portFree(port: number): Promise<boolean> {
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ host: HOST, port });
-    const t = setTimeout(() => { s.destroy(); resolve(false); }, 500);
-    s.once('connect', () => { clearTimeout(t); s.destroy(); resolve(true); });
-    s.once('error', () => { clearTimeout(t); resolve(false); });
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve(false);
+    }, 500);
+    s.once('connect', () => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => {
+      clearTimeout(t);
+      resolve(false);
+    });
   });
 }
 
-async function waitFor(what: string, ok: () => Promise<boolean>, proc: ChildProcess | undefined, timeoutMs: number): Promise<void> {
+async function waitFor(
+  what: string,
+  ok: () => Promise<boolean>,
+  proc: ChildProcess | undefined,
+  timeoutMs: number,
+): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
-    if (proc && (proc.exitCode !== null || proc.signalCode)) throw new Error(`${what} exited (${proc.exitCode ?? proc.signalCode}) while starting`);
+    if (proc && (proc.exitCode !== null || proc.signalCode))
+      throw new Error(`${what} exited (${proc.exitCode ?? proc.signalCode}) while starting`);
     if (await ok()) return;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -155,11 +177,19 @@ async function main(): Promise<void> {
   const stateFile = path.resolve(process.env.DEMO_STATE_FILE || DEFAULT_STATE_FILE);
   const memcachedBin = ensureMemcached();
 
-  const envOf: Record<string, string> = { DEMO_PORT: 'balancer', DEMO_APP_A_PORT: 'a', DEMO_APP_B_PORT: 'b', DEMO_N1_PORT: 'n1', DEMO_N2_PORT: 'n2' };
+  const envOf: Record<string, string> = {
+    DEMO_PORT: 'balancer',
+    DEMO_APP_A_PORT: 'a',
+    DEMO_APP_B_PORT: 'b',
+    DEMO_N1_PORT: 'n1',
+    DEMO_N2_PORT: 'n2',
+  };
   for (const [env, key] of Object.entries(envOf)) {
     const port = ports[key as keyof typeof ports];
     if (!(await portFree(port))) {
-      console.error(`Port ${port} on ${HOST} (${key}) is in use. Is a demo already running? Choose another with ${env}=<port>.`);
+      console.error(
+        `Port ${port} on ${HOST} (${key}) is in use. Is a demo already running? Choose another with ${env}=<port>.`,
+      );
       process.exit(1);
     }
   }
@@ -174,13 +204,20 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log('stopping ...');
-    try { fs.rmSync(stateFile, { force: true }); } catch { /* ignore */ }
+    try {
+      fs.rmSync(stateFile, { force: true });
+    } catch {
+      /* ignore */
+    }
     if (nodeBalancer) await nodeBalancer.close();
     const alive = (p: ChildProcess) => p.exitCode === null && p.signalCode === null;
     const exited = (p: ChildProcess) => (alive(p) ? new Promise((r) => p.once('exit', r)) : Promise.resolve());
     // Balancer first (nginx: graceful quit), then the apps (graceful: server.close, store.close), then memcached.
-    const order = [...children.filter((c) => c.name === 'nginx'), ...children.filter((c) => c.name === 'a' || c.name === 'b'),
-      ...children.filter((c) => c.name.startsWith('n') && c.name !== 'nginx')];
+    const order = [
+      ...children.filter((c) => c.name === 'nginx'),
+      ...children.filter((c) => c.name === 'a' || c.name === 'b'),
+      ...children.filter((c) => c.name.startsWith('n') && c.name !== 'nginx'),
+    ];
     for (const group of [['nginx'], ['a', 'b'], ['n1', 'n2']]) {
       const procs = order.filter((c) => group.includes(c.name)).map((c) => c.proc);
       for (const p of procs) if (alive(p)) p.kill(group[0] === 'nginx' ? 'SIGQUIT' : 'SIGTERM');
@@ -202,11 +239,17 @@ async function main(): Promise<void> {
   const spawnChild = (name: string, cmd: string, args: string[], env?: NodeJS.ProcessEnv): ChildProcess => {
     // Own process groups: Ctrl-C reaches only this orchestrator, which stops the balancer, then the apps (they flush
     // queued backups to memcached), then memcached.
-    const proc = spawn(cmd, args, { cwd: ROOT, env: env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const proc = spawn(cmd, args, {
+      cwd: ROOT,
+      env: env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     children.push({ name, proc });
     pipeOutput(name, proc);
     proc.on('exit', (code, signal) => {
-      if (!stopping) log(`${name} exited (${signal ?? `code ${code}`}); the others keep running. Ctrl-C stops the demo.`);
+      if (!stopping)
+        log(`${name} exited (${signal ?? `code ${code}`}); the others keep running. Ctrl-C stops the demo.`);
     });
     return proc;
   };
@@ -239,16 +282,23 @@ async function main(): Promise<void> {
         ROUTE: name,
         SESSION_SECRET: secret,
       };
-      const proc = spawnChild(name, process.execPath, ['-r', path.join(ROOT, 'scripts', 'register.js'), path.join(ROOT, 'demo-app', 'server.ts')], env);
+      const proc = spawnChild(
+        name,
+        process.execPath,
+        ['-r', path.join(ROOT, 'scripts', 'register.js'), path.join(ROOT, 'demo-app', 'server.ts')],
+        env,
+      );
       apps.push({ name, port: ports[name], proc });
     }
-    for (const a of apps) await waitFor(`app ${a.name} (port ${a.port})`, () => httpOk(a.port, '/healthz'), a.proc, 60_000);
+    for (const a of apps)
+      await waitFor(`app ${a.name} (port ${a.port})`, () => httpOk(a.port, '/healthz'), a.proc, 60_000);
 
     // balancer
     const upstreams: Upstream[] = apps.map((a) => ({ route: a.name, host: HOST, port: a.port }));
     const want = (process.env.DEMO_BALANCER ?? '').toLowerCase();
     const nginxBin = want === 'node' ? undefined : findBinary([process.env.NGINX_BIN ?? '', 'nginx'].filter(Boolean));
-    if (want === 'nginx' && !nginxBin) throw new Error('DEMO_BALANCER=nginx but nginx is not installed (apt-get install -y nginx)');
+    if (want === 'nginx' && !nginxBin)
+      throw new Error('DEMO_BALANCER=nginx but nginx is not installed (apt-get install -y nginx)');
     let balancer: DemoState['balancer'] | undefined;
     if (nginxBin) {
       nginxDir = fs.mkdtempSync(path.join(os.tmpdir(), 'express-msm-nginx-'));
@@ -258,15 +308,30 @@ async function main(): Promise<void> {
         local: { dir: nginxDir, user: process.getuid?.() === 0 ? 'root' : undefined },
       });
       fs.writeFileSync(path.join(nginxDir, 'nginx.conf'), conf);
-      const proc = spawnChild('nginx', nginxBin, ['-p', nginxDir, '-c', path.join(nginxDir, 'nginx.conf'), '-e', path.join(nginxDir, 'error.log'), '-g', 'daemon off;']);
+      const proc = spawnChild('nginx', nginxBin, [
+        '-p',
+        nginxDir,
+        '-c',
+        path.join(nginxDir, 'nginx.conf'),
+        '-e',
+        path.join(nginxDir, 'error.log'),
+        '-g',
+        'daemon off;',
+      ]);
       try {
         await waitFor(`nginx (port ${ports.balancer})`, () => canConnect(ports.balancer), proc, 15_000);
         balancer = { kind: 'nginx', pid: proc.pid!, port: ports.balancer };
       } catch (e) {
         let errors = '';
-        try { errors = fs.readFileSync(path.join(nginxDir, 'error.log'), 'utf8').trim(); } catch { /* none */ }
+        try {
+          errors = fs.readFileSync(path.join(nginxDir, 'error.log'), 'utf8').trim();
+        } catch {
+          /* none */
+        }
         if (want === 'nginx') throw new Error(`${(e as Error).message}\n${errors}`);
-        log(`nginx did not start (${(e as Error).message}${errors ? `: ${errors}` : ''}); using the Node balancer instead`);
+        log(
+          `nginx did not start (${(e as Error).message}${errors ? `: ${errors}` : ''}); using the Node balancer instead`,
+        );
         if (proc.exitCode === null) proc.kill('SIGKILL');
       }
     }
@@ -284,24 +349,28 @@ async function main(): Promise<void> {
       orchestratorPid: process.pid,
       balancer,
       memcached: { n1: { pid: pid('n1'), port: ports.n1 }, n2: { pid: pid('n2'), port: ports.n2 } },
-      apps: Object.fromEntries(apps.map((a) => [a.name, { pid: a.proc.pid!, port: a.port, route: sticky ? a.name : null }])),
+      apps: Object.fromEntries(
+        apps.map((a) => [a.name, { pid: a.proc.pid!, port: a.port, route: sticky ? a.name : null }]),
+      ),
     };
     fs.mkdirSync(path.dirname(stateFile), { recursive: true });
     fs.writeFileSync(stateFile, JSON.stringify(state, null, 2) + '\n');
 
     process.stdout.write(`
-express-msm demo (${sticky ? 'sticky: routes a/b, the balancer follows the cookie\'s .route suffix' : 'non-sticky: sessions live in memcached'}${tls ? '; TLS to memcached' : ''})
+express-msm demo (${sticky ? "sticky: routes a/b, the balancer follows the cookie's .route suffix" : 'non-sticky: sessions live in memcached'}${tls ? '; TLS to memcached' : ''})
   balancer  ${url}  (${balancer.kind}, ${sticky ? 'by the route in the session cookie; new sessions round robin' : 'round robin over a and b'})
   app a     http://${HOST}:${ports.a}/  pid ${state.apps.a.pid}
   app b     http://${HOST}:${ports.b}/  pid ${state.apps.b.pid}
   memcached${tls ? ' (TLS)' : ''} n1 ${HOST}:${ports.n1} pid ${state.memcached.n1.pid}, n2 ${HOST}:${ports.n2} pid ${state.memcached.n2.pid}
 
 Try:
-  1. Open ${url} and reload a few times: ${sticky
-    ? 'the same instance answers (its route is in the cookie); the session id and creation time stay.'
-    : 'the instance (and its colour) alternates a/b, the session id and creation time stay, the counter goes on.'}
+  1. Open ${url} and reload a few times: ${
+    sticky
+      ? 'the same instance answers (its route is in the cookie); the session id and creation time stay.'
+      : 'the instance (and its colour) alternates a/b, the session id and creation time stay, the counter goes on.'
+  }
   2. Kill the memcached node the page names, e.g. n1:  kill -9 ${state.memcached.n1.pid}
-     Reload: the session lives on (${sticky ? 'sticky: the instance holds it; a new memcached copy is written' : 'it moves to the node holding its backup; the id\'s node suffix changes'}).
+     Reload: the session lives on (${sticky ? 'sticky: the instance holds it; a new memcached copy is written' : "it moves to the node holding its backup; the id's node suffix changes"}).
   3. Kill app a:  kill -9 ${state.apps.a.pid}
      Reload: b answers every request with the same session${sticky ? ' (it takes over route a: the id ends in .b)' : ''}.
   Or let it run by itself:  npm run demo:check      (it kills n1 and app a: restart the demo afterwards)

@@ -11,8 +11,10 @@ const { app, store } = createApp(cfg);
 const server = app.listen(cfg.port, cfg.host, (err?: Error) => {
   if (err) return;
   const { port } = server.address() as AddressInfo;
-  console.log(`[${cfg.instanceName}] listening on http://${cfg.host}:${port} ` +
-    `(${cfg.sticky ? `sticky, route ${cfg.route}` : 'non-sticky'}, memcached ${cfg.memcachedNodes}, locking ${cfg.lockingMode})`);
+  console.log(
+    `[${cfg.instanceName}] listening on http://${cfg.host}:${port} `
+      + `(${cfg.sticky ? `sticky, route ${cfg.route}` : 'non-sticky'}, memcached ${cfg.memcachedNodes}, locking ${cfg.lockingMode})`,
+  );
 });
 server.on('error', (err) => {
   console.error(`[${cfg.instanceName}] cannot listen on ${cfg.host}:${cfg.port}: ${err.message}`);

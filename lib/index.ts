@@ -3,9 +3,19 @@ export { MemcachedStore, DEFAULT_MAX_SESSION_BYTES } from './express/store';
 export type { StoreStats } from './express/store';
 export { DEFAULTS, parseMemcachedNodes } from './express/config';
 export {
-  ConfigError, StoreClosedError, SessionTooLargeError, StorageUnavailableError, LockTimeoutError, TranscoderError,
+  ConfigError,
+  StoreClosedError,
+  SessionTooLargeError,
+  StorageUnavailableError,
+  LockTimeoutError,
+  TranscoderError,
 } from './core/errors';
-export type { MemcachedStoreOptions, MiddlewareOnlyOptions, LockingModeName, AutoDiscoveryOptions } from './express/config';
+export type {
+  MemcachedStoreOptions,
+  MiddlewareOnlyOptions,
+  LockingModeName,
+  AutoDiscoveryOptions,
+} from './express/config';
 export { JsonTranscoder } from './transcoders/json';
 export type { Transcoder, TranscoderContext, StoredSession, StoredCookie } from './transcoders/transcoder';
 export { EncryptingTranscoder } from './transcoders/encrypting';

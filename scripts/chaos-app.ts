@@ -9,7 +9,12 @@ const port = Number(process.env.CHAOS_PORT);
 const mw = memcachedSession({
   // CHAOS_DISCOVERY: the nodes come from that configuration endpoint (autoDiscovery), polled every 200 ms.
   ...(process.env.CHAOS_DISCOVERY
-    ? { autoDiscovery: { endpoint: process.env.CHAOS_DISCOVERY, intervalMs: Number(process.env.CHAOS_DISCOVERY_INTERVAL ?? 200) } }
+    ? {
+        autoDiscovery: {
+          endpoint: process.env.CHAOS_DISCOVERY,
+          intervalMs: Number(process.env.CHAOS_DISCOVERY_INTERVAL ?? 200),
+        },
+      }
     : { memcachedNodes: process.env.CHAOS_NODES! }),
   storageKeyPrefix: 'static:chaos',
   lockingMode: (process.env.CHAOS_LOCKING ?? 'all') as 'all',

@@ -3,10 +3,10 @@
 // one at a time, and kills/restarts one app instance. At the end every session must be present with
 // counter == increments acknowledged (2xx). `npm run chaos` (CHAOS_SECONDS, CHAOS_SESSIONS, CHAOS_CONCURRENCY).
 // The short version in the test suite is test/system/chaos.test.ts (runChaos with a small schedule).
-import { ChildProcess, fork } from 'child_process';
+import { type ChildProcess, fork } from 'child_process';
 import * as http from 'http';
 import * as path from 'path';
-import { MemcachedProcess, freePort, killAll, nodesString, startMemcacheds } from '../test/helpers/memcached';
+import { type MemcachedProcess, freePort, killAll, nodesString, startMemcacheds } from '../test/helpers/memcached';
 import { readJsonReply } from '../test/helpers/session-http';
 import { ConfigEndpoint } from '../test/helpers/config-endpoint';
 
@@ -52,7 +52,16 @@ export interface ChaosReport {
   failuresOutsideFaults: number;
   failures: Array<{ t: number; status: Sample['status']; error?: string }>;
   latency: { p50: number; p99: number; max: number };
-  windows: Array<{ label: string; from: number; to: number; requests: number; failed: number; p50: number; p99: number; max: number }>;
+  windows: Array<{
+    label: string;
+    from: number;
+    to: number;
+    requests: number;
+    failed: number;
+    p50: number;
+    p99: number;
+    max: number;
+  }>;
   lostDetail: string[];
   /** Addresses of the nodes the configuration listed at the end, and of the nodes each app used at the end. */
   listedNodes: string[];
@@ -63,14 +72,24 @@ class App {
   proc: ChildProcess | undefined;
   up = false;
   /** `nodes`: memcachedNodes, or `discovery:<host:port>` for a configuration endpoint. */
-  constructor(readonly port: number, private readonly nodes: string, private readonly opTimeout: number) {}
+  constructor(
+    readonly port: number,
+    private readonly nodes: string,
+    private readonly opTimeout: number,
+  ) {}
 
   start(): Promise<void> {
     return new Promise((resolve, reject) => {
       const p = fork(path.join(__dirname, 'chaos-app.ts'), [], {
         execArgv: ['-r', path.join(__dirname, 'register.js')],
-        env: { ...process.env, CHAOS_PORT: String(this.port), CHAOS_OP_TIMEOUT: String(this.opTimeout),
-          ...(this.nodes.startsWith('discovery:') ? { CHAOS_DISCOVERY: this.nodes.slice('discovery:'.length) } : { CHAOS_NODES: this.nodes }) },
+        env: {
+          ...process.env,
+          CHAOS_PORT: String(this.port),
+          CHAOS_OP_TIMEOUT: String(this.opTimeout),
+          ...(this.nodes.startsWith('discovery:')
+            ? { CHAOS_DISCOVERY: this.nodes.slice('discovery:'.length) }
+            : { CHAOS_NODES: this.nodes }),
+        },
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
       this.proc = p;
@@ -130,9 +149,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
 
     function call(app: App, method: string, p: string, cookie?: string): Promise<{ status: number; body: any }> {
       return new Promise((resolve, reject) => {
-        const req = http.request({ host: '127.0.0.1', port: app.port, path: p, method, agent, headers: cookie ? { cookie } : {} }, (res) => {
-          readJsonReply(res).then(resolve, reject);
-        });
+        const req = http.request(
+          { host: '127.0.0.1', port: app.port, path: p, method, agent, headers: cookie ? { cookie } : {} },
+          (res) => {
+            readJsonReply(res).then(resolve, reject);
+          },
+        );
         req.setTimeout(requestTimeout, () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
         req.on('error', reject);
         req.end();
@@ -149,19 +171,23 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const attempted: number[] = [];
     const busy: boolean[] = [];
     let next = 0;
-    await Promise.all(Array.from({ length: opts.concurrency }, async () => {
-      while (next < opts.sessions) {
-        const i = next++;
-        const r = await call(apps[i % 2], 'POST', '/inc');
-        if (r.status !== 200) throw new Error(`creating session ${i}: ${r.status} ${JSON.stringify(r.body)}`);
-        ids[i] = r.body.id;
-        acked[i] = 1;
-        attempted[i] = 0;
-        busy[i] = false;
-      }
-    }));
-    log(`created ${opts.sessions} sessions on 2 app instances, ${listed.size} memcached nodes (${[...listed].map((i) => nodes[i].port).join(', ')})` +
-      (endpoint ? `, listed by a configuration endpoint (autoDiscovery) on ${endpoint.port}` : ''));
+    await Promise.all(
+      Array.from({ length: opts.concurrency }, async () => {
+        while (next < opts.sessions) {
+          const i = next++;
+          const r = await call(apps[i % 2], 'POST', '/inc');
+          if (r.status !== 200) throw new Error(`creating session ${i}: ${r.status} ${JSON.stringify(r.body)}`);
+          ids[i] = r.body.id;
+          acked[i] = 1;
+          attempted[i] = 0;
+          busy[i] = false;
+        }
+      }),
+    );
+    log(
+      `created ${opts.sessions} sessions on 2 app instances, ${listed.size} memcached nodes (${[...listed].map((i) => nodes[i].port).join(', ')})`
+        + (endpoint ? `, listed by a configuration endpoint (autoDiscovery) on ${endpoint.port}` : ''),
+    );
 
     // --- load + fault schedule
     const samples: Sample[] = [];
@@ -236,11 +262,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
           status = r.status;
           if (r.status === 200 && typeof r.body?.n === 'number') {
             acked[i]++;
-            history[i].push(`${t}ms app${apps.indexOf(app) + 1} ${ids[i].slice(-3)}->${String(r.body.id).slice(-3)} n=${r.body.n}`);
+            history[i].push(
+              `${t}ms app${apps.indexOf(app) + 1} ${ids[i].slice(-3)}->${String(r.body.id).slice(-3)} n=${r.body.n}`,
+            );
             ids[i] = r.body.id;
           } else {
             attempted[i]++;
-            failures.push({ t, status, error: typeof r.body === 'object' ? r.body?.error : String(r.body).slice(0, 200) });
+            failures.push({
+              t,
+              status,
+              error: typeof r.body === 'object' ? r.body?.error : String(r.body).slice(0, 200),
+            });
           }
         } catch (e) {
           attempted[i]++;
@@ -271,30 +303,40 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     let phantom = 0;
     const lostDetail: string[] = [];
     let k = 0;
-    await Promise.all(Array.from({ length: opts.concurrency }, async () => {
-      while (k < opts.sessions) {
-        const i = k++;
-        const r = await call(apps[i % 2], 'GET', '/get', cookieFor(ids[i]));
-        const n = r.status === 200 ? r.body?.n : undefined;
-        if (typeof n !== 'number') {
-          sessionsLost++;
-          lostDetail.push(`session ${i} (${ids[i]}): gone (status ${r.status}), ${acked[i]} acknowledged`);
-        } else if (n < acked[i]) {
-          updatesLost += acked[i] - n;
-          const h = history[i];
-          const at = h.findIndex((e) => e.endsWith(` n=${n}`));
-          lostDetail.push(`session ${i} (${ids[i]}): counter ${n} < ${acked[i]} acknowledged; around the loss: ${(process.env.CHAOS_VERBOSE ? h : h.slice(Math.max(0, at - 1), at + 3)).join(' | ')}`);
-        } else if (n > acked[i] + attempted[i]) {
-          phantom += n - acked[i] - attempted[i];
-          lostDetail.push(`session ${i} (${ids[i]}): counter ${n} > ${acked[i]} acknowledged + ${attempted[i]} failed attempts`);
+    await Promise.all(
+      Array.from({ length: opts.concurrency }, async () => {
+        while (k < opts.sessions) {
+          const i = k++;
+          const r = await call(apps[i % 2], 'GET', '/get', cookieFor(ids[i]));
+          const n = r.status === 200 ? r.body?.n : undefined;
+          if (typeof n !== 'number') {
+            sessionsLost++;
+            lostDetail.push(`session ${i} (${ids[i]}): gone (status ${r.status}), ${acked[i]} acknowledged`);
+          } else if (n < acked[i]) {
+            updatesLost += acked[i] - n;
+            const h = history[i];
+            const at = h.findIndex((e) => e.endsWith(` n=${n}`));
+            lostDetail.push(
+              `session ${i} (${ids[i]}): counter ${n} < ${acked[i]} acknowledged; around the loss: ${(process.env.CHAOS_VERBOSE ? h : h.slice(Math.max(0, at - 1), at + 3)).join(' | ')}`,
+            );
+          } else if (n > acked[i] + attempted[i]) {
+            phantom += n - acked[i] - attempted[i];
+            lostDetail.push(
+              `session ${i} (${ids[i]}): counter ${n} > ${acked[i]} acknowledged + ${attempted[i]} failed attempts`,
+            );
+          }
         }
-      }
-    }));
+      }),
+    );
 
-    const appNodes = await Promise.all(apps.map(async (a) => {
-      const st = await call(a, 'GET', '/stats');
-      return Object.values(st.body.nodes as Record<string, { address: string }>).map((n) => n.address).sort();
-    }));
+    const appNodes = await Promise.all(
+      apps.map(async (a) => {
+        const st = await call(a, 'GET', '/stats');
+        return Object.values(st.body.nodes as Record<string, { address: string }>)
+          .map((n) => n.address)
+          .sort();
+      }),
+    );
 
     // A request belongs to a fault when its lifetime overlaps the window (one in flight when an app is killed
     // started before the window opened).
@@ -311,10 +353,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       failuresOutsideFaults: failedSamples.filter((s) => !inFault(s.t, s.ms)).length,
       failures,
       latency: summary(samples),
-      windows: windows.sort((a, b) => a.from - b.from).map((w) => {
-        const inside = samples.filter((s) => s.t >= w.from && s.t <= w.to);
-        return { ...w, requests: inside.length, failed: inside.filter((s) => s.status !== 200).length, ...summary(inside) };
-      }),
+      windows: windows
+        .sort((a, b) => a.from - b.from)
+        .map((w) => {
+          const inside = samples.filter((s) => s.t >= w.from && s.t <= w.to);
+          return {
+            ...w,
+            requests: inside.length,
+            failed: inside.filter((s) => s.status !== 200).length,
+            ...summary(inside),
+          };
+        }),
       lostDetail,
       listedNodes: [...listed].map((i) => nodes[i].address).sort(),
       appNodes,
@@ -332,10 +381,14 @@ export function printReport(r: ChaosReport, log: (l: string) => void = console.l
   log(`sessions: ${r.sessions}, requests: ${r.requests}, acknowledged: ${r.acknowledged}`);
   log(`sessions lost: ${r.sessionsLost}   updates lost: ${r.updatesLost}   phantom updates: ${r.phantomUpdates}`);
   log(`requests failed: ${r.requestsFailed} (outside fault windows + 2 s: ${r.failuresOutsideFaults})`);
-  log(`nodes at the end: listed ${r.listedNodes.join(' ')}; ${r.appNodes.map((n, i) => `app ${i + 1} uses ${n.join(' ')}`).join('; ')}`);
+  log(
+    `nodes at the end: listed ${r.listedNodes.join(' ')}; ${r.appNodes.map((n, i) => `app ${i + 1} uses ${n.join(' ')}`).join('; ')}`,
+  );
   log(`latency overall: p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, max ${r.latency.max} ms`);
   for (const w of r.windows) {
-    log(`  ${w.label.padEnd(32)} ${String(w.from).padStart(6)}-${String(w.to).padEnd(6)} ms: ${w.requests} req, ${w.failed} failed, p50 ${w.p50} p99 ${w.p99} max ${w.max} ms`);
+    log(
+      `  ${w.label.padEnd(32)} ${String(w.from).padStart(6)}-${String(w.to).padEnd(6)} ms: ${w.requests} req, ${w.failed} failed, p50 ${w.p50} p99 ${w.p99} max ${w.max} ms`,
+    );
   }
   const byStatus = new Map<string, number[]>();
   for (const f of r.failures) {
@@ -379,7 +432,11 @@ if (require.main === module) {
       if (!m) throw new Error(`bad CHAOS_SCHEDULE item ${item}`);
       const kind = m[1] as FaultAction['kind'];
       const n = Number(m[2]) - 1;
-      schedule.push(kind === 'appKill' || kind === 'appRestart' ? { at: s(Number(m[3])), kind, app: n } : { at: s(Number(m[3])), kind, node: n } as FaultAction);
+      schedule.push(
+        kind === 'appKill' || kind === 'appRestart'
+          ? { at: s(Number(m[3])), kind, app: n }
+          : ({ at: s(Number(m[3])), kind, node: n } as FaultAction),
+      );
     }
   }
   runChaos({
@@ -388,11 +445,14 @@ if (require.main === module) {
     concurrency: Number(process.env.CHAOS_CONCURRENCY ?? 16),
     schedule,
     discovery: process.env.CHAOS_DISCOVERY === '1',
-  }).then((r) => {
-    printReport(r);
-    process.exit(r.sessionsLost || r.updatesLost || r.phantomUpdates ? 1 : 0);
-  }, (e) => {
-    console.error(e);
-    process.exit(2);
-  });
+  }).then(
+    (r) => {
+      printReport(r);
+      process.exit(r.sessionsLost || r.updatesLost || r.phantomUpdates ? 1 : 0);
+    },
+    (e) => {
+      console.error(e);
+      process.exit(2);
+    },
+  );
 }

@@ -18,7 +18,7 @@ function transpile(src, filename, sourceMap = true) {
   }).outputText;
 }
 
-require.extensions['.ts'] = function (module, filename) {
+require.extensions['.ts'] = (module, filename) => {
   module._compile(transpile(fs.readFileSync(filename, 'utf8'), filename), filename);
 };
 

@@ -13,9 +13,11 @@ function enabledByDebugEnv(): boolean {
 
 export function defaultLogger(): Logger {
   const on = enabledByDebugEnv();
-  const write = (level: string) => (msg: string, ...args: unknown[]) => {
-    if (on) console.error(`express-msm ${level} ${msg}`, ...args);
-  };
+  const write =
+    (level: string) =>
+    (msg: string, ...args: unknown[]) => {
+      if (on) console.error(`express-msm ${level} ${msg}`, ...args);
+    };
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
 }
 

@@ -6,7 +6,11 @@
  * the results in that order. The first failure rejects it, and items not started by then are not started (those in
  * flight run on; their results are dropped).
  */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R> | R): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R> | R,
+): Promise<R[]> {
   if (!(limit >= 1)) throw new RangeError(`mapLimit: limit must be 1 or more, not ${limit}`);
   const results = new Array<R>(items.length);
   let next = 0;

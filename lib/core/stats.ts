@@ -58,7 +58,8 @@ export class Statistics {
 
   timingSnapshot(): Record<string, { count: number; avgMs: number; maxMs: number }> {
     const out: Record<string, { count: number; avgMs: number; maxMs: number }> = {};
-    for (const [k, t] of this.timings) out[k] = { count: t.count, avgMs: t.count ? t.total / t.count : 0, maxMs: t.max };
+    for (const [k, t] of this.timings)
+      out[k] = { count: t.count, avgMs: t.count ? t.total / t.count : 0, maxMs: t.max };
     return out;
   }
 }

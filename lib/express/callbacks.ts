@@ -8,7 +8,10 @@ export type Callback<T> = (err: any, value?: T) => void;
  * is an uncaught exception, never an unhandled rejection or a hung request.
  */
 export function settle<T>(p: Promise<T>, cb: Callback<T>): void {
-  p.then((v) => process.nextTick(cb, null, v), (e) => process.nextTick(cb, e));
+  p.then(
+    (v) => process.nextTick(cb, null, v),
+    (e) => process.nextTick(cb, e),
+  );
 }
 
 /** A promise for callers without a callback; with one, it is also settled into the callback (see settle). */
@@ -24,8 +27,13 @@ export function withCallback<T>(p: Promise<T>, cb: Callback<T> | undefined): Pro
  * until they have run (Node's end() flushes it), so the response leaves in one write. Every other callback, an app's
  * `req.session.save(cb)` included, is called on its own tick, as MemoryStore does.
  */
-export function answer<T, S>(target: T, work: (this: T, raw: string, session: S) => Promise<void> | undefined, raw: string,
-  session: S, cb: Callback<void> | undefined): Promise<void> | void {
+export function answer<T, S>(
+  target: T,
+  work: (this: T, raw: string, session: S) => Promise<void> | undefined,
+  raw: string,
+  session: S,
+  cb: Callback<void> | undefined,
+): Promise<void> | void {
   let p: Promise<void> | undefined;
   try {
     // A method and its arguments, not a closure: this runs for every save and touch.

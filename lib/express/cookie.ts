@@ -9,7 +9,11 @@ import type { StoredCookie, StoredSession } from '../transcoders/transcoder';
  * rebuilt from originalMaxAge: unchanged sessions then encode to the same bytes and are not rewritten. `loadedMaxAge`:
  * the cookie's originalMaxAge as loaded (its drift is undone).
  */
-export function toStored(session: SessionData, filter: RegExp | undefined, loadedMaxAge: number | null | undefined): StoredSession {
+export function toStored(
+  session: SessionData,
+  filter: RegExp | undefined,
+  loadedMaxAge: number | null | undefined,
+): StoredSession {
   const cookie = storedCookieOf(session, loadedMaxAge);
   const out: StoredSession = cookie ? { cookie } : {};
   for (const k of Object.keys(session)) {
@@ -39,16 +43,19 @@ function isUsableCookie(cookie: StoredCookie): boolean {
   // Bounded so that now + originalMaxAge is still a Date (8.64e15 ms).
   if (!(oma === null || oma === undefined || (typeof oma === 'number' && Math.abs(oma) <= 4e15))) return false;
   const exp = cookie.expires;
-  if (!(exp === null || exp === undefined || (typeof exp === 'string' && Number.isFinite(new Date(exp).getTime())))) return false;
+  if (!(exp === null || exp === undefined || (typeof exp === 'string' && Number.isFinite(new Date(exp).getTime()))))
+    return false;
   // Cookie's constructor assigns every field: `maxAge`, `expires`, `data` are accessors there, not data.
   if ('maxAge' in cookie || 'data' in cookie || '_expires' in cookie) return false;
-  return optional(cookie.secure, (v) => isBool(v) || v === 'auto')
+  return (
+    optional(cookie.secure, (v) => isBool(v) || v === 'auto')
     && optional(cookie.httpOnly, isBool)
     && optional(cookie.partitioned, isBool)
     && optional(cookie.path, (v) => typeof v === 'string' && COOKIE_PATH.test(v))
     && optional(cookie.domain, (v) => typeof v === 'string' && COOKIE_DOMAIN.test(v))
     && optional(cookie.sameSite, (v) => isBool(v) || (typeof v === 'string' && SAME_SITE.has(v.toLowerCase())))
-    && optional(cookie.priority, (v) => typeof v === 'string' && PRIORITY.has(v.toLowerCase()));
+    && optional(cookie.priority, (v) => typeof v === 'string' && PRIORITY.has(v.toLowerCase()))
+  );
 }
 
 /**
@@ -59,7 +66,12 @@ function storedCookieOf(session: SessionData, loaded: number | null | undefined)
   const src = session.cookie as any;
   if (src === undefined || src === null) return undefined;
   const data = typeof src.toJSON === 'function' ? src.toJSON() : { ...src };
-  const maxAge = typeof data.originalMaxAge === 'number' ? data.originalMaxAge : typeof data.maxAge === 'number' ? data.maxAge : null;
+  const maxAge =
+    typeof data.originalMaxAge === 'number'
+      ? data.originalMaxAge
+      : typeof data.maxAge === 'number'
+        ? data.maxAge
+        : null;
   const cookie: StoredCookie = { originalMaxAge: maxAge };
   if (typeof loaded === 'number' && isMaxAgeDrift(loaded, cookie.originalMaxAge)) cookie.originalMaxAge = loaded;
   for (const k of Object.keys(data)) {

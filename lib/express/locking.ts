@@ -70,7 +70,10 @@ export class ReadOnlyRequests {
 export class LockDecider {
   readonly readOnly = new ReadOnlyRequests();
 
-  constructor(readonly strategy: LockingStrategy, private readonly stats: Statistics) {}
+  constructor(
+    readonly strategy: LockingStrategy,
+    private readonly stats: Statistics,
+  ) {}
 
   get learns(): boolean {
     return this.strategy.kind === 'auto';
@@ -217,7 +220,9 @@ export class SessionLocks {
     // The random part survives relocation and takeover: one queue for every id the session has had.
     const mutexKey = sid.random;
     if (!(await this.mutex.acquire(mutexKey, deadline - Date.now()))) {
-      logger.warn(`session ${hashId(sid.id)}: lock wait timed out after ${operationTimeout} ms (queued in this process)`);
+      logger.warn(
+        `session ${hashId(sid.id)}: lock wait timed out after ${operationTimeout} ms (queued in this process)`,
+      );
       return finish('timeout', false);
     }
     const target = this.opts.lockTarget(sid);
@@ -234,13 +239,17 @@ export class SessionLocks {
       const r = await client.addWithCas(key, token, lockExpiration);
       if (!r.ok) {
         nodes.markFailed(node, r.error);
-        logger.warn(`session ${hashId(sid.id)}: could not lock on ${node} (${r.error.message}), continuing without the lock`);
+        logger.warn(
+          `session ${hashId(sid.id)}: could not lock on ${node} (${r.error.message}), continuing without the lock`,
+        );
         return finish('error', true);
       }
       if (r.value !== null) return finish('acquired', true, r.value, node);
       const left = deadline - Date.now();
       if (left <= 0) {
-        logger.warn(`session ${hashId(sid.id)}: lock wait timed out after ${operationTimeout} ms (held by another request)`);
+        logger.warn(
+          `session ${hashId(sid.id)}: lock wait timed out after ${operationTimeout} ms (held by another request)`,
+        );
         return finish('timeout', true);
       }
       await sleep(Math.min(delay, left));
@@ -248,8 +257,15 @@ export class SessionLocks {
     }
   }
 
-  private handle(id: string, key: string, outcome: LockOutcome, waitedMs: number, ownsMutex: boolean,
-    cas: Buffer | undefined, node: string | undefined): LockHandle {
+  private handle(
+    id: string,
+    key: string,
+    outcome: LockOutcome,
+    waitedMs: number,
+    ownsMutex: boolean,
+    cas: Buffer | undefined,
+    node: string | undefined,
+  ): LockHandle {
     let releasing: Promise<void> | undefined;
     const release = (): Promise<void> => {
       if (releasing) return releasing;

@@ -25,8 +25,10 @@ function loadPromClient(): any {
   try {
     return require('prom-client');
   } catch (e) {
-    throw ConfigError.saying(`express-msm: registerMetrics needs the optional peer dependency prom-client (npm install prom-client): ${(e as Error)?.message ?? e}`,
-      { cause: e });
+    throw ConfigError.saying(
+      `express-msm: registerMetrics needs the optional peer dependency prom-client (npm install prom-client): ${(e as Error)?.message ?? e}`,
+      { cause: e },
+    );
   }
 }
 
@@ -49,7 +51,11 @@ interface MetricDefinitions {
  * pending backups, per-node availability (1/0), per-node operations and errors, and operation timings.
  * `register` defaults to prom-client's global registry.
  */
-export function registerMetrics(store: MemcachedStore, register?: MetricsRegistry, options: RegisterMetricsOptions = {}): RegisteredMetrics {
+export function registerMetrics(
+  store: MemcachedStore,
+  register?: MetricsRegistry,
+  options: RegisterMetricsOptions = {},
+): RegisteredMetrics {
   const prom = loadPromClient();
   const registry: MetricsRegistry = register ?? prom.register;
   const prefix = options.prefix ?? 'express_msm_';

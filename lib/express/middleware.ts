@@ -262,7 +262,9 @@ function modified(s: Setup, req: SessionRequest, state: RequestState): boolean {
   if (state.modified !== undefined) return state.modified;
   try {
     const sid = s.store.idFormat.parse(req.sessionID);
-    return !sid || !sameBytes(state.loadedId, state.loadedBytes, sid.id, s.store.encodeItem(sid, s.store.toStored(session)));
+    return (
+      !sid || !sameBytes(state.loadedId, state.loadedBytes, sid.id, s.store.encodeItem(sid, s.store.toStored(session)))
+    );
   } catch {
     return true;
   }

@@ -33,7 +33,8 @@ export function recordOf(session: unknown): SessionRecord | undefined {
 
 /** Defined once per session object, never deleted: a deleted property would slow express-session's hash of it. */
 function attach(session: object, record: SessionRecord): void {
-  if (Object.isExtensible(session)) Object.defineProperty(session, RECORD, { value: record, configurable: true, writable: true });
+  if (Object.isExtensible(session))
+    Object.defineProperty(session, RECORD, { value: record, configurable: true, writable: true });
 }
 
 export interface SessionServiceParts {
@@ -117,7 +118,9 @@ export class SessionService {
   listed(id: string, bytes: Buffer, lastAccess: number | undefined): SessionData | undefined {
     const sid = this.p.idFormat.parse(id);
     const session = sid && this.p.transcoder.decode(transcodedBytes(bytes), sid);
-    return session && checkCookie(session, lastAccess ?? Date.now()) === 'live' ? (session as unknown as SessionData) : undefined;
+    return session && checkCookie(session, lastAccess ?? Date.now()) === 'live'
+      ? (session as unknown as SessionData)
+      : undefined;
   }
 
   /** undefined: saved synchronously (sticky with asynchronous backups). Throws on what cannot be stored. */
@@ -129,8 +132,10 @@ export class SessionService {
     const started = performance.now();
     const r = this.resolve(raw, record);
     if (!r) {
-      throw ConfigError.saying('express-msm: refusing to store a session under an id that has no key (empty, longer '
-        + 'than 4096 characters, or a lone UTF-16 surrogate): check the genid option');
+      throw ConfigError.saying(
+        'express-msm: refusing to store a session under an id that has no key (empty, longer '
+          + 'than 4096 characters, or a lone UTF-16 surrogate): check the genid option',
+      );
     }
     this.noteCookieHandling(session);
     const { sid, alias } = this.whereTo(r, record);
@@ -142,13 +147,16 @@ export class SessionService {
     if (bytes.length > this.maxSessionBytes) {
       throw new SessionTooLargeError(
         `express-msm: session is ${bytes.length} bytes, above the ${this.maxSessionBytes}-byte limit (memcached item size); not stored`,
-        bytes.length);
+        bytes.length,
+      );
     }
     const rec = record ?? this.newRecord(session, sid.id);
     const saving = this.p.mode.save(sid, stored, bytes, maxInactive, rec);
     if (!saving && !alias && !this.p.index) return void this.saved(rec, !!pre, started);
     const done = () => this.saved(rec, !!pre, started);
-    return (alias || this.p.index ? this.afterWrite(saving, sid, alias, session, maxInactive, rec) : saving!).then(done);
+    return (alias || this.p.index ? this.afterWrite(saving, sid, alias, session, maxInactive, rec) : saving!).then(
+      done,
+    );
   }
 
   /** undefined: done synchronously (sticky, nothing due in memcached). */
@@ -219,7 +227,8 @@ export class SessionService {
    */
   applyPendingIdChange(req: any): void {
     // Behind express (req.res) the cookie follows id changes anyway (noteCookieHandling): no mark on every request.
-    if (req && typeof req === 'object' && !req.res && !req[APPLIES_IDS]) Object.defineProperty(req, APPLIES_IDS, { value: true });
+    if (req && typeof req === 'object' && !req.res && !req[APPLIES_IDS])
+      Object.defineProperty(req, APPLIES_IDS, { value: true });
     recordOf(req?.session)?.switchId?.();
   }
 
@@ -276,8 +285,14 @@ export class SessionService {
   }
 
   /** What follows a save or touch when there is more to write: the old id's alias, the user index. */
-  private async afterWrite(writing: Promise<void> | undefined, sid: SessionId, alias: SessionId | undefined, session: SessionData,
-    maxInactive: number, record: SessionRecord | undefined): Promise<void> {
+  private async afterWrite(
+    writing: Promise<void> | undefined,
+    sid: SessionId,
+    alias: SessionId | undefined,
+    session: SessionData,
+    maxInactive: number,
+    record: SessionRecord | undefined,
+  ): Promise<void> {
     await writing;
     if (alias) await this.p.mode.keepAlias(alias, sid, maxInactive);
     if (this.p.index) await this.p.index.afterWrite(sid, session, maxInactive, record);
@@ -291,14 +306,27 @@ export class SessionService {
    */
   private noteCookieHandling(session: SessionData): void {
     const { moves } = this.p;
-    if (moves.fixedCookies || !session || typeof session !== 'object' || Object.getPrototypeOf(session) === Object.prototype) return;
+    if (
+      moves.fixedCookies
+      || !session
+      || typeof session !== 'object'
+      || Object.getPrototypeOf(session) === Object.prototype
+    )
+      return;
     const req = requestOf(session);
     if (req && typeof req === 'object' && (req.res || req[APPLIES_IDS])) return;
     moves.fixedCookies = true;
-    this.p.logger.info('the framework keeps the session cookie it was given (no req.res: a plain server, or not express-session): moved sessions stay reachable under their old ids');
+    this.p.logger.info(
+      'the framework keeps the session cookie it was given (no req.res: a plain server, or not express-session): moved sessions stay reachable under their old ids',
+    );
   }
 
-  private switchIdAtResponse(store: import('express-session').Store, req: any, oldId: string, record: SessionRecord): void {
+  private switchIdAtResponse(
+    store: import('express-session').Store,
+    req: any,
+    oldId: string,
+    record: SessionRecord,
+  ): void {
     const newId = record.newId!;
     let done = false;
     const swap = () => {

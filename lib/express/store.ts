@@ -2,10 +2,10 @@
 // method checks the store is open and usable, then hands over to the session service, the mode or the lister.
 import { Store } from 'express-session';
 import type { SessionData } from 'express-session';
-import { MemcachedStoreOptions, ResolvedConfig, resolveConfig, resolveNodes } from './config';
+import { type MemcachedStoreOptions, type ResolvedConfig, resolveConfig, resolveNodes } from './config';
 import { ConfigError, StoreClosedError } from '../core/errors';
 import { KeyFormat } from '../memcached/keys';
-import { Logger, defaultLogger } from '../core/logger';
+import { type Logger, defaultLogger } from '../core/logger';
 import type { ModeContext, SessionMode } from '../modes/mode';
 import { NodeSet } from '../memcached/nodes';
 import { NonStickyMode } from '../modes/non-sticky';
@@ -13,14 +13,14 @@ import { SessionIdFormat } from '../memcached/session-id';
 import { Statistics } from '../core/stats';
 import { StickyMode } from '../modes/sticky';
 import { JsonTranscoder } from '../transcoders/json';
-import { StoredSession, Transcoder, transcodedBytes } from '../transcoders/transcoder';
+import { type StoredSession, type Transcoder, transcodedBytes } from '../transcoders/transcoder';
 import { BackupRunner } from '../modes/backup';
 import { UserIndex } from '../modes/user-index';
 import { SessionLister } from '../modes/listing';
 import { IdMoves } from '../modes/session-record';
 import { DISCOVERED_ID, Discovery } from '../memcached/discovery';
 import type { SessionId } from '../memcached/session-id';
-import { Callback, answer, settle, withCallback } from './callbacks';
+import { type Callback, answer, settle, withCallback } from './callbacks';
 import { SessionService } from './session-service';
 
 export { DEFAULT_MAX_SESSION_BYTES } from './session-service';
@@ -64,31 +64,91 @@ export class MemcachedStore extends Store {
     this.logger = options.logger ?? defaultLogger();
     this.transcoder = options.transcoder ?? new JsonTranscoder();
     if (typeof this.transcoder.encode !== 'function' || typeof this.transcoder.decode !== 'function') {
-      throw ConfigError.saying('express-msm: invalid transcoder: expected { encode(session): Buffer, decode(bytes): session | null }');
+      throw ConfigError.saying(
+        'express-msm: invalid transcoder: expected { encode(session): Buffer, decode(bytes): session | null }',
+      );
     }
     this.keys = new KeyFormat(this.config.storageKeyPrefix);
-    const { nodes: list, failoverNodeIds, operationTimeout, nodeAvailabilityCacheTTL, username, password, tls } = this.config;
-    this.nodes = new NodeSet({ nodes: list, failoverNodeIds, operationTimeout, nodeAvailabilityCacheTTL, keys: this.keys, logger: this.logger,
-      username, password, tls, onKey: options.onKey });
+    const {
+      nodes: list,
+      failoverNodeIds,
+      operationTimeout,
+      nodeAvailabilityCacheTTL,
+      username,
+      password,
+      tls,
+    } = this.config;
+    this.nodes = new NodeSet({
+      nodes: list,
+      failoverNodeIds,
+      operationTimeout,
+      nodeAvailabilityCacheTTL,
+      keys: this.keys,
+      logger: this.logger,
+      username,
+      password,
+      tls,
+      onKey: options.onKey,
+    });
     // The node set's knownIds, live: ids naming a node removed at run time still parse as naming it.
     this.idFormat = new SessionIdFormat(this.nodes.knownIds, this.config.encodeNodeId);
     this.backups = new BackupRunner(this.config.sessionBackupAsync, this.config.sessionBackupTimeout, this.logger);
     const moves = new IdMoves();
     const transcoder = this.transcoder;
-    const ctx: ModeContext = { cfg: this.config, nodes: this.nodes, keys: this.keys, idFormat: this.idFormat, stats: this.statistics,
-      logger: this.logger, backups: this.backups, moves,
+    const ctx: ModeContext = {
+      cfg: this.config,
+      nodes: this.nodes,
+      keys: this.keys,
+      idFormat: this.idFormat,
+      stats: this.statistics,
+      logger: this.logger,
+      backups: this.backups,
+      moves,
       // Modes decode session items: the transcoder's bytes, behind the id when its key is a hash (itemUnderId).
-      transcoder: { name: transcoder.name, encode: (s, c) => transcoder.encode(s, c), decode: (b, c) => transcoder.decode(transcodedBytes(b), c) } };
+      transcoder: {
+        name: transcoder.name,
+        encode: (s, c) => transcoder.encode(s, c),
+        decode: (b, c) => transcoder.decode(transcodedBytes(b), c),
+      },
+    };
     const mode: SessionMode = this.config.sticky ? new StickyMode(ctx) : new NonStickyMode(ctx);
     this.mode = mode;
-    this.index = this.config.indexBy && new UserIndex({ nodes: this.nodes, keys: this.keys, ids: this.idFormat, stats: this.statistics,
-      logger: this.logger, load: (sid) => mode.load(sid), destroy: (sid) => mode.destroy(sid) }, this.config.indexBy);
+    this.index =
+      this.config.indexBy
+      && new UserIndex(
+        {
+          nodes: this.nodes,
+          keys: this.keys,
+          ids: this.idFormat,
+          stats: this.statistics,
+          logger: this.logger,
+          load: (sid) => mode.load(sid),
+          destroy: (sid) => mode.destroy(sid),
+        },
+        this.config.indexBy,
+      );
     this.lister = new SessionLister(ctx, mode);
-    this.sessions = new SessionService({ config: this.config, keys: this.keys, idFormat: this.idFormat, transcoder, statistics: this.statistics,
-      logger: this.logger, mode, index: this.index, moves });
+    this.sessions = new SessionService({
+      config: this.config,
+      keys: this.keys,
+      idFormat: this.idFormat,
+      transcoder,
+      statistics: this.statistics,
+      logger: this.logger,
+      mode,
+      index: this.index,
+      moves,
+    });
     const ad = this.config.autoDiscovery;
-    this.discovery = ad && new Discovery({ ...ad, timeoutMs: this.config.operationTimeout, tls: this.config.tls, logger: this.logger,
-      apply: (nodes) => this.applyNodes({ nodes, encodeNodeId: true, failoverNodeIds: [] }) });
+    this.discovery =
+      ad
+      && new Discovery({
+        ...ad,
+        timeoutMs: this.config.operationTimeout,
+        tls: this.config.tls,
+        logger: this.logger,
+        apply: (nodes) => this.applyNodes({ nodes, encodeNodeId: true, failoverNodeIds: [] }),
+      });
   }
 
   /** Largest encoded session accepted; larger ones fail at set with a message naming the size. */
@@ -109,7 +169,7 @@ export class MemcachedStore extends Store {
   // Callbacks are called once, outside promise chains (see settle); without a callback, a promise is returned.
   get(sid: string): Promise<SessionData | null>;
   get(sid: string, callback: Callback<SessionData | null>): void;
-  get(sid: string, callback?: Callback<SessionData | null>): Promise<SessionData | null> | void {
+  get(sid: string, callback?: Callback<SessionData | null>): Promise<SessionData | null> | undefined {
     if (typeof callback !== 'function') return this.loadSession(sid);
     if (this.closed) return void settle(this.loadSession(sid), callback);
     const started = performance.now();
@@ -148,38 +208,67 @@ export class MemcachedStore extends Store {
 
   /** indexBy: ids of the live sessions whose indexBy gives `value` (each one loaded and checked). */
   idsOf(value: string | number, callback?: Callback<string[]>): Promise<string[]> {
-    return withCallback(this.requireIndex().then((i) => i.idsOf(value)), callback);
+    return withCallback(
+      this.requireIndex().then((i) => i.idsOf(value)),
+      callback,
+    );
   }
 
   /** indexBy: destroys every live session whose indexBy gives `value` ("log out everywhere"); resolves with how many. */
   destroyAllOf(value: string | number, callback?: Callback<number>): Promise<number> {
-    return withCallback(this.requireIndex().then((i) => i.destroyAllOf(value)), callback);
+    return withCallback(
+      this.requireIndex().then((i) => i.destroyAllOf(value)),
+      callback,
+    );
   }
 
   /** Every live session, id -> session as `get` returns it (as express-session's MemoryStore). Walks every node. */
   all(callback?: Callback<Record<string, SessionData>>): Promise<Record<string, SessionData>> {
     const out: Record<string, SessionData> = Object.create(null);
-    return withCallback(this.eachSession((id, session) => { out[id] = session; }).then(() => out), callback);
+    return withCallback(
+      this.eachSession((id, session) => {
+        out[id] = session;
+      }).then(() => out),
+      callback,
+    );
   }
 
   /** How many live sessions there are (streamed: keys are never all in memory). */
   length(callback?: Callback<number>): Promise<number> {
     let n = 0;
-    return withCallback(this.eachSession(() => { n++; }).then(() => n), callback);
+    return withCallback(
+      this.eachSession(() => {
+        n++;
+      }).then(() => n),
+      callback,
+    );
   }
 
   /** The ids of every live session (connect-redis's `ids`). */
   ids(callback?: Callback<string[]>): Promise<string[]> {
     const out: string[] = [];
-    return withCallback(this.eachSession((id) => { out.push(id); }).then(() => out), callback);
+    return withCallback(
+      this.eachSession((id) => {
+        out.push(id);
+      }).then(() => out),
+      callback,
+    );
   }
 
   /** Deletes every copy of this store's sessions on every node (and sticky's local ones); nothing else. */
   clear(callback?: Callback<void>): Promise<void> {
     // Queued backups and a running node repair would otherwise write copies back after the walk deleted them.
-    const cleared = Promise.resolve().then(() => this.assertOpen()).then(() => this.backups.flush()).then(() => this.ready())
+    const cleared = Promise.resolve()
+      .then(() => this.assertOpen())
+      .then(() => this.backups.flush())
+      .then(() => this.ready())
       .then(() => this.lister.clear());
-    return withCallback(cleared.then((n) => { this.logger.info(`clear: ${n} items deleted`); }), callback);
+    return withCallback(
+      cleared.then((n) => {
+        this.logger.info(`clear: ${n} items deleted`);
+      }),
+      callback,
+    );
   }
 
   /** @internal express-session builds req.session here (see SessionService.createSession). */
@@ -189,7 +278,12 @@ export class MemcachedStore extends Store {
 
   /** Counters (msm's Statistics), timings and per-node availability. */
   stats(): StoreStats {
-    return { ...this.statistics.counters(), timings: this.statistics.timingSnapshot(), nodes: this.nodes.snapshot(), pendingBackups: this.backups.size };
+    return {
+      ...this.statistics.counters(),
+      timings: this.statistics.timingSnapshot(),
+      nodes: this.nodes.snapshot(),
+      pendingBackups: this.backups.size,
+    };
   }
 
   /**
@@ -201,13 +295,20 @@ export class MemcachedStore extends Store {
    */
   setMemcachedNodes(memcachedNodes: string, failoverNodes?: string): void {
     if (this.closed) throw new StoreClosedError('express-msm: setMemcachedNodes on a closed store');
-    if (this.discovery) throw ConfigError.saying(`express-msm: the node list comes from autoDiscovery (${this.discovery.endpoint}); setMemcachedNodes is for memcachedNodes`);
+    if (this.discovery)
+      throw ConfigError.saying(
+        `express-msm: the node list comes from autoDiscovery (${this.discovery.endpoint}); setMemcachedNodes is for memcachedNodes`,
+      );
     const next = resolveNodes(memcachedNodes, failoverNodes);
     if (next.encodeNodeId !== this.config.encodeNodeId) {
       // Ids without a node suffix are placed by a hash over the nodes; ids with one name their node. Not mixable.
-      throw new ConfigError('memcachedNodes', memcachedNodes, this.config.encodeNodeId
-        ? 'the store was started with node ids ("n1:host:port,..."): give every node an id'
-        : 'the store was started with a single "host:port" (session ids name no node): it can only be replaced by one "host:port"');
+      throw new ConfigError(
+        'memcachedNodes',
+        memcachedNodes,
+        this.config.encodeNodeId
+          ? 'the store was started with node ids ("n1:host:port,..."): give every node an id'
+          : 'the store was started with a single "host:port" (session ids name no node): it can only be replaced by one "host:port"',
+      );
     }
     this.applyNodes(next);
   }
@@ -287,12 +388,19 @@ export class MemcachedStore extends Store {
 
   private async requireIndex(): Promise<UserIndex> {
     this.assertOpen();
-    if (!this.index) throw ConfigError.saying('express-msm: idsOf/destroyAllOf need the indexBy option, e.g. indexBy: (s) => s.userId');
+    if (!this.index)
+      throw ConfigError.saying(
+        'express-msm: idsOf/destroyAllOf need the indexBy option, e.g. indexBy: (s) => s.userId',
+      );
     return this.index;
   }
 
   /** `known`: what a callback-first get found already. */
-  private async loadSession(raw: string, started = performance.now(), known?: Promise<unknown>): Promise<SessionData | null> {
+  private async loadSession(
+    raw: string,
+    started = performance.now(),
+    known?: Promise<unknown>,
+  ): Promise<SessionData | null> {
     this.assertOpen();
     known ??= typeof raw === 'string' ? this.whenNodeKnown(raw) : undefined;
     if (known) await known;
@@ -301,15 +409,23 @@ export class MemcachedStore extends Store {
 
   /** autoDiscovery before its first answer: wait for it (up to operationTimeout), or fail saying why. */
   private nodesDiscovered(): Promise<void> | undefined {
-    return this.discovery && !this.nodes.ids.length ? this.discovery.waitForNodes(this.config.operationTimeout) : undefined;
+    return this.discovery && !this.nodes.ids.length
+      ? this.discovery.waitForNodes(this.config.operationTimeout)
+      : undefined;
   }
 
   /** Runs `op` at once when the store is open and has nodes; after the first discovery answer otherwise. */
-  private whenUsable(op: (raw: string, session: SessionData) => Promise<void> | undefined, raw: string, session: SessionData): Promise<void> | undefined {
+  private whenUsable(
+    op: (raw: string, session: SessionData) => Promise<void> | undefined,
+    raw: string,
+    session: SessionData,
+  ): Promise<void> | undefined {
     this.assertOpen();
     const discovered = this.nodesDiscovered();
     // No closure on the way: this runs for every save and touch.
-    return discovered ? discovered.then(() => op.call(this.sessions, raw, session)) : op.call(this.sessions, raw, session);
+    return discovered
+      ? discovered.then(() => op.call(this.sessions, raw, session))
+      : op.call(this.sessions, raw, session);
   }
 
   /** undefined: saved synchronously (sticky with asynchronous backups). Throws on what cannot be stored. */
@@ -344,7 +460,9 @@ export class MemcachedStore extends Store {
     const { added, removed } = this.nodes.update(next.nodes, next.failoverNodeIds);
     Object.assign(this.config, next);
     if (!added.length && !removed.length) return;
-    this.logger.info(`memcached nodes changed: ${this.nodes.ids.join(', ')}${added.length ? `; added ${added.join(', ')}` : ''}${removed.length ? `; removed ${removed.join(', ')}` : ''}`);
+    this.logger.info(
+      `memcached nodes changed: ${this.nodes.ids.join(', ')}${added.length ? `; added ${added.join(', ')}` : ''}${removed.length ? `; removed ${removed.join(', ')}` : ''}`,
+    );
     this.mode.nodesChanged?.(before);
   }
 }

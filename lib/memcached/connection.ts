@@ -59,7 +59,10 @@ export class Connection {
   /** memjs is connecting: operations wait in the queue (unwritten) for it. */
   private connecting = false;
 
-  constructor(private readonly opts: NodeConnectionOptions, id: string) {
+  constructor(
+    private readonly opts: NodeConnectionOptions,
+    id: string,
+  ) {
     const seconds = opts.operationTimeout / 1000;
     const quiet = { log: (...a: unknown[]) => opts.logger.debug(`memjs ${id}: ${a.join(' ')}`) };
     const options = {

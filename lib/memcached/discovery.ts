@@ -25,7 +25,10 @@ export interface ClusterConfig {
  * that cannot be trusted entirely is not used at all.
  */
 export function parseClusterConfig(data: string): ClusterConfig {
-  const lines = data.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+  const lines = data
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter(Boolean);
   if (lines.length !== 2 || !/^\d+$/.test(lines[0])) throw new Error('expected a version line and a node line');
   const nodes: MemcachedNodeConfig[] = [];
   for (const entry of lines[1].split(/\s+/)) {
@@ -82,8 +85,16 @@ export class Discovery {
     let t: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       // Not yet a StorageUnavailableError: its status would turn the 500 requests get here today into a 503.
-      t = setTimeout(() => reject(new Error(`express-msm: no memcached nodes: autoDiscovery endpoint ${this.endpoint} has not answered` +
-        (this.lastError ? ` (${this.lastError})` : ''))), timeoutMs);
+      t = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `express-msm: no memcached nodes: autoDiscovery endpoint ${this.endpoint} has not answered`
+                + (this.lastError ? ` (${this.lastError})` : ''),
+            ),
+          ),
+        timeoutMs,
+      );
     });
     try {
       await Promise.race([this.firstList, timeout]);
@@ -110,27 +121,30 @@ export class Discovery {
 
   private poll(): Promise<boolean> {
     if (this.polling) return this.polling;
-    this.polling = this.fetch().then((data) => {
-      if (this.closed) return false;
-      const config = parseClusterConfig(data);
-      this.lastError = undefined;
-      const key = JSON.stringify(config.nodes);
-      if (key === this.applied) return false;
-      this.o.apply(config.nodes);
-      this.applied = key;
-      this.o.logger.info(`autoDiscovery ${this.endpoint}: version ${config.version}, ${config.nodes.length} nodes`);
-      this.resolveFirst();
-      return true;
-    }).catch((e: Error) => {
-      const message = e.message;
-      if (message !== this.lastError) {
-        this.o.logger.warn(`autoDiscovery ${this.endpoint}: ${message}; keeping the last known node list`);
-      }
-      this.lastError = message;
-      return false;
-    }).finally(() => {
-      this.polling = undefined;
-    });
+    this.polling = this.fetch()
+      .then((data) => {
+        if (this.closed) return false;
+        const config = parseClusterConfig(data);
+        this.lastError = undefined;
+        const key = JSON.stringify(config.nodes);
+        if (key === this.applied) return false;
+        this.o.apply(config.nodes);
+        this.applied = key;
+        this.o.logger.info(`autoDiscovery ${this.endpoint}: version ${config.version}, ${config.nodes.length} nodes`);
+        this.resolveFirst();
+        return true;
+      })
+      .catch((e: Error) => {
+        const message = e.message;
+        if (message !== this.lastError) {
+          this.o.logger.warn(`autoDiscovery ${this.endpoint}: ${message}; keeping the last known node list`);
+        }
+        this.lastError = message;
+        return false;
+      })
+      .finally(() => {
+        this.polling = undefined;
+      });
     return this.polling;
   }
 
@@ -160,7 +174,8 @@ export class Discovery {
         if (!m) return finish(new Error(`unexpected reply "${head.slice(0, 80)}"`));
         const end = eol + 2 + Number(m[1]);
         if (buf.length < end + 7) return; // data, then \r\nEND\r\n
-        if (buf.subarray(end, end + 7).toString('latin1') !== '\r\nEND\r\n') return finish(new Error('reply not terminated by END'));
+        if (buf.subarray(end, end + 7).toString('latin1') !== '\r\nEND\r\n')
+          return finish(new Error('reply not terminated by END'));
         finish(undefined, buf.subarray(eol + 2, end).toString('latin1'));
       });
       sock.on('error', (e) => finish(e));

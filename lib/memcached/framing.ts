@@ -12,7 +12,13 @@ export type BackgroundDone<A, B> = (r: OpResult<boolean>, a: A, b: B, sentAt: nu
 export class TimeoutError extends Error {}
 
 /** What a response (or a failure) hands an operation: status, value (GET), CAS. */
-export type Answer = (error: Error | null, status: number, value: Buffer | null, cas: Buffer | null, op: Pending) => void;
+export type Answer = (
+  error: Error | null,
+  status: number,
+  value: Buffer | null,
+  cas: Buffer | null,
+  op: Pending,
+) => void;
 
 /** An operation written (or waiting for the connection), answered in order. */
 export interface Pending {
@@ -66,7 +72,11 @@ export class Framing implements ConnectionHandler {
   /** Set while background quiet commands wait for a NOOP to confirm them. */
   private confirmTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly conn: Connection, private readonly operationTimeout: number, private readonly ops: OpCounts) {
+  constructor(
+    private readonly conn: Connection,
+    private readonly operationTimeout: number,
+    private readonly ops: OpCounts,
+  ) {
     conn.attach(this);
   }
 
@@ -77,9 +87,35 @@ export class Framing implements ConnectionHandler {
   }
 
   /** Queues a request (header `request`, then `value`) and writes it; `answer` runs once, with its answer or failure. */
-  send(kind: OpKind, opcode: number, request: Buffer, value: Buffer | undefined, wantsCas: boolean, answer: Answer, inBackground: boolean,
-    done?: BackgroundDone<any, any>, a?: unknown, b?: unknown): void {
-    const op: Pending = { opaque: request.readUInt32BE(12), quiet: QUIET.has(opcode), background: inBackground, kind, request, value, deadline: Date.now() + this.operationTimeout, tries: 0, wantsCas, sock: undefined, written: false, answer, done, a, b };
+  send(
+    kind: OpKind,
+    opcode: number,
+    request: Buffer,
+    value: Buffer | undefined,
+    wantsCas: boolean,
+    answer: Answer,
+    inBackground: boolean,
+    done?: BackgroundDone<any, any>,
+    a?: unknown,
+    b?: unknown,
+  ): void {
+    const op: Pending = {
+      opaque: request.readUInt32BE(12),
+      quiet: QUIET.has(opcode),
+      background: inBackground,
+      kind,
+      request,
+      value,
+      deadline: Date.now() + this.operationTimeout,
+      tries: 0,
+      wantsCas,
+      sock: undefined,
+      written: false,
+      answer,
+      done,
+      a,
+      b,
+    };
     this.queue.push(op);
     this.write(op);
     if (!this.timer) this.armTimer(this.operationTimeout + 5);
@@ -156,7 +192,15 @@ export class Framing implements ConnectionHandler {
     const tail = this.queue[this.queue.length - 1];
     if (this.conn.closed || this.head >= this.queue.length || !tail.quiet || !tail.written) return;
     this.ops.noop++;
-    this.send('noop', OP.noop, requestHead(OP.noop, '', this.nextSeq(), undefined, undefined), undefined, false, noAnswer, false);
+    this.send(
+      'noop',
+      OP.noop,
+      requestHead(OP.noop, '', this.nextSeq(), undefined, undefined),
+      undefined,
+      false,
+      noAnswer,
+      false,
+    );
   }
 
   /** No more NOOPs: the client is closing. */
@@ -293,14 +337,32 @@ function answered(op: Pending): void {
 }
 
 /** memcached binary protocol (protocol_binary.h). */
-export const OP = { get: 0x00, set: 0x01, add: 0x02, delete: 0x04, noop: 0x0a, setq: 0x11, deleteq: 0x14, touch: 0x1c, saslList: 0x20, saslAuth: 0x21 } as const;
+export const OP = {
+  get: 0x00,
+  set: 0x01,
+  add: 0x02,
+  delete: 0x04,
+  noop: 0x0a,
+  setq: 0x11,
+  deleteq: 0x14,
+  touch: 0x1c,
+  saslList: 0x20,
+  saslAuth: 0x21,
+} as const;
 const QUIET = new Set<number>([OP.setq, OP.deleteq]);
 const ANSWERED: Record<number, number> = { [OP.setq]: OP.set, [OP.deleteq]: OP.delete };
 export const STATUS = { ok: 0x00, notFound: 0x01, exists: 0x02, authError: 0x20 } as const;
 const STATUS_NAMES: Record<number, string> = {
-  0x01: 'key not found', 0x02: 'key exists', 0x03: 'value too large', 0x04: 'invalid arguments',
-  0x05: 'item not stored', 0x20: 'authentication error', 0x81: 'unknown command', 0x82: 'out of memory',
-  0x85: 'busy', 0x86: 'temporary failure',
+  0x01: 'key not found',
+  0x02: 'key exists',
+  0x03: 'value too large',
+  0x04: 'invalid arguments',
+  0x05: 'item not stored',
+  0x20: 'authentication error',
+  0x81: 'unknown command',
+  0x82: 'out of memory',
+  0x85: 'busy',
+  0x86: 'temporary failure',
 };
 
 export function statusError(status: number): Error {
@@ -311,15 +373,27 @@ export function statusError(status: number): Error {
  * A binary-protocol request: 24-byte header, extras (set/add: flags + expiration; touch: expiration), key, value.
  * Keys are validated ASCII before they get here, so their length in bytes is their length in characters.
  */
-export function requestBuffer(opcode: number, key: string, seq: number, expires: number | undefined, value: Buffer | undefined,
-  cas?: Buffer): Buffer {
+export function requestBuffer(
+  opcode: number,
+  key: string,
+  seq: number,
+  expires: number | undefined,
+  value: Buffer | undefined,
+  cas?: Buffer,
+): Buffer {
   const head = requestHead(opcode, key, seq, expires, value?.length, cas);
   return value?.length ? Buffer.concat([head, value]) : head;
 }
 
 /** requestBuffer without the value: the value is written as the next chunk of the same (corked) writev. */
-export function requestHead(opcode: number, key: string, seq: number, expires: number | undefined, valueLength: number | undefined,
-  cas?: Buffer): Buffer {
+export function requestHead(
+  opcode: number,
+  key: string,
+  seq: number,
+  expires: number | undefined,
+  valueLength: number | undefined,
+  cas?: Buffer,
+): Buffer {
   const extrasLength = expires === undefined ? 0 : valueLength === undefined ? 4 : 8;
   valueLength ??= 0;
   const b = Buffer.allocUnsafe(24 + extrasLength + key.length);

@@ -62,7 +62,11 @@ export class KeyWalk {
   private readonly idleTimeoutMs: number;
   private readonly keep: WalkOptions['keep'];
 
-  constructor(private readonly target: WalkTarget, private readonly onBatch: (keys: string[]) => Promise<void> | void, opts: WalkOptions = {}) {
+  constructor(
+    private readonly target: WalkTarget,
+    private readonly onBatch: (keys: string[]) => Promise<void> | void,
+    opts: WalkOptions = {},
+  ) {
     const { batchSize = 1000, idleTimeoutMs = 10_000, keep } = opts;
     this.batchSize = batchSize;
     this.idleTimeoutMs = idleTimeoutMs;
@@ -106,7 +110,10 @@ export class KeyWalk {
 
   private arm(): void {
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.finish({ ok: false, error: this.fail(`no answer for ${this.idleTimeoutMs} ms`), retry: false }), this.idleTimeoutMs);
+    this.timer = setTimeout(
+      () => this.finish({ ok: false, error: this.fail(`no answer for ${this.idleTimeoutMs} ms`), retry: false }),
+      this.idleTimeoutMs,
+    );
   }
 
   private onData(sock: net.Socket, d: Buffer): void {
@@ -146,7 +153,10 @@ export class KeyWalk {
     } else if (/^(BUSY|ERROR locked)/.test(line) && this.count === 0 && !this.batch.length) {
       this.finish({ ok: false, error: this.fail(line), retry: true });
     } else if (/^(ERROR|CLIENT_ERROR|SERVER_ERROR|BUSY)/.test(line)) {
-      const old = /^(ERROR|CLIENT_ERROR bad)/.test(line) && this.count === 0 && !this.batch.length ? ' (lru_crawler metadump hash needs memcached 1.6.9 or later)' : '';
+      const old =
+        /^(ERROR|CLIENT_ERROR bad)/.test(line) && this.count === 0 && !this.batch.length
+          ? ' (lru_crawler metadump hash needs memcached 1.6.9 or later)'
+          : '';
       this.finish({ ok: false, error: this.fail(line + old), retry: false });
     }
   }

@@ -47,7 +47,8 @@ export class KeyFormat {
     for (const byte of Buffer.from(id, 'utf8')) {
       const c = String.fromCharCode(byte);
       escaped += byte < 0x80 && VERBATIM.test(c) ? c : '%' + byte.toString(16).toUpperCase().padStart(2, '0');
-      if (escaped.length > this.maxIdLength) return HASHED + createHash('sha256').update(id, 'utf8').digest('base64url');
+      if (escaped.length > this.maxIdLength)
+        return HASHED + createHash('sha256').update(id, 'utf8').digest('base64url');
     }
     return escaped;
   }
@@ -106,8 +107,13 @@ export type KeyKind = 'session' | 'validity' | 'backup' | 'backupValidity' | 'lo
 
 /** Key heads per kind, longest first: ids never contain ':', so with an empty prefix `bak:x` is only a backup key. */
 function heads(p: string): ReadonlyArray<readonly [KeyKind, string]> {
-  return [['backupValidity', 'bak:' + p + 'validity:' + p], ['backup', 'bak:' + p], ['validity', 'validity:' + p],
-    ['lock', 'lock:' + p], ['session', p]];
+  return [
+    ['backupValidity', 'bak:' + p + 'validity:' + p],
+    ['backup', 'bak:' + p],
+    ['validity', 'validity:' + p],
+    ['lock', 'lock:' + p],
+    ['session', p],
+  ];
 }
 
 export interface KeyItem {

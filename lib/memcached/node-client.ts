@@ -4,7 +4,18 @@
 // (key-walk.ts).
 import { isValidMemcachedKey } from './keys';
 import { Connection, type NodeConnectionOptions } from './connection';
-import { type Answer, type BackgroundDone, Framing, OP, type OpKind, type OpResult, STATUS, TimeoutError, requestHead, statusError } from './framing';
+import {
+  type Answer,
+  type BackgroundDone,
+  Framing,
+  OP,
+  type OpKind,
+  type OpResult,
+  STATUS,
+  TimeoutError,
+  requestHead,
+  statusError,
+} from './framing';
 import { KeyWalk, type WalkOptions, type WalkResult } from './key-walk';
 
 export type { OpResult, BackgroundDone } from './framing';
@@ -79,12 +90,27 @@ export class NodeClient {
     const refused = this.refused(key);
     if (refused) return done(refused, a, b, Date.now());
     this.ops.set++;
-    this.framing.send('set', OP.setq, requestHead(OP.setq, key, this.framing.nextSeq(), expires, value.length), value, false, this.answerBackground, true, done, a, b);
+    this.framing.send(
+      'set',
+      OP.setq,
+      requestHead(OP.setq, key, this.framing.nextSeq(), expires, value.length),
+      value,
+      false,
+      this.answerBackground,
+      true,
+      done,
+      a,
+      b,
+    );
   }
 
   /** Answers every background set: the result, and when the set was sent (its deadline less the timeout). */
   private readonly answerBackground: Answer = (error, status, _value, _cas, op) => {
-    const r = error ? this.failed(op.kind, error, error instanceof TimeoutError) : status === STATUS.ok ? STORED : this.failed(op.kind, statusError(status));
+    const r = error
+      ? this.failed(op.kind, error, error instanceof TimeoutError)
+      : status === STATUS.ok
+        ? STORED
+        : this.failed(op.kind, statusError(status));
     op.done!(r, op.a, op.b, op.deadline - this.opts.operationTimeout);
   };
 
@@ -128,7 +154,12 @@ export class NodeClient {
    */
   async walkKeys(onBatch: (keys: string[]) => Promise<void> | void, opts: WalkOptions = {}): Promise<OpResult<number>> {
     if (this.opts.username !== undefined) {
-      return { ok: false, error: new Error(`memcached ${this.id} (${this.address}) cannot list its keys: a SASL node speaks only the binary protocol, which has no lru_crawler metadump`) };
+      return {
+        ok: false,
+        error: new Error(
+          `memcached ${this.id} (${this.address}) cannot list its keys: a SASL node speaks only the binary protocol, which has no lru_crawler metadump`,
+        ),
+      };
     }
     // One crawl at a time per server: another client's crawl answers BUSY, a hash table being resized "locked".
     for (let attempt = 0; ; attempt++) {
@@ -172,29 +203,55 @@ export class NodeClient {
    * One operation: the request built in one buffer, written to memjs's socket, answered from our response queue.
    * `map` turns the response status into the result; undefined means the status is an error.
    */
-  private request<T>(kind: OpKind, opcode: number, key: string, expires: number | undefined, value: Buffer | undefined, cas: Buffer | undefined,
-    map: (status: number, value: Buffer | null, cas: Buffer | null) => T | undefined): Promise<OpResult<T>> {
-    return new Promise<OpResult<T>>((resolve) => this.requestThen(kind, opcode, key, expires, value, cas, map, resolve));
+  private request<T>(
+    kind: OpKind,
+    opcode: number,
+    key: string,
+    expires: number | undefined,
+    value: Buffer | undefined,
+    cas: Buffer | undefined,
+    map: (status: number, value: Buffer | null, cas: Buffer | null) => T | undefined,
+  ): Promise<OpResult<T>> {
+    return new Promise<OpResult<T>>((resolve) =>
+      this.requestThen(kind, opcode, key, expires, value, cas, map, resolve),
+    );
   }
 
   /** request, answered through `done` (at once when the key is invalid or the client closed). */
-  private requestThen<T>(kind: OpKind, opcode: number, key: string, expires: number | undefined, value: Buffer | undefined, cas: Buffer | undefined,
-    map: (status: number, value: Buffer | null, cas: Buffer | null) => T | undefined, done: (r: OpResult<T>) => void): void {
+  private requestThen<T>(
+    kind: OpKind,
+    opcode: number,
+    key: string,
+    expires: number | undefined,
+    value: Buffer | undefined,
+    cas: Buffer | undefined,
+    map: (status: number, value: Buffer | null, cas: Buffer | null) => T | undefined,
+    done: (r: OpResult<T>) => void,
+  ): void {
     const refused = this.refused(key);
     if (refused) return done(refused);
     this.ops[kind]++;
-    this.framing.send(kind, opcode, requestHead(opcode, key, this.framing.nextSeq(), expires, value?.length, cas), value, map === withCas || map === casOfAdd, (error, status, v, c) => {
-      if (error) return done(this.failed(kind, error, error instanceof TimeoutError));
-      const result = map(status, v, c);
-      done(result === undefined ? this.failed(kind, statusError(status)) : { ok: true, value: result });
-    }, background > 0);
+    this.framing.send(
+      kind,
+      opcode,
+      requestHead(opcode, key, this.framing.nextSeq(), expires, value?.length, cas),
+      value,
+      map === withCas || map === casOfAdd,
+      (error, status, v, c) => {
+        if (error) return done(this.failed(kind, error, error instanceof TimeoutError));
+        const result = map(status, v, c);
+        done(result === undefined ? this.failed(kind, statusError(status)) : { ok: true, value: result });
+      },
+      background > 0,
+    );
   }
 
   /** Why an operation on `key` is not sent: an invalid key or a closed client. undefined: it may be. */
   private refused(key: string): { ok: false; error: Error } | undefined {
     this.opts.onKey?.(key);
     // Callers validate ids before building keys; this is the last line of defence, never reached by valid input.
-    if (!isValidMemcachedKey(key)) return { ok: false, error: new InvalidKeyError(`invalid memcached key (${key.length} chars)`) };
+    if (!isValidMemcachedKey(key))
+      return { ok: false, error: new InvalidKeyError(`invalid memcached key (${key.length} chars)`) };
     if (this.connection.closed) return { ok: false, error: new Error(`node ${this.id} client is closed`) };
     return undefined;
   }
@@ -207,7 +264,7 @@ export class NodeClient {
 
 // Status -> result, per operation; undefined: the status is an error.
 function valueOrNull(status: number, value: Buffer | null): Buffer | null | undefined {
-  return status === STATUS.ok ? value ?? Buffer.alloc(0) : status === STATUS.notFound ? null : undefined;
+  return status === STATUS.ok ? (value ?? Buffer.alloc(0)) : status === STATUS.notFound ? null : undefined;
 }
 
 function stored(status: number): boolean | undefined {
@@ -218,8 +275,16 @@ function added(status: number): boolean | undefined {
   return status === STATUS.ok ? true : status === STATUS.exists ? false : undefined;
 }
 
-function withCas(status: number, value: Buffer | null, cas: Buffer | null): { value: Buffer; cas: Buffer } | null | undefined {
-  return status === STATUS.ok ? { value: value ?? Buffer.alloc(0), cas: cas! } : status === STATUS.notFound ? null : undefined;
+function withCas(
+  status: number,
+  value: Buffer | null,
+  cas: Buffer | null,
+): { value: Buffer; cas: Buffer } | null | undefined {
+  return status === STATUS.ok
+    ? { value: value ?? Buffer.alloc(0), cas: cas! }
+    : status === STATUS.notFound
+      ? null
+      : undefined;
 }
 
 /** set with CAS: false when the item changed or is gone. */

@@ -17,7 +17,8 @@ export interface NodeList {
 
 /** Node ids separate parts of a session id, so they may not contain `-` or `.`. */
 export const NODE_ID_PATTERN = /^[A-Za-z0-9_]{1,32}$/;
-const HOST_PATTERN = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])$/;
+const HOST_PATTERN =
+  /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])$/;
 
 function parsePort(option: string, raw: string, entry: string): number {
   const port = /^\d{1,5}$/.test(raw) ? Number(raw) : NaN;
@@ -37,7 +38,12 @@ function splitHostPort(s: string): [string, string] | null {
   return [s.slice(0, i), s.slice(i + 1)];
 }
 
-export function parseHostPort(option: string, host: string, port: string, entry: string): { host: string; port: number } {
+export function parseHostPort(
+  option: string,
+  host: string,
+  port: string,
+  entry: string,
+): { host: string; port: number } {
   return { host: parseHost(option, host, entry), port: parsePort(option, port, entry) };
 }
 
@@ -65,7 +71,11 @@ export function parseMemcachedNodes(value: unknown): { nodes: MemcachedNodeConfi
     const hp = splitHostPort(entry.slice(first + 1));
     if (!hp) throw new ConfigError(option, entry, 'each entry must be id:host:port');
     if (!NODE_ID_PATTERN.test(id)) {
-      throw new ConfigError(option, entry, `node id "${id}" must be 1-32 of [A-Za-z0-9_] (no "-" or ".": they separate id parts)`);
+      throw new ConfigError(
+        option,
+        entry,
+        `node id "${id}" must be 1-32 of [A-Za-z0-9_] (no "-" or ".": they separate id parts)`,
+      );
     }
     if (nodes.some((n) => n.id === id)) throw new ConfigError(option, value, `duplicate node id "${id}"`);
     nodes.push({ id, host: parseHost(option, hp[0], entry), port: parsePort(option, hp[1], entry) });
@@ -75,11 +85,19 @@ export function parseMemcachedNodes(value: unknown): { nodes: MemcachedNodeConfi
 
 function parseIdList(option: string, value: unknown, known: MemcachedNodeConfig[]): string[] {
   if (value === undefined || value === null || value === '') return [];
-  if (typeof value !== 'string') throw new ConfigError(option, value, 'expected node ids separated by commas or spaces');
-  const ids = value.trim().split(/[\s,]+/).filter(Boolean);
+  if (typeof value !== 'string')
+    throw new ConfigError(option, value, 'expected node ids separated by commas or spaces');
+  const ids = value
+    .trim()
+    .split(/[\s,]+/)
+    .filter(Boolean);
   for (const id of ids) {
     if (!known.some((n) => n.id === id)) {
-      throw new ConfigError(option, value, `unknown node id "${id}" (memcachedNodes has ${known.map((n) => n.id).join(', ')})`);
+      throw new ConfigError(
+        option,
+        value,
+        `unknown node id "${id}" (memcachedNodes has ${known.map((n) => n.id).join(', ')})`,
+      );
     }
   }
   return [...new Set(ids)];

@@ -82,7 +82,10 @@ export class NodeSet extends EventEmitter {
    * address changed counts as removed and added. Removed nodes count as down from now on; their clients close
    * after operationTimeout, so operations already sent can finish. Returns what changed.
    */
-  update(nodes: readonly MemcachedNodeConfig[], failoverIds: readonly string[]): { added: string[]; removed: string[] } {
+  update(
+    nodes: readonly MemcachedNodeConfig[],
+    failoverIds: readonly string[],
+  ): { added: string[]; removed: string[] } {
     const added: string[] = [];
     const removed: string[] = [];
     const next = new Map(nodes.map((n) => [n.id, n]));
@@ -106,9 +109,19 @@ export class NodeSet extends EventEmitter {
     }
     for (const n of nodes) {
       if (this.clients.has(n.id)) continue;
-      this.clients.set(n.id, new NodeClient({ ...n, operationTimeout: this.opts.operationTimeout, logger: this.opts.logger,
-        username: this.opts.username, password: this.opts.password, tls: this.opts.tls, onKey: this.opts.onKey,
-        onConnectionLost: () => this.connectionLost(n.id) }));
+      this.clients.set(
+        n.id,
+        new NodeClient({
+          ...n,
+          operationTimeout: this.opts.operationTimeout,
+          logger: this.opts.logger,
+          username: this.opts.username,
+          password: this.opts.password,
+          tls: this.opts.tls,
+          onKey: this.opts.onKey,
+          onConnectionLost: () => this.connectionLost(n.id),
+        }),
+      );
       this.configs.set(n.id, n);
       this.removed.delete(n.id);
       // Unknown nodes start as available: the first operation or probe tells.
@@ -196,7 +209,9 @@ export class NodeSet extends EventEmitter {
     // not it has seen the removal yet: one that has not still reads that node's backups (autoDiscovery, a leave).
     const start = this.ids.indexOf(id);
     const former = start < 0 ? this.formerLists.get(id) : undefined;
-    return (former && this.nextIn(former, former.indexOf(id), id, exclude)) ?? this.nextIn(this.ids, start, id, exclude);
+    return (
+      (former && this.nextIn(former, former.indexOf(id), id, exclude)) ?? this.nextIn(this.ids, start, id, exclude)
+    );
   }
 
   private nextIn(list: readonly string[], start: number, id: string, exclude: readonly string[]): string | undefined {
@@ -204,7 +219,13 @@ export class NodeSet extends EventEmitter {
     for (let i = 1; i <= list.length; i++) {
       const cand = list[(start + i + list.length) % list.length];
       // A former list may name nodes removed since.
-      if (cand === id || exclude.includes(cand) || (list !== this.ids && !this.clients.has(cand)) || !this.isAvailable(cand)) continue;
+      if (
+        cand === id
+        || exclude.includes(cand)
+        || (list !== this.ids && !this.clients.has(cand))
+        || !this.isAvailable(cand)
+      )
+        continue;
       if (!this.failoverIds.includes(cand)) return cand;
       fallback ??= cand;
     }
@@ -230,7 +251,12 @@ export class NodeSet extends EventEmitter {
     const out: ReturnType<NodeSet['snapshot']> = {};
     for (const id of this.ids) {
       const c = this.client(id);
-      out[id] = { available: this.state.get(id)!.available, address: c.address, failover: this.failoverIds.includes(id), ops: { ...c.ops } };
+      out[id] = {
+        available: this.state.get(id)!.available,
+        address: c.address,
+        failover: this.failoverIds.includes(id),
+        ops: { ...c.ops },
+      };
     }
     return out;
   }
@@ -291,22 +317,25 @@ export class NodeSet extends EventEmitter {
     s.checkedAt = Date.now();
     const client = this.client(id);
     const ping = this.opts.keys.ping(id);
-    s.probing = client.get(ping, true).then(async (r) => {
-      if (this.state.get(id) !== s) return; // removed (or replaced) meanwhile
-      if (!r.ok) return this.markFailed(id, r.error);
-      this.markOk(id);
-      // msm only needs the get to answer. The marker tells a node that lost its items: the first instance to put it
-      // back (add) reports the node as restarted, once. Not a key prefix that is new to every node (a first start):
-      // there is nothing to repair then, and a walk of each node's keys would be for nothing.
-      if (r.value === null) {
-        const a = await client.add(ping, this.marker, 0, true);
-        if (!a.ok) return;
-        if (a.value && (s.markerSeen || await this.prefixLivedBefore(id))) this.emit('returned', id, 'restarted');
-      }
-      s.markerSeen = true;
-    }).finally(() => {
-      s.probing = undefined;
-    });
+    s.probing = client
+      .get(ping, true)
+      .then(async (r) => {
+        if (this.state.get(id) !== s) return; // removed (or replaced) meanwhile
+        if (!r.ok) return this.markFailed(id, r.error);
+        this.markOk(id);
+        // msm only needs the get to answer. The marker tells a node that lost its items: the first instance to put it
+        // back (add) reports the node as restarted, once. Not a key prefix that is new to every node (a first start):
+        // there is nothing to repair then, and a walk of each node's keys would be for nothing.
+        if (r.value === null) {
+          const a = await client.add(ping, this.marker, 0, true);
+          if (!a.ok) return;
+          if (a.value && (s.markerSeen || (await this.prefixLivedBefore(id)))) this.emit('returned', id, 'restarted');
+        }
+        s.markerSeen = true;
+      })
+      .finally(() => {
+        s.probing = undefined;
+      });
     return s.probing;
   }
 }

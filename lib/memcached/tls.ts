@@ -8,7 +8,12 @@ import * as tls from 'tls';
  * A connected socket to host:port, TLS when `tlsOptions` is set; `onConnect` runs once requests may be written
  * (after the handshake). A handshake failure's error names the address and says it is TLS.
  */
-export function connectSocket(host: string, port: number, tlsOptions: tls.ConnectionOptions | undefined, onConnect: () => void): net.Socket {
+export function connectSocket(
+  host: string,
+  port: number,
+  tlsOptions: tls.ConnectionOptions | undefined,
+  onConnect: () => void,
+): net.Socket {
   if (!tlsOptions) return net.connect({ host, port }, onConnect);
   let secured = false;
   const sock = tls.connect({ ...tlsOptions, host, port }, () => {
@@ -17,7 +22,8 @@ export function connectSocket(host: string, port: number, tlsOptions: tls.Connec
   });
   // Registered before any caller's handler, so they all see the clearer message.
   sock.on('error', (e) => {
-    if (!secured && !e.message.startsWith('TLS ')) e.message = `TLS handshake with ${host}:${port} failed: ${e.message}`;
+    if (!secured && !e.message.startsWith('TLS '))
+      e.message = `TLS handshake with ${host}:${port} failed: ${e.message}`;
   });
   return sock;
 }
@@ -25,8 +31,12 @@ export function connectSocket(host: string, port: number, tlsOptions: tls.Connec
 type Sock = (this: unknown, sasl: boolean, go: (s: net.Socket) => void) => void;
 
 /** A memjs Server for one node; its sockets are TLS when `tlsOptions` is set. */
-export function memjsServer(host: string, port: number, options: memjs.ServerOptions & { username?: string; password?: string },
-  tlsOptions: tls.ConnectionOptions | undefined): memjs.Server {
+export function memjsServer(
+  host: string,
+  port: number,
+  options: memjs.ServerOptions & { username?: string; password?: string },
+  tlsOptions: tls.ConnectionOptions | undefined,
+): memjs.Server {
   const server = new memjs.Server(host, port, options.username, options.password, options);
   if (!tlsOptions) return server;
   const internals = server as unknown as { sock: Sock; _socket?: net.Socket };

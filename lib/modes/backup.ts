@@ -17,7 +17,11 @@ export class BackupRunner {
   };
 
   /** async: backups run after the response (sessionBackupAsync); a mode may then issue them with begin/end instead of run. */
-  constructor(readonly async: boolean, private readonly timeoutMs: number, private readonly logger: Logger) {}
+  constructor(
+    readonly async: boolean,
+    private readonly timeoutMs: number,
+    private readonly logger: Logger,
+  ) {}
 
   get size(): number {
     return this.running;

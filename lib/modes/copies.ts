@@ -14,8 +14,12 @@ const MAX_HOPS = 3;
  * copy under exactly one id (possibly a marker), `bytesOf` its bytes. Null when a marker names an invalid id or the
  * chain is longer than MAX_HOPS.
  */
-export async function followMarkers<T>(ctx: ModeContext, sid: SessionId, read: (sid: SessionId) => Promise<T | null>,
-  bytesOf: (copy: T) => Buffer): Promise<{ copy: T; at: SessionId } | null> {
+export async function followMarkers<T>(
+  ctx: ModeContext,
+  sid: SessionId,
+  read: (sid: SessionId) => Promise<T | null>,
+  bytesOf: (copy: T) => Buffer,
+): Promise<{ copy: T; at: SessionId } | null> {
   let at = sid;
   for (let hops = 0; hops <= MAX_HOPS; hops++) {
     const copy = await read(at);
@@ -33,14 +37,22 @@ export async function followMarkers<T>(ctx: ModeContext, sid: SessionId, read: (
  * A session item read from `node`, decoded. Null (counted and logged): another application's item, left in place
  * (foreignItem); or bytes the transcoder refuses, deleted by `discard`.
  */
-export function decodeOrDiscard(ctx: ModeContext, sid: SessionId, node: string, bytes: Buffer, discard: () => void): StoredSession | null {
+export function decodeOrDiscard(
+  ctx: ModeContext,
+  sid: SessionId,
+  node: string,
+  bytes: Buffer,
+  discard: () => void,
+): StoredSession | null {
   const { stats, logger, transcoder } = ctx;
   const session = transcoder.decode(bytes, sid);
   if (session) return session;
   if (!isMsmItem(bytes)) return foreignItem(ctx, sid, node);
   stats.requestsWithoutSession++;
   stats.decodeFailures++;
-  logger.warn(`session ${hashId(sid.id)} on ${node}: ${bytes.length} bytes do not decode with ${transcoder.name}; deleted`);
+  logger.warn(
+    `session ${hashId(sid.id)} on ${node}: ${bytes.length} bytes do not decode with ${transcoder.name}; deleted`,
+  );
   discard();
   return null;
 }
@@ -49,7 +61,9 @@ export function decodeOrDiscard(ctx: ModeContext, sid: SessionId, node: string, 
 export function foreignItem(ctx: ModeContext, sid: SessionId, node: string): null {
   ctx.stats.requestsWithoutSession++;
   ctx.stats.foreignItems++;
-  ctx.logger.warn(`session ${hashId(sid.id)} on ${node}: the item is not express-msm's (no header); left in place, treated as no session`);
+  ctx.logger.warn(
+    `session ${hashId(sid.id)} on ${node}: the item is not express-msm's (no header); left in place, treated as no session`,
+  );
   return null;
 }
 
@@ -57,7 +71,11 @@ export function foreignItem(ctx: ModeContext, sid: SessionId, node: string): nul
  * msm's relocation rule: a session whose node is down moves to the next available node, under its id with that
  * node (same random part and route, so every instance computes the same id). Null when no other node is available.
  */
-export function relocationOf(ctx: Pick<ModeContext, 'nodes' | 'idFormat'>, sid: SessionId, from: string): { node: string; id: string } | null {
+export function relocationOf(
+  ctx: Pick<ModeContext, 'nodes' | 'idFormat'>,
+  sid: SessionId,
+  from: string,
+): { node: string; id: string } | null {
   const node = ctx.nodes.nextAvailable(from);
   return node ? { node, id: ctx.idFormat.withNode(sid, node) } : null;
 }

@@ -15,23 +15,34 @@ const BATCH = 500;
 const LOCK_TOKEN = /^[0-9a-f]{32}$/;
 
 export class SessionLister {
-  constructor(private readonly ctx: ModeContext, private readonly mode: SessionMode) {}
+  constructor(
+    private readonly ctx: ModeContext,
+    private readonly mode: SessionMode,
+  ) {}
 
   /** Calls `each` for every live session (the copy `get` would serve), each session once. */
   async forEach(each: (id: string, bytes: Buffer, lastAccess: number | undefined) => void): Promise<void> {
     const { idFormat } = this.ctx;
-    if (this.mode.localSessions) for (const [id, bytes, accessedAt] of this.mode.localSessions()) each(id, bytes, accessedAt);
+    if (this.mode.localSessions)
+      for (const [id, bytes, accessedAt] of this.mode.localSessions()) each(id, bytes, accessedAt);
     const item = itemOfKey(this.ctx.keys, this.ctx.nodes.ids);
     const sessionKey = (key: string) => {
       const found = item(key);
-      return found?.kind === 'session' && (found.id === undefined || idFormat.parse(found.id) !== null) ? found : undefined;
+      return found?.kind === 'session' && (found.id === undefined || idFormat.parse(found.id) !== null)
+        ? found
+        : undefined;
     };
-    await this.walk((key) => sessionKey(key) !== undefined, async (node, batch) => {
-      const found = batch.map(sessionKey).filter((f): f is KeyItem => f !== undefined);
-      const sids = await Promise.all(found.map(async (f) => idFormat.parse(f.id ?? await this.idOfHashed(node, f.part))));
-      const copies = await Promise.all(sids.map((sid) => sid && this.mode.peek(sid, node)));
-      copies.forEach((c, i) => c && each(sids[i]!.id, c.bytes, c.validity?.thisAccessedTime));
-    });
+    await this.walk(
+      (key) => sessionKey(key) !== undefined,
+      async (node, batch) => {
+        const found = batch.map(sessionKey).filter((f): f is KeyItem => f !== undefined);
+        const sids = await Promise.all(
+          found.map(async (f) => idFormat.parse(f.id ?? (await this.idOfHashed(node, f.part)))),
+        );
+        const copies = await Promise.all(sids.map((sid) => sid && this.mode.peek(sid, node)));
+        copies.forEach((c, i) => c && each(sids[i]!.id, c.bytes, c.validity?.thisAccessedTime));
+      },
+    );
   }
 
   /** A hashed id's key does not hold it: its session item does (idInItem). */
@@ -55,39 +66,55 @@ export class SessionLister {
       const found = item(key);
       return found && (found.id === undefined || this.ctx.idFormat.parse(found.id)) ? { key, ...found } : undefined;
     };
-    await this.walk((key) => ours(key) !== undefined, async (node, batch) => {
-      const client = nodes.client(node);
-      const items = batch.map(ours).filter((f): f is NonNullable<ReturnType<typeof ours>> => f !== undefined);
-      const verdicts = await Promise.all(items.map(async (f) => {
-        const r = await client.get(f.key, true);
-        if (!r.ok) throw r.error;
-        if (!r.value) return false;
-        if (f.kind === 'session' || f.kind === 'backup') return isMsmItem(r.value);
-        if (f.kind === 'lock') return LOCK_TOKEN.test(r.value.toString('latin1'));
-        // A validity record has no header: ours when its session item is ours, or gone.
-        if (!decodeValidity(r.value)) return false;
-        const owner = await client.get(keyOfPart(keys, f.kind === 'validity' ? 'session' : 'backup', f.part), true);
-        if (!owner.ok) throw owner.error;
-        return !owner.value || isMsmItem(owner.value);
-      }));
-      const gone = await Promise.all(items.map((f, i) => (verdicts[i] ? client.delete(f.key) : undefined)));
-      for (const d of gone) {
-        if (d && !d.ok) throw d.error;
-        if (d?.value) deleted++;
-      }
-    });
+    await this.walk(
+      (key) => ours(key) !== undefined,
+      async (node, batch) => {
+        const client = nodes.client(node);
+        const items = batch.map(ours).filter((f): f is NonNullable<ReturnType<typeof ours>> => f !== undefined);
+        const verdicts = await Promise.all(
+          items.map(async (f) => {
+            const r = await client.get(f.key, true);
+            if (!r.ok) throw r.error;
+            if (!r.value) return false;
+            if (f.kind === 'session' || f.kind === 'backup') return isMsmItem(r.value);
+            if (f.kind === 'lock') return LOCK_TOKEN.test(r.value.toString('latin1'));
+            // A validity record has no header: ours when its session item is ours, or gone.
+            if (!decodeValidity(r.value)) return false;
+            const owner = await client.get(keyOfPart(keys, f.kind === 'validity' ? 'session' : 'backup', f.part), true);
+            if (!owner.ok) throw owner.error;
+            return !owner.value || isMsmItem(owner.value);
+          }),
+        );
+        const gone = await Promise.all(items.map((f, i) => (verdicts[i] ? client.delete(f.key) : undefined)));
+        for (const d of gone) {
+          if (d && !d.ok) throw d.error;
+          if (d?.value) deleted++;
+        }
+      },
+    );
     return deleted;
   }
 
   /** Walks every node (in parallel); a node that is down or cannot be listed fails the whole call, loudly. */
-  private async walk(keep: (key: string) => boolean, onBatch: (node: string, batch: string[]) => Promise<void>): Promise<void> {
+  private async walk(
+    keep: (key: string) => boolean,
+    onBatch: (node: string, batch: string[]) => Promise<void>,
+  ): Promise<void> {
     const { nodes } = this.ctx;
     await nodes.refresh();
     const down = nodes.ids.filter((id) => !nodes.isAvailable(id));
-    if (down.length) throw new StorageUnavailableError(`express-msm: cannot list sessions: memcached node ${down.join(', ')} is unavailable`);
-    await Promise.all(nodes.ids.map(async (node) => {
-      const r = await nodes.client(node).walkKeys((batch) => onBatch(node, batch), { batchSize: BATCH, keep });
-      if (!r.ok) throw new StorageUnavailableError(`express-msm: cannot list sessions: ${r.error.message}`, { cause: r.error });
-    }));
+    if (down.length)
+      throw new StorageUnavailableError(
+        `express-msm: cannot list sessions: memcached node ${down.join(', ')} is unavailable`,
+      );
+    await Promise.all(
+      nodes.ids.map(async (node) => {
+        const r = await nodes.client(node).walkKeys((batch) => onBatch(node, batch), { batchSize: BATCH, keep });
+        if (!r.ok)
+          throw new StorageUnavailableError(`express-msm: cannot list sessions: ${r.error.message}`, {
+            cause: r.error,
+          });
+      }),
+    );
   }
 }

@@ -50,9 +50,20 @@ export interface SessionMode {
    * `bytes` = the session item (store.encodeItem: transcoder bytes, behind the id when its key is a hash); maxInactive
    * in s (> 0). Nothing returned: done, nothing to wait for.
    */
-  save(sid: SessionId, stored: StoredSession, bytes: Buffer, maxInactive: number, record: SessionRecord | undefined): Promise<void> | undefined;
+  save(
+    sid: SessionId,
+    stored: StoredSession,
+    bytes: Buffer,
+    maxInactive: number,
+    record: SessionRecord | undefined,
+  ): Promise<void> | undefined;
   /** `bytesOf` encodes the session only when the mode needs bytes it does not have (no record of them). */
-  touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, record: SessionRecord | undefined): Promise<void> | undefined;
+  touch(
+    sid: SessionId,
+    bytesOf: () => Buffer,
+    maxInactive: number,
+    record: SessionRecord | undefined,
+  ): Promise<void> | undefined;
   destroy(sid: SessionId): Promise<void>;
   /**
    * A save or touch of `target` arrived under `alias`, an id the session was moved away from, because the framework

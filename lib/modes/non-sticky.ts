@@ -18,7 +18,14 @@ import { SingleFlight } from '../core/single-flight';
 import type { SessionId } from '../memcached/session-id';
 import type { StoredSession } from '../transcoders/transcoder';
 import { encodeMoved, movedTo } from '../transcoders/transcoder';
-import { Validity, decodeValidity, encodeValidity, isValid, nonStickySessionTtl, toMemcachedExpiration } from '../memcached/validity';
+import {
+  type Validity,
+  decodeValidity,
+  encodeValidity,
+  isValid,
+  nonStickySessionTtl,
+  toMemcachedExpiration,
+} from '../memcached/validity';
 import { hashId } from '../core/logger';
 import type { NodeClient, OpResult } from '../memcached/node-client';
 import { NodeRepair } from './repair';
@@ -102,7 +109,12 @@ export class NonStickyMode implements SessionMode {
    * after a relocation must not read the copy its old node still holds once it is back).
    */
   private async locate(sid: SessionId): Promise<Found | null> {
-    const found = await followMarkers(this.ctx, sid, (at) => this.locateCopy(at), (f) => f.bytes);
+    const found = await followMarkers(
+      this.ctx,
+      sid,
+      (at) => this.locateCopy(at),
+      (f) => f.bytes,
+    );
     if (found && found.at !== sid && !found.copy.newId) found.copy.newId = found.at.id;
     return found?.copy ?? null;
   }
@@ -142,8 +154,11 @@ export class NonStickyMode implements SessionMode {
         void this.deleteEverywhere(sid, primary);
         return null;
       }
-      const backupStale = backupValidity !== undefined && (backupValidity === null || backupValidity.thisAccessedTime < validity.thisAccessedTime);
-      const current = backupValidity && backupValidity.thisAccessedTime === validity.thisAccessedTime ? backupNode : undefined;
+      const backupStale =
+        backupValidity !== undefined
+        && (backupValidity === null || backupValidity.thisAccessedTime < validity.thisAccessedTime);
+      const current =
+        backupValidity && backupValidity.thisAccessedTime === validity.thisAccessedTime ? backupNode : undefined;
       return { id: sid.id, node: primary, bytes, validity, backupStale, backupNode: current };
     }
 
@@ -152,7 +167,9 @@ export class NonStickyMode implements SessionMode {
       const b = await nodes.client(backupNode).get(keys.backup(sid.id));
       if (b.ok && b.value) {
         stats.primariesRepaired++;
-        this.ctx.logger.warn(`session ${hashId(sid.id)}: primary ${primary} held an older copy; repaired from ${backupNode}`);
+        this.ctx.logger.warn(
+          `session ${hashId(sid.id)}: primary ${primary} held an older copy; repaired from ${backupNode}`,
+        );
         await this.writePrimary(sid, primary, b.value, backupValidity);
         return { id: sid.id, node: primary, bytes: b.value, validity: backupValidity, backupNode };
       }
@@ -169,25 +186,37 @@ export class NonStickyMode implements SessionMode {
       this.ctx.logger.warn(`session ${hashId(sid.id)}: primary ${primary} had no copy; restored from ${copy.node}`);
       // Nothing there: add, so a request that wrote the session meanwhile wins; an item without validity: replace.
       await this.writePrimary(sid, primary, copy.bytes, copy.validity, bytes ? 'set' : 'add');
-      return { id: sid.id, node: primary, bytes: copy.bytes, validity: copy.validity, backupStale: copy.node !== backupNode, backupNode: copy.node === backupNode ? backupNode : undefined };
+      return {
+        id: sid.id,
+        node: primary,
+        bytes: copy.bytes,
+        validity: copy.validity,
+        backupStale: copy.node !== backupNode,
+        backupNode: copy.node === backupNode ? backupNode : undefined,
+      };
     }
     return null;
   }
 
   /** bak: + bak:validity: from every available node except `exclude`, in one round trip: the newest valid copy. */
-  private async newestBackup(sid: SessionId, exclude: string[]): Promise<{ node: string; bytes: Buffer; validity: Validity } | null> {
+  private async newestBackup(
+    sid: SessionId,
+    exclude: string[],
+  ): Promise<{ node: string; bytes: Buffer; validity: Validity } | null> {
     const { nodes, keys } = this.ctx;
     const candidates = nodes.ids.filter((id) => !exclude.includes(id) && nodes.isAvailable(id));
-    const copies = await Promise.all(candidates.map(async (node) => {
-      const c = nodes.client(node);
-      const [b, bv] = await Promise.all([c.get(keys.backup(sid.id)), c.get(keys.backupValidity(sid.id))]);
-      if (!b.ok || !bv.ok) {
-        nodes.markFailed(node, firstFailure([b, bv])!.error);
-        return null;
-      }
-      const validity = decodeValidity(bv.value);
-      return b.value && validity && isValid(validity) ? { node, bytes: b.value, validity } : null;
-    }));
+    const copies = await Promise.all(
+      candidates.map(async (node) => {
+        const c = nodes.client(node);
+        const [b, bv] = await Promise.all([c.get(keys.backup(sid.id)), c.get(keys.backupValidity(sid.id))]);
+        if (!b.ok || !bv.ok) {
+          nodes.markFailed(node, firstFailure([b, bv])!.error);
+          return null;
+        }
+        const validity = decodeValidity(bv.value);
+        return b.value && validity && isValid(validity) ? { node, bytes: b.value, validity } : null;
+      }),
+    );
     let best: { node: string; bytes: Buffer; validity: Validity } | null = null;
     for (const c of copies) if (c && (!best || newer(c.validity, best.validity))) best = c;
     return best;
@@ -222,18 +251,24 @@ export class NonStickyMode implements SessionMode {
     }
     if (!copy) return null;
     // The newest copy is a marker: the session moved on from this id already; locate() follows it.
-    if (movedTo(copy.bytes) !== undefined) return { id: sid.id, node: copy.node, bytes: copy.bytes, validity: copy.validity };
+    if (movedTo(copy.bytes) !== undefined)
+      return { id: sid.id, node: copy.node, bytes: copy.bytes, validity: copy.validity };
 
     const moved = idFormat.parse(newId)!;
     // Newer than the copy it came from even when this instance's clock is behind the writer's.
-    const validity: Validity = { maxInactiveInterval: copy.validity.maxInactiveInterval, lastAccessedTime: copy.validity.thisAccessedTime,
-      thisAccessedTime: Math.max(Date.now(), copy.validity.thisAccessedTime + 1) };
+    const validity: Validity = {
+      maxInactiveInterval: copy.validity.maxInactiveInterval,
+      lastAccessedTime: copy.validity.thisAccessedTime,
+      thisAccessedTime: Math.max(Date.now(), copy.validity.thisAccessedTime + 1),
+    };
     const bytes = itemUnderId(keys, newId, copy.bytes);
     // Nothing under the new id yet: add, so an instance that relocated it meanwhile (and maybe saved since) wins.
     const written = await this.writePrimary(moved, target, bytes, validity, n.value ? 'set' : 'add');
     if (!written.ok) {
       nodes.markFailed(target, written.error);
-      throw new StorageUnavailableError(`express-msm: session could not be relocated: ${written.error.message}`, { cause: written.error });
+      throw new StorageUnavailableError(`express-msm: session could not be relocated: ${written.error.message}`, {
+        cause: written.error,
+      });
     }
     if (!written.value) {
       const theirs = await this.locateCopy(moved);
@@ -254,7 +289,13 @@ export class NonStickyMode implements SessionMode {
     return { id: newId, node: target, bytes, validity, newId };
   }
 
-  save(sid: SessionId, _stored: StoredSession, bytes: Buffer, maxInactive: number, record: SessionRecord | undefined): Promise<void> | undefined {
+  save(
+    sid: SessionId,
+    _stored: StoredSession,
+    bytes: Buffer,
+    maxInactive: number,
+    record: SessionRecord | undefined,
+  ): Promise<void> | undefined {
     if (record?.unchanged(sid.id, bytes)) {
       this.ctx.stats.requestsWithoutSessionModification++;
       return this.refresh(sid, bytes, maxInactive, record);
@@ -262,7 +303,12 @@ export class NonStickyMode implements SessionMode {
     return this.saveChanged(sid, bytes, maxInactive, record);
   }
 
-  private async saveChanged(sid: SessionId, bytes: Buffer, maxInactive: number, record: SessionRecord | undefined): Promise<void> {
+  private async saveChanged(
+    sid: SessionId,
+    bytes: Buffer,
+    maxInactive: number,
+    record: SessionRecord | undefined,
+  ): Promise<void> {
     const validity = this.nextValidity(maxInactive, record);
     const primary = this.primaryOf(sid);
     if (this.ctx.nodes.isAvailable(primary)) {
@@ -280,7 +326,11 @@ export class NonStickyMode implements SessionMode {
       }
       if (isItemTooLarge(r.error)) {
         // The node is fine and every other node would refuse the same item: no failover, a clear error.
-        throw new SessionTooLargeError(`express-msm: session is ${bytes.length} bytes, larger than memcached node ${primary} accepts (its item size limit, memcached -I); not stored`, bytes.length, { cause: r.error });
+        throw new SessionTooLargeError(
+          `express-msm: session is ${bytes.length} bytes, larger than memcached node ${primary} accepts (its item size limit, memcached -I); not stored`,
+          bytes.length,
+          { cause: r.error },
+        );
       }
       this.ctx.nodes.markFailed(primary, r.error);
     }
@@ -296,17 +346,29 @@ export class NonStickyMode implements SessionMode {
     const { stats, nodes } = this.ctx;
     stats.primaryWriteFailures++;
     const target = nodes.nextAvailable(primary);
-    if (!target) throw new StorageUnavailableError(`express-msm: cannot store session: node ${primary} is down and no other node is available`, { cause: nodes.lastError(primary) });
+    if (!target)
+      throw new StorageUnavailableError(
+        `express-msm: cannot store session: node ${primary} is down and no other node is available`,
+        { cause: nodes.lastError(primary) },
+      );
     const r = await this.writeBackupKeys(sid, target, bytes, validity);
     if (!r.ok) {
       nodes.markFailed(target, r.error);
-      throw new StorageUnavailableError(`express-msm: cannot store session: node ${primary} is down and backup node ${target} failed: ${r.error.message}`, { cause: r.error });
+      throw new StorageUnavailableError(
+        `express-msm: cannot store session: node ${primary} is down and backup node ${target} failed: ${r.error.message}`,
+        { cause: r.error },
+      );
     }
     stats.requestsWithMemcachedFailover++;
     this.ctx.logger.warn(`session ${hashId(sid.id)}: node ${primary} down, stored on ${target} for relocation`);
   }
 
-  touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, record: SessionRecord | undefined): Promise<void> | undefined {
+  touch(
+    sid: SessionId,
+    bytesOf: () => Buffer,
+    maxInactive: number,
+    record: SessionRecord | undefined,
+  ): Promise<void> | undefined {
     return this.refresh(sid, record?.bytesFor(sid.id) ?? bytesOf(), maxInactive, record);
   }
 
@@ -317,18 +379,31 @@ export class NonStickyMode implements SessionMode {
    * the session's data is already stored, only its expiry moves, so the response need not wait (and
    * express-session writes it in one piece). A failed refresh is handled, counted and logged in the background.
    */
-  private refresh(sid: SessionId, bytes: Buffer, maxInactive: number, record: SessionRecord | undefined): Promise<void> | undefined {
+  private refresh(
+    sid: SessionId,
+    bytes: Buffer,
+    maxInactive: number,
+    record: SessionRecord | undefined,
+  ): Promise<void> | undefined {
     const validity = this.nextValidity(maxInactive, record);
     const primary = this.primaryOf(sid);
     if (!this.ctx.nodes.isAvailable(primary)) return this.saveToBackupOnly(sid, primary, bytes, validity);
     // Only a backup this request's load compared and found current may just be touched: bumping the version of any
     // other copy would let its (possibly older) bytes win a later comparison. Otherwise it is written whole.
-    const verified = !!record && !record.backupStale && record.backupNode !== undefined && record.backupNode === this.backupNodeOf(primary);
+    const verified =
+      !!record
+      && !record.backupStale
+      && record.backupNode !== undefined
+      && record.backupNode === this.backupNodeOf(primary);
     const repairing = !!record?.backupStale;
     record?.refreshed(validity);
     const { backups } = this.ctx;
     const p = backups.run(() => this.refreshPrimary(sid, primary, bytes, validity));
-    const b = backups.run(() => (verified ? this.refreshBackup(sid, primary, bytes, validity) : this.writeBackup(sid, primary, bytes, validity, repairing)));
+    const b = backups.run(() =>
+      verified
+        ? this.refreshBackup(sid, primary, bytes, validity)
+        : this.writeBackup(sid, primary, bytes, validity, repairing),
+    );
     return p && b && Promise.all([p, b]).then(() => undefined);
   }
 
@@ -396,7 +471,9 @@ export class NonStickyMode implements SessionMode {
     if (!node || maxInactive <= 0) return;
     const now = Date.now();
     const marker: Validity = { maxInactiveInterval: maxInactive, lastAccessedTime: now, thisAccessedTime: now };
-    await this.ctx.backups.run(async () => this.afterBackup(alias, node, await this.writeBackupKeys(alias, node, encodeMoved(target.id), marker)));
+    await this.ctx.backups.run(async () =>
+      this.afterBackup(alias, node, await this.writeBackupKeys(alias, node, encodeMoved(target.id), marker)),
+    );
   }
 
   async close(): Promise<void> {
@@ -411,7 +488,11 @@ export class NonStickyMode implements SessionMode {
   private noteRefreshed(id: string, which: 'primary' | 'backup'): void {
     const e = this.refreshed.get(id);
     if (e) e[which] = Date.now();
-    else this.refreshed.set(id, which === 'primary' ? { primary: Date.now(), backup: 0 } : { primary: 0, backup: Date.now() });
+    else
+      this.refreshed.set(
+        id,
+        which === 'primary' ? { primary: Date.now(), backup: 0 } : { primary: 0, backup: Date.now() },
+      );
   }
 
   /**
@@ -424,7 +505,9 @@ export class NonStickyMode implements SessionMode {
     const now = this.ctx.nodes.ids;
     if (now.length < 2) return;
     const nextIn = (list: readonly string[], id: string) => list[(list.indexOf(id) + 1) % list.length];
-    const targets = new Set(now.filter((id) => !before.includes(id) || nextIn(before, id) !== nextIn(now, id)).map((id) => nextIn(now, id)));
+    const targets = new Set(
+      now.filter((id) => !before.includes(id) || nextIn(before, id) !== nextIn(now, id)).map((id) => nextIn(now, id)),
+    );
     for (const node of targets) void this.repair.schedule(node, 'node list changed');
   }
 
@@ -437,12 +520,21 @@ export class NonStickyMode implements SessionMode {
     const now = Date.now();
     // Strictly increasing per session, so versions stay ordered even within one millisecond.
     const previous = record?.validity?.thisAccessedTime ?? 0;
-    return { maxInactiveInterval: maxInactive, lastAccessedTime: record?.validity?.thisAccessedTime ?? now, thisAccessedTime: Math.max(now, previous + 1) };
+    return {
+      maxInactiveInterval: maxInactive,
+      lastAccessedTime: record?.validity?.thisAccessedTime ?? now,
+      thisAccessedTime: Math.max(now, previous + 1),
+    };
   }
 
   private decode(sid: SessionId, found: Found): StoredSession | null {
-    return decodeOrDiscard(this.ctx, sid, found.node, found.bytes,
-      () => void this.deleteEverywhere(this.ctx.idFormat.parse(found.id) ?? sid, found.node));
+    return decodeOrDiscard(
+      this.ctx,
+      sid,
+      found.node,
+      found.bytes,
+      () => void this.deleteEverywhere(this.ctx.idFormat.parse(found.id) ?? sid, found.node),
+    );
   }
 
   /**
@@ -450,8 +542,14 @@ export class NonStickyMode implements SessionMode {
    * then also drops the old item) but the validity landed, both are put back as they were loaded (`previous`), or
    * the validity is deleted: never a validity record that vouches for bytes which were not written.
    */
-  private async writePrimary(sid: SessionId, node: string, bytes: Buffer, validity: Validity, how: 'set' | 'add' = 'set',
-    previous?: { bytes: Buffer; validity: Validity }): Promise<OpResult<boolean>> {
+  private async writePrimary(
+    sid: SessionId,
+    node: string,
+    bytes: Buffer,
+    validity: Validity,
+    how: 'set' | 'add' = 'set',
+    previous?: { bytes: Buffer; validity: Validity },
+  ): Promise<OpResult<boolean>> {
     const { keys, nodes } = this.ctx;
     const client = nodes.client(node);
     const max = validity.maxInactiveInterval;
@@ -473,8 +571,13 @@ export class NonStickyMode implements SessionMode {
    * bak: + bak:validity: on `node`. When the copy is refused but its validity landed, both are put back as loaded
    * (`previous`: the primary is restored the same way), or dropped: never a validity over an older (or no) copy.
    */
-  private async writeBackupKeys(sid: SessionId, node: string, bytes: Buffer, validity: Validity,
-    previous?: { bytes: Buffer; validity: Validity }): Promise<OpResult<boolean>> {
+  private async writeBackupKeys(
+    sid: SessionId,
+    node: string,
+    bytes: Buffer,
+    validity: Validity,
+    previous?: { bytes: Buffer; validity: Validity },
+  ): Promise<OpResult<boolean>> {
     const { keys, nodes } = this.ctx;
     const client = nodes.client(node);
     const max = validity.maxInactiveInterval;
@@ -484,15 +587,22 @@ export class NonStickyMode implements SessionMode {
     ]);
     if (s.ok && s.value) this.noteRefreshed(sid.id, 'backup');
     if (!s.ok && v.ok) {
-      if (previous && isItemTooLarge(s.error)) await putBack(client, keys.backup(sid.id), keys.backupValidity(sid.id), previous);
+      if (previous && isItemTooLarge(s.error))
+        await putBack(client, keys.backup(sid.id), keys.backupValidity(sid.id), previous);
       else await Promise.all([client.delete(keys.backupValidity(sid.id)), client.delete(keys.backup(sid.id))]);
     }
     return !s.ok ? s : v;
   }
 
   /** Full backup write on the node after the primary. A failure is counted and logged, never thrown. */
-  private async writeBackup(sid: SessionId, primary: string, bytes: Buffer, validity: Validity, repair = false,
-    previous?: { bytes: Buffer; validity: Validity }): Promise<void> {
+  private async writeBackup(
+    sid: SessionId,
+    primary: string,
+    bytes: Buffer,
+    validity: Validity,
+    repair = false,
+    previous?: { bytes: Buffer; validity: Validity },
+  ): Promise<void> {
     const target = this.backupTarget(primary);
     if (!target) return;
     const r = await this.writeBackupKeys(sid, target, bytes, validity, previous);
@@ -527,7 +637,11 @@ export class NonStickyMode implements SessionMode {
     const due = this.touchDue(sid.id, which, max);
     const item = which === 'primary' ? keys.session(sid.id) : keys.backup(sid.id);
     const [v, t] = await Promise.all([
-      client.set(which === 'primary' ? keys.validity(sid.id) : keys.backupValidity(sid.id), encodeValidity(validity), toMemcachedExpiration(max)),
+      client.set(
+        which === 'primary' ? keys.validity(sid.id) : keys.backupValidity(sid.id),
+        encodeValidity(validity),
+        toMemcachedExpiration(max),
+      ),
       due ? client.touch(item, ttl) : TOUCHED,
     ]);
     return { v, t, due, ttl, item };
@@ -569,7 +683,12 @@ export class NonStickyMode implements SessionMode {
 }
 
 /** A copy's item and validity record written back as they were loaded (a refused write dropped the old item). */
-async function putBack(client: NodeClient, itemKey: string, validityKey: string, previous: { bytes: Buffer; validity: Validity }): Promise<void> {
+async function putBack(
+  client: NodeClient,
+  itemKey: string,
+  validityKey: string,
+  previous: { bytes: Buffer; validity: Validity },
+): Promise<void> {
   const max = previous.validity.maxInactiveInterval;
   await Promise.all([
     client.set(itemKey, previous.bytes, toMemcachedExpiration(nonStickySessionTtl(max))),

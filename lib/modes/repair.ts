@@ -14,7 +14,7 @@ import { mapLimit } from '../core/parallel';
 import type { ModeContext } from './mode';
 import type { SessionId } from '../memcached/session-id';
 import { isMsmItem } from '../transcoders/transcoder';
-import { Validity, decodeValidity, encodeValidity, isValid, toMemcachedExpiration } from '../memcached/validity';
+import { type Validity, decodeValidity, encodeValidity, isValid, toMemcachedExpiration } from '../memcached/validity';
 
 const CONCURRENCY = 8;
 /** Only one instance repairs a node at a time (an `add` on the returned node). */
@@ -24,14 +24,18 @@ const REPAIR_LOCK_TTL = 30;
 function remainingTtls(v: Validity, now = Date.now()): { validity: number; session: number } {
   if (v.maxInactiveInterval <= 0) return { validity: 0, session: 0 };
   const left = Math.max(1, Math.ceil(v.maxInactiveInterval - (now - v.thisAccessedTime) / 1000));
-  return { validity: toMemcachedExpiration(left, now), session: toMemcachedExpiration(left + v.maxInactiveInterval, now) };
+  return {
+    validity: toMemcachedExpiration(left, now),
+    session: toMemcachedExpiration(left + v.maxInactiveInterval, now),
+  };
 }
 
 export class NodeRepair {
   private readonly running = new Map<string, Promise<void>>();
   private closed = false;
   private readonly onReturned = (id: string, reason: string) => this.schedule(id, reason);
-  private readonly onLeft = (id: string) => this.track(`left:${id}`, `copy of ${id}'s backups (left)`, () => this.copyBackupsOfLeft(id));
+  private readonly onLeft = (id: string) =>
+    this.track(`left:${id}`, `copy of ${id}'s backups (left)`, () => this.copyBackupsOfLeft(id));
 
   constructor(private readonly ctx: ModeContext) {
     ctx.nodes.on('returned', this.onReturned); // node lists can grow at run time: run() checks there is another node
@@ -92,28 +96,32 @@ export class NodeRepair {
     for (const other of nodes.ids) {
       if (other === node || this.closed || !nodes.isAvailable(other)) continue;
       // Streamed: batches are repaired while the walk goes on (NodeClient.walkKeys says when keys wait in memory).
-      const walked = await nodes.client(other).walkKeys(async (batch) => {
-        const tasks: Array<() => Promise<boolean>> = [];
-        for (const key of batch) {
-          const found = sessionOrBackup(key);
-          if (!found) continue;
-          const sid = idFormat.parse(found.id);
-          if (!sid) continue;
-          const primary = nodes.nodeOf(sid);
-          if (found.kind === 'backup') {
-            // A backup whose primary is the returned node: the primary copy may be gone or older.
-            if (primary === node) tasks.push(() => this.copy(sid, other, 'backup', node, 'primary'));
-          } else if (primary === other && nodes.nextAvailable(other) === node) {
-            // A primary on `other` whose backup belongs on the returned node.
-            tasks.push(() => this.copy(sid, other, 'primary', node, 'backup'));
+      const walked = await nodes.client(other).walkKeys(
+        async (batch) => {
+          const tasks: Array<() => Promise<boolean>> = [];
+          for (const key of batch) {
+            const found = sessionOrBackup(key);
+            if (!found) continue;
+            const sid = idFormat.parse(found.id);
+            if (!sid) continue;
+            const primary = nodes.nodeOf(sid);
+            if (found.kind === 'backup') {
+              // A backup whose primary is the returned node: the primary copy may be gone or older.
+              if (primary === node) tasks.push(() => this.copy(sid, other, 'backup', node, 'primary'));
+            } else if (primary === other && nodes.nextAvailable(other) === node) {
+              // A primary on `other` whose backup belongs on the returned node.
+              tasks.push(() => this.copy(sid, other, 'primary', node, 'backup'));
+            }
           }
-        }
-        checked += tasks.length;
-        // A closing store starts no more copies.
-        const done = await mapLimit(tasks, CONCURRENCY, (task) => !this.closed && task());
-        for (const ok of done) if (ok) copied++;
-      }, { keep: (key) => sessionOrBackup(key) !== undefined });
-      if (!walked.ok) logger.warn(`repair of ${node}: ${walked.error.message}; its sessions are repaired on their next request`);
+          checked += tasks.length;
+          // A closing store starts no more copies.
+          const done = await mapLimit(tasks, CONCURRENCY, (task) => !this.closed && task());
+          for (const ok of done) if (ok) copied++;
+        },
+        { keep: (key) => sessionOrBackup(key) !== undefined },
+      );
+      if (!walked.ok)
+        logger.warn(`repair of ${node}: ${walked.error.message}; its sessions are repaired on their next request`);
     }
     stats.sessionsRepaired += copied;
     logger.info(`repair of ${node} (${reason}): ${checked} sessions checked, ${copied} copies written`);
@@ -138,16 +146,19 @@ export class NodeRepair {
     };
     let checked = 0;
     let copied = 0;
-    const walked = await nodes.client(holder).walkKeys(async (batch) => {
-      const tasks: Array<() => Promise<boolean>> = [];
-      for (const key of batch) {
-        const sid = backupOfLeft(key);
-        if (sid) tasks.push(() => this.copy(sid, holder, 'backup', second, 'backup'));
-      }
-      checked += tasks.length;
-      const done = await mapLimit(tasks, CONCURRENCY, (task) => !this.closed && task());
-      for (const ok of done) if (ok) copied++;
-    }, { keep: (key) => backupOfLeft(key) !== undefined });
+    const walked = await nodes.client(holder).walkKeys(
+      async (batch) => {
+        const tasks: Array<() => Promise<boolean>> = [];
+        for (const key of batch) {
+          const sid = backupOfLeft(key);
+          if (sid) tasks.push(() => this.copy(sid, holder, 'backup', second, 'backup'));
+        }
+        checked += tasks.length;
+        const done = await mapLimit(tasks, CONCURRENCY, (task) => !this.closed && task());
+        for (const ok of done) if (ok) copied++;
+      },
+      { keep: (key) => backupOfLeft(key) !== undefined },
+    );
     if (!walked.ok) logger.warn(`backups of ${left} (left): ${walked.error.message}; they stay on ${holder} alone`);
     stats.sessionsRepaired += copied;
     logger.info(`backups of ${left} (left) on ${holder}: ${checked} checked, ${copied} copied to ${second}`);
@@ -159,21 +170,33 @@ export class NodeRepair {
    * (CAS), or added where it was absent, so that write wins. The session first, its validity only once the session
    * is in place: a validity record never vouches for bytes that were not written.
    */
-  private async copy(sid: SessionId, from: string, fromRole: 'primary' | 'backup', to: string, toRole: 'primary' | 'backup'): Promise<boolean> {
+  private async copy(
+    sid: SessionId,
+    from: string,
+    fromRole: 'primary' | 'backup',
+    to: string,
+    toRole: 'primary' | 'backup',
+  ): Promise<boolean> {
     const { nodes, keys } = this.ctx;
     const src = nodes.client(from);
     const dst = nodes.client(to);
-    const k = (role: 'primary' | 'backup') => role === 'primary'
-      ? { session: keys.session(sid.id), validity: keys.validity(sid.id) }
-      : { session: keys.backup(sid.id), validity: keys.backupValidity(sid.id) };
+    const k = (role: 'primary' | 'backup') =>
+      role === 'primary'
+        ? { session: keys.session(sid.id), validity: keys.validity(sid.id) }
+        : { session: keys.backup(sid.id), validity: keys.backupValidity(sid.id) };
     const s = k(fromRole);
     const d = k(toRole);
     // The bytes and the record must be one version: a save landing between two reads would pair older bytes with a
     // newer record, and that copy would then pass for the newer session. A save writes the session before its record,
     // and memcached answers one connection's requests in order, so a record read before the bytes and again after them
     // (one round trip, in that order), unchanged, vouches for them.
-    const [before, bytes, v, there, thereValidity] = await Promise.all([src.get(s.validity, true), src.get(s.session, true),
-      src.get(s.validity, true), dst.gets(d.session, true), dst.gets(d.validity, true)]);
+    const [before, bytes, v, there, thereValidity] = await Promise.all([
+      src.get(s.validity, true),
+      src.get(s.session, true),
+      src.get(s.validity, true),
+      dst.gets(d.session, true),
+      dst.gets(d.validity, true),
+    ]);
     if (!before.ok || !v.ok || !before.value || !v.value || !before.value.equals(v.value)) return false;
     // Another application's item under a session key (foreignItems) is not copied.
     if (!bytes.ok || !there.ok || !thereValidity.ok || !bytes.value || !isMsmItem(bytes.value)) return false;
@@ -185,7 +208,10 @@ export class NodeRepair {
     const put = (key: string, value: Buffer, expires: number, read: { cas: Buffer } | null) =>
       read ? dst.cas(key, value, expires, read.cas, true) : dst.add(key, value, expires, true);
     const ws = await put(d.session, bytes.value, ttl.session, there.value);
-    const wv = ws.ok && ws.value ? await put(d.validity, encodeValidity(validity), ttl.validity, thereValidity.value) : undefined;
+    const wv =
+      ws.ok && ws.value
+        ? await put(d.validity, encodeValidity(validity), ttl.validity, thereValidity.value)
+        : undefined;
     if (wv?.ok && wv.value) return true;
     if (!ws.ok || (wv && !wv.ok)) this.ctx.logger.debug(`repair: copy of ${hashId(sid.id)} to ${to} failed`);
     return false;

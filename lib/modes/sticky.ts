@@ -181,7 +181,11 @@ export class StickyMode implements SessionMode {
       const ours = held?.copy.written?.equals(found.bytes) ? held : undefined;
       const bytes = ours?.copy.written ?? ownMemory(found.bytes);
       const copy = ours?.copy ?? { written: bytes, expiresAt: 0 };
-      this.local.set(id.id, { bytes, maxInactive, node: found.node, copy, accessedAt: ours?.accessedAt ?? Date.now() }, { ttl: maxInactive * 1000 });
+      this.local.set(
+        id.id,
+        { bytes, maxInactive, node: found.node, copy, accessedAt: ours?.accessedAt ?? Date.now() },
+        { ttl: maxInactive * 1000 },
+      );
       return { id: sid.id, bytes, newId, accessedAt: ours?.accessedAt };
     });
     return loaded ? this.result(sid, loaded) : null;
@@ -192,7 +196,12 @@ export class StickyMode implements SessionMode {
    * the next available node (every instance computes the same one).
    */
   private async locate(sid: SessionId): Promise<Found | null> {
-    const found = await followMarkers(this.ctx, sid, (at) => this.read(at), (f) => f.bytes);
+    const found = await followMarkers(
+      this.ctx,
+      sid,
+      (at) => this.read(at),
+      (f) => f.bytes,
+    );
     return found?.copy ?? null;
   }
 
@@ -217,7 +226,13 @@ export class StickyMode implements SessionMode {
     return this.inflight.run(id, run);
   }
 
-  save(sid: SessionId, _stored: StoredSession, bytes: Buffer, maxInactive: number, record: SessionRecord | undefined): Promise<void> | undefined {
+  save(
+    sid: SessionId,
+    _stored: StoredSession,
+    bytes: Buffer,
+    maxInactive: number,
+    record: SessionRecord | undefined,
+  ): Promise<void> | undefined {
     const prev = this.local.peek(sid.id);
     if (record?.unchanged(sid.id, bytes)) {
       this.ctx.stats.requestsWithoutSessionModification++;
@@ -258,7 +273,12 @@ export class StickyMode implements SessionMode {
     });
   }
 
-  touch(sid: SessionId, bytesOf: () => Buffer, maxInactive: number, record: SessionRecord | undefined): Promise<void> | undefined {
+  touch(
+    sid: SessionId,
+    bytesOf: () => Buffer,
+    maxInactive: number,
+    record: SessionRecord | undefined,
+  ): Promise<void> | undefined {
     return this.refresh(sid, record?.bytesFor(sid.id) ?? bytesOf(), maxInactive);
   }
 
@@ -279,7 +299,11 @@ export class StickyMode implements SessionMode {
     const r = await this.ctx.nodes.client(node).get(this.ctx.keys.session(sid.id), true);
     if (!r.ok) throw r.error;
     // A takeover's marker is no session.
-    return r.value && movedTo(r.value) === undefined && this.maxInactiveOf(this.ctx.transcoder.decode(r.value, sid)) !== null ? { bytes: r.value } : null;
+    return r.value
+      && movedTo(r.value) === undefined
+      && this.maxInactiveOf(this.ctx.transcoder.decode(r.value, sid)) !== null
+      ? { bytes: r.value }
+      : null;
   }
 
   *localSessions(): Iterable<[id: string, bytes: Buffer, accessedAt: number]> {
@@ -320,9 +344,16 @@ export class StickyMode implements SessionMode {
   private refresh(sid: SessionId, bytes: Buffer, maxInactive: number): Promise<void> | undefined {
     const prev = this.local.peek(sid.id);
     const now = Date.now();
-    const e: LocalEntry = prev && prev.maxInactive === maxInactive
-      ? prev
-      : { bytes: prev?.bytes ?? ownMemory(bytes), maxInactive, node: prev?.node ?? this.ctx.nodes.nodeOf(sid), copy: prev?.copy ?? { written: undefined, expiresAt: 0 }, accessedAt: now };
+    const e: LocalEntry =
+      prev && prev.maxInactive === maxInactive
+        ? prev
+        : {
+            bytes: prev?.bytes ?? ownMemory(bytes),
+            maxInactive,
+            node: prev?.node ?? this.ctx.nodes.nodeOf(sid),
+            copy: prev?.copy ?? { written: undefined, expiresAt: 0 },
+            accessedAt: now,
+          };
     e.accessedAt = now;
     this.local.set(sid.id, e, { ttl: maxInactive * 1000 });
     if (!this.refreshDue(e)) return undefined;
@@ -371,7 +402,14 @@ export class StickyMode implements SessionMode {
     // The next request relocates the session (it is held locally) to an available node.
     if (!nodes.isAvailable(e.node)) return this.backupFailed(id, e.node, new Error(`node ${e.node} is unavailable`));
     const started = Date.now();
-    this.backedUp(id, e, started, await nodes.client(e.node).set(keys.session(id), e.bytes, toMemcachedExpiration(stickyMemcachedTtl(e.maxInactive))));
+    this.backedUp(
+      id,
+      e,
+      started,
+      await nodes
+        .client(e.node)
+        .set(keys.session(id), e.bytes, toMemcachedExpiration(stickyMemcachedTtl(e.maxInactive))),
+    );
   }
 
   /** backup after the response (sessionBackupAsync), with a callback rather than promises: it runs for every change. */
@@ -379,11 +417,25 @@ export class StickyMode implements SessionMode {
     const { nodes, keys } = this.ctx;
     this.ctx.backups.begin();
     if (!nodes.isAvailable(e.node)) return void this.backupAnswered(undefined, id, e, 0);
-    nodes.client(e.node).setInBackground(keys.session(id), e.bytes, toMemcachedExpiration(stickyMemcachedTtl(e.maxInactive)), this.backupAnswered, id, e);
+    nodes
+      .client(e.node)
+      .setInBackground(
+        keys.session(id),
+        e.bytes,
+        toMemcachedExpiration(stickyMemcachedTtl(e.maxInactive)),
+        this.backupAnswered,
+        id,
+        e,
+      );
   }
 
   /** backupSoon's answer (r undefined: the node was down), one function for every backup. */
-  private readonly backupAnswered = (r: OpResult<boolean> | undefined, id: string, e: LocalEntry, sentAt: number): void => {
+  private readonly backupAnswered = (
+    r: OpResult<boolean> | undefined,
+    id: string,
+    e: LocalEntry,
+    sentAt: number,
+  ): void => {
     // Thrown here (a logger that throws), an error would reach the request or the connection's response parsing.
     try {
       if (r) this.backedUp(id, e, sentAt, r);
@@ -424,7 +476,11 @@ export class StickyMode implements SessionMode {
     if (maxInactive === null) return this.expired(at, node);
     const bytes = ownMemory(found.bytes);
     // The copy's remaining TTL is unknown: the next save/touch refreshes it.
-    this.local.set(at.id, { bytes, maxInactive, node, copy: { written: bytes, expiresAt: 0 }, accessedAt: Date.now() }, { ttl: maxInactive * 1000 });
+    this.local.set(
+      at.id,
+      { bytes, maxInactive, node, copy: { written: bytes, expiresAt: 0 }, accessedAt: Date.now() },
+      { ttl: maxInactive * 1000 },
+    );
     return { id: sid.id, bytes, newId };
   }
 
@@ -468,7 +524,9 @@ export class StickyMode implements SessionMode {
     stats.requestsWithTomcatFailover++;
     if (target !== node) {
       stats.sessionsRelocated++;
-      logger.info(`session ${hashId(sid.id)} taken over from route ${sid.route ?? '(none)'} and moved from ${node} to ${target}`);
+      logger.info(
+        `session ${hashId(sid.id)} taken over from route ${sid.route ?? '(none)'} and moved from ${node} to ${target}`,
+      );
     } else {
       logger.info(`session ${hashId(sid.id)} taken over from route ${sid.route ?? '(none)'}`);
     }
@@ -500,8 +558,17 @@ export class StickyMode implements SessionMode {
     }
     nodes.markOk(target);
     this.local.delete(sid.id);
-    this.local.set(newId, { bytes: item, maxInactive: e.maxInactive, node: target, copy: { written: item, expiresAt: started + ttl * 1000 }, accessedAt: e.accessedAt },
-      { ttl: e.maxInactive * 1000 });
+    this.local.set(
+      newId,
+      {
+        bytes: item,
+        maxInactive: e.maxInactive,
+        node: target,
+        copy: { written: item, expiresAt: started + ttl * 1000 },
+        accessedAt: e.accessedAt,
+      },
+      { ttl: e.maxInactive * 1000 },
+    );
     noteRelocated(this.ctx, sid, e.node, target);
     this.ctx.moves.moved(sid.id, newId);
     return { id: sid.id, bytes: item, newId, accessedAt: e.accessedAt };
@@ -528,7 +595,13 @@ export class StickyMode implements SessionMode {
     }
     if (!isMsmItem(r.value)) return foreignItem(this.ctx, sid, node);
     if (movedTo(r.value) !== undefined) return { bytes: r.value, maxInactive: null };
-    const session = decodeOrDiscard(this.ctx, sid, node, r.value, () => void nodes.client(node).delete(keys.session(sid.id)));
+    const session = decodeOrDiscard(
+      this.ctx,
+      sid,
+      node,
+      r.value,
+      () => void nodes.client(node).delete(keys.session(sid.id)),
+    );
     return session && { bytes: r.value, maxInactive: this.maxInactiveOf(session) };
   }
 

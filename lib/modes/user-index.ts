@@ -10,8 +10,8 @@
 import { createHash } from 'crypto';
 import { LRUCache } from 'lru-cache';
 import { ConfigError, StorageUnavailableError } from '../core/errors';
-import { KeyFormat, MEMCACHED_MAX_KEY_LENGTH, isValidMemcachedKey } from '../memcached/keys';
-import { Logger, hashId } from '../core/logger';
+import { type KeyFormat, MEMCACHED_MAX_KEY_LENGTH, isValidMemcachedKey } from '../memcached/keys';
+import { type Logger, hashId } from '../core/logger';
 import { mapLimit } from '../core/parallel';
 import type { SessionRecord } from './session-record';
 import type { LoadResult } from './mode';
@@ -30,7 +30,8 @@ const INDEX_KIND = 0xfe;
 const COPIES = 2;
 /** CAS tries before a change is given up (counted, logged); a lost race waits a random few ms, growing. */
 const CAS_ATTEMPTS = 30;
-const casBackoff = (attempt: number) => new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 * (attempt + 1))));
+const casBackoff = (attempt: number) =>
+  new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 * (attempt + 1))));
 /** Bound on one value's entries (item size); the soonest to expire are dropped first. */
 export const MAX_INDEX_ENTRIES = 2000;
 /** Sessions loaded at once while verifying a value's entries. */
@@ -87,9 +88,16 @@ export class UserIndex {
   /** Ids this process loaded or indexed: under which value, when it last wrote the entry (ms, 0: never), for how long. */
   private readonly known = new LRUCache<string, { value: string; at: number; maxInactive: number }>({ max: 100_000 });
 
-  constructor(private readonly ctx: UserIndexContext, private readonly indexBy: IndexBy) {
+  constructor(
+    private readonly ctx: UserIndexContext,
+    private readonly indexBy: IndexBy,
+  ) {
     if (!isValidMemcachedKey(ctx.keys.index('0'.repeat(64)))) {
-      throw new ConfigError('storageKeyPrefix', ctx.keys.prefix, `too long for indexBy: index keys (idx:<prefix><64 hex>) would exceed ${MEMCACHED_MAX_KEY_LENGTH} bytes`);
+      throw new ConfigError(
+        'storageKeyPrefix',
+        ctx.keys.prefix,
+        `too long for indexBy: index keys (idx:<prefix><64 hex>) would exceed ${MEMCACHED_MAX_KEY_LENGTH} bytes`,
+      );
     }
   }
 
@@ -107,7 +115,8 @@ export class UserIndex {
     const value = this.valueOf(session);
     record.indexed = { value, id: requestedId };
     // So that a destroy in this request takes the entry out, whichever instance wrote it.
-    if (value !== undefined && this.known.get(requestedId)?.value !== value) this.known.set(requestedId, { value, at: 0, maxInactive: 0 });
+    if (value !== undefined && this.known.get(requestedId)?.value !== value)
+      this.known.set(requestedId, { value, at: 0, maxInactive: 0 });
   }
 
   /**
@@ -115,7 +124,12 @@ export class UserIndex {
    * relocation), or its entry's expiry is due for a refresh (every maxInactive/2 per process); a changed or removed
    * value takes the old entry out. Index failures are counted and logged; the session itself is stored.
    */
-  async afterWrite(sid: SessionId, session: Record<string, any>, maxInactive: number, record: SessionRecord | undefined): Promise<void> {
+  async afterWrite(
+    sid: SessionId,
+    session: Record<string, any>,
+    maxInactive: number,
+    record: SessionRecord | undefined,
+  ): Promise<void> {
     const value = this.valueOf(session);
     const before = record?.indexed;
     if (record) record.indexed = { value, id: sid.id };
@@ -125,9 +139,11 @@ export class UserIndex {
     const expires = Math.floor(Date.now() / 1000) + nonStickySessionTtl(maxInactive);
     if (value !== undefined && (changed || this.due(sid.id, value, maxInactive))) {
       const remove = moved && before.value === value ? [before.id] : undefined;
-      writes.push(this.change(value, { add: [{ id: sid.id, expires }], remove }).then((ok) => {
-        if (ok) this.known.set(sid.id, { value, at: Date.now(), maxInactive });
-      }));
+      writes.push(
+        this.change(value, { add: [{ id: sid.id, expires }], remove }).then((ok) => {
+          if (ok) this.known.set(sid.id, { value, at: Date.now(), maxInactive });
+        }),
+      );
     }
     if (before?.value !== undefined && before.value !== value) {
       this.known.delete(before.id);
@@ -159,8 +175,10 @@ export class UserIndex {
     if (destroyed.length) await this.change(value, { remove: destroyed });
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed.length) {
-      throw new StorageUnavailableError(`express-msm: destroyAllOf: ${destroyed.length} sessions destroyed, ${failed.length} could not be: ${failed[0].reason?.message ?? failed[0].reason}`,
-        { cause: failed[0].reason });
+      throw new StorageUnavailableError(
+        `express-msm: destroyAllOf: ${destroyed.length} sessions destroyed, ${failed.length} could not be: ${failed[0].reason?.message ?? failed[0].reason}`,
+        { cause: failed[0].reason },
+      );
     }
     return destroyed.length;
   }
@@ -169,7 +187,8 @@ export class UserIndex {
 
   private requireValue(raw: unknown): string {
     const value = indexValue(raw);
-    if (value === undefined) throw new TypeError(`express-msm: expected a non-empty string or a finite number to look up, got ${typeof raw}`);
+    if (value === undefined)
+      throw new TypeError(`express-msm: expected a non-empty string or a finite number to look up, got ${typeof raw}`);
     return value;
   }
 
@@ -197,17 +216,21 @@ export class UserIndex {
     const entries: Entries = new Map();
     const holders: string[] = [];
     const sizes: number[] = [];
-    await Promise.all(nodes.ids.filter((n) => nodes.isAvailable(n)).map(async (node) => {
-      const r = await nodes.client(node).get(key);
-      if (!r.ok) return nodes.markFailed(node, r.error);
-      nodes.markOk(node);
-      const item = decodeIndex(r.value);
-      if (!item) return;
-      if (item.value !== value) return this.collision(value, node);
-      holders.push(node);
-      sizes.push(item.entries.size);
-      for (const [id, exp] of item.entries) entries.set(id, Math.max(exp, entries.get(id) ?? 0));
-    }));
+    await Promise.all(
+      nodes.ids
+        .filter((n) => nodes.isAvailable(n))
+        .map(async (node) => {
+          const r = await nodes.client(node).get(key);
+          if (!r.ok) return nodes.markFailed(node, r.error);
+          nodes.markOk(node);
+          const item = decodeIndex(r.value);
+          if (!item) return;
+          if (item.value !== value) return this.collision(value, node);
+          holders.push(node);
+          sizes.push(item.entries.size);
+          for (const [id, exp] of item.entries) entries.set(id, Math.max(exp, entries.get(id) ?? 0));
+        }),
+    );
     // A copy that missed a change (its write failed while the other's succeeded) lists fewer ids than the union.
     return { entries, holders, partial: sizes.some((n) => n < entries.size) };
   }
@@ -240,7 +263,9 @@ export class UserIndex {
       // Compaction and repair: every copy loses the dead entries (so that none brings them back), and a target that
       // lost its copy (restarted, evicted) or missed a change gets the live entries again.
       const add = [...live].map(([id, l]) => ({ id, expires: l.expires }));
-      await Promise.all([...new Set([...holders, ...targets])].map((node) => this.changeOn(node, value, k.key, { remove: dead, add })));
+      await Promise.all(
+        [...new Set([...holders, ...targets])].map((node) => this.changeOn(node, value, k.key, { remove: dead, add })),
+      );
     }
     return [...live].map(([id, l]) => ({ id, sid: l.sid }));
   }
@@ -266,7 +291,9 @@ export class UserIndex {
 
   private targets(hash: string): string[] {
     const { nodes } = this.ctx;
-    return this.ring(hash).filter((n) => nodes.isAvailable(n)).slice(0, COPIES);
+    return this.ring(hash)
+      .filter((n) => nodes.isAvailable(n))
+      .slice(0, COPIES);
   }
 
   /** Applies a change on the value's copies; true when at least one copy took it. */
@@ -275,10 +302,13 @@ export class UserIndex {
     const targets = this.targets(hash);
     const results = await Promise.all(targets.map((node) => this.changeOn(node, value, key, change)));
     const ok = results.some(Boolean);
-    if (ok && !results.every(Boolean)) this.ctx.logger.warn(`index: a copy of ${hashId(value)} missed a change; the next read repairs it`);
+    if (ok && !results.every(Boolean))
+      this.ctx.logger.warn(`index: a copy of ${hashId(value)} missed a change; the next read repairs it`);
     if (!ok) {
       this.ctx.stats.indexWriteFailures++;
-      this.ctx.logger.warn(`index: could not update the index of ${hashId(value)} (${targets.length ? 'write failed' : 'no node available'})`);
+      this.ctx.logger.warn(
+        `index: could not update the index of ${hashId(value)} (${targets.length ? 'write failed' : 'no node available'})`,
+      );
     }
     return ok;
   }
@@ -302,7 +332,9 @@ export class UserIndex {
       for (const [id, exp] of entries) if (exp <= now) entries.delete(id);
       if (entries.size > MAX_INDEX_ENTRIES) {
         const keep = [...entries].sort((a, b) => b[1] - a[1]).slice(0, MAX_INDEX_ENTRIES);
-        this.ctx.logger.warn(`index of ${hashId(value)}: more than ${MAX_INDEX_ENTRIES} sessions; the soonest to expire are no longer listed`);
+        this.ctx.logger.warn(
+          `index of ${hashId(value)}: more than ${MAX_INDEX_ENTRIES} sessions; the soonest to expire are no longer listed`,
+        );
         entries.clear();
         for (const [id, exp] of keep) entries.set(id, exp);
       }
@@ -323,7 +355,9 @@ export class UserIndex {
   }
 
   private collision(value: string, node: string): false {
-    this.ctx.logger.error(`index: ${node} holds another value's item under the key of ${hashId(value)} (sha-256 collision or foreign data); left alone`);
+    this.ctx.logger.error(
+      `index: ${node} holds another value's item under the key of ${hashId(value)} (sha-256 collision or foreign data); left alone`,
+    );
     return false;
   }
 }

@@ -5,7 +5,15 @@
 // Avro reader/writer resolution into the current schema; unknown fingerprints, other headers and corrupt bytes
 // decode to null (never a throw). Every avsc type and resolver is built once, in the constructor.
 import * as avro from 'avsc';
-import { HEADER_LENGTH, StoredCookie, StoredSession, Transcoder, TranscoderKind, hasHeader, writeHeader } from './transcoder';
+import {
+  HEADER_LENGTH,
+  type StoredCookie,
+  type StoredSession,
+  type Transcoder,
+  TranscoderKind,
+  hasHeader,
+  writeHeader,
+} from './transcoder';
 import { ConfigError, TranscoderError } from '../core/errors';
 
 /** An Avro schema as a plain object (JSON), or an avsc Type. Checked at construction. */
@@ -72,7 +80,8 @@ export class TimestampMillisType extends avro.types.LogicalType {
     return Number.isInteger(t) && t <= MAX_AVRO_LONG && t >= MIN_AVRO_LONG ? t : undefined;
   }
   protected _resolve(type: avro.Type): ((v: unknown) => Date) | undefined {
-    if (avro.Type.isType(type, 'long', 'int', 'logical:timestamp-millis')) return (v) => (v instanceof Date ? v : new Date(v as number));
+    if (avro.Type.isType(type, 'long', 'int', 'logical:timestamp-millis'))
+      return (v) => (v instanceof Date ? v : new Date(v as number));
     return undefined;
   }
 }
@@ -114,7 +123,13 @@ class CheckedLongType extends (avro.types.LongType as unknown as new () => any) 
 
 /** Plain `long` (not the underlying type of a logical type) becomes a CheckedLongType. */
 function longHook(schema: unknown): avro.Type | undefined {
-  if (schema === 'long' || (typeof schema === 'object' && schema !== null && (schema as any).type === 'long' && !(schema as any).logicalType)) {
+  if (
+    schema === 'long'
+    || (typeof schema === 'object'
+      && schema !== null
+      && (schema as any).type === 'long'
+      && !(schema as any).logicalType)
+  ) {
     return new CheckedLongType() as unknown as avro.Type;
   }
   return undefined;
@@ -136,23 +151,45 @@ export class AvroTranscoder implements Transcoder {
   private scratch = Buffer.allocUnsafe(16 * 1024);
   // Reused on every encode (encode is synchronous): no per-call cookie allocations.
   private readonly cookie: AvroCookie = {
-    originalMaxAge: null, expires: null, secure: null, httpOnly: null, domain: null, path: null, sameSite: null, partitioned: null, priority: null,
+    originalMaxAge: null,
+    expires: null,
+    secure: null,
+    httpOnly: null,
+    domain: null,
+    path: null,
+    sameSite: null,
+    partitioned: null,
+    priority: null,
   };
   private readonly maxAgeLong = { long: 0 };
   private readonly maxAgeDouble = { double: 0 };
 
   constructor(options: AvroTranscoderOptions) {
-    if (!options || options.schema === undefined) throw ConfigError.saying('express-msm: AvroTranscoder needs { schema }: a named Avro record of the session attributes');
+    if (!options || options.schema === undefined)
+      throw ConfigError.saying(
+        'express-msm: AvroTranscoder needs { schema }: a named Avro record of the session attributes',
+      );
     const logicalTypes = { 'timestamp-millis': TimestampMillisType, ...(options.logicalTypes ?? {}) };
     const parse = (schema: AvroSchema, what: string): avro.Type => {
       let t: avro.Type;
       try {
-        t = avro.Type.isType(schema) ? (schema as avro.Type) : avro.Type.forSchema(schema as avro.Schema, { logicalTypes, omitRecordMethods: true, typeHook: longHook });
+        t = avro.Type.isType(schema)
+          ? (schema as avro.Type)
+          : avro.Type.forSchema(schema as avro.Schema, { logicalTypes, omitRecordMethods: true, typeHook: longHook });
       } catch (e) {
-        throw ConfigError.saying(`express-msm: AvroTranscoder ${what} is not a valid Avro schema: ${(e as Error).message}`, { cause: e });
+        throw ConfigError.saying(
+          `express-msm: AvroTranscoder ${what} is not a valid Avro schema: ${(e as Error).message}`,
+          { cause: e },
+        );
       }
-      if (!avro.Type.isType(t, 'record') || !t.name) throw ConfigError.saying(`express-msm: AvroTranscoder ${what} must be a named Avro record (type: 'record', name, fields)`);
-      if (fieldsOf(t).some((f) => f.name === 'cookie')) throw ConfigError.saying(`express-msm: AvroTranscoder ${what} must not declare a field named "cookie" (the cookie travels in the fixed part)`);
+      if (!avro.Type.isType(t, 'record') || !t.name)
+        throw ConfigError.saying(
+          `express-msm: AvroTranscoder ${what} must be a named Avro record (type: 'record', name, fields)`,
+        );
+      if (fieldsOf(t).some((f) => f.name === 'cookie'))
+        throw ConfigError.saying(
+          `express-msm: AvroTranscoder ${what} must not declare a field named "cookie" (the cookie travels in the fixed part)`,
+        );
       return t;
     };
     this.type = parse(options.schema, 'schema');
@@ -183,7 +220,10 @@ export class AvroTranscoder implements Transcoder {
       try {
         resolver = this.type.createResolver(writer);
       } catch (e) {
-        throw ConfigError.saying(`express-msm: AvroTranscoder cannot read values written with previousSchemas[${i}] (${writer.name}) as the current schema (${this.type.name}): ${(e as Error).message}. Fields added since must have defaults.`, { cause: e });
+        throw ConfigError.saying(
+          `express-msm: AvroTranscoder cannot read values written with previousSchemas[${i}] (${writer.name}) as the current schema (${this.type.name}): ${(e as Error).message}. Fields added since must have defaults.`,
+          { cause: e },
+        );
       }
       this.readers.push({ lo, hi, resolver });
     });
@@ -192,8 +232,10 @@ export class AvroTranscoder implements Transcoder {
   encode(session: StoredSession): Buffer {
     // Undeclared attributes would be dropped silently by avsc: refuse them (sessionAttributeFilter can exclude them).
     for (const k in session) {
-      if (k !== 'cookie' && !this.declared.has(k) && Object.prototype.hasOwnProperty.call(session, k) && session[k] !== undefined) {
-        throw new TranscoderError(`express-msm: session attribute "${k}" is not in the Avro schema ${this.type.name}; add it to the schema or exclude it with sessionAttributeFilter`);
+      if (k !== 'cookie' && !this.declared.has(k) && Object.hasOwn(session, k) && session[k] !== undefined) {
+        throw new TranscoderError(
+          `express-msm: session attribute "${k}" is not in the Avro schema ${this.type.name}; add it to the schema or exclude it with sessionAttributeFilter`,
+        );
       }
     }
     for (let i = 0; i < this.checkNested.length; i++) {
@@ -201,7 +243,10 @@ export class AvroTranscoder implements Transcoder {
       const v = session[name];
       if (v !== undefined && v !== null) {
         const bad = check(v, name);
-        if (bad) throw new TranscoderError(`express-msm: session attribute "${bad}" is not in the Avro schema ${this.type.name}; it would be lost`);
+        if (bad)
+          throw new TranscoderError(
+            `express-msm: session attribute "${bad}" is not in the Avro schema ${this.type.name}; it would be lost`,
+          );
       }
     }
     this.fillCookie(session.cookie);
@@ -319,10 +364,20 @@ export class AvroTranscoder implements Transcoder {
         expected = describeType(type);
       },
     });
-    if (where === undefined) return new TranscoderError(`express-msm: session does not fit the Avro schema ${this.type.name}: ${cause.message}`, { cause });
+    if (where === undefined)
+      return new TranscoderError(
+        `express-msm: session does not fit the Avro schema ${this.type.name}: ${cause.message}`,
+        { cause },
+      );
     let hint = '';
-    if (got instanceof Date) hint = expected?.includes('timestamp-millis') ? ` (timestamp-millis holds Dates from ${new Date(MIN_AVRO_LONG).toISOString()} on)` : ` (use { type: 'long', logicalType: 'timestamp-millis' })`;
-    return new TranscoderError(`express-msm: session attribute "${where}" does not fit the Avro schema ${this.type.name}: expected ${expected}, got ${preview(got)}${hint}`, { cause });
+    if (got instanceof Date)
+      hint = expected?.includes('timestamp-millis')
+        ? ` (timestamp-millis holds Dates from ${new Date(MIN_AVRO_LONG).toISOString()} on)`
+        : ` (use { type: 'long', logicalType: 'timestamp-millis' })`;
+    return new TranscoderError(
+      `express-msm: session attribute "${where}" does not fit the Avro schema ${this.type.name}: expected ${expected}, got ${preview(got)}${hint}`,
+      { cause },
+    );
   }
 }
 
@@ -372,7 +427,7 @@ function undeclaredCheck(t: avro.Type, visiting: Set<avro.Type>): UndeclaredChec
     const check: UndeclaredCheck = (v, p) => {
       if (typeof v !== 'object' || v === null) return undefined; // a type error: avsc reports it
       for (const k in v) {
-        if (!declared.has(k) && Object.prototype.hasOwnProperty.call(v, k) && v[k] !== undefined) return `${p}.${k}`;
+        if (!declared.has(k) && Object.hasOwn(v, k) && v[k] !== undefined) return `${p}.${k}`;
       }
       for (let i = 0; i < nested.length; i++) {
         const [k, c] = nested[i];
@@ -420,7 +475,12 @@ function undeclaredCheck(t: avro.Type, visiting: Set<avro.Type>): UndeclaredChec
     const rc = rec && undeclaredCheck(rec, visiting);
     const ac = arr && undeclaredCheck(arr, visiting);
     if (!rc && !ac) return undefined;
-    return (v, p) => (Array.isArray(v) ? ac?.(v, p) : typeof v === 'object' && v !== null && !Buffer.isBuffer(v) ? rc?.(v, p) : undefined);
+    return (v, p) =>
+      Array.isArray(v)
+        ? ac?.(v, p)
+        : typeof v === 'object' && v !== null && !Buffer.isBuffer(v)
+          ? rc?.(v, p)
+          : undefined;
   }
   if (name === 'union:wrapped') {
     const branches: avro.Type[] = (t as any).types;
@@ -478,7 +538,7 @@ export function fingerprint64(canonical: string): Buffer {
     FP_TABLE = new BigUint64Array(256);
     for (let i = 0; i < 256; i++) {
       let fp = BigInt(i);
-      for (let j = 0; j < 8; j++) fp = (fp >> 1n) ^ ((fp & 1n) ? EMPTY64 : 0n);
+      for (let j = 0; j < 8; j++) fp = (fp >> 1n) ^ (fp & 1n ? EMPTY64 : 0n);
       FP_TABLE[i] = fp;
     }
   }

@@ -10,7 +10,15 @@
 // repeats only for the same plaintext of the same session under the same key, so GCM's nonce rule holds.
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync } from 'crypto';
 import { JsonTranscoder } from './json';
-import { HEADER_LENGTH, StoredSession, Transcoder, TranscoderContext, TranscoderKind, hasHeader, writeHeader } from './transcoder';
+import {
+  HEADER_LENGTH,
+  type StoredSession,
+  type Transcoder,
+  type TranscoderContext,
+  TranscoderKind,
+  hasHeader,
+  writeHeader,
+} from './transcoder';
 import { ConfigError, TranscoderError } from '../core/errors';
 
 export interface EncryptionKey {
@@ -46,9 +54,13 @@ function keyBytes(k: EncryptionKey, i: number): Buffer {
   else if (typeof k.key === 'string') {
     b = Buffer.from(k.key, 'base64');
     // Buffer.from skips characters that are not base64: re-encode to tell a real base64 string from anything else.
-    if (b.toString('base64').replace(/=+$/, '') !== k.key.replace(/=+$/, '')) throw ConfigError.saying(`express-msm: ${what}: key is not base64`);
+    if (b.toString('base64').replace(/=+$/, '') !== k.key.replace(/=+$/, ''))
+      throw ConfigError.saying(`express-msm: ${what}: key is not base64`);
   }
-  if (!b || b.length !== 32) throw ConfigError.saying(`express-msm: ${what}: key must be 32 bytes (a Buffer or base64), got ${b ? b.length + ' bytes' : typeof k.key}`);
+  if (b?.length !== 32)
+    throw ConfigError.saying(
+      `express-msm: ${what}: key must be 32 bytes (a Buffer or base64), got ${b ? b.length + ' bytes' : typeof k.key}`,
+    );
   return b;
 }
 
@@ -78,17 +90,22 @@ export class EncryptingTranscoder implements Transcoder {
 
   constructor(options: EncryptingTranscoderOptions) {
     if (!options || !Array.isArray(options.keys) || options.keys.length === 0) {
-      throw ConfigError.saying('express-msm: EncryptingTranscoder needs keys: [{ id, key }] (at least one; the first one writes)');
+      throw ConfigError.saying(
+        'express-msm: EncryptingTranscoder needs keys: [{ id, key }] (at least one; the first one writes)',
+      );
     }
     options.keys.forEach((k, i) => {
       const d = derive(k, i);
-      if (this.readers.has(d.id)) throw ConfigError.saying(`express-msm: EncryptingTranscoder: duplicate key id ${JSON.stringify(d.id)}`);
+      if (this.readers.has(d.id))
+        throw ConfigError.saying(`express-msm: EncryptingTranscoder: duplicate key id ${JSON.stringify(d.id)}`);
       this.readers.set(d.id, d);
     });
     this.writer = this.readers.get(options.keys[0].id)!;
     this.inner = options.transcoder ?? new JsonTranscoder();
     if (typeof this.inner.encode !== 'function' || typeof this.inner.decode !== 'function') {
-      throw ConfigError.saying('express-msm: EncryptingTranscoder: transcoder must have encode(session) and decode(bytes)');
+      throw ConfigError.saying(
+        'express-msm: EncryptingTranscoder: transcoder must have encode(session) and decode(bytes)',
+      );
     }
     this.name = `encrypted-${this.inner.name}`;
   }
@@ -100,7 +117,9 @@ export class EncryptingTranscoder implements Transcoder {
 
   encode(session: StoredSession, context?: TranscoderContext): Buffer {
     if (!context || typeof context.random !== 'string') {
-      throw new TranscoderError('express-msm: EncryptingTranscoder.encode needs the session (context): the ciphertext is bound to it');
+      throw new TranscoderError(
+        'express-msm: EncryptingTranscoder.encode needs the session (context): the ciphertext is bound to it',
+      );
     }
     const k = this.writer;
     const plain = this.inner.encode(session, context);
@@ -117,13 +136,21 @@ export class EncryptingTranscoder implements Transcoder {
 
   /** null without a context, for a key that is not listed, for another session's bytes, and for any tampering. */
   decode(bytes: Buffer, context?: TranscoderContext): StoredSession | null {
-    if (!context || typeof context.random !== 'string' || !hasHeader(bytes, TranscoderKind.encrypted) || bytes.length <= HEADER_LENGTH) return null;
+    if (
+      !context
+      || typeof context.random !== 'string'
+      || !hasHeader(bytes, TranscoderKind.encrypted)
+      || bytes.length <= HEADER_LENGTH
+    )
+      return null;
     const idEnd = HEADER_LENGTH + 1 + bytes[HEADER_LENGTH];
     if (bytes.length < idEnd + IV_LENGTH + TAG_LENGTH) return null;
     const k = this.readers.get(bytes.toString('latin1', HEADER_LENGTH + 1, idEnd));
     if (!k) return null;
     try {
-      const decipher = createDecipheriv('aes-256-gcm', k.cipherKey, bytes.subarray(idEnd, idEnd + IV_LENGTH), { authTagLength: TAG_LENGTH });
+      const decipher = createDecipheriv('aes-256-gcm', k.cipherKey, bytes.subarray(idEnd, idEnd + IV_LENGTH), {
+        authTagLength: TAG_LENGTH,
+      });
       decipher.setAAD(additionalData(k.prefix, context));
       decipher.setAuthTag(bytes.subarray(idEnd + IV_LENGTH, idEnd + IV_LENGTH + TAG_LENGTH));
       const plain = Buffer.concat([decipher.update(bytes.subarray(idEnd + IV_LENGTH + TAG_LENGTH)), decipher.final()]);

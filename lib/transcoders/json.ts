@@ -1,5 +1,13 @@
 // JSON transcoder: the default. Header + UTF-8 JSON.
-import { HEADER_LENGTH, StoredSession, Transcoder, TranscoderKind, hasHeader, isStoredSession, writeHeader } from './transcoder';
+import {
+  HEADER_LENGTH,
+  type StoredSession,
+  type Transcoder,
+  TranscoderKind,
+  hasHeader,
+  isStoredSession,
+  writeHeader,
+} from './transcoder';
 
 export class JsonTranscoder implements Transcoder {
   readonly name = 'json';

@@ -99,7 +99,9 @@ export function idInItem(item: Buffer): string | undefined {
 
 /** The transcoder's bytes in a session item (without the id withId put in front). */
 export function transcodedBytes(item: Buffer): Buffer {
-  return hasHeader(item, WITH_ID_KIND) && item.length >= HEADER_LENGTH + 2 ? item.subarray(HEADER_LENGTH + 2 + item.readUInt16BE(HEADER_LENGTH)) : item;
+  return hasHeader(item, WITH_ID_KIND) && item.length >= HEADER_LENGTH + 2
+    ? item.subarray(HEADER_LENGTH + 2 + item.readUInt16BE(HEADER_LENGTH))
+    : item;
 }
 
 /** The new id when `bytes` is a relocation marker, else undefined. */
@@ -115,7 +117,13 @@ export function writeHeader(target: Buffer, kind: number): void {
 }
 
 export function hasHeader(bytes: Buffer, kind: number): boolean {
-  return bytes.length >= HEADER_LENGTH && bytes[0] === MAGIC0 && bytes[1] === MAGIC1 && bytes[2] === FORMAT_VERSION && bytes[3] === kind;
+  return (
+    bytes.length >= HEADER_LENGTH
+    && bytes[0] === MAGIC0
+    && bytes[1] === MAGIC1
+    && bytes[2] === FORMAT_VERSION
+    && bytes[3] === kind
+  );
 }
 
 /** Written by express-msm (any transcoder, format version, or a marker). Anything else belongs to someone else. */
@@ -125,5 +133,10 @@ export function isMsmItem(bytes: Buffer): boolean {
 
 export function isStoredSession(v: unknown): v is StoredSession {
   const cookie = (v as StoredSession | null)?.cookie;
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && (cookie === undefined || (typeof cookie === 'object' && cookie !== null));
+  return (
+    typeof v === 'object'
+    && v !== null
+    && !Array.isArray(v)
+    && (cookie === undefined || (typeof cookie === 'object' && cookie !== null))
+  );
 }

@@ -7,7 +7,7 @@ import * as path from 'path';
 import { chromium } from 'playwright-core';
 import type { BrowserContext, Page } from 'playwright-core';
 import { colorFor } from '../../demo-app/config';
-import { RunningDemo, startDemo } from '../helpers/demo';
+import { type RunningDemo, startDemo } from '../helpers/demo';
 
 jest.setTimeout(600_000); // room for installing Chromium on a fresh machine
 
@@ -16,8 +16,16 @@ const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const SCREENSHOT = process.env.UPDATE_SCREENSHOT
   ? path.resolve(__dirname, '..', '..', 'docs', 'demo.png')
   : path.join(require('os').tmpdir(), `express-msm-demo-${process.pid}.png`);
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 interface Seen {
   instance: string;
@@ -28,7 +36,12 @@ interface Seen {
 
 async function read(page: Page): Promise<Seen> {
   const text = async (id: string) => ((await page.locator(`#${id}`).textContent()) ?? '').trim();
-  return { instance: await text('instance'), sessionId: await text('session-id'), createdAt: await text('created-at'), views: Number(await text('views')) };
+  return {
+    instance: await text('instance'),
+    sessionId: await text('session-id'),
+    createdAt: await text('created-at'),
+    views: Number(await text('views')),
+  };
 }
 
 describe('demo in headless Chromium', () => {
@@ -45,12 +58,16 @@ describe('demo in headless Chromium', () => {
   test('reloads through the balancer: the instance alternates a, b, a, b, the session id stays, the counter goes up', async () => {
     if (!fs.existsSync(CHROMIUM) && !process.env.CHROMIUM_PATH && process.getuid?.() === 0) {
       // A fresh Debian machine: install it, as `npm run demo` does for memcached (root only).
-      require('child_process').execSync('apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium',
-        { stdio: 'ignore', timeout: 600_000 });
+      require('child_process').execSync(
+        'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium',
+        { stdio: 'ignore', timeout: 600_000 },
+      );
     }
     if (!fs.existsSync(CHROMIUM)) {
-      throw new Error(`Chromium is missing at ${CHROMIUM}: \`.ci/run\` installs it (apt-get install -y chromium on Debian), ` +
-        'or set CHROMIUM_PATH to a Chromium binary.');
+      throw new Error(
+        `Chromium is missing at ${CHROMIUM}: \`.ci/run\` installs it (apt-get install -y chromium on Debian), `
+          + 'or set CHROMIUM_PATH to a Chromium binary.',
+      );
     }
     demo = await startDemo({ DEMO_STICKY: '', DEMO_BALANCER: '' });
     profile = fs.mkdtempSync(path.join(os.tmpdir(), 'express-msm-chromium-'));
@@ -89,8 +106,11 @@ describe('demo in headless Chromium', () => {
     expect(requested.some((u) => u.endsWith('/static/logo.png'))).toBe(true);
 
     // "Served by" badges carry their instance's colour.
-    const badges = await page.locator('#history .h').evaluateAll((els: any[]) =>
-      els.map((e) => [e.textContent, (globalThis as any).getComputedStyle(e).backgroundColor]));
+    const badges = await page
+      .locator('#history .h')
+      .evaluateAll((els: any[]) =>
+        els.map((e) => [e.textContent, (globalThis as any).getComputedStyle(e).backgroundColor]),
+      );
     expect(badges.length).toBeGreaterThanOrEqual(2);
     const rgb = (hex: string) => `rgb(${[1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)).join(', ')})`;
     for (const [name, bg] of badges) expect(bg).toBe(rgb(colorFor(name)));
@@ -114,6 +134,8 @@ describe('demo in headless Chromium', () => {
     // /metrics in the browser is a table, not a line of JSON.
     await page.goto(new URL('/metrics', demo.state.url).toString(), { waitUntil: 'load' });
     await expect(page.locator('caption').first().textContent()).resolves.toBe('Counters');
-    await expect(page.locator('tr', { hasText: 'requestsWithSession' }).locator('td').textContent()).resolves.toMatch(/^\d+$/);
+    await expect(page.locator('tr', { hasText: 'requestsWithSession' }).locator('td').textContent()).resolves.toMatch(
+      /^\d+$/,
+    );
   });
 });

@@ -10,15 +10,17 @@ export const SECRET = 'test-secret';
 export function makeApp(store: MemcachedStore, sessionOptions: Partial<session.SessionOptions> = {}, useGenid = true) {
   const app = express();
   app.use(express.json());
-  app.use(session({
-    store,
-    ...(useGenid ? { genid: store.genid } : {}),
-    secret: SECRET,
-    resave: false,
-    saveUninitialized: false,
-    cookie: { maxAge: 60_000 },
-    ...sessionOptions,
-  }));
+  app.use(
+    session({
+      store,
+      ...(useGenid ? { genid: store.genid } : {}),
+      secret: SECRET,
+      resave: false,
+      saveUninitialized: false,
+      cookie: { maxAge: 60_000 },
+      ...sessionOptions,
+    }),
+  );
   const s = (req: express.Request) => req.session as any;
   app.get('/inc', (req, res) => {
     s(req).n = (s(req).n ?? 0) + 1;
@@ -30,11 +32,13 @@ export function makeApp(store: MemcachedStore, sessionOptions: Partial<session.S
     res.json({ id: req.sessionID });
   });
   app.get('/destroy', (req, res, next) => req.session.destroy((e) => (e ? next(e) : res.json({ ok: true }))));
-  app.get('/regenerate', (req, res, next) => req.session.regenerate((e) => {
-    if (e) return next(e);
-    s(req).regenerated = true;
-    res.json({ id: req.sessionID });
-  }));
+  app.get('/regenerate', (req, res, next) =>
+    req.session.regenerate((e) => {
+      if (e) return next(e);
+      s(req).regenerated = true;
+      res.json({ id: req.sessionID });
+    }),
+  );
   return app;
 }
 

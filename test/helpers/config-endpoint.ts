@@ -17,7 +17,10 @@ export class ConfigEndpoint {
   private readonly sockets = new Set<net.Socket>();
 
   /** `tlsOptions`: the endpoint speaks TLS (as ElastiCache's does with in-transit encryption). */
-  constructor(readonly port: number, private readonly tlsOptions?: tls.TlsOptions) {}
+  constructor(
+    readonly port: number,
+    private readonly tlsOptions?: tls.TlsOptions,
+  ) {}
 
   static async start(tlsOptions?: tls.TlsOptions): Promise<ConfigEndpoint> {
     return new ConfigEndpoint(await freePort(), tlsOptions).listen();

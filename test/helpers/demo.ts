@@ -1,6 +1,6 @@
 // Starts the local demo (demo-app/run-local.ts) as a child process on free loopback ports, for the demo and browser
 // tests. It writes its state file (pids, ports, url) once everything answers; stop() sends SIGTERM (Ctrl-C).
-import { ChildProcess, spawn } from 'child_process';
+import { type ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -22,12 +22,17 @@ export async function startDemo(env: Record<string, string> = {}, timeoutMs = 12
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'express-msm-demo-test-'));
   const stateFile = path.join(dir, 'state.json');
   const ports: Record<string, string> = {};
-  for (const k of ['DEMO_PORT', 'DEMO_APP_A_PORT', 'DEMO_APP_B_PORT', 'DEMO_N1_PORT', 'DEMO_N2_PORT']) ports[k] = String(await freePort());
-  const proc = spawn(process.execPath, ['-r', path.join(ROOT, 'scripts', 'register.js'), path.join(ROOT, 'demo-app', 'run-local.ts')], {
-    cwd: ROOT,
-    env: { ...process.env, ...ports, DEMO_STATE_FILE: stateFile, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  for (const k of ['DEMO_PORT', 'DEMO_APP_A_PORT', 'DEMO_APP_B_PORT', 'DEMO_N1_PORT', 'DEMO_N2_PORT'])
+    ports[k] = String(await freePort());
+  const proc = spawn(
+    process.execPath,
+    ['-r', path.join(ROOT, 'scripts', 'register.js'), path.join(ROOT, 'demo-app', 'run-local.ts')],
+    {
+      cwd: ROOT,
+      env: { ...process.env, ...ports, DEMO_STATE_FILE: stateFile, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));

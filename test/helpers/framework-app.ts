@@ -20,13 +20,24 @@ function answer(res: http.ServerResponse, status: number, body: unknown): void {
 /** /__stats and /__ready, outside any session handling. */
 function admin(url: string | undefined, res: http.ServerResponse): boolean {
   if (url === '/__stats') answer(res, 200, store.stats());
-  else if (url === '/__ready') store.ready().then(() => answer(res, 200, {}), (e) => answer(res, 500, { error: String(e) }));
+  else if (url === '/__ready')
+    store.ready().then(
+      () => answer(res, 200, {}),
+      (e) => answer(res, 500, { error: String(e) }),
+    );
   else return false;
   return true;
 }
 
 async function plain(): Promise<() => Promise<void>> {
-  const mw = session({ store, genid: store.genid, secret: 'plain-secret', resave: false, saveUninitialized: false, cookie: { maxAge } });
+  const mw = session({
+    store,
+    genid: store.genid,
+    secret: 'plain-secret',
+    resave: false,
+    saveUninitialized: false,
+    cookie: { maxAge },
+  });
   const server = http.createServer((req: any, res) => {
     if (admin(req.url, res)) return;
     mw(req, res as any, (err?: unknown) => {
@@ -76,11 +87,16 @@ async function fastify(): Promise<() => Promise<void>> {
   return () => app.close();
 }
 
-(process.env.MSM_FRAMEWORK === 'fastify' ? fastify() : plain()).then((close) => {
-  process.once('SIGTERM', () => {
-    void close().then(() => store.close()).then(() => process.exit(0));
-  });
-}, (e) => {
-  process.stderr.write(`${e?.stack ?? e}\n`);
-  process.exit(1);
-});
+(process.env.MSM_FRAMEWORK === 'fastify' ? fastify() : plain()).then(
+  (close) => {
+    process.once('SIGTERM', () => {
+      void close()
+        .then(() => store.close())
+        .then(() => process.exit(0));
+    });
+  },
+  (e) => {
+    process.stderr.write(`${e?.stack ?? e}\n`);
+    process.exit(1);
+  },
+);

@@ -3,7 +3,7 @@
 // express-session (no req.res, no applyPendingIdChange) and Fastify 5 with @fastify/cookie + @fastify/session.
 // Each serves /inc (increments a counter in the session), /get ({ id, n } with the id the framework kept), /destroy,
 // /__stats (store.stats()) and /__ready (store.ready()).
-import { ChildProcess, spawn } from 'child_process';
+import { type ChildProcess, spawn } from 'child_process';
 import * as http from 'http';
 import * as path from 'path';
 import type { MemcachedStoreOptions } from '../../lib';
@@ -21,12 +21,20 @@ export interface FrameworkServer {
 }
 
 /** `maxAge`: the session cookie's, in ms (60 s unless given). */
-export async function startServer(kind: Framework, options: MemcachedStoreOptions, maxAge = 60_000): Promise<FrameworkServer> {
-  const proc = spawn(process.execPath, ['-r', path.join(ROOT, 'scripts', 'register.js'), path.join(__dirname, 'framework-app.ts')], {
-    cwd: ROOT,
-    env: { ...process.env, MSM_FRAMEWORK: kind, MSM_OPTIONS: JSON.stringify(options), MSM_MAX_AGE: String(maxAge) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export async function startServer(
+  kind: Framework,
+  options: MemcachedStoreOptions,
+  maxAge = 60_000,
+): Promise<FrameworkServer> {
+  const proc = spawn(
+    process.execPath,
+    ['-r', path.join(ROOT, 'scripts', 'register.js'), path.join(__dirname, 'framework-app.ts')],
+    {
+      cwd: ROOT,
+      env: { ...process.env, MSM_FRAMEWORK: kind, MSM_OPTIONS: JSON.stringify(options), MSM_MAX_AGE: String(maxAge) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));
   const port = await new Promise<number>((resolve, reject) => {
@@ -57,22 +65,29 @@ export async function startServer(kind: Framework, options: MemcachedStoreOption
 }
 
 /** GET with a cookie header; the JSON body and the cookie the response set (name=value), if any. */
-export function get(port: number, path: string, cookie?: string): Promise<{ status: number; body: any; setCookie?: string }> {
+export function get(
+  port: number,
+  path: string,
+  cookie?: string,
+): Promise<{ status: number; body: any; setCookie?: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, agent: false, headers: cookie ? { cookie } : {} }, (res) => {
-      let text = '';
-      res.on('data', (c) => (text += c));
-      res.on('end', () => {
-        const set = res.headers['set-cookie']?.[0];
-        let body: any = text;
-        try {
-          body = JSON.parse(text);
-        } catch {
-          /* text */
-        }
-        resolve({ status: res.statusCode!, body, setCookie: set ? set.split(';')[0] : undefined });
-      });
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port, path, agent: false, headers: cookie ? { cookie } : {} },
+      (res) => {
+        let text = '';
+        res.on('data', (c) => (text += c));
+        res.on('end', () => {
+          const set = res.headers['set-cookie']?.[0];
+          let body: any = text;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            /* text */
+          }
+          resolve({ status: res.statusCode!, body, setCookie: set ? set.split(';')[0] : undefined });
+        });
+      },
+    );
     // A hang fails with its own message, not as the test's timeout.
     req.setTimeout(10_000, () => req.destroy(new Error(`GET ${path} on port ${port}: no answer in 10 s`)));
     req.on('error', reject);

@@ -1,5 +1,5 @@
 // Real memcached processes on free loopback ports, which tests may kill (-9), stop (SIGSTOP), continue and restart.
-import { ChildProcess, execFileSync, spawn } from 'child_process';
+import { type ChildProcess, execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
 
@@ -78,9 +78,19 @@ function canBind(port: number): Promise<boolean> {
 export function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ host: '127.0.0.1', port });
-    const t = setTimeout(() => { s.destroy(); resolve(false); }, 200);
-    s.once('connect', () => { clearTimeout(t); s.destroy(); resolve(true); });
-    s.once('error', () => { clearTimeout(t); resolve(false); });
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve(false);
+    }, 200);
+    s.once('connect', () => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => {
+      clearTimeout(t);
+      resolve(false);
+    });
   });
 }
 
@@ -88,14 +98,32 @@ export class MemcachedProcess {
   proc: ChildProcess | undefined;
   stopped = false;
 
-  constructor(readonly port: number, readonly extraArgs: string[] = [], readonly env: NodeJS.ProcessEnv = process.env) {}
+  constructor(
+    readonly port: number,
+    readonly extraArgs: string[] = [],
+    readonly env: NodeJS.ProcessEnv = process.env,
+  ) {}
 
   get address(): string {
     return `127.0.0.1:${this.port}`;
   }
 
   async start(): Promise<this> {
-    const args = ['-l', '127.0.0.1', '-p', String(this.port), '-U', '0', '-m', '64', '-t', '2', '-c', '1024', ...this.extraArgs];
+    const args = [
+      '-l',
+      '127.0.0.1',
+      '-p',
+      String(this.port),
+      '-U',
+      '0',
+      '-m',
+      '64',
+      '-t',
+      '2',
+      '-c',
+      '1024',
+      ...this.extraArgs,
+    ];
     if (process.getuid?.() === 0) args.push('-u', 'root');
     this.proc = spawn(memcachedBinary(), args, { stdio: 'ignore', detached: false, env: this.env });
     this.stopped = false;

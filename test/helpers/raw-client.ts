@@ -8,7 +8,10 @@ export class RawClient {
   private waiting: Array<() => void> = [];
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(readonly port: number, readonly host = '127.0.0.1') {}
+  constructor(
+    readonly port: number,
+    readonly host = '127.0.0.1',
+  ) {}
 
   private connect(): Promise<net.Socket> {
     if (this.sock && !this.sock.destroyed) return Promise.resolve(this.sock);
@@ -22,7 +25,9 @@ export class RawClient {
         this.waiting = [];
         w.forEach((f) => f());
       });
-      s.on('close', () => { this.sock = undefined; });
+      s.on('close', () => {
+        this.sock = undefined;
+      });
       this.sock = s;
       this.buf = Buffer.alloc(0);
     });
@@ -49,7 +54,9 @@ export class RawClient {
       try {
         return await Promise.race([
           this.readUntil(done),
-          new Promise<never>((_, rej) => (t = setTimeout(() => rej(new Error(`raw client ${this.port}: timeout`)), timeoutMs))),
+          new Promise<never>(
+            (_, rej) => (t = setTimeout(() => rej(new Error(`raw client ${this.port}: timeout`)), timeoutMs)),
+          ),
         ]);
       } finally {
         clearTimeout(t);
@@ -81,13 +88,21 @@ export class RawClient {
     if (out === 'EN') return null;
     const m = /^HD(.*)$/.exec(out);
     if (!m) throw new Error(`unexpected mg reply: ${out}`);
-    const flags = Object.fromEntries(m[1].trim().split(' ').map((f) => [f[0], f.slice(1)]));
+    const flags = Object.fromEntries(
+      m[1]
+        .trim()
+        .split(' ')
+        .map((f) => [f[0], f.slice(1)]),
+    );
     return { ttl: Number(flags.t), cas: flags.c };
   }
 
   async set(key: string, value: Buffer | string, ttl = 0, flags = 0): Promise<void> {
     const v = Buffer.isBuffer(value) ? value : Buffer.from(value);
-    const out = await this.command(Buffer.concat([Buffer.from(`set ${key} ${flags} ${ttl} ${v.length}\r\n`), v, Buffer.from('\r\n')]), endOfLine);
+    const out = await this.command(
+      Buffer.concat([Buffer.from(`set ${key} ${flags} ${ttl} ${v.length}\r\n`), v, Buffer.from('\r\n')]),
+      endOfLine,
+    );
     if (out.toString().trim() !== 'STORED') throw new Error(`set ${key}: ${out}`);
   }
 
@@ -115,19 +130,33 @@ export class RawClient {
       const out = await new Promise<string>((resolve, reject) => {
         const s = net.connect({ host: this.host, port: this.port }, () => s.write('lru_crawler metadump hash\r\n'));
         let b = Buffer.alloc(0);
-        const t = setTimeout(() => { s.destroy(); reject(new Error(`raw client ${this.port}: metadump timeout`)); }, 5000);
+        const t = setTimeout(() => {
+          s.destroy();
+          reject(new Error(`raw client ${this.port}: metadump timeout`));
+        }, 5000);
         s.on('data', (d) => {
           b = Buffer.concat([b, d]);
           const n = endOfMetadump(b);
-          if (n >= 0) { clearTimeout(t); s.destroy(); resolve(b.subarray(0, n).toString()); }
+          if (n >= 0) {
+            clearTimeout(t);
+            s.destroy();
+            resolve(b.subarray(0, n).toString());
+          }
         });
-        s.on('error', (e) => { clearTimeout(t); reject(e); });
+        s.on('error', (e) => {
+          clearTimeout(t);
+          reject(e);
+        });
       });
       if (/(^|\n)(BUSY|ERROR locked)/.test(out) && attempt < 50) {
         await new Promise((r) => setTimeout(r, 20));
         continue;
       }
-      return out.split(/\r?\n/).map((l) => /^key=(\S+)/.exec(l)?.[1]).filter((k): k is string => !!k).map(decodeURIComponent);
+      return out
+        .split(/\r?\n/)
+        .map((l) => /^key=(\S+)/.exec(l)?.[1])
+        .filter((k): k is string => !!k)
+        .map(decodeURIComponent);
     }
   }
 
@@ -165,7 +194,13 @@ function endOfRetrieval(b: Buffer): number {
     const eol = b.indexOf('\r\n', pos);
     if (eol < 0) return -1;
     const line = b.subarray(pos, eol).toString();
-    if (line === 'END' || line.startsWith('ERROR') || line.startsWith('CLIENT_ERROR') || line.startsWith('SERVER_ERROR')) return eol + 2;
+    if (
+      line === 'END'
+      || line.startsWith('ERROR')
+      || line.startsWith('CLIENT_ERROR')
+      || line.startsWith('SERVER_ERROR')
+    )
+      return eol + 2;
     if (line.startsWith('VALUE ')) {
       const bytes = Number(line.split(' ')[3]);
       const next = eol + 2 + bytes + 2;

@@ -8,10 +8,15 @@ export function saslMissing(): string | undefined {
   try {
     execFileSync('saslpasswd2', ['-v'], { stdio: 'ignore' });
   } catch (e) {
-    if ((e as any).code === 'ENOENT') return 'saslpasswd2 not found: install the Debian packages sasl2-bin and libsasl2-modules';
+    if ((e as any).code === 'ENOENT')
+      return 'saslpasswd2 not found: install the Debian packages sasl2-bin and libsasl2-modules';
   }
-  const plain = ['/usr/lib/x86_64-linux-gnu/sasl2', '/usr/lib/aarch64-linux-gnu/sasl2', '/usr/lib/sasl2', '/usr/lib64/sasl2']
-    .some((d) => fs.existsSync(d) && fs.readdirSync(d).some((f) => f.startsWith('libplain')));
+  const plain = [
+    '/usr/lib/x86_64-linux-gnu/sasl2',
+    '/usr/lib/aarch64-linux-gnu/sasl2',
+    '/usr/lib/sasl2',
+    '/usr/lib64/sasl2',
+  ].some((d) => fs.existsSync(d) && fs.readdirSync(d).some((f) => f.startsWith('libplain')));
   if (!plain) return 'SASL PLAIN module not found: install the Debian package libsasl2-modules';
   return undefined;
 }

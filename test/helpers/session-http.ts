@@ -4,7 +4,7 @@ import type { AddressInfo } from 'net';
 import express from 'express';
 import { memcachedSession } from '../../lib/express/middleware';
 import type { MemcachedSessionMiddleware, MemcachedSessionOptions } from '../../lib/express/middleware';
-import { MemcachedProcess, killAll, startMemcacheds } from './memcached';
+import { type MemcachedProcess, killAll, startMemcacheds } from './memcached';
 import { RawClient } from './raw-client';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -30,7 +30,13 @@ export function sessionOptions(extra: Partial<MemcachedSessionOptions> = {}): Me
   return {
     memcachedNodes: 'n1:127.0.0.1:1',
     ...extra,
-    session: { secret: SECRET, resave: false, saveUninitialized: false, cookie: { maxAge: 60_000 }, ...(extra.session ?? {}) },
+    session: {
+      secret: SECRET,
+      resave: false,
+      saveUninitialized: false,
+      cookie: { maxAge: 60_000 },
+      ...(extra.session ?? {}),
+    },
   };
 }
 
@@ -63,16 +69,25 @@ export const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
 export function request(port: number, path: string, opts: { cookie?: string; method?: string } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', agent,
-      headers: opts.cookie ? { cookie: opts.cookie } : {} }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => {
-        const body = Buffer.concat(chunks).toString();
-        resolve({ status: res.statusCode!, headers: res.headers, body, json: () => JSON.parse(body) });
-      });
-      res.on('error', reject);
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: opts.method ?? 'GET',
+        agent,
+        headers: opts.cookie ? { cookie: opts.cookie } : {},
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const body = Buffer.concat(chunks).toString();
+          resolve({ status: res.statusCode!, headers: res.headers, body, json: () => JSON.parse(body) });
+        });
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -139,7 +154,11 @@ export function readJsonReply(res: http.IncomingMessage): Promise<{ status: numb
  * Two memcached processes (and raw clients) for one test file, and the app servers a test starts: closed after
  * each test. Register at the top level of a test file.
  */
-export function memcachedFixture(n = 2): { readonly ps: MemcachedProcess[]; readonly raws: RawClient[]; servers: Served[] } {
+export function memcachedFixture(n = 2): {
+  readonly ps: MemcachedProcess[];
+  readonly raws: RawClient[];
+  servers: Served[];
+} {
   const f = { ps: [] as MemcachedProcess[], raws: [] as RawClient[], servers: [] as Served[] };
   beforeAll(async () => {
     f.ps = await startMemcacheds(n);

@@ -15,19 +15,26 @@ export class SessionLoad {
   private stopping = false;
   private readonly running: Promise<unknown>;
 
-  constructor(apps: Express[], readonly sessions: LoadedSession[]) {
-    this.running = Promise.all(sessions.map(async (s, i) => {
-      for (let k = 0; !this.stopping; k++) {
-        const r = await request(apps[(i + k) % apps.length]).get('/inc').set('Cookie', cookieFor(s.id));
-        if (r.status !== 200) {
-          this.failures.push(`${r.status} ${r.text}`);
-          continue;
+  constructor(
+    apps: Express[],
+    readonly sessions: LoadedSession[],
+  ) {
+    this.running = Promise.all(
+      sessions.map(async (s, i) => {
+        for (let k = 0; !this.stopping; k++) {
+          const r = await request(apps[(i + k) % apps.length])
+            .get('/inc')
+            .set('Cookie', cookieFor(s.id));
+          if (r.status !== 200) {
+            this.failures.push(`${r.status} ${r.text}`);
+            continue;
+          }
+          if (r.body.n !== s.acked + 1) this.failures.push(`session ${s.id}: n ${r.body.n}, expected ${s.acked + 1}`);
+          s.acked = r.body.n;
+          s.id = idFromSetCookie(r.headers) ?? s.id;
         }
-        if (r.body.n !== s.acked + 1) this.failures.push(`session ${s.id}: n ${r.body.n}, expected ${s.acked + 1}`);
-        s.acked = r.body.n;
-        s.id = idFromSetCookie(r.headers) ?? s.id;
-      }
-    }));
+      }),
+    );
   }
 
   /** Creates `n` sessions through the first app (counter 1 each). */
@@ -57,7 +64,8 @@ export class SessionLoad {
     const wrong: string[] = [];
     for (const s of this.sessions) {
       const r = await request(app).get('/get').set('Cookie', cookieFor(s.id));
-      if (r.status !== 200 || r.body.n !== s.acked) wrong.push(`session ${s.id}: ${r.status} n ${r.body?.n}, acknowledged ${s.acked}`);
+      if (r.status !== 200 || r.body.n !== s.acked)
+        wrong.push(`session ${s.id}: ${r.status} n ${r.body?.n}, acknowledged ${s.acked}`);
       s.id = idFromSetCookie(r.headers) ?? s.id;
     }
     return wrong;

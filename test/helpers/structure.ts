@@ -29,14 +29,27 @@ function parse(file: string, source: string): ts.SourceFile {
 function specifiers(sf: ts.SourceFile): string[] {
   const out: string[] = [];
   const visit = (node: ts.Node) => {
-    if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)) {
+    if (
+      (ts.isImportDeclaration(node) || ts.isExportDeclaration(node))
+      && node.moduleSpecifier
+      && ts.isStringLiteral(node.moduleSpecifier)
+    ) {
       out.push(node.moduleSpecifier.text);
     } else if (ts.isExternalModuleReference(node) && ts.isStringLiteral(node.expression)) {
       out.push(node.expression.text);
-    } else if (ts.isCallExpression(node) && node.arguments.length === 1 && ts.isStringLiteral(node.arguments[0])
-      && (node.expression.kind === ts.SyntaxKind.ImportKeyword || (ts.isIdentifier(node.expression) && node.expression.text === 'require'))) {
+    } else if (
+      ts.isCallExpression(node)
+      && node.arguments.length === 1
+      && ts.isStringLiteral(node.arguments[0])
+      && (node.expression.kind === ts.SyntaxKind.ImportKeyword
+        || (ts.isIdentifier(node.expression) && node.expression.text === 'require'))
+    ) {
       out.push(node.arguments[0].text);
-    } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument) && ts.isStringLiteral(node.argument.literal)) {
+    } else if (
+      ts.isImportTypeNode(node)
+      && ts.isLiteralTypeNode(node.argument)
+      && ts.isStringLiteral(node.argument.literal)
+    ) {
       out.push(node.argument.literal.text);
     }
     ts.forEachChild(node, visit);
@@ -162,16 +175,24 @@ export interface FunctionLength {
 
 function nameOf(node: ts.Node): string {
   const named = (n: ts.Node) => (n as { name?: ts.Node }).name;
-  const text = (n: ts.Node | undefined) => (n && (ts.isIdentifier(n) || ts.isStringLiteral(n) || ts.isPrivateIdentifier(n)) ? n.text : undefined);
+  const text = (n: ts.Node | undefined) =>
+    n && (ts.isIdentifier(n) || ts.isStringLiteral(n) || ts.isPrivateIdentifier(n)) ? n.text : undefined;
   const parent = node.parent;
-  const owner = parent && (ts.isClassDeclaration(parent) || ts.isClassExpression(parent)) ? `${text(parent.name) ?? '(class)'}.` : '';
+  const owner =
+    parent && (ts.isClassDeclaration(parent) || ts.isClassExpression(parent))
+      ? `${text(parent.name) ?? '(class)'}.`
+      : '';
   if (ts.isConstructorDeclaration(node)) return `${owner}constructor`;
   const own = text(named(node));
   if (own) return owner + own;
   // An arrow function or function expression takes the name it is assigned to.
-  if (parent && (ts.isVariableDeclaration(parent) || ts.isPropertyAssignment(parent) || ts.isPropertyDeclaration(parent))) {
+  if (
+    parent
+    && (ts.isVariableDeclaration(parent) || ts.isPropertyAssignment(parent) || ts.isPropertyDeclaration(parent))
+  ) {
     const grand = parent.parent;
-    const cls = grand && (ts.isClassDeclaration(grand) || ts.isClassExpression(grand)) ? `${text(grand.name) ?? '(class)'}.` : '';
+    const cls =
+      grand && (ts.isClassDeclaration(grand) || ts.isClassExpression(grand)) ? `${text(grand.name) ?? '(class)'}.` : '';
     return cls + (text(parent.name) ?? '(anonymous)');
   }
   return '(anonymous)';

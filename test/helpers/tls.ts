@@ -24,15 +24,52 @@ function openssl(args: string[], cwd: string): void {
 }
 
 function makeCa(dir: string, name: string): void {
-  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2',
-    '-subj', `/CN=express-msm test ${name}`], dir);
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=express-msm test ${name}`,
+    ],
+    dir,
+  );
 }
 
 function makeSigned(dir: string, ca: string, name: string, ext: string): void {
-  openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`], dir);
+  openssl(
+    ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`],
+    dir,
+  );
   fs.writeFileSync(path.join(dir, `${name}.ext`), ext + '\n');
-  openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.pem`,
-    '-days', '2', '-extfile', `${name}.ext`], dir);
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      `${ca}.pem`,
+      '-CAkey',
+      `${ca}.key`,
+      '-CAcreateserial',
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '2',
+      '-extfile',
+      `${name}.ext`,
+    ],
+    dir,
+  );
 }
 
 export function makeCerts(): TestCerts {
@@ -44,8 +81,15 @@ export function makeCerts(): TestCerts {
   makeSigned(dir, 'otherca', 'otherserver', 'subjectAltName=IP:127.0.0.1,DNS:localhost');
   const p = (f: string) => path.join(dir, f);
   return {
-    dir, ca: p('ca.pem'), serverCert: p('server.pem'), serverKey: p('server.key'), clientCert: p('client.pem'),
-    clientKey: p('client.key'), otherCa: p('otherca.pem'), otherServerCert: p('otherserver.pem'), otherServerKey: p('otherserver.key'),
+    dir,
+    ca: p('ca.pem'),
+    serverCert: p('server.pem'),
+    serverKey: p('server.key'),
+    clientCert: p('client.pem'),
+    clientKey: p('client.key'),
+    otherCa: p('otherca.pem'),
+    otherServerCert: p('otherserver.pem'),
+    otherServerKey: p('otherserver.key'),
   };
 }
 
@@ -71,7 +115,10 @@ export interface TlsMemcachedOptions {
 /**
  * memcached -Z on `port` (TLS only) plus a plain listener on `plainPort`, so tests read what landed with RawClient.
  */
-export async function startTlsMemcached(certs: TestCerts, o: TlsMemcachedOptions = {}): Promise<{ mc: MemcachedProcess; plainPort: number }> {
+export async function startTlsMemcached(
+  certs: TestCerts,
+  o: TlsMemcachedOptions = {},
+): Promise<{ mc: MemcachedProcess; plainPort: number }> {
   const plainPort = await freePort();
   const ssl = [`ssl_chain_cert=${o.cert ?? certs.serverCert}`, `ssl_key=${o.key ?? certs.serverKey}`];
   if (o.clientCa) ssl.push('ssl_verify_mode=2', `ssl_ca_cert=${o.clientCa}`);

@@ -1,6 +1,6 @@
 // The fixture most integration files repeat: n fresh memcached processes and a raw client on each for every test;
 // afterwards the given closables (stores, servers) are closed and emptied, then the raw clients, then the processes.
-import { MemcachedProcess, killAll, startMemcacheds } from './memcached';
+import { type MemcachedProcess, killAll, startMemcacheds } from './memcached';
 import { RawClient } from './raw-client';
 
 export interface Memcacheds {
@@ -21,5 +21,12 @@ export function useMemcacheds(n: number, closeFirst: Array<{ close(): unknown }>
     raw.forEach((r) => r.close());
     await killAll(ps);
   });
-  return { get ps() { return ps; }, get raw() { return raw; } };
+  return {
+    get ps() {
+      return ps;
+    },
+    get raw() {
+      return raw;
+    },
+  };
 }

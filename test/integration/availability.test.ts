@@ -4,8 +4,8 @@
 // with no traffic, until the store's cache has it unavailable, then creates sessions over HTTP and with store.genid
 // and reads where they landed.
 import request from 'supertest';
-import { MemcachedStore } from '../../lib';
-import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
+import type { MemcachedStore } from '../../lib';
+import { type MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { idFromSetCookie, makeApp } from '../helpers/app';
 import { waitFor } from '../helpers/wait';
@@ -70,7 +70,7 @@ describe('new sessions avoid a node that just died', () => {
     expect(nodeOf(store.genid())).toBe('n2');
     await ps[1].kill();
     await noticed(store, 'n2');
-    expect([...await createSessions(store)]).toEqual(['n1']);
+    expect([...(await createSessions(store))]).toEqual(['n1']);
   });
 
   it('non-sticky, 3 nodes, no failoverNodes, n2 killed: new ids name live nodes only', async () => {
@@ -100,7 +100,7 @@ describe('new sessions avoid a node that just died', () => {
     await ps[1].kill();
     // Well within the TTL: no probe has run, only the connection's close can have told.
     await noticed(store, 'n2', 5000);
-    expect([...await createSessions(store)]).toEqual(['n1']);
+    expect([...(await createSessions(store))]).toEqual(['n1']);
   });
 
   it('a hung node (SIGSTOP, its connection stays open) is noticed by the background probe, without traffic', async () => {
@@ -114,7 +114,7 @@ describe('new sessions avoid a node that just died', () => {
     expect(new Set(Array.from({ length: 20 }, () => nodeOf(store.genid())))).toEqual(new Set(['n1']));
   });
 
-  it('background probes never keep the process alive: their timer is unref\'d', async () => {
+  it("background probes never keep the process alive: their timer is unref'd", async () => {
     const store = newStore();
     const timer = (store.nodes as any).refreshTimer as NodeJS.Timeout;
     expect(timer.hasRef()).toBe(false);

@@ -3,19 +3,45 @@
 import express from 'express';
 import session from 'express-session';
 import request from 'supertest';
-import { AvroTranscoder, JsonTranscoder, MemcachedStore, MemcachedStoreOptions, Transcoder } from '../../lib';
+import {
+  AvroTranscoder,
+  JsonTranscoder,
+  type MemcachedStore,
+  type MemcachedStoreOptions,
+  type Transcoder,
+} from '../../lib';
 import { RawClient } from '../helpers/raw-client';
 import { cookieFor, idFromSetCookie } from '../helpers/app';
 import { waitFor } from '../helpers/wait';
 import { testStores } from '../helpers/store';
 
 const ports = (process.env.MSM_TEST_PORTS ?? '').split(',').filter(Boolean).map(Number);
-const nodes = ports.slice(0, 2).map((p, i) => `n${i + 1}:127.0.0.1:${p}`).join(',');
+const nodes = ports
+  .slice(0, 2)
+  .map((p, i) => `n${i + 1}:127.0.0.1:${p}`)
+  .join(',');
 const PREFIX = 'static:avro';
 
 const v1 = {
-  type: 'record', name: 'Shop', namespace: 'app', fields: [
-    { name: 'user', type: ['null', { type: 'record', name: 'User', fields: [{ name: 'id', type: 'long' }, { name: 'name', type: 'string' }] }], default: null },
+  type: 'record',
+  name: 'Shop',
+  namespace: 'app',
+  fields: [
+    {
+      name: 'user',
+      type: [
+        'null',
+        {
+          type: 'record',
+          name: 'User',
+          fields: [
+            { name: 'id', type: 'long' },
+            { name: 'name', type: 'string' },
+          ],
+        },
+      ],
+      default: null,
+    },
     { name: 'visits', type: 'int', default: 0 },
     { name: 'lastSeen', type: ['null', { type: 'long', logicalType: 'timestamp-millis' }], default: null },
     { name: 'legacyBanner', type: 'boolean', default: false },
@@ -23,8 +49,25 @@ const v1 = {
 };
 /** Deploy 2: legacyBanner removed, theme and cart added (with defaults). */
 const v2 = {
-  type: 'record', name: 'Shop', namespace: 'app', fields: [
-    { name: 'user', type: ['null', { type: 'record', name: 'User', fields: [{ name: 'id', type: 'long' }, { name: 'name', type: 'string' }] }], default: null },
+  type: 'record',
+  name: 'Shop',
+  namespace: 'app',
+  fields: [
+    {
+      name: 'user',
+      type: [
+        'null',
+        {
+          type: 'record',
+          name: 'User',
+          fields: [
+            { name: 'id', type: 'long' },
+            { name: 'name', type: 'string' },
+          ],
+        },
+      ],
+      default: null,
+    },
     { name: 'visits', type: 'int', default: 0 },
     { name: 'lastSeen', type: ['null', { type: 'long', logicalType: 'timestamp-millis' }], default: null },
     { name: 'theme', type: 'string', default: 'light' },
@@ -53,7 +96,16 @@ function newStore(transcoder: Transcoder, o: Partial<MemcachedStoreOptions> = {}
 function app(store: MemcachedStore) {
   const a = express();
   a.use(express.json());
-  a.use(session({ store, genid: store.genid, secret: 'test-secret', resave: false, saveUninitialized: false, cookie: { maxAge: 60_000 } }));
+  a.use(
+    session({
+      store,
+      genid: store.genid,
+      secret: 'test-secret',
+      resave: false,
+      saveUninitialized: false,
+      cookie: { maxAge: 60_000 },
+    }),
+  );
   const s = (req: express.Request) => req.session as any;
   a.get('/login', (req, res) => {
     s(req).user = { id: 9_007_199_254_740_990, name: 'Ada' };
@@ -104,7 +156,13 @@ describe('Avro through express-session and real memcached', () => {
     const g = await request(app(neu)).get('/get').set('Cookie', cookieFor(id)).expect(200);
     expect(g.body).toEqual({
       id,
-      attrs: { user: { id: 9_007_199_254_740_990, name: 'Ada' }, visits: 1, lastSeen: '2025-12-29T09:20:00.123Z', theme: 'light', cart: [] },
+      attrs: {
+        user: { id: 9_007_199_254_740_990, name: 'Ada' },
+        visits: 1,
+        lastSeen: '2025-12-29T09:20:00.123Z',
+        theme: 'light',
+        cart: [],
+      },
     });
     expect(neu.stats().decodeFailures).toBe(0);
 
@@ -120,7 +178,10 @@ describe('Avro through express-session and real memcached', () => {
     // Phase 1: every instance still writes v1 but already reads v2; phase 2: instances write v2, read v1.
     const phase1 = newStore(new AvroTranscoder({ schema: v1, previousSchemas: [v2] }));
     const phase2 = newStore(new AvroTranscoder({ schema: v2, previousSchemas: [v1] }));
-    const r = await request(app(phase2)).post('/set').send({ user: { id: 7, name: 'Bob' }, visits: 5, theme: 'dark' }).expect(200);
+    const r = await request(app(phase2))
+      .post('/set')
+      .send({ user: { id: 7, name: 'Bob' }, visits: 5, theme: 'dark' })
+      .expect(200);
     const id = r.body.id;
     const g = await request(app(phase1)).get('/get').set('Cookie', cookieFor(id)).expect(200);
     expect(g.body.attrs).toEqual({ user: { id: 7, name: 'Bob' }, visits: 5, legacyBanner: false });
@@ -133,8 +194,10 @@ describe('Avro through express-session and real memcached', () => {
   ])('sessionAttributeFilter stores only matching attributes (%s)', async (_n, make) => {
     const t = make();
     const store = newStore(t, { sessionAttributeFilter: '^(user|cart)$' });
-    const r = await request(app(store)).post('/set')
-      .send({ user: { id: 1, name: 'Cy' }, cart: ['sku-1', 'sku-2'], flash: 'saved!', csrfScratch: 'x' }).expect(200);
+    const r = await request(app(store))
+      .post('/set')
+      .send({ user: { id: 1, name: 'Cy' }, cart: ['sku-1', 'sku-2'], flash: 'saved!', csrfScratch: 'x' })
+      .expect(200);
     const id = r.body.id;
     const decoded = t.decode(await stored(store, id))!;
     expect(decoded).not.toBeNull();
@@ -156,7 +219,9 @@ describe('Avro through express-session and real memcached', () => {
     const r = await request(app(store)).post('/set').send({ flash: 'hi' });
     // express-session saves when the response ends and hands the error to next(): it reaches the error handler.
     await waitFor(async () => errors.length > 0, { timeout: 2000, what: 'the save error' });
-    expect(errors[0].message).toMatch(/session attribute "flash" is not in the Avro schema app\.Shop.*sessionAttributeFilter/);
+    expect(errors[0].message).toMatch(
+      /session attribute "flash" is not in the Avro schema app\.Shop.*sessionAttributeFilter/,
+    );
     const node = Number(/-n(\d)$/.exec(r.body.id)![1]) - 1;
     expect(await raws[node].get(store.keys.session(r.body.id))).toBeNull(); // nothing half-stored
   });

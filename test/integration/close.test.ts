@@ -3,7 +3,7 @@
 import { spawn } from 'child_process';
 import * as path from 'path';
 import { MemcachedStore } from '../../lib';
-import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
+import { type MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 
 const root = path.resolve(__dirname, '../..');
@@ -21,15 +21,22 @@ interface Run {
 /** Runs test/fixtures/close-child.ts; the child must exit by itself within EXIT_BOUND_MS, else it is killed. */
 function runChild(scenario: string, nodes: string): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-r', path.join(root, 'scripts/register.js'), path.join(root, 'test/fixtures/close-child.ts'), scenario],
-      { cwd: root, env: { ...process.env, MSM_NODES: nodes }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      ['-r', path.join(root, 'scripts/register.js'), path.join(root, 'test/fixtures/close-child.ts'), scenario],
+      { cwd: root, env: { ...process.env, MSM_NODES: nodes }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${scenario}: still running ${EXIT_BOUND_MS} ms after start (stdout: ${stdout.trim()}; stderr: ${stderr.trim()})`));
+      reject(
+        new Error(
+          `${scenario}: still running ${EXIT_BOUND_MS} ms after start (stdout: ${stdout.trim()}; stderr: ${stderr.trim()})`,
+        ),
+      );
     }, EXIT_BOUND_MS);
     child.on('exit', (code) => {
       clearTimeout(timer);

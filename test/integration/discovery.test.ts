@@ -1,9 +1,9 @@
 // autoDiscovery (issue 12): a configuration endpoint of the test's own (test/helpers/config-endpoint.ts) in front of
 // real memcached processes; nodes join and leave under load from two app instances; 0 sessions lost.
 import request from 'supertest';
-import { MemcachedStore } from '../../lib';
+import type { MemcachedStore } from '../../lib';
 import { discoveredNodeId } from '../../lib/memcached/discovery';
-import { MemcachedProcess, killAll, startMemcacheds } from '../helpers/memcached';
+import { type MemcachedProcess, killAll, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
 import { capturingLogger } from '../helpers/capturing-logger';
@@ -19,9 +19,14 @@ describe('autoDiscovery', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
   let endpoint: ConfigEndpoint;
-  const { newStore, closeStores } = testStores(() => ({ autoDiscovery: { endpoint: endpoint.address, intervalMs: 100 },
-    sessionBackupAsync: false, sessionBackupTimeout: 1000, storageKeyPrefix: 'static:ad' }));
-  const knows = (s: MemcachedStore, nodes: MemcachedProcess[]) => JSON.stringify(s.nodes.ids) === JSON.stringify(nodes.map(idOf).sort());
+  const { newStore, closeStores } = testStores(() => ({
+    autoDiscovery: { endpoint: endpoint.address, intervalMs: 100 },
+    sessionBackupAsync: false,
+    sessionBackupTimeout: 1000,
+    storageKeyPrefix: 'static:ad',
+  }));
+  const knows = (s: MemcachedStore, nodes: MemcachedProcess[]) =>
+    JSON.stringify(s.nodes.ids) === JSON.stringify(nodes.map(idOf).sort());
 
   beforeEach(async () => {
     ps = await startMemcacheds(4);
@@ -50,10 +55,16 @@ describe('autoDiscovery', () => {
     const load = new SessionLoad(apps, sessions);
     await load.progress('load before the changes');
     endpoint.setNodes(ps.map((p) => p.port));
-    await waitFor(() => knows(a, ps) && knows(b, ps), { timeout: 10_000, what: 'both instances to discover the 4th node' });
+    await waitFor(() => knows(a, ps) && knows(b, ps), {
+      timeout: 10_000,
+      what: 'both instances to discover the 4th node',
+    });
     await load.progress('load after the join');
     endpoint.setNodes(ps.slice(1).map((p) => p.port));
-    await waitFor(() => knows(a, ps.slice(1)) && knows(b, ps.slice(1)), { timeout: 10_000, what: 'both instances to drop the first node' });
+    await waitFor(() => knows(a, ps.slice(1)) && knows(b, ps.slice(1)), {
+      timeout: 10_000,
+      what: 'both instances to drop the first node',
+    });
     await load.progress('load after the leave');
     // The endpoint hangs, then refuses: the last list stays.
     endpoint.silent = true;
@@ -69,7 +80,8 @@ describe('autoDiscovery', () => {
     for (const id of onLeaving) expect(sessions.some((s) => s.id.startsWith(id.slice(0, 32)))).toBe(true);
     // The joined node takes new sessions.
     const created = new Set<string | undefined>();
-    for (let i = 0; i < 40; i++) created.add(nodeOf(idFromSetCookie((await request(apps[0]).get('/inc').expect(200)).headers)!));
+    for (let i = 0; i < 40; i++)
+      created.add(nodeOf(idFromSetCookie((await request(apps[0]).get('/inc').expect(200)).headers)!));
     expect(created.has(idOf(ps[3]))).toBe(true);
     expect(created.has(idOf(leaving))).toBe(false);
   }, 120_000);
@@ -80,10 +92,14 @@ describe('autoDiscovery', () => {
     await Promise.all([a.ready(), b.ready()]);
     const appA = makeApp(a);
     let id = '';
-    for (let i = 0; i < 60 && nodeOf(id) !== idOf(ps[0]); i++) id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
+    for (let i = 0; i < 60 && nodeOf(id) !== idOf(ps[0]); i++)
+      id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
     expect(id).toMatch(new RegExp(`^[0-9A-F]{32}-${idOf(ps[0])}\\.a$`));
     endpoint.setNodes(ps.slice(1, 3).map((p) => p.port));
-    await waitFor(() => knows(a, ps.slice(1, 3)) && knows(b, ps.slice(1, 3)), { timeout: 10_000, what: 'both instances to drop the first node' });
+    await waitFor(() => knows(a, ps.slice(1, 3)) && knows(b, ps.slice(1, 3)), {
+      timeout: 10_000,
+      what: 'both instances to drop the first node',
+    });
     const r = await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200);
     expect(r.body.n).toBe(2);
     const moved = idFromSetCookie(r.headers)!;
@@ -116,7 +132,8 @@ describe('autoDiscovery', () => {
     await waitFor(() => knows(a, ps), { timeout: 10_000, what: 'a to discover the 4th node' });
     expect(knows(b, ps)).toBe(false);
     let id = '';
-    for (let i = 0; i < 80 && nodeOf(id) !== idOf(ps[3]); i++) id = idFromSetCookie((await request(makeApp(a)).get('/inc').expect(200)).headers)!;
+    for (let i = 0; i < 80 && nodeOf(id) !== idOf(ps[3]); i++)
+      id = idFromSetCookie((await request(makeApp(a)).get('/inc').expect(200)).headers)!;
     expect(nodeOf(id)).toBe(idOf(ps[3]));
     const r = await request(makeApp(b)).get('/inc').set('Cookie', cookieFor(id)).expect(200);
     expect(r.body).toEqual({ id, n: 2 });
@@ -126,7 +143,9 @@ describe('autoDiscovery', () => {
   test('an endpoint that has never answered: ready() and requests fail naming it; they work once it answers', async () => {
     await endpoint.close();
     const s = newStore({ operationTimeout: 300 });
-    await expect(s.ready()).rejects.toThrow(new RegExp(`autoDiscovery endpoint ${endpoint.address.replace(/\./g, '\\.')} has not answered`));
+    await expect(s.ready()).rejects.toThrow(
+      new RegExp(`autoDiscovery endpoint ${endpoint.address.replace(/\./g, '\\.')} has not answered`),
+    );
     const r = await request(makeApp(s)).get('/get').set('Cookie', cookieFor(s.genid()));
     expect(r.status).toBe(500);
     expect(r.text).toMatch(/has not answered/);
@@ -145,7 +164,10 @@ describe('autoDiscovery', () => {
     await s.ready();
     const before = [...s.nodes.ids];
     endpoint.garbage = `7\nnode1|127.0.0.1|${ps[3].port} evil;host|127.0.0.1|1\n`;
-    await waitFor(() => log.lines.some((l) => l.includes('keeping the last known node list')), { timeout: 5000, what: 'the warning' });
+    await waitFor(() => log.lines.some((l) => l.includes('keeping the last known node list')), {
+      timeout: 5000,
+      what: 'the warning',
+    });
     await sleep(300);
     expect(s.nodes.ids).toEqual(before);
     expect(() => s.setMemcachedNodes(`n1:127.0.0.1:${ps[0].port}`)).toThrow(/autoDiscovery/);

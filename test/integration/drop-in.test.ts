@@ -2,9 +2,9 @@
 // set() can be handed. Real memcached, keys and bytes read back with an independent client.
 import { createHash } from 'crypto';
 import request from 'supertest';
-import { MemcachedStore, MemcachedStoreOptions } from '../../lib';
+import type { MemcachedStore, MemcachedStoreOptions } from '../../lib';
 import { idInItem } from '../../lib/transcoders/transcoder';
-import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
+import { type MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
 import { sleep, waitFor } from '../helpers/wait';
@@ -15,12 +15,20 @@ const PREFIX = 'di_';
 describe('drop-in semantics on three nodes', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
-  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: nodesString(ps), storageKeyPrefix: 'static:di',
-    sessionBackupAsync: false, sessionBackupTimeout: 1000 }));
-  const modes: Array<[string, Partial<MemcachedStoreOptions>]> = [['non-sticky', {}], ['sticky', { sticky: true, route: 'a' }]];
+  const { newStore, closeStores } = testStores(() => ({
+    memcachedNodes: nodesString(ps),
+    storageKeyPrefix: 'static:di',
+    sessionBackupAsync: false,
+    sessionBackupTimeout: 1000,
+  }));
+  const modes: Array<[string, Partial<MemcachedStoreOptions>]> = [
+    ['non-sticky', {}],
+    ['sticky', { sticky: true, route: 'a' }],
+  ];
 
   /** The nodes holding `key`, read with the raw client. */
-  const holders = async (key: string) => (await Promise.all(raw.map((r) => r.get(key)))).flatMap((v, i) => (v ? [i] : []));
+  const holders = async (key: string) =>
+    (await Promise.all(raw.map((r) => r.get(key)))).flatMap((v, i) => (v ? [i] : []));
   /** The one node holding `key` (fails if none or several: toEqual([x]) would accept [] when x is undefined). */
   const holder = async (key: string) => {
     const h = await holders(key);
@@ -114,7 +122,7 @@ describe('drop-in semantics on three nodes', () => {
       expect(await store.get(id)).toBeNull();
     });
 
-    it('msm-format ids keep exactly msm\'s keys', async () => {
+    it("msm-format ids keep exactly msm's keys", async () => {
       const store = newStore();
       const id = store.genid();
       expect(id).toMatch(/^[0-9A-F]{32}-n[123]$/);
@@ -146,7 +154,8 @@ describe('drop-in semantics on three nodes', () => {
       for (const id of odd) expect((all as any)[id]).toMatchObject({ id });
       await store.clear();
       expect(await store.length()).toBe(0);
-      for (const r of raw) expect((await r.keys()).filter((k) => k.includes('dl_') && !k.includes('ping-'))).toEqual([]); // probe markers stay
+      for (const r of raw)
+        expect((await r.keys()).filter((k) => k.includes('dl_') && !k.includes('ping-'))).toEqual([]); // probe markers stay
     });
   });
 
@@ -158,21 +167,25 @@ describe('drop-in semantics on three nodes', () => {
       await store.set(id, { cookie: { originalMaxAge: 60_000, path: '/' }, n: i } as any);
       await store.clear();
       expect(await store.get(id)).toBeNull();
-      for (const r of raw) expect((await r.keys()).filter((k) => k.includes(`cr${i}_`) && !k.includes('ping-'))).toEqual([]);
+      for (const r of raw)
+        expect((await r.keys()).filter((k) => k.includes(`cr${i}_`) && !k.includes('ping-'))).toEqual([]);
     }
   });
 
-  it('sticky: an odd id with this instance\'s route stays local and its memcached copy is under the escaped key', async () => {
+  it("sticky: an odd id with this instance's route stays local and its memcached copy is under the escaped key", async () => {
     const store = newStore({ sticky: true, route: 'a' });
     const id = 'a b/%.a';
     await store.set(id, { cookie: { originalMaxAge: 60_000 }, n: 7 } as any);
     expect((await holders(PREFIX + '~a%20b%2F%25.a')).length).toBe(1);
     expect(((await store.get(id)) as any).n).toBe(7);
     await store.destroy(id);
-    await waitFor(async () => (await holders(PREFIX + '~a%20b%2F%25.a')).length === 0, { timeout: 3000, what: 'copy deleted' });
+    await waitFor(async () => (await holders(PREFIX + '~a%20b%2F%25.a')).length === 0, {
+      timeout: 3000,
+      what: 'copy deleted',
+    });
   });
 
-  it('sticky takeover of a hashed id: the new id\'s item names the new id', async () => {
+  it("sticky takeover of a hashed id: the new id's item names the new id", async () => {
     const store = newStore({ sticky: true, route: 'a' });
     const id = 'y'.repeat(300);
     await store.set(id, { cookie: { originalMaxAge: 60_000 }, n: 3 } as any);
@@ -225,13 +238,17 @@ describe('drop-in semantics on three nodes', () => {
       const store = newStore(opts);
       const expires = new Date(Date.now() + 120_000).toISOString();
       expect(await cookieOf(store, { cookie: { expires }, a: 1 })).toEqual({ originalMaxAge: null, expires });
-      expect(await cookieOf(store, { cookie: { expires: new Date(expires) }, a: 1 })).toEqual({ originalMaxAge: null, expires });
+      expect(await cookieOf(store, { cookie: { expires: new Date(expires) }, a: 1 })).toEqual({
+        originalMaxAge: null,
+        expires,
+      });
     });
 
     it('originalMaxAge null (browser-session cookie)', async () => {
       const store = newStore(opts);
-      expect(await cookieOf(store, { cookie: { originalMaxAge: null, expires: null, path: '/', httpOnly: true }, a: 1 }))
-        .toEqual({ originalMaxAge: null, expires: null, path: '/', httpOnly: true });
+      expect(
+        await cookieOf(store, { cookie: { originalMaxAge: null, expires: null, path: '/', httpOnly: true }, a: 1 }),
+      ).toEqual({ originalMaxAge: null, expires: null, path: '/', httpOnly: true });
     });
 
     it('no cookie at all: comes back without one, like MemoryStore', async () => {

@@ -4,8 +4,8 @@
 import request from 'supertest';
 import { randomBytes } from 'crypto';
 import express from 'express';
-import { EncryptingTranscoder, MemcachedStore, MemcachedStoreOptions, memcachedSession } from '../../lib';
-import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
+import { EncryptingTranscoder, type MemcachedStore, type MemcachedStoreOptions, memcachedSession } from '../../lib';
+import { type MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { useMemcacheds } from '../helpers/use-memcacheds';
 import { SECRET, cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
@@ -29,8 +29,15 @@ function expectNoPlaintext(bytes: Buffer | null): void {
 describe('encryption at rest (non-sticky, three nodes)', () => {
   const stores: MemcachedStore[] = [];
   const mc = useMemcacheds(3, stores);
-  const made = testStores(() => ({ memcachedNodes: nodesString(mc.ps), sessionBackupAsync: false, sessionBackupTimeout: 1000,
-    operationTimeout: 500 }), stores);
+  const made = testStores(
+    () => ({
+      memcachedNodes: nodesString(mc.ps),
+      sessionBackupAsync: false,
+      sessionBackupTimeout: 1000,
+      operationTimeout: 500,
+    }),
+    stores,
+  );
   const newStore = (keys = [k1], o: Partial<MemcachedStoreOptions> = {}) =>
     made.newStore({ transcoder: new EncryptingTranscoder({ keys }), ...o });
 
@@ -48,7 +55,9 @@ describe('encryption at rest (non-sticky, three nodes)', () => {
     const t = store.transcoder;
     expect(t.decode(backup!, { random: random(id) })).toMatchObject({ n: 1, data: SECRET_DATA });
     // Every item on every node: only ciphertext, validity records (timestamps) and markers.
-    for (const r of mc.raw) for (const k of await r.sessionKeys()) expect((await r.get(k))!.toString('latin1')).not.toContain('4111111111111111');
+    for (const r of mc.raw)
+      for (const k of await r.sessionKeys())
+        expect((await r.get(k))!.toString('latin1')).not.toContain('4111111111111111');
     // Listing decrypts each session under its own id.
     expect(await store.ids()).toEqual([id]);
     expect((await store.all())[id]).toMatchObject({ n: 1, data: SECRET_DATA });
@@ -102,8 +111,11 @@ describe('encryption at rest (non-sticky, three nodes)', () => {
     expect(f.body).toEqual({ id: fresh, n: 1 });
     expect(retired.stats().decodeFailures).toBe(1);
     expect(await keyIdOf(fresh!)).toBe('k2');
-    expect((await request(retiredApp).get('/get').set('Cookie', cookieFor(fresh!)).expect(200)).body)
-      .toEqual({ id: fresh, n: 1, data: null });
+    expect((await request(retiredApp).get('/get').set('Cookie', cookieFor(fresh!)).expect(200)).body).toEqual({
+      id: fresh,
+      n: 1,
+      data: null,
+    });
     // Sent again, the old cookie still gets a fresh session, never the k1 data.
     const again = await request(retiredApp).get('/get').set('Cookie', cookieFor(stale)).expect(200);
     expect(again.body).toMatchObject({ n: null, data: null });
@@ -150,8 +162,13 @@ describe('encryption at rest through memcachedSession()', () => {
   it('saves before the response and learns read-only requests (auto locking) on encrypted bytes', async () => {
     ps = await startMemcacheds(2);
     raw = ps.map((p) => new RawClient(p.port));
-    mw = memcachedSession({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, lockingMode: 'auto',
-      transcoder: new EncryptingTranscoder({ keys: [k1] }), session: { secret: SECRET, resave: false, saveUninitialized: false } });
+    mw = memcachedSession({
+      memcachedNodes: nodesString(ps),
+      sessionBackupAsync: false,
+      lockingMode: 'auto',
+      transcoder: new EncryptingTranscoder({ keys: [k1] }),
+      session: { secret: SECRET, resave: false, saveUninitialized: false },
+    });
     const app = express();
     app.use(mw);
     app.post('/data', express.json(), (req, res) => {
@@ -174,8 +191,12 @@ describe('encryption at rest through memcachedSession()', () => {
 describe('encryption at rest (sticky)', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
-  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: nodesString(ps), sessionBackupAsync: false,
-    sessionBackupTimeout: 1000, transcoder: new EncryptingTranscoder({ keys: [k1] }) }));
+  const { newStore, closeStores } = testStores(() => ({
+    memcachedNodes: nodesString(ps),
+    sessionBackupAsync: false,
+    sessionBackupTimeout: 1000,
+    transcoder: new EncryptingTranscoder({ keys: [k1] }),
+  }));
   afterAll(async () => {
     await closeStores();
     raw.forEach((r) => r.close());
@@ -190,7 +211,10 @@ describe('encryption at rest (sticky)', () => {
     await a.post('/data').send(SECRET_DATA).expect(200);
     const id: string = (await a.get('/inc').expect(200)).body.id;
     expectNoPlaintext(await raw[nodeIndex(id)].get(id));
-    const r = await request(makeApp(mk('b'))).get('/get').set('Cookie', cookieFor(id)).expect(200);
+    const r = await request(makeApp(mk('b')))
+      .get('/get')
+      .set('Cookie', cookieFor(id))
+      .expect(200);
     expect(r.body).toMatchObject({ n: 1, data: SECRET_DATA });
     const taken = idFromSetCookie(r.headers)!;
     expect(taken).toBe(`${id.slice(0, -2)}.b`);

@@ -8,7 +8,7 @@ import { JsonTranscoder } from '../../lib/transcoders/json';
 import { movedTo } from '../../lib/transcoders/transcoder';
 import { nodesString } from '../helpers/memcached';
 import { useMemcacheds } from '../helpers/use-memcacheds';
-import { Framework, FrameworkServer, get, startServer } from '../helpers/frameworks';
+import { type Framework, type FrameworkServer, get, startServer } from '../helpers/frameworks';
 import { sleep, waitFor } from '../helpers/wait';
 
 // Each scenario is ~50 sequential requests, 300 ms apart, plus two app processes starting and a memcached restart.
@@ -32,11 +32,24 @@ describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework
   const mc = useMemcacheds(3, servers);
 
   async function instances(o: Partial<MemcachedStoreOptions>[], maxAge?: number): Promise<void> {
-    servers.push(...await Promise.all(o.map((extra) => startServer(kind, { memcachedNodes: nodesString(mc.ps), operationTimeout: 1500, ...extra }, maxAge))));
+    servers.push(
+      ...(await Promise.all(
+        o.map((extra) =>
+          startServer(kind, { memcachedNodes: nodesString(mc.ps), operationTimeout: 1500, ...extra }, maxAge),
+        ),
+      )),
+    );
   }
 
   /** `count` requests with `cookie`, alternating instances from `first`; each increments and must see n + 1. */
-  async function alternate(cookie: string, id: string, from: number, count: number, first = 0, gapMs = 0): Promise<number> {
+  async function alternate(
+    cookie: string,
+    id: string,
+    from: number,
+    count: number,
+    first = 0,
+    gapMs = 0,
+  ): Promise<number> {
     let n = from;
     for (let i = 0; i < count; i++) {
       if (gapMs) await sleep(gapMs);
@@ -69,7 +82,14 @@ describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework
 
     // The node returns empty: the old id must not start over there.
     await mc.ps[p].start();
-    for (const s of servers) await waitFor(async () => { await s.ready(); return (await s.stats()).nodes[`n${p + 1}`].available; }, { timeout: 5000, what: 'node back' });
+    for (const s of servers)
+      await waitFor(
+        async () => {
+          await s.ready();
+          return (await s.stats()).nodes[`n${p + 1}`].available;
+        },
+        { timeout: 5000, what: 'node back' },
+      );
     n = await alternate(cookie, id, n, 30, 0, 300);
     expect(n).toBe(44);
     expect(await counter(servers, 'sessionsRelocated')).toBeLessThanOrEqual(FEW_RELOCATIONS);
@@ -100,7 +120,13 @@ describe.each<Framework>(['plain', 'fastify'])('old cookie kept by the framework
   });
 
   it('sticky takeover: the old cookie of a keeps working at a and b, past 5 s', async () => {
-    await instances([{ sticky: true, route: 'a' }, { sticky: true, route: 'b' }], 4000);
+    await instances(
+      [
+        { sticky: true, route: 'a' },
+        { sticky: true, route: 'b' },
+      ],
+      4000,
+    );
     const created = await get(servers[0].port, '/inc');
     const cookie = created.setCookie!;
     const id: string = created.body.id;

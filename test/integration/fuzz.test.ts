@@ -3,7 +3,7 @@
 // 4xx/5xx; nothing may reach memcached under a key built from invalid input; no unhandled rejection.
 // Reproduce one run: FUZZ_SEED=<n> npx jest test/integration/fuzz.test.ts (the seed is printed on failure).
 import * as http from 'http';
-import * as net from 'net';
+import type * as net from 'net';
 import express from 'express';
 import session from 'express-session';
 import fc from 'fast-check';
@@ -49,7 +49,32 @@ interface Case {
 
 // --- generators --------------------------------------------------------------------------------------------
 
-const hostileChars = fc.constantFrom(' ', '\t', '\n', '\r', '\0', '\x7f', '\x1b', '-', '.', '%', ';', ',', '"', '\\', '/', 'é', '€', '😀', '\u202e', '\ufeff', ':', '=', '+', '*');
+const hostileChars = fc.constantFrom(
+  ' ',
+  '\t',
+  '\n',
+  '\r',
+  '\0',
+  '\x7f',
+  '\x1b',
+  '-',
+  '.',
+  '%',
+  ';',
+  ',',
+  '"',
+  '\\',
+  '/',
+  'é',
+  '€',
+  '😀',
+  '\u202e',
+  '\ufeff',
+  ':',
+  '=',
+  '+',
+  '*',
+);
 const idChar = fc.constantFrom(...'ABCDEF0123456789abcxyz_-.'.split(''));
 const literalId = fc.oneof(
   fc.string({ maxLength: 40 }),
@@ -58,36 +83,123 @@ const literalId = fc.oneof(
   fc.array(fc.oneof(idChar, hostileChars), { maxLength: 60 }).map((a) => a.join('')),
   fc.string({ unit: idChar, minLength: 240, maxLength: 600 }),
   fc.integer({ min: 251, max: 2000 }).map((n) => 'A'.repeat(n)),
-  fc.constantFrom('', '-', '.', '--', '..', '-n1', '.n1', 'A-', 'A.', 'A-n1.', 'A..B', 'A-.B', 'A.-B', 'A-n9', 'A-n1-n2', 'A-n1.r1.r2',
-    'validity:x', 'bak:A-n1', 'lock:A-n1', 'A B-n1', 'ping-n1', 'A\r\nset x 0 0 1\r\n', '__proto__', 'constructor', 'undefined', 'null'),
+  fc.constantFrom(
+    '',
+    '-',
+    '.',
+    '--',
+    '..',
+    '-n1',
+    '.n1',
+    'A-',
+    'A.',
+    'A-n1.',
+    'A..B',
+    'A-.B',
+    'A.-B',
+    'A-n9',
+    'A-n1-n2',
+    'A-n1.r1.r2',
+    'validity:x',
+    'bak:A-n1',
+    'lock:A-n1',
+    'A B-n1',
+    'ping-n1',
+    'A\r\nset x 0 0 1\r\n',
+    '__proto__',
+    'constructor',
+    'undefined',
+    'null',
+  ),
 );
 const mutation = fc.oneof(
-  fc.constantFrom('-', '.', '-n9', '-N1', '.-', '-.', '..', '--', '.route', '.r_1', '-n1', ' ', '\u00e9', '\0', '%00', '.a.b', '-', 'x'.repeat(230)),
+  fc.constantFrom(
+    '-',
+    '.',
+    '-n9',
+    '-N1',
+    '.-',
+    '-.',
+    '..',
+    '--',
+    '.route',
+    '.r_1',
+    '-n1',
+    ' ',
+    '\u00e9',
+    '\0',
+    '%00',
+    '.a.b',
+    '-',
+    'x'.repeat(230),
+  ),
   fc.array(fc.oneof(idChar, hostileChars), { minLength: 1, maxLength: 8 }).map((a) => a.join('')),
 );
 const plant: fc.Arbitrary<Plant> = fc.oneof(
-  fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 64 }).map((bytes) => ({ kind: 'randomBytes' as const, bytes })),
+  fc
+    .array(fc.integer({ min: 0, max: 255 }), { maxLength: 64 })
+    .map((bytes) => ({ kind: 'randomBytes' as const, bytes })),
   fc.integer({ min: 0, max: 60 }).map((cut) => ({ kind: 'truncatedSession' as const, cut })),
-  fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 20, maxLength: 20 }).map((bytes) => ({ kind: 'badValidity' as const, bytes })),
+  fc
+    .array(fc.integer({ min: 0, max: 255 }), { minLength: 20, maxLength: 20 })
+    .map((bytes) => ({ kind: 'badValidity' as const, bytes })),
   fc.integer({ min: 0, max: 19 }).map((cut) => ({ kind: 'truncatedValidity' as const, cut })),
   fc.constant({ kind: 'expiredValidity' as const }),
   fc.constant({ kind: 'noValidity' as const }),
-  fc.constantFrom('null', '42', '[]', '"s"', '{}', '{"cookie":null}', '{"cookie":5}', '{"cookie":[]}', '{"cookie":{}}',
-    '{"cookie":{"originalMaxAge":"x"}}', '{"cookie":{"originalMaxAge":-5}}', '{"cookie":{"originalMaxAge":1e308}}',
-    '{"cookie":{"originalMaxAge":null,"expires":"garbage"}}', '{"cookie":{"originalMaxAge":60000,"maxAge":"abc"}}',
-    '{"cookie":{"originalMaxAge":60000,"path":5,"sameSite":{}}}', '{"cookie":{"originalMaxAge":60000},"__proto__":{"n":1}}',
-    '{"cookie":{"originalMaxAge":60000},"n":"NaN"}', '{"cookie":{"originalMaxAge":60000},"n":{"valueOf":1}}', '{"cookie":{"originalMaxAge":60000}',
-    '\u0000{}', '{"cookie":{"originalMaxAge":60000},"n":1e400}').map((text) => ({ kind: 'json' as const, text })),
+  fc
+    .constantFrom(
+      'null',
+      '42',
+      '[]',
+      '"s"',
+      '{}',
+      '{"cookie":null}',
+      '{"cookie":5}',
+      '{"cookie":[]}',
+      '{"cookie":{}}',
+      '{"cookie":{"originalMaxAge":"x"}}',
+      '{"cookie":{"originalMaxAge":-5}}',
+      '{"cookie":{"originalMaxAge":1e308}}',
+      '{"cookie":{"originalMaxAge":null,"expires":"garbage"}}',
+      '{"cookie":{"originalMaxAge":60000,"maxAge":"abc"}}',
+      '{"cookie":{"originalMaxAge":60000,"path":5,"sameSite":{}}}',
+      '{"cookie":{"originalMaxAge":60000},"__proto__":{"n":1}}',
+      '{"cookie":{"originalMaxAge":60000},"n":"NaN"}',
+      '{"cookie":{"originalMaxAge":60000},"n":{"valueOf":1}}',
+      '{"cookie":{"originalMaxAge":60000}',
+      '\u0000{}',
+      '{"cookie":{"originalMaxAge":60000},"n":1e400}',
+    )
+    .map((text) => ({ kind: 'json' as const, text })),
   fc.constantFrom(500_000, 1_040_000).map((size) => ({ kind: 'oversized' as const, size })),
 );
 const idGen: fc.Arbitrary<IdGen> = fc.oneof(
   { weight: 4, arbitrary: literalId.map((value) => ({ kind: 'literal' as const, value })) },
-  { weight: 3, arbitrary: fc.record({ node: fc.nat(2), mutation }).map((r) => ({ kind: 'mutateFresh' as const, ...r })) },
+  {
+    weight: 3,
+    arbitrary: fc.record({ node: fc.nat(2), mutation }).map((r) => ({ kind: 'mutateFresh' as const, ...r })),
+  },
   { weight: 2, arbitrary: fc.constant({ kind: 'known' as const }) },
   { weight: 2, arbitrary: fc.record({ node: fc.nat(2), plant }).map((r) => ({ kind: 'planted' as const, ...r })) },
 );
 const pathGen = fc.oneof(
-  fc.constantFrom('/inc', '/read', '/a.b', '/x.y.z/inc', '/-', '/.-/inc', '/..', '/inc.', '/-inc-', '/%2e%2e/inc', '/a-.b', '/.well-known/x', '/boom', '/regen', '/destroy'),
+  fc.constantFrom(
+    '/inc',
+    '/read',
+    '/a.b',
+    '/x.y.z/inc',
+    '/-',
+    '/.-/inc',
+    '/..',
+    '/inc.',
+    '/-inc-',
+    '/%2e%2e/inc',
+    '/a-.b',
+    '/.well-known/x',
+    '/boom',
+    '/regen',
+    '/destroy',
+  ),
   fc.array(fc.constantFrom(...'abz09.-_~'.split('')), { minLength: 1, maxLength: 20 }).map((a) => '/' + a.join('')),
 );
 const caseGen: fc.Arbitrary<Case> = fc.record({
@@ -126,7 +238,8 @@ function checkKey(key: string): void {
   // A hashed id: nothing of the client's input is in the key.
   if (/^#[A-Za-z0-9_-]{43}$/.test(part)) return;
   const id = keyFormat.keyPartToId(part);
-  if (id === undefined || !keyIds.parse(id)) badKeys.push(`key built from an id the parser rejects ${JSON.stringify(key)}`);
+  if (id === undefined || !keyIds.parse(id))
+    badKeys.push(`key built from an id the parser rejects ${JSON.stringify(key)}`);
 }
 
 function encodeCookieValue(v: string): string {
@@ -157,12 +270,27 @@ describe('fuzz: hostile cookies, routes and stored values', () => {
     });
     await store.ready();
     const app = express();
-    app.use(session({ store, genid: store.genid, secret: SECRET, resave: false, saveUninitialized: false, cookie: { maxAge: 600_000 } }));
+    app.use(
+      session({
+        store,
+        genid: store.genid,
+        secret: SECRET,
+        resave: false,
+        saveUninitialized: false,
+        cookie: { maxAge: 600_000 },
+      }),
+    );
     app.get('/boom', () => {
       throw new Error('handler failure');
     });
-    app.get('/regen', (req, res, next) => req.session.regenerate((err) => (err ? next(err) : ((req.session as any).n = 1, res.json({ n: 1, id: req.sessionID })))));
-    app.get('/destroy', (req, res, next) => req.session.destroy((err) => (err ? next(err) : res.json({ destroyed: true }))));
+    app.get('/regen', (req, res, next) =>
+      req.session.regenerate((err) =>
+        err ? next(err) : (((req.session as any).n = 1), res.json({ n: 1, id: req.sessionID })),
+      ),
+    );
+    app.get('/destroy', (req, res, next) =>
+      req.session.destroy((err) => (err ? next(err) : res.json({ destroyed: true }))),
+    );
     app.use((req, res) => {
       const s = req.session as any;
       s.n = (typeof s.n === 'number' && Number.isFinite(s.n) ? s.n : 0) + 1;
@@ -186,7 +314,10 @@ describe('fuzz: hostile cookies, routes and stored values', () => {
     process.off('unhandledRejection', onRejection);
   });
 
-  function request(path: string, cookie: string | undefined): Promise<{ status: number; body: any; setCookie: string[] }> {
+  function request(
+    path: string,
+    cookie: string | undefined,
+  ): Promise<{ status: number; body: any; setCookie: string[] }> {
     return new Promise((resolve, reject) => {
       const headers: http.OutgoingHttpHeaders = {};
       if (cookie !== undefined) headers.cookie = cookie;
@@ -211,7 +342,8 @@ describe('fuzz: hostile cookies, routes and stored values', () => {
   }
 
   const sessionBytes = (n: number) => new JsonTranscoder().encode({ cookie: { originalMaxAge: 600_000 }, n });
-  const validityNow = () => encodeValidity({ maxInactiveInterval: 600, lastAccessedTime: Date.now(), thisAccessedTime: Date.now() });
+  const validityNow = () =>
+    encodeValidity({ maxInactiveInterval: 600, lastAccessedTime: Date.now(), thisAccessedTime: Date.now() });
 
   async function plantValues(id: string, node: number, p: Plant): Promise<'session' | 'none' | 'maybe'> {
     const raw = raws[node];
@@ -238,7 +370,11 @@ describe('fuzz: hostile cookies, routes and stored values', () => {
         return 'none';
       case 'expiredValidity':
         await raw.set(sk, sessionBytes(7), 600);
-        await raw.set(vk, encodeValidity({ maxInactiveInterval: 60, lastAccessedTime: 0, thisAccessedTime: Date.now() - 3_600_000 }), 600);
+        await raw.set(
+          vk,
+          encodeValidity({ maxInactiveInterval: 60, lastAccessedTime: 0, thisAccessedTime: Date.now() - 3_600_000 }),
+          600,
+        );
         return 'none';
       case 'noValidity':
         await raw.set(sk, sessionBytes(7), 600);
@@ -306,7 +442,11 @@ describe('fuzz: hostile cookies, routes and stored values', () => {
           break;
         case 'doubled':
           // Two session cookies: express-session takes the first.
-          cookie = 'connect.sid=' + encodeCookieValue('s:' + signature.sign(id!, SECRET)) + '; connect.sid=' + encodeCookieValue('s:' + signature.sign('other', SECRET));
+          cookie =
+            'connect.sid='
+            + encodeCookieValue('s:' + signature.sign(id!, SECRET))
+            + '; connect.sid='
+            + encodeCookieValue('s:' + signature.sign('other', SECRET));
           break;
         case 'wrongSecret':
           cookie = 'connect.sid=' + encodeCookieValue('s:' + signature.sign(id!, 'not-the-secret'));
@@ -328,22 +468,24 @@ describe('fuzz: hostile cookies, routes and stored values', () => {
       count(`${c.id.kind}/${c.id.kind === 'planted' ? c.id.plant.kind : wrap}/${res.status}`);
       if (badKeys.length > keysBefore) failures.push(`${tag}: ${badKeys.slice(keysBefore).join('; ')}`);
 
-      const noCookie = c.id.kind === 'planted' && c.id.plant.kind === 'json' && c.id.plant.text === '{}' && res.status === 500;
+      const noCookie =
+        c.id.kind === 'planted' && c.id.plant.kind === 'json' && c.id.plant.text === '{}' && res.status === 500;
       if (c.path === '/boom') {
-        if (res.status !== 500 || (res.body?.error !== 'handler failure' && !noCookie)) failures.push(`${tag}: /boom answered ${res.status} ${JSON.stringify(res.body)}`);
+        if (res.status !== 500 || (res.body?.error !== 'handler failure' && !noCookie))
+          failures.push(`${tag}: /boom answered ${res.status} ${JSON.stringify(res.body)}`);
         return;
       }
       if (c.path === '/destroy') {
         if (res.status === 200 && knownEntry && expect === 'continue') known.splice(known.indexOf(knownEntry), 1);
-        if (res.status !== 200 && !(res.status >= 400 && typeof res.body?.error === 'string')) failures.push(`${tag}: ${res.status}`);
+        if (res.status !== 200 && !(res.status >= 400 && typeof res.body?.error === 'string'))
+          failures.push(`${tag}: ${res.status}`);
         return;
       }
       if (res.status !== 200) {
         // Clear errors are allowed only where the stored data itself is too big to be saved again, and for a session
         // stored without a cookie ('{}'): it comes back as stored (like MemoryStore) and express-session's inflate
         // fails the request with its own error.
-        const allowed = (c.id.kind === 'planted' && c.id.plant.kind === 'oversized' && expect === 'maybe')
-          || noCookie;
+        const allowed = (c.id.kind === 'planted' && c.id.plant.kind === 'oversized' && expect === 'maybe') || noCookie;
         if (!allowed || res.status < 400 || typeof res.body?.error !== 'string' || !res.body.error) {
           failures.push(`${tag}: status ${res.status} body ${JSON.stringify(res.body).slice(0, 300)}`);
         }
@@ -357,14 +499,16 @@ describe('fuzz: hostile cookies, routes and stored values', () => {
       if (!store.idFormat.parse(sid)) failures.push(`${tag}: app saw invalid session id ${JSON.stringify(sid)}`);
       const isRegen = c.path === '/regen';
       if (expect === 'continue' && !isRegen) {
-        if (sid !== knownEntry!.id || n !== knownEntry!.n + 1) failures.push(`${tag}: expected ${knownEntry!.id} n=${knownEntry!.n + 1}, got ${sid} n=${n}`);
+        if (sid !== knownEntry!.id || n !== knownEntry!.n + 1)
+          failures.push(`${tag}: expected ${knownEntry!.id} n=${knownEntry!.n + 1}, got ${sid} n=${n}`);
         knownEntry!.n = n;
         return;
       }
       if (expect === 'fresh' || isRegen) {
         if (n !== 1) failures.push(`${tag}: expected a fresh session, got n=${n}`);
         if (sid === id && !isRegen) failures.push(`${tag}: fresh session kept the client's id`);
-        if (!res.setCookie.some((h) => h.startsWith('connect.sid='))) failures.push(`${tag}: fresh session without Set-Cookie`);
+        if (!res.setCookie.some((h) => h.startsWith('connect.sid=')))
+          failures.push(`${tag}: fresh session without Set-Cookie`);
       }
       if (isRegen && knownEntry && expect === 'continue') known.splice(known.indexOf(knownEntry), 1);
       if (res.setCookie.length && sid !== id) {

@@ -1,11 +1,11 @@
 // Issue 11: express-session's optional Store methods all/length/ids/clear (and connect-redis's ids) across every
 // node, both modes, on memcached shared with another application; foreign bytes under a session key survive.
-import { StickyMode } from '../../lib/modes/sticky';
+import type { StickyMode } from '../../lib/modes/sticky';
 import * as net from 'net';
 import { encodeMoved } from '../../lib/transcoders/transcoder';
 import { JsonTranscoder } from '../../lib/transcoders/json';
 import { encodeValidity } from '../../lib/memcached/validity';
-import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
+import { type MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { sleep, waitFor } from '../helpers/wait';
 import { testStores } from '../helpers/store';
@@ -14,7 +14,7 @@ const PREFIX = 'app_';
 /** Another application's items on the same nodes: another prefix, unprefixed junk, and shapes like ours. */
 const FOREIGN: Record<string, string> = {
   'other_ABCDEF0123456789ABCDEF0123456789-n1': 'other app session',
-  'junk': 'plain value',
+  junk: 'plain value',
   'bak:junk': 'not a backup',
   'validity:other_x': 'v',
   'lock:other_x': 'locked', // Tomcat msm's lock value
@@ -25,9 +25,14 @@ const cookie = { originalMaxAge: 60_000 };
 describe('all/length/ids/clear', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
-  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: nodesString(ps), storageKeyPrefix: 'static:app',
-    sessionBackupAsync: false, nodeAvailabilityCacheTTL: 600_000 }));
-  const promise = <T>(f: (cb: (err: any, v?: T) => void) => void) => new Promise<T>((res, rej) => f((err, v) => (err ? rej(err) : res(v as T))));
+  const { newStore, closeStores } = testStores(() => ({
+    memcachedNodes: nodesString(ps),
+    storageKeyPrefix: 'static:app',
+    sessionBackupAsync: false,
+    nodeAvailabilityCacheTTL: 600_000,
+  }));
+  const promise = <T>(f: (cb: (err: any, v?: T) => void) => void) =>
+    new Promise<T>((res, rej) => f((err, v) => (err ? rej(err) : res(v as T))));
   const allKeys = async () => (await Promise.all(raw.map((r) => r.sessionKeys()))).map((k) => k.sort());
 
   beforeAll(async () => {
@@ -44,7 +49,7 @@ describe('all/length/ids/clear', () => {
     for (const r of raw) for (const [k, v] of Object.entries(FOREIGN)) await r.set(k, v);
   });
 
-  test('non-sticky: each live session once (never bak:/validity:/lock:/ping- items, nor another app\'s), then clear removes every copy and nothing else', async () => {
+  test("non-sticky: each live session once (never bak:/validity:/lock:/ping- items, nor another app's), then clear removes every copy and nothing else", async () => {
     const store = newStore();
     await store.ready();
     const ids = Array.from({ length: 12 }, () => store.genid());
@@ -84,7 +89,7 @@ describe('all/length/ids/clear', () => {
     for (const id of ids) await expect(store.get(id)).resolves.toBeNull();
   });
 
-  test('an empty prefix: another app\'s unprefixed items of a session key\'s shape are neither listed nor cleared', async () => {
+  test("an empty prefix: another app's unprefixed items of a session key's shape are neither listed nor cleared", async () => {
     const store = newStore({ storageKeyPrefix: '' });
     await store.ready();
     const ids = Array.from({ length: 5 }, () => store.genid());
@@ -93,7 +98,10 @@ describe('all/length/ids/clear', () => {
     const tomcat = store.genid();
     const node = Number(tomcat.slice(-1)) - 1;
     await raw[node].set(tomcat, 'java serialized session');
-    await raw[node].set(`validity:${tomcat}`, encodeValidity({ maxInactiveInterval: 600, lastAccessedTime: Date.now(), thisAccessedTime: Date.now() }));
+    await raw[node].set(
+      `validity:${tomcat}`,
+      encodeValidity({ maxInactiveInterval: 600, lastAccessedTime: Date.now(), thisAccessedTime: Date.now() }),
+    );
 
     expect((await store.ids()).sort()).toEqual([...ids].sort());
     await store.clear();
@@ -109,7 +117,10 @@ describe('all/length/ids/clear', () => {
     await Promise.all([a.ready(), b.ready()]);
     const idsA = Array.from({ length: 5 }, () => a.genid());
     const idsB = Array.from({ length: 4 }, () => b.genid());
-    await Promise.all([...idsA.map((id, n) => a.set(id, { cookie, n } as any)), ...idsB.map((id, n) => b.set(id, { cookie, n: 10 + n } as any))]);
+    await Promise.all([
+      ...idsA.map((id, n) => a.set(id, { cookie, n } as any)),
+      ...idsB.map((id, n) => b.set(id, { cookie, n: 10 + n } as any)),
+    ]);
     const local = (a.mode as StickyMode).local;
     // One of a's sessions only local (its backup lost), one only in memcached (evicted from a's local store).
     const copyOfA0 = raw[Number(idsA[0].slice(34, 35)) - 1];
@@ -138,7 +149,8 @@ describe('all/length/ids/clear', () => {
     const store = newStore({ memcachedNodes: nodesString(ps.slice(0, 2)) });
     await store.ready();
     const ids = Array.from({ length: 2000 }, () => store.genid());
-    for (let i = 0; i < ids.length; i += 200) await Promise.all(ids.slice(i, i + 200).map((id, n) => store.set(id, { cookie, n } as any)));
+    for (let i = 0; i < ids.length; i += 200)
+      await Promise.all(ids.slice(i, i + 200).map((id, n) => store.set(id, { cookie, n } as any)));
     const reader = newStore({ memcachedNodes: nodesString(ps.slice(0, 2)) });
     let stop = false;
     let reads = 0;
@@ -172,8 +184,14 @@ describe('all/length/ids/clear', () => {
       await store.ready();
       const ids = Array.from({ length: 9 }, () => store.genid());
       await Promise.all(ids.map((id, n) => store.set(id, { cookie, n } as any)));
-      const cold = async () => Object.entries(await r0.stats('items')).filter(([k]) => /:number_cold$/.test(k)).reduce((n, [, v]) => n + v, 0);
-      await waitFor(async () => (await cold()) >= 2 * ids.length, { timeout: 15_000, what: 'session and validity items in COLD' });
+      const cold = async () =>
+        Object.entries(await r0.stats('items'))
+          .filter(([k]) => /:number_cold$/.test(k))
+          .reduce((n, [, v]) => n + v, 0);
+      await waitFor(async () => (await cold()) >= 2 * ids.length, {
+        timeout: 15_000,
+        what: 'session and validity items in COLD',
+      });
       for (let r = 0; r < 2; r++) for (const id of ids) expect(await store.get(id)).not.toBeNull();
       expect((await store.ids()).sort()).toEqual([...ids].sort());
     } finally {
@@ -189,14 +207,24 @@ describe('all/length/ids/clear', () => {
       const store = newStore({ memcachedNodes: nodesString(fresh), operationTimeout: 2000 });
       const n = 40_000;
       const bytes = new JsonTranscoder().encode({ cookie, n: 1 });
-      const v = encodeValidity({ maxInactiveInterval: 600, lastAccessedTime: Date.now(), thisAccessedTime: Date.now() });
+      const v = encodeValidity({
+        maxInactiveInterval: 600,
+        lastAccessedTime: Date.now(),
+        thisAccessedTime: Date.now(),
+      });
       const sock = net.connect(fresh[0].port, '127.0.0.1');
       await new Promise((r) => sock.once('connect', r));
       const ids = Array.from({ length: n }, () => store.genid());
       const parts: Buffer[] = [];
       for (const id of ids) {
-        parts.push(Buffer.from(`set ${PREFIX}${id} 0 1200 ${bytes.length} noreply\r\n`), bytes, Buffer.from('\r\n'),
-          Buffer.from(`set validity:${PREFIX}${id} 0 600 ${v.length} noreply\r\n`), v, Buffer.from('\r\n'));
+        parts.push(
+          Buffer.from(`set ${PREFIX}${id} 0 1200 ${bytes.length} noreply\r\n`),
+          bytes,
+          Buffer.from('\r\n'),
+          Buffer.from(`set validity:${PREFIX}${id} 0 600 ${v.length} noreply\r\n`),
+          v,
+          Buffer.from('\r\n'),
+        );
       }
       sock.write(Buffer.concat(parts));
       await new Promise<void>((r) => sock.end(r));
@@ -229,7 +257,10 @@ describe('all/length/ids/clear', () => {
     const id = store.genid();
     const node = Number(id.slice(-1)) - 1;
     await raw[node].set(PREFIX + id, 'tomcat msm bytes');
-    await raw[node].set(`validity:${PREFIX}${id}`, encodeValidity({ maxInactiveInterval: 600, lastAccessedTime: Date.now(), thisAccessedTime: Date.now() }));
+    await raw[node].set(
+      `validity:${PREFIX}${id}`,
+      encodeValidity({ maxInactiveInterval: 600, lastAccessedTime: Date.now(), thisAccessedTime: Date.now() }),
+    );
     await expect(store.get(id)).resolves.toBeNull();
     await sleep(50);
     expect((await raw[node].get(PREFIX + id))?.toString()).toBe('tomcat msm bytes');

@@ -3,7 +3,16 @@ import type express from 'express';
 import { nodesString } from '../helpers/memcached';
 import type { RawClient } from '../helpers/raw-client';
 import {
-  Served, abortedRequest, addOps, cookieFor, counter, idFromSetCookie, request, serve, sessionOptions, memcachedFixture,
+  type Served,
+  abortedRequest,
+  addOps,
+  cookieFor,
+  counter,
+  idFromSetCookie,
+  request,
+  serve,
+  sessionOptions,
+  memcachedFixture,
 } from '../helpers/session-http';
 import type { MemcachedSessionOptions } from '../../lib/express/middleware';
 import { sleep, waitFor } from '../helpers/wait';
@@ -49,7 +58,10 @@ function routes(track: { active: number; maxActive: number }) {
 async function instances(n: number, extra: Partial<MemcachedSessionOptions>, track = { active: 0, maxActive: 0 }) {
   const out: Served[] = [];
   for (let i = 0; i < n; i++) {
-    const s = await serve(sessionOptions({ memcachedNodes: nodesString(fx.ps), nodeAvailabilityCacheTTL: 60_000, ...extra }), routes(track));
+    const s = await serve(
+      sessionOptions({ memcachedNodes: nodesString(fx.ps), nodeAvailabilityCacheTTL: 60_000, ...extra }),
+      routes(track),
+    );
     fx.servers.push(s);
     out.push(s);
   }
@@ -75,9 +87,14 @@ async function lockValue(s: Served, id: string): Promise<Buffer | null> {
 describe('lockingMode all', () => {
   it('100 concurrent increments of one session over two instances end at exactly 100', async () => {
     // operationTimeout bounds the lock wait: large here so that no request proceeds unlocked under a loaded CI box.
-    const { servers: [a, b], track } = await instances(2, { lockingMode: 'all', operationTimeout: 20_000 });
+    const {
+      servers: [a, b],
+      track,
+    } = await instances(2, { lockingMode: 'all', operationTimeout: 20_000 });
     const { id, cookie } = await newSession(a);
-    const replies = await Promise.all(Array.from({ length: 100 }, (_, i) => request((i % 2 ? b : a).port, '/inc', { cookie })));
+    const replies = await Promise.all(
+      Array.from({ length: 100 }, (_, i) => request((i % 2 ? b : a).port, '/inc', { cookie })),
+    );
     expect(replies.map((r) => r.status)).toEqual(Array(100).fill(200));
     // Every increment saw the previous one: the replies are exactly 1..100.
     expect(replies.map((r) => r.json().n).sort((x, y) => x - y)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
@@ -90,7 +107,10 @@ describe('lockingMode all', () => {
   });
 
   it('queues concurrent requests of one process in-process before the memcached lock (msm #237)', async () => {
-    const { servers: [a], track } = await instances(1, { lockingMode: 'all', operationTimeout: 20_000 });
+    const {
+      servers: [a],
+      track,
+    } = await instances(1, { lockingMode: 'all', operationTimeout: 20_000 });
     const { cookie } = await newSession(a);
     const before = addOps(a);
     const replies = await Promise.all(Array.from({ length: 20 }, () => request(a.port, '/inc', { cookie })));
@@ -103,7 +123,9 @@ describe('lockingMode all', () => {
   });
 
   it('new sessions take no lock and never touch lock: keys', async () => {
-    const { servers: [a] } = await instances(1, { lockingMode: 'all' });
+    const {
+      servers: [a],
+    } = await instances(1, { lockingMode: 'all' });
     const keys: string[] = [];
     const before = addOps(a);
     await request(a.port, '/new');
@@ -120,12 +142,17 @@ describe('lockingMode all', () => {
 
 describe('lockingMode uriPattern', () => {
   it('serialises matching paths and takes no lock on others', async () => {
-    const { servers: [a, b], track } = await instances(2, { lockingMode: 'uriPattern:/cart/.*', operationTimeout: 20_000 });
+    const {
+      servers: [a, b],
+      track,
+    } = await instances(2, { lockingMode: 'uriPattern:/cart/.*', operationTimeout: 20_000 });
     const { cookie } = await newSession(a);
 
     const adds = () => addOps(a) + addOps(b);
     let before = adds();
-    const other = await Promise.all(Array.from({ length: 10 }, (_, i) => request((i % 2 ? b : a).port, '/other/inc', { cookie })));
+    const other = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => request((i % 2 ? b : a).port, '/other/inc', { cookie })),
+    );
     expect(other.every((r) => r.status === 200)).toBe(true);
     expect(adds() - before).toBe(0);
     expect(counter(a, 'locksAcquired') + counter(b, 'locksAcquired')).toBe(0);
@@ -134,7 +161,9 @@ describe('lockingMode uriPattern', () => {
     const start = (await request(a.port, '/get', { cookie })).json().n as number;
     track.maxActive = 0;
     before = adds();
-    const cart = await Promise.all(Array.from({ length: 30 }, (_, i) => request((i % 2 ? b : a).port, '/cart/inc', { cookie })));
+    const cart = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => request((i % 2 ? b : a).port, '/cart/inc', { cookie })),
+    );
     expect(cart.every((r) => r.status === 200)).toBe(true);
     expect((await request(b.port, '/get', { cookie })).json().n).toBe(start + 30);
     expect(track.maxActive).toBe(1);
@@ -143,7 +172,9 @@ describe('lockingMode uriPattern', () => {
   });
 
   it('matches the whole path plus query, without the method', async () => {
-    const { servers: [a] } = await instances(1, { lockingMode: 'uriPattern:/cart/inc\\?x=1' });
+    const {
+      servers: [a],
+    } = await instances(1, { lockingMode: 'uriPattern:/cart/inc\\?x=1' });
     const { cookie } = await newSession(a);
     await request(a.port, '/cart/inc', { cookie });
     expect(counter(a, 'locksAcquired')).toBe(0);
@@ -166,7 +197,9 @@ describe('lock release', () => {
   }
 
   it('after a thrown error, an error passed to next() and a 500', async () => {
-    const { servers: [a] } = await instances(1, { lockingMode: 'all', operationTimeout: 3000 });
+    const {
+      servers: [a],
+    } = await instances(1, { lockingMode: 'all', operationTimeout: 3000 });
     const { id, cookie } = await newSession(a);
     for (const path of ['/throw', '/next-error', '/500']) {
       const before = counter(a, 'locksAcquired');
@@ -178,7 +211,9 @@ describe('lock release', () => {
   });
 
   it('after the client destroys the socket mid-request', async () => {
-    const { servers: [a] } = await instances(1, { lockingMode: 'all', operationTimeout: 3000, lockExpiration: 30 });
+    const {
+      servers: [a],
+    } = await instances(1, { lockingMode: 'all', operationTimeout: 3000, lockExpiration: 30 });
     const { id, cookie } = await newSession(a);
     const started = Date.now();
     await abortedRequest(a.port, '/slow?ms=2000', cookie, 200);
@@ -190,7 +225,9 @@ describe('lock release', () => {
   });
 
   it('a held lock expires after lockExpiration', async () => {
-    const { servers: [a, b] } = await instances(2, { lockingMode: 'all', lockExpiration: 2, operationTimeout: 6000 });
+    const {
+      servers: [a, b],
+    } = await instances(2, { lockingMode: 'all', lockExpiration: 2, operationTimeout: 6000 });
     const { id, cookie } = await newSession(a);
     // A holds the lock far longer than lockExpiration.
     const slow = request(a.port, '/slow?ms=4500', { cookie });
@@ -211,7 +248,9 @@ describe('lock release', () => {
   });
 
   it('releases the lock in one operation: a delete carrying the CAS of its add, no get', async () => {
-    const { servers: [a] } = await instances(1, { lockingMode: 'all', lockExpiration: 10 });
+    const {
+      servers: [a],
+    } = await instances(1, { lockingMode: 'all', lockExpiration: 10 });
     const { id, cookie } = await newSession(a);
     const node = `n${/-n(\d)$/.exec(id)![1]}`;
     // The session's node also serves the load (get) and the touch; count what the lock adds on top.
@@ -230,7 +269,9 @@ describe('lock release', () => {
   });
 
   it('does not delete a lock that is no longer its own (another item, another CAS)', async () => {
-    const { servers: [a] } = await instances(1, { lockingMode: 'all', lockExpiration: 10 });
+    const {
+      servers: [a],
+    } = await instances(1, { lockingMode: 'all', lockExpiration: 10 });
     const { id, cookie } = await newSession(a);
     const slow = request(a.port, '/slow?ms=600', { cookie });
     const key = a.mw.store.keys.lock(id);
@@ -251,7 +292,9 @@ describe('lock timeout', () => {
   }
 
   it('proceeds without the lock by default (msm) and counts it', async () => {
-    const { servers: [a] } = await instances(1, { lockingMode: 'all', operationTimeout: 300 });
+    const {
+      servers: [a],
+    } = await instances(1, { lockingMode: 'all', operationTimeout: 300 });
     const { id, cookie } = await newSession(a);
     await heldByOther(a, id);
     const r = await request(a.port, '/inc', { cookie });
@@ -267,7 +310,9 @@ describe('lock timeout', () => {
   });
 
   it("answers 503 with lockTimeoutAction 'reject' and does not run the handler", async () => {
-    const { servers: [a] } = await instances(1, { lockingMode: 'all', operationTimeout: 300, lockTimeoutAction: 'reject' });
+    const {
+      servers: [a],
+    } = await instances(1, { lockingMode: 'all', operationTimeout: 300, lockTimeoutAction: 'reject' });
     const { id, cookie } = await newSession(a);
     await heldByOther(a, id);
     const r = await request(a.port, '/inc', { cookie });

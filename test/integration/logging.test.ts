@@ -9,7 +9,7 @@ import { hashId } from '../../lib/core/logger';
 import { capturingLogger } from '../helpers/capturing-logger';
 import { readJsonReply } from '../helpers/session-http';
 import { RawClient } from '../helpers/raw-client';
-import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
+import { type MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 const signature: { sign(v: string, s: string): string } = require('cookie-signature');
 
 const SECRET = 'logging-secret';
@@ -72,8 +72,22 @@ describe('logging', () => {
     const id = mw.store.idFormat.create('n1', undefined);
     ids.push(id);
     // express-msm's JSON header over a corrupt body (bytes without the header are another app's: left alone)
-    await raws[0].set('log_' + id, Buffer.concat([Buffer.from([0x4d, 0x53, 1, 1]), Buffer.from('garbage, not a session')]), 60);
-    await raws[0].set('validity:log_' + id, Buffer.from(require('../../lib/memcached/validity').encodeValidity({ maxInactiveInterval: 60, lastAccessedTime: Date.now(), thisAccessedTime: Date.now() })), 60);
+    await raws[0].set(
+      'log_' + id,
+      Buffer.concat([Buffer.from([0x4d, 0x53, 1, 1]), Buffer.from('garbage, not a session')]),
+      60,
+    );
+    await raws[0].set(
+      'validity:log_' + id,
+      Buffer.from(
+        require('../../lib/memcached/validity').encodeValidity({
+          maxInactiveInterval: 60,
+          lastAccessedTime: Date.now(),
+          thisAccessedTime: Date.now(),
+        }),
+      ),
+      60,
+    );
     const r = await get('/inc', cookieFor(id));
     expect(r.status).toBe(200);
     expect(r.body.n).toBe(1);

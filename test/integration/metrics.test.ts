@@ -52,14 +52,22 @@ describe('registerMetrics', () => {
     expect(value(text, /^express_msm_operations_total\{operation="save"\}/)).toBeGreaterThanOrEqual(1);
     expect(value(text, /^express_msm_operation_duration_ms\{operation="load",stat="max"\}/)).toBeGreaterThan(0);
     const node = id.slice(id.lastIndexOf('-') + 1);
-    expect(value(text, new RegExp(`^express_msm_node_operations_total\\{node="${node}",op="set"\\}`))).toBeGreaterThanOrEqual(2);
+    expect(
+      value(text, new RegExp(`^express_msm_node_operations_total\\{node="${node}",op="set"\\}`)),
+    ).toBeGreaterThanOrEqual(2);
     expect(text).toMatch(/# TYPE express_msm_sessions_created_total counter/);
     expect(text).toMatch(/# TYPE express_msm_node_available gauge/);
 
     // Every numeric counter of stats() is exported.
     for (const [k, v] of Object.entries(store.stats())) {
       if (typeof v !== 'number' || k === 'pendingBackups') continue;
-      const name = 'express_msm_' + k.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase().replace(/_total$/, '') + '_total';
+      const name =
+        'express_msm_'
+        + k
+          .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+          .toLowerCase()
+          .replace(/_total$/, '')
+        + '_total';
       expect(value(text, new RegExp(`^${name} `))).toBe(v);
     }
 

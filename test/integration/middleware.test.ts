@@ -3,7 +3,15 @@ import type express from 'express';
 import { ConfigError, MemcachedStore, memcachedSession } from '../../lib';
 import { killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import {
-  Served, addOps, cookieFor, counter, idFromSetCookie, request, serve, sessionOptions, memcachedFixture,
+  type Served,
+  addOps,
+  cookieFor,
+  counter,
+  idFromSetCookie,
+  request,
+  serve,
+  sessionOptions,
+  memcachedFixture,
 } from '../helpers/session-http';
 import type { MemcachedSessionOptions } from '../../lib/express/middleware';
 import { waitFor } from '../helpers/wait';
@@ -26,7 +34,9 @@ function routes(app: express.Express) {
     res.json({ n: s(req)?.n ?? null });
   });
   app.post('/read', (req, res) => res.json({ n: s(req)?.n ?? null }));
-  app.get('/regenerate', (req, res, next) => req.session.regenerate((e) => (e ? next(e) : res.json({ id: req.sessionID }))));
+  app.get('/regenerate', (req, res, next) =>
+    req.session.regenerate((e) => (e ? next(e) : res.json({ id: req.sessionID }))),
+  );
   app.get('/reload', (req, res, next) => req.session.reload((e: unknown) => (e ? next(e) : res.json({ n: s(req).n }))));
   // The ignored paths answer what the app saw.
   const probe = (req: express.Request, res: express.Response) =>
@@ -37,7 +47,10 @@ function routes(app: express.Express) {
 }
 
 async function instance(extra: Partial<MemcachedSessionOptions>): Promise<Served> {
-  const s = await serve(sessionOptions({ memcachedNodes: nodesString(fx.ps), nodeAvailabilityCacheTTL: 60_000, ...extra }), routes);
+  const s = await serve(
+    sessionOptions({ memcachedNodes: nodesString(fx.ps), nodeAvailabilityCacheTTL: 60_000, ...extra }),
+    routes,
+  );
   fx.servers.push(s);
   return s;
 }
@@ -53,7 +66,8 @@ async function memcachedCounters(): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const r of fx.raws) {
     const st = await r.stats();
-    for (const k of ['cmd_get', 'cmd_set', 'cmd_touch', 'delete_hits', 'delete_misses']) out[k] = (out[k] ?? 0) + (st[k] ?? 0);
+    for (const k of ['cmd_get', 'cmd_set', 'cmd_touch', 'delete_hits', 'delete_misses'])
+      out[k] = (out[k] ?? 0) + (st[k] ?? 0);
   }
   return out;
 }
@@ -69,7 +83,10 @@ describe('setup', () => {
   });
 
   it('rejects invalid options with a ConfigError naming the option', () => {
-    const base = { memcachedNodes: nodesString(fx.ps), session: { secret: 's', resave: false, saveUninitialized: false } };
+    const base = {
+      memcachedNodes: nodesString(fx.ps),
+      session: { secret: 's', resave: false, saveUninitialized: false },
+    };
     const bad: Array<[Partial<MemcachedSessionOptions>, RegExp]> = [
       [{ lockingMode: 'sometimes' }, /lockingMode/],
       [{ lockingMode: 'uriPattern:' }, /lockingMode/],
@@ -95,28 +112,46 @@ describe('setup', () => {
 
   it('rejects any locking mode in sticky mode', () => {
     for (const lockingMode of ['all', 'auto', 'uriPattern:/cart.*']) {
-      expect(() => memcachedSession({ memcachedNodes: nodesString(fx.ps), sticky: true, route: 'r1', lockingMode,
-        session: { secret: 's', resave: false, saveUninitialized: false } })).toThrow(/lockingMode.*non-sticky/);
+      expect(() =>
+        memcachedSession({
+          memcachedNodes: nodesString(fx.ps),
+          sticky: true,
+          route: 'r1',
+          lockingMode,
+          session: { secret: 's', resave: false, saveUninitialized: false },
+        }),
+      ).toThrow(/lockingMode.*non-sticky/);
     }
-    const mw = memcachedSession({ memcachedNodes: nodesString(fx.ps), sticky: true, route: 'r1', lockingMode: 'none',
-      session: { secret: 's', resave: false, saveUninitialized: false } });
+    const mw = memcachedSession({
+      memcachedNodes: nodesString(fx.ps),
+      sticky: true,
+      route: 'r1',
+      lockingMode: 'none',
+      session: { secret: 's', resave: false, saveUninitialized: false },
+    });
     void mw.store.close();
   });
 });
 
 describe('requestUriIgnorePattern', () => {
   it('gives a matching request with a valid cookie no session: no memcached traffic, no Set-Cookie', async () => {
-    const a = await instance({ requestUriIgnorePattern: '.*\\.(ico|png|gif|jpg|css|js)|/static/.*', lockingMode: 'all' });
+    const a = await instance({
+      requestUriIgnorePattern: '.*\\.(ico|png|gif|jpg|css|js)|/static/.*',
+      lockingMode: 'all',
+    });
     const { cookie } = await newSession(a);
     await waitFor(() => a.mw.store.stats().pendingBackups === 0, { timeout: 3000, what: 'backups written' });
     // Nothing of the new session still reaching memcached: two reads of the counters in a row agree.
     let last = '';
-    await waitFor(async () => {
-      const now = JSON.stringify(await memcachedCounters());
-      const settled = now === last;
-      last = now;
-      return settled;
-    }, { timeout: 3000, what: 'memcached counters to settle' });
+    await waitFor(
+      async () => {
+        const now = JSON.stringify(await memcachedCounters());
+        const settled = now === last;
+        last = now;
+        return settled;
+      },
+      { timeout: 3000, what: 'memcached counters to settle' },
+    );
 
     const before = await memcachedCounters();
     const addsBefore = addOps(a);
@@ -216,14 +251,22 @@ describe('ids', () => {
   it('switches req.sessionID before the app when the load relocated the session', async () => {
     const own = await startMemcacheds(2);
     try {
-      const s = await serve(sessionOptions({ memcachedNodes: nodesString(own), nodeAvailabilityCacheTTL: 100, lockingMode: 'all',
-        operationTimeout: 300, sessionBackupAsync: false }), (app) => {
-        app.get('/new', (req, res) => {
-          (req.session as any).n = 7;
-          res.json({ id: req.sessionID });
-        });
-        app.get('/who', (req, res) => res.json({ id: req.sessionID, n: (req.session as any).n ?? null }));
-      });
+      const s = await serve(
+        sessionOptions({
+          memcachedNodes: nodesString(own),
+          nodeAvailabilityCacheTTL: 100,
+          lockingMode: 'all',
+          operationTimeout: 300,
+          sessionBackupAsync: false,
+        }),
+        (app) => {
+          app.get('/new', (req, res) => {
+            (req.session as any).n = 7;
+            res.json({ id: req.sessionID });
+          });
+          app.get('/who', (req, res) => res.json({ id: req.sessionID, n: (req.session as any).n ?? null }));
+        },
+      );
       fx.servers.push(s);
       let id: string;
       // A session on n1, so that killing n1 relocates it to n2.
@@ -233,7 +276,10 @@ describe('ids', () => {
         if (id.endsWith('-n1')) break;
       }
       await own[0].kill();
-      await waitFor(() => s.mw.store.stats().nodes.n1.available === false, { timeout: 3000, what: 'n1 marked unavailable' });
+      await waitFor(() => s.mw.store.stats().nodes.n1.available === false, {
+        timeout: 3000,
+        what: 'n1 marked unavailable',
+      });
       const r = await request(s.port, '/who', { cookie: cookieFor(id) });
       expect(r.status).toBe(200);
       expect(r.json().n).toBe(7);

@@ -1,21 +1,29 @@
 // store.setMemcachedNodes (issue 12): the node list changes at run time against real memcached processes, with two
 // app instances under load; every session must survive with every acknowledged increment.
 import request from 'supertest';
-import { ConfigError, MemcachedStore } from '../../lib';
-import { MemcachedProcess } from '../helpers/memcached';
+import { ConfigError, type MemcachedStore } from '../../lib';
+import type { MemcachedProcess } from '../helpers/memcached';
 import { useMemcacheds } from '../helpers/use-memcacheds';
 import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
 import { SessionLoad } from '../helpers/session-load';
 import { testStores } from '../helpers/store';
 
-const spec = (ps: MemcachedProcess[], ids: string[]) => ids.map((id) => `${id}:127.0.0.1:${ps[Number(id.slice(1)) - 1].port}`).join(',');
+const spec = (ps: MemcachedProcess[], ids: string[]) =>
+  ids.map((id) => `${id}:127.0.0.1:${ps[Number(id.slice(1)) - 1].port}`).join(',');
 const nodeOf = (id: string) => /-(n\d)(?:\.\w+)?$/.exec(id)?.[1];
 
 describe('setMemcachedNodes', () => {
   const stores: MemcachedStore[] = [];
   const mc = useMemcacheds(4, stores);
-  const { newStore } = testStores(() => ({ memcachedNodes: spec(mc.ps, ['n1', 'n2', 'n3']), sessionBackupAsync: false,
-    sessionBackupTimeout: 1000, storageKeyPrefix: 'static:nc' }), stores);
+  const { newStore } = testStores(
+    () => ({
+      memcachedNodes: spec(mc.ps, ['n1', 'n2', 'n3']),
+      sessionBackupAsync: false,
+      sessionBackupTimeout: 1000,
+      storageKeyPrefix: 'static:nc',
+    }),
+    stores,
+  );
 
   test('non-sticky, two instances under load: a node joins, a node leaves; 0 sessions and 0 acknowledged increments lost', async () => {
     const a = newStore({});
@@ -46,14 +54,17 @@ describe('setMemcachedNodes', () => {
 
     // The joined node takes new sessions; the removed one none.
     const created = new Set<string | undefined>();
-    for (let i = 0; i < 40; i++) created.add(nodeOf(idFromSetCookie((await request(apps[1]).get('/inc').expect(200)).headers)!));
+    for (let i = 0; i < 40; i++)
+      created.add(nodeOf(idFromSetCookie((await request(apps[1]).get('/inc').expect(200)).headers)!));
     expect(created.has('n4')).toBe(true);
     expect(created.has('n1')).toBe(false);
     // Backups of sessions whose next node changed were re-placed: every session has a current backup somewhere else.
     await a.ready();
     for (const s of sessions) {
       const primary = Number(nodeOf(s.id)!.slice(1)) - 1;
-      const backups = await Promise.all([1, 2, 3].filter((i) => i !== primary).map((i) => mc.raw[i].get(a.keys.backup(s.id))));
+      const backups = await Promise.all(
+        [1, 2, 3].filter((i) => i !== primary).map((i) => mc.raw[i].get(a.keys.backup(s.id))),
+      );
       expect(backups.some((x) => x !== null)).toBe(true);
     }
   }, 120_000);
@@ -62,7 +73,11 @@ describe('setMemcachedNodes', () => {
     const s = newStore({ failoverNodes: 'n3' });
     const agent = request.agent(makeApp(s));
     await agent.get('/inc').expect(200);
-    const before = JSON.stringify({ ids: s.nodes.ids, failover: s.nodes.failoverIds, nodes: Object.keys(s.stats().nodes) });
+    const before = JSON.stringify({
+      ids: s.nodes.ids,
+      failover: s.nodes.failoverIds,
+      nodes: Object.keys(s.stats().nodes),
+    });
     const bad: Array<[string, string | undefined]> = [
       ['', undefined],
       ['n1:127.0.0.1:notaport', undefined],
@@ -74,7 +89,9 @@ describe('setMemcachedNodes', () => {
       [42 as unknown as string, undefined],
     ];
     for (const [nodes, failover] of bad) expect(() => s.setMemcachedNodes(nodes, failover)).toThrow(ConfigError);
-    expect(JSON.stringify({ ids: s.nodes.ids, failover: s.nodes.failoverIds, nodes: Object.keys(s.stats().nodes) })).toBe(before);
+    expect(
+      JSON.stringify({ ids: s.nodes.ids, failover: s.nodes.failoverIds, nodes: Object.keys(s.stats().nodes) }),
+    ).toBe(before);
     expect((await agent.get('/inc').expect(200)).body.n).toBe(2);
   });
 
@@ -92,7 +109,8 @@ describe('setMemcachedNodes', () => {
     const b = newStore({ sticky: true, route: 'b' });
     const appA = makeApp(a);
     let id = '';
-    for (let i = 0; i < 60 && nodeOf(id) !== 'n1'; i++) id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
+    for (let i = 0; i < 60 && nodeOf(id) !== 'n1'; i++)
+      id = idFromSetCookie((await request(appA).get('/inc').expect(200)).headers)!;
     expect(nodeOf(id)).toBe('n1');
     await request(appA).get('/inc').set('Cookie', cookieFor(id)).expect(200);
     a.setMemcachedNodes(spec(mc.ps, ['n2', 'n3']));
@@ -126,7 +144,7 @@ describe('setMemcachedNodes', () => {
     expect(a.nodes.nextAvailable('n2')).toBe('n3');
   });
 
-  test('a node leaves, then the node holding its sessions\' backups is killed: an untouched session survives', async () => {
+  test("a node leaves, then the node holding its sessions' backups is killed: an untouched session survives", async () => {
     // a drops n1 first; b saves the session on n1 (backup on n2) and drops n1 afterwards. Nobody requests the
     // session, so nothing relocates it; then n1 is retired and n2 dies.
     const a = newStore({});

@@ -2,7 +2,7 @@
 // their own answers, quiet writes report success and failure, a restarted node costs no operation, a stopped node
 // times out without confusing later answers, and add/delete carry CAS.
 import { NodeClient, inBackground } from '../../lib/memcached/node-client';
-import { MemcachedProcess, startMemcacheds, killAll } from '../helpers/memcached';
+import { type MemcachedProcess, startMemcacheds, killAll } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 
 const logger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -62,12 +62,20 @@ test('background quiet sets leave unanswered: a later answer or one NOOP confirm
   try {
     await c.get('nc:connect'); // connected: operations queued while connecting leave differently (writeWaiting)
     // Alone on the connection: one NOOP confirms both (had the last set become an answered SET, no NOOP would go).
-    const [one, two] = await Promise.all(inBackground(() => [c.set('nc:bg1', Buffer.from('one'), 60), c.set('nc:bg2', Buffer.from('two'), 60)]));
-    expect([one, two]).toEqual([{ ok: true, value: true }, { ok: true, value: true }]);
+    const [one, two] = await Promise.all(
+      inBackground(() => [c.set('nc:bg1', Buffer.from('one'), 60), c.set('nc:bg2', Buffer.from('two'), 60)]),
+    );
+    expect([one, two]).toEqual([
+      { ok: true, value: true },
+      { ok: true, value: true },
+    ]);
     expect(c.ops.noop).toBe(1);
     expect((await raw.get('nc:bg2'))?.toString()).toBe('two');
     // An awaited set in the same turn makes the turn's last quiet command an answered one: no NOOP.
-    const [bg, awaited] = await Promise.all([inBackground(() => c.set('nc:bg3', Buffer.from('3'), 60)), c.set('nc:aw', Buffer.from('a'), 60)]);
+    const [bg, awaited] = await Promise.all([
+      inBackground(() => c.set('nc:bg3', Buffer.from('3'), 60)),
+      c.set('nc:aw', Buffer.from('a'), 60),
+    ]);
     expect([bg.ok, awaited.ok, c.ops.noop]).toEqual([true, true, 1]);
     // Followed by a get in a later turn: the get's answer confirms it, before any NOOP is due.
     const later = inBackground(() => c.set('nc:bg4', Buffer.from('four'), 60));
@@ -140,7 +148,9 @@ test('an answer that arrived while this process was stalled past the deadline co
   const pending = c.get('nc:lag');
   await new Promise((r) => setImmediate(r)); // the request has left (writes go out once per event-loop turn)
   const stalledUntil = Date.now() + 500;
-  while (Date.now() < stalledUntil) { /* a long synchronous stretch: the answer waits on the socket */ }
+  while (Date.now() < stalledUntil) {
+    /* a long synchronous stretch: the answer waits on the socket */
+  }
   const r = await pending;
   expect(r.ok && r.value!.toString()).toBe('v');
   expect(c.ops.timeouts).toBe(0);

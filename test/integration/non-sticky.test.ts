@@ -1,10 +1,10 @@
 // Issue 2: the non-sticky store against real memcached processes, read back with an independent client.
 import request from 'supertest';
-import { MemcachedStore, MemcachedStoreOptions, decodeValidity, encodeValidity } from '../../lib';
+import { MemcachedStore, type MemcachedStoreOptions, decodeValidity, encodeValidity } from '../../lib';
 import { JsonTranscoder } from '../../lib/transcoders/json';
-import { NonStickyMode } from '../../lib/modes/non-sticky';
+import type { NonStickyMode } from '../../lib/modes/non-sticky';
 import { AvroTranscoder } from '../../lib/transcoders/avro';
-import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
+import { type MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
 import { sleep, waitFor } from '../helpers/wait';
@@ -19,7 +19,11 @@ function nodeIndex(id: string): number {
 describe('non-sticky store on two nodes', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
-  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000 }));
+  const { newStore, closeStores } = testStores(() => ({
+    memcachedNodes: nodesString(ps),
+    sessionBackupAsync: false,
+    sessionBackupTimeout: 1000,
+  }));
 
   beforeAll(async () => {
     ps = await startMemcacheds(2);
@@ -41,14 +45,18 @@ describe('non-sticky store on two nodes', () => {
     const p = nodeIndex(id);
     const b = 1 - p;
     // besides each node's probe marker (ping-<nodeId>) and a repair lock (lock:repair-<nodeId>)
-    const sessionKeys = async (i: number) => (await raw[i].keys()).filter((k) => !/^(ping-n\d|lock:repair-n\d)$/.test(k)).sort();
+    const sessionKeys = async (i: number) =>
+      (await raw[i].keys()).filter((k) => !/^(ping-n\d|lock:repair-n\d)$/.test(k)).sort();
     const expectKeys = async (i: number, want: string[]) => {
       // backups are written after the response: poll until they are listed
       let last: string[] = [];
-      await waitFor(async () => {
-        last = await sessionKeys(i).catch(() => []);
-        return JSON.stringify(last) === JSON.stringify(want.sort());
-      }, { timeout: 8000, what: `keys ${want}` }).catch(() => undefined);
+      await waitFor(
+        async () => {
+          last = await sessionKeys(i).catch(() => []);
+          return JSON.stringify(last) === JSON.stringify(want.sort());
+        },
+        { timeout: 8000, what: `keys ${want}` },
+      ).catch(() => undefined);
       expect(last).toEqual(want.sort());
     };
     await expectKeys(p, [id, `validity:${id}`]);
@@ -114,7 +122,12 @@ describe('non-sticky store on two nodes', () => {
 
     await agent.get('/destroy').expect(200);
     const p2 = nodeIndex(id2);
-    for (const [i, k] of [[p2, id2], [p2, `validity:${id2}`], [1 - p2, `bak:${id2}`], [1 - p2, `bak:validity:${id2}`]] as const) {
+    for (const [i, k] of [
+      [p2, id2],
+      [p2, `validity:${id2}`],
+      [1 - p2, `bak:${id2}`],
+      [1 - p2, `bak:validity:${id2}`],
+    ] as const) {
       expect(await raw[i].get(k)).toBeNull();
     }
     const after = await agent.get('/get').expect(200);
@@ -123,8 +136,15 @@ describe('non-sticky store on two nodes', () => {
   });
 
   it('does not rewrite an unchanged session: the item keeps its CAS, only validity records are written', async () => {
-    const avro = () => new AvroTranscoder({ schema: { type: 'record', name: 'Counter', fields: [{ name: 'n', type: 'long', default: 0 }] } });
-    for (const [resave, transcoder] of [[false, undefined], [true, undefined], [false, avro()]] as const) {
+    const avro = () =>
+      new AvroTranscoder({
+        schema: { type: 'record', name: 'Counter', fields: [{ name: 'n', type: 'long', default: 0 }] },
+      });
+    for (const [resave, transcoder] of [
+      [false, undefined],
+      [true, undefined],
+      [false, avro()],
+    ] as const) {
       // No probes during the test: on a loaded machine a slow probe marks a node down, and the repair that follows
       // its return may rewrite (equal) bytes, which is legitimate but is not the request path measured here.
       const store = newStore({ nodeAvailabilityCacheTTL: 60_000, ...(transcoder ? { transcoder } : {}) });
@@ -146,12 +166,18 @@ describe('non-sticky store on two nodes', () => {
     }
   });
 
-  it('ignores express-session\'s millisecond drift of originalMaxAge, but stores a real maxAge change', async () => {
+  it("ignores express-session's millisecond drift of originalMaxAge, but stores a real maxAge change", async () => {
     const store = newStore({ nodeAvailabilityCacheTTL: 60_000 });
     const app = makeApp(store);
     // what express-session's resetMaxAge does on some requests: the clock ticks between its two reads
-    app.get('/drift', (req, res) => { req.session.cookie.originalMaxAge! -= 2; res.json({}); });
-    app.get('/shorten', (req, res) => { req.session.cookie.maxAge = 30_000; res.json({}); });
+    app.get('/drift', (req, res) => {
+      req.session.cookie.originalMaxAge! -= 2;
+      res.json({});
+    });
+    app.get('/shorten', (req, res) => {
+      req.session.cookie.maxAge = 30_000;
+      res.json({});
+    });
     app.get('/maxage', (req, res) => res.json({ originalMaxAge: req.session.cookie.originalMaxAge }));
     const agent = request.agent(app);
     const id = (await agent.get('/inc').expect(200)).body.id;
@@ -224,7 +250,15 @@ describe('non-sticky store on two nodes', () => {
     const seen: string[] = [];
     const store = newStore({ onKey: (k) => seen.push(k) });
     const app = makeApp(store);
-    const forged = ['has space-n1', 'tab\there-n1', 'ünï-n1', 'x'.repeat(300) + '-n1', 'a.b.c-n1', 'abc-n1.r.x', 'abc\r\nget x-n1'];
+    const forged = [
+      'has space-n1',
+      'tab\there-n1',
+      'ünï-n1',
+      'x'.repeat(300) + '-n1',
+      'a.b.c-n1',
+      'abc-n1.r.x',
+      'abc\r\nget x-n1',
+    ];
     for (const id of forged) {
       const r = await request(app).get('/get').set('Cookie', cookieFor(id)).expect(200);
       expect(r.body.n).toBeNull();
@@ -290,7 +324,9 @@ describe('non-sticky store on two nodes', () => {
     const sess: any = { cookie: { originalMaxAge: 10_000, path: '/' }, x: 1 };
     await store.set(id, sess);
     expect(await store.get(id)).toMatchObject({ x: 1 });
-    await new Promise<void>((resolve, reject) => store.get(id, (e, s) => (e ? reject(e) : (expect(s).toMatchObject({ x: 1 }), resolve()))));
+    await new Promise<void>((resolve, reject) =>
+      store.get(id, (e, s) => (e ? reject(e) : (expect(s).toMatchObject({ x: 1 }), resolve()))),
+    );
     await store.destroy(id);
     expect(await store.get(id)).toBeNull();
   });
@@ -302,7 +338,8 @@ describe('non-sticky store on two nodes', () => {
     // The store's own count: node probes (counted as maintenance) may run meanwhile.
     const gets = () => Object.values(store.stats().nodes).reduce((n, node) => n + node.ops.get, 0);
     const before = gets();
-    const viaCallback = (): Promise<any> => new Promise((resolve, reject) => store.get(id, (e, s) => (e ? reject(e) : resolve(s))));
+    const viaCallback = (): Promise<any> =>
+      new Promise((resolve, reject) => store.get(id, (e, s) => (e ? reject(e) : resolve(s))));
     const loaded = await Promise.all([viaCallback(), store.get(id), viaCallback(), store.get(id)]);
     expect(gets() - before).toBe(3);
     loaded.forEach((s) => expect(s).toMatchObject({ x: 1 }));
@@ -324,10 +361,18 @@ describe('node failover', () => {
   it('kill -9 of the primary: data kept, cookie moves to the survivor, a new backup is written, the node comes back', async () => {
     ps = await startMemcacheds(3);
     raw = ps.map((p) => new RawClient(p.port));
-    store = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000, operationTimeout: 500 });
+    store = new MemcachedStore({
+      memcachedNodes: nodesString(ps),
+      sessionBackupAsync: false,
+      sessionBackupTimeout: 1000,
+      operationTimeout: 500,
+    });
     const app = makeApp(store);
     const agent = request.agent(app);
-    await agent.post('/data').send({ cart: ['apple', 'pear'] }).expect(200);
+    await agent
+      .post('/data')
+      .send({ cart: ['apple', 'pear'] })
+      .expect(200);
     const id = (await agent.get('/inc').expect(200)).body.id;
     const p = nodeIndex(id);
     const survivor = (p + 1) % 3;
@@ -350,7 +395,11 @@ describe('node failover', () => {
     expect((await agent.get('/get')).body).toMatchObject({ id: moved, n: 2, data: { cart: ['apple', 'pear'] } });
 
     // a second instance (another process in production) with the old cookie finds the same session
-    const other = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, operationTimeout: 500 });
+    const other = new MemcachedStore({
+      memcachedNodes: nodesString(ps),
+      sessionBackupAsync: false,
+      operationTimeout: 500,
+    });
     try {
       const o = await request(makeApp(other)).get('/get').set('Cookie', cookieFor(moved)).expect(200);
       expect(o.body).toMatchObject({ id: moved, n: 2 });
@@ -359,7 +408,13 @@ describe('node failover', () => {
     }
 
     await ps[p].start();
-    await waitFor(async () => { await store.ready(); return store.stats().nodes[`n${p + 1}`].available; }, { timeout: 5000, what: 'node back' });
+    await waitFor(
+      async () => {
+        await store.ready();
+        return store.stats().nodes[`n${p + 1}`].available;
+      },
+      { timeout: 5000, what: 'node back' },
+    );
     const created = await request(app).get('/inc').expect(200);
     expect(created.body.n).toBe(1);
     expect((await agent.get('/inc')).body).toMatchObject({ id: moved, n: 3 });
@@ -368,7 +423,12 @@ describe('node failover', () => {
   it('relocation is shared: concurrent and late requests with the old cookie get the relocated session, never the older backup', async () => {
     ps = await startMemcacheds(3);
     raw = ps.map((p) => new RawClient(p.port));
-    const opts = { memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000, operationTimeout: 500 };
+    const opts = {
+      memcachedNodes: nodesString(ps),
+      sessionBackupAsync: false,
+      sessionBackupTimeout: 1000,
+      operationTimeout: 500,
+    };
     store = new MemcachedStore(opts);
     const app = makeApp(store);
     const id = (await request(app).get('/inc').expect(200)).body.id;
@@ -399,7 +459,12 @@ describe('node failover', () => {
   it('two nodes: after relocation there is no backup node until the dead one returns, then the backup is rewritten', async () => {
     ps = await startMemcacheds(2);
     raw = ps.map((p) => new RawClient(p.port));
-    store = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000, operationTimeout: 500 });
+    store = new MemcachedStore({
+      memcachedNodes: nodesString(ps),
+      sessionBackupAsync: false,
+      sessionBackupTimeout: 1000,
+      operationTimeout: 500,
+    });
     const agent = request.agent(makeApp(store));
     const id = (await agent.get('/inc').expect(200)).body.id;
     const p = nodeIndex(id);
@@ -411,19 +476,32 @@ describe('node failover', () => {
     expect(store.stats().requestsWithBackupFailure).toBeGreaterThan(0);
 
     await ps[p].start();
-    await waitFor(async () => { await store.ready(); return store.stats().nodes[`n${p + 1}`].available; }, { timeout: 5000, what: 'node back' });
+    await waitFor(
+      async () => {
+        await store.ready();
+        return store.stats().nodes[`n${p + 1}`].available;
+      },
+      { timeout: 5000, what: 'node back' },
+    );
     // the backup is written again (msm #300): by the node's repair, or by the next request that notices it missing
     await agent.get('/get').expect(200);
     await store.ready();
     expect(new JsonTranscoder().decode((await raw[p].get(`bak:${moved}`))!)).toMatchObject({ n: 1 });
-    expect((store.stats().backupsRewritten as number) + (store.stats().sessionsRepaired as number)).toBeGreaterThanOrEqual(1);
+    expect(
+      (store.stats().backupsRewritten as number) + (store.stats().sessionsRepaired as number),
+    ).toBeGreaterThanOrEqual(1);
   });
 
   it('SIGSTOP of the primary: bounded latency, data served from the backup, other sessions unaffected', async () => {
     ps = await startMemcacheds(2);
     raw = ps.map((p) => new RawClient(p.port));
     const operationTimeout = 400;
-    store = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 200, operationTimeout });
+    store = new MemcachedStore({
+      memcachedNodes: nodesString(ps),
+      sessionBackupAsync: false,
+      sessionBackupTimeout: 200,
+      operationTimeout,
+    });
     const app = makeApp(store);
     // one session on each node
     const agents: Record<number, ReturnType<typeof request.agent>> = {};
@@ -432,7 +510,10 @@ describe('node failover', () => {
       const a = request.agent(app);
       const id = (await a.get('/inc').expect(200)).body.id;
       const i = nodeIndex(id);
-      if (!agents[i]) { agents[i] = a; ids[i] = id; }
+      if (!agents[i]) {
+        agents[i] = a;
+        ids[i] = id;
+      }
     }
     await ps[0].stop();
     try {
@@ -459,9 +540,14 @@ describe('node failover', () => {
     const errors: Error[] = [];
     // express-session sends the response before store.set answers, so the error arrives through next(err) after
     // it (memcachedSession() saves before responding and turns this into a 5xx: see middleware tests)
-    app.use((err: Error, _req: any, _res: any, next: (e: Error) => void) => { errors.push(err); next(err); });
+    app.use((err: Error, _req: any, _res: any, next: (e: Error) => void) => {
+      errors.push(err);
+      next(err);
+    });
     await ps[0].kill();
-    await request(app).get('/inc').catch(() => undefined);
+    await request(app)
+      .get('/inc')
+      .catch(() => undefined);
     await waitFor(async () => errors.length > 0, { timeout: 3000, what: 'error passed to express' });
     expect(errors[0].message).toMatch(/cannot store session: node n1 is down and no other node is available/);
     expect(store.stats().primaryWriteFailures).toBe(1);
@@ -476,7 +562,11 @@ describe('node failover', () => {
     const p = nodeIndex(id);
     await ps[p].kill();
     // the store still believes the node is up: the write fails, the data goes to bak: on the other node
-    const store2 = new MemcachedStore({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, operationTimeout: 300 });
+    const store2 = new MemcachedStore({
+      memcachedNodes: nodesString(ps),
+      sessionBackupAsync: false,
+      operationTimeout: 300,
+    });
     try {
       await store2.set(id, { cookie: { originalMaxAge: 60_000, path: '/' }, n: 7 } as any);
       expect(store2.stats().primaryWriteFailures).toBe(1);
@@ -493,7 +583,12 @@ describe('node failover', () => {
 describe('versions and repair (beyond msm)', () => {
   let ps: MemcachedProcess[];
   let raw: RawClient[];
-  const made = testStores(() => ({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, sessionBackupTimeout: 1000, operationTimeout: 400 }));
+  const made = testStores(() => ({
+    memcachedNodes: nodesString(ps),
+    sessionBackupAsync: false,
+    sessionBackupTimeout: 1000,
+    operationTimeout: 400,
+  }));
   // ready(): probes done (and any repair they started finished), so it races nothing
   const newStore = async (o: Partial<MemcachedStoreOptions> = {}) => {
     const s = made.newStore(o);
@@ -538,7 +633,11 @@ describe('versions and repair (beyond msm)', () => {
     const v1 = decodeValidity(await raw[p].get(`validity:${id}`))!;
     const t = new JsonTranscoder();
     await raw[1 - p].set(`bak:${id}`, t.encode({ cookie: { originalMaxAge: 60_000, path: '/' }, n: 2 }), 120);
-    await raw[1 - p].set(`bak:validity:${id}`, encodeValidity({ ...v1, thisAccessedTime: v1.thisAccessedTime + 5 }), 60);
+    await raw[1 - p].set(
+      `bak:validity:${id}`,
+      encodeValidity({ ...v1, thisAccessedTime: v1.thisAccessedTime + 5 }),
+      60,
+    );
     const r = await request(makeApp(store)).get('/get').set('Cookie', cookieFor(id)).expect(200);
     expect(r.body).toMatchObject({ id, n: 2 });
     expect(r.headers['set-cookie']).toBeUndefined();
@@ -554,7 +653,11 @@ describe('versions and repair (beyond msm)', () => {
     const p = nodeIndex(id);
     const v1 = decodeValidity(await raw[p].get(`validity:${id}`))!;
     // a newer backup validity whose session bytes were evicted
-    await raw[1 - p].set(`bak:validity:${id}`, encodeValidity({ ...v1, thisAccessedTime: v1.thisAccessedTime + 5 }), 60);
+    await raw[1 - p].set(
+      `bak:validity:${id}`,
+      encodeValidity({ ...v1, thisAccessedTime: v1.thisAccessedTime + 5 }),
+      60,
+    );
     await raw[1 - p].delete(`bak:${id}`);
     const r = await request(makeApp(store)).get('/get').set('Cookie', cookieFor(id)).expect(200);
     expect(r.body).toMatchObject({ id, n: 1 });
@@ -605,7 +708,7 @@ describe('versions and repair (beyond msm)', () => {
     expect(String(await raw[1].get('ping-n2'))).toMatch(/^msm:/);
   });
 
-  it('a store started after a node lost its items repairs that node: another store\'s marker shows the prefix in use', async () => {
+  it("a store started after a node lost its items repairs that node: another store's marker shows the prefix in use", async () => {
     const first = await newStore();
     const app = makeApp(first);
     const sessions: string[] = [];
@@ -631,7 +734,13 @@ describe('versions and repair (beyond msm)', () => {
     // n1 loses everything; nobody asks for any session; the probe notices the missing marker and repairs n1
     const repairsBefore = store.stats().nodeRepairs as number;
     await ps[0].restart();
-    await waitFor(async () => { store.nodes.isAvailable('n1'); return (store.stats().nodeRepairs as number) > repairsBefore; }, { timeout: 10_000, what: 'repair of n1' });
+    await waitFor(
+      async () => {
+        store.nodes.isAvailable('n1');
+        return (store.stats().nodeRepairs as number) > repairsBefore;
+      },
+      { timeout: 10_000, what: 'repair of n1' },
+    );
     await store.ready();
     for (const s of sessions) {
       const p = nodeIndex(s.id);
@@ -680,16 +789,22 @@ describe('versions and repair (beyond msm)', () => {
     expect(raced).toBe(true);
     // n1 keeps the newer backup, bytes and version alike.
     expect(new JsonTranscoder().decode((await raw[0].get(bak))!)).toMatchObject({ n: 3 });
-    expect(decodeValidity(await raw[0].get(bakValidity))!.thisAccessedTime)
-      .toBe(decodeValidity(await raw[1].get(store.keys.validity(id)))!.thisAccessedTime);
+    expect(decodeValidity(await raw[0].get(bakValidity))!.thisAccessedTime).toBe(
+      decodeValidity(await raw[1].get(store.keys.validity(id)))!.thisAccessedTime,
+    );
   });
 
-  it('a repair never pairs a session\'s bytes with a newer save\'s validity record', async () => {
+  it("a repair never pairs a session's bytes with a newer save's validity record", async () => {
     const store = await newStore({ nodeAvailabilityCacheTTL: 600_000 });
     const mode = store.mode as NonStickyMode;
     // Primary on n2, its backup on n1 older (as after n1 missed a write). n 3's bytes and record are kept aside.
     const id = store.idFormat.create('n2', undefined);
-    const [key, validityKey, bak, bakValidity] = [store.keys.session(id), store.keys.validity(id), store.keys.backup(id), store.keys.backupValidity(id)];
+    const [key, validityKey, bak, bakValidity] = [
+      store.keys.session(id),
+      store.keys.validity(id),
+      store.keys.backup(id),
+      store.keys.backupValidity(id),
+    ];
     const version = async (n: number) => {
       await new Promise((r) => setTimeout(r, 5)); // records of saves in one millisecond are alike
       await store.set(id, { cookie: { originalMaxAge: 60_000 }, n } as any);
@@ -733,13 +848,22 @@ describe('versions and repair (beyond msm)', () => {
     await Promise.all(ids.map((id, n) => store.set(id, { cookie: { originalMaxAge: 60_000 }, n } as any)));
     // Aged into COLD, then loaded twice while n1 is down: each read queues an LRU bump that holds the item for a while,
     // which `metadump all` skips (listing.test.ts shows it; timing decides whether it bites here). Repair walks the hash.
-    const cold = async () => Object.entries(await raw[1].stats('items')).filter(([k]) => /:number_cold$/.test(k)).reduce((n, [, v]) => n + v, 0);
+    const cold = async () =>
+      Object.entries(await raw[1].stats('items'))
+        .filter(([k]) => /:number_cold$/.test(k))
+        .reduce((n, [, v]) => n + v, 0);
     await waitFor(async () => (await cold()) >= 2 * ids.length, { timeout: 15_000, what: 'n2 items in COLD' });
     await ps[0].kill();
     for (let r = 0; r < 2; r++) for (const id of ids) expect(await store.get(id)).not.toBeNull();
     const repairsBefore = store.stats().nodeRepairs as number;
     await ps[0].start();
-    await waitFor(async () => { store.nodes.isAvailable('n1'); return (store.stats().nodeRepairs as number) > repairsBefore; }, { timeout: 10_000, what: 'repair of n1' });
+    await waitFor(
+      async () => {
+        store.nodes.isAvailable('n1');
+        return (store.stats().nodeRepairs as number) > repairsBefore;
+      },
+      { timeout: 10_000, what: 'repair of n1' },
+    );
     await store.ready();
     // n1 lost every backup of n2's primaries: repair wrote each one back
     for (const id of ids) expect(await raw[0].get(`bak:${id}`)).not.toBeNull();

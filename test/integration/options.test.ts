@@ -26,13 +26,19 @@ describe('new MemcachedStore(): option names', () => {
   });
 
   it.each(['lockingMode', 'lockExpiration', 'lockTimeoutAction', 'requestUriIgnorePattern'])(
-    'the middleware-only option %s throws and points to memcachedSession()', (name) => {
+    'the middleware-only option %s throws and points to memcachedSession()',
+    (name) => {
       const e = thrown(() => new MemcachedStore({ memcachedNodes, [name]: 'all' } as unknown as MemcachedStoreOptions));
       expect(e).toBeInstanceOf(ConfigError);
-      expect(e.message).toMatch(new RegExp(`unknown option "${name}": it is an option of memcachedSession\\(\\), not of new MemcachedStore\\(\\)`));
-    });
+      expect(e.message).toMatch(
+        new RegExp(
+          `unknown option "${name}": it is an option of memcachedSession\\(\\), not of new MemcachedStore\\(\\)`,
+        ),
+      );
+    },
+  );
 
-  it('the Store\'s option type has no middleware-only options (checked by tsc)', () => {
+  it("the Store's option type has no middleware-only options (checked by tsc)", () => {
     // @ts-expect-error lockingMode is memcachedSession()'s
     const o: MemcachedStoreOptions = { memcachedNodes, lockingMode: 'all' };
     // @ts-expect-error requestUriIgnorePattern is memcachedSession()'s
@@ -43,9 +49,18 @@ describe('new MemcachedStore(): option names', () => {
 
   it('valid names are accepted (every documented option at once)', async () => {
     const store = new MemcachedStore({
-      memcachedNodes, failoverNodes: 'n3', sticky: false, operationTimeout: 1000, sessionBackupAsync: true,
-      sessionBackupTimeout: 100, storageKeyPrefix: 'static:opts', defaultMaxInactiveInterval: 60,
-      sessionAttributeFilter: '.*', nodeAvailabilityCacheTTL: 1000, localMaxSessions: 10, localMaxBytes: 1_000_000,
+      memcachedNodes,
+      failoverNodes: 'n3',
+      sticky: false,
+      operationTimeout: 1000,
+      sessionBackupAsync: true,
+      sessionBackupTimeout: 100,
+      storageKeyPrefix: 'static:opts',
+      defaultMaxInactiveInterval: 60,
+      sessionAttributeFilter: '.*',
+      nodeAvailabilityCacheTTL: 1000,
+      localMaxSessions: 10,
+      localMaxBytes: 1_000_000,
       onKey: () => undefined,
     });
     await store.close();
@@ -59,10 +74,15 @@ describe('memcachedSession(): options', () => {
     ['lockingmode', /unknown option "lockingmode": did you mean lockingMode\?/],
     ['requestUriIgnorePatern', /did you mean requestUriIgnorePattern\?/],
     ['memcachedNode', /did you mean memcachedNodes\?/],
-    ['secret', /unknown option "secret": it is an express-session option: pass it inside session: \{ secret: \.\.\. \}/],
+    [
+      'secret',
+      /unknown option "secret": it is an express-session option: pass it inside session: \{ secret: \.\.\. \}/,
+    ],
     ['saveUninitialized', /express-session option/],
   ])('%s throws a ConfigError naming it', (name, msg) => {
-    const e = thrown(() => memcachedSession({ memcachedNodes, session: secretOnly, [name]: 'x' } as unknown as MemcachedSessionOptions));
+    const e = thrown(() =>
+      memcachedSession({ memcachedNodes, session: secretOnly, [name]: 'x' } as unknown as MemcachedSessionOptions),
+    );
     expect(e).toBeInstanceOf(ConfigError);
     expect(e.message).toMatch(msg);
   });
@@ -73,7 +93,9 @@ describe('memcachedSession(): options', () => {
     ['an empty secret', { secret: '' }, /session\.secret "\[redacted\]": is required/],
     ['an empty secret list', { secret: [] }, /session\.secret "\[redacted\]": is required/],
   ])('%s throws a clear error (and never echoes a secret)', (_what, sessionOptions, msg) => {
-    const e = thrown(() => memcachedSession({ memcachedNodes, session: sessionOptions } as unknown as MemcachedSessionOptions));
+    const e = thrown(() =>
+      memcachedSession({ memcachedNodes, session: sessionOptions } as unknown as MemcachedSessionOptions),
+    );
     expect(e).toBeInstanceOf(ConfigError);
     expect(e.message).toMatch(msg);
   });
@@ -120,8 +142,11 @@ describe('memcachedSession(): options', () => {
 
     /** An app over memcachedSession() with these session options: /inc changes the session, /get only reads it. */
     function appWith(sessionOptions: Record<string, unknown>) {
-      const mw = memcachedSession({ memcachedNodes, sessionBackupAsync: false,
-        session: { secret: 'opts-secret', cookie: { maxAge: 60_000 }, ...sessionOptions } });
+      const mw = memcachedSession({
+        memcachedNodes,
+        sessionBackupAsync: false,
+        session: { secret: 'opts-secret', cookie: { maxAge: 60_000 }, ...sessionOptions },
+      });
       const app = express();
       app.use(mw);
       app.get('/', (_req, res) => res.send('ok'));

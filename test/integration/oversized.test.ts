@@ -17,11 +17,13 @@ function allKeys(id: string, prefix = PREFIX): string[] {
 }
 
 async function snapshot(raws: RawClient[], id: string): Promise<Array<Record<string, string | null>>> {
-  return Promise.all(raws.map(async (r) => {
-    const out: Record<string, string | null> = {};
-    for (const k of allKeys(id)) out[k] = (await r.get(k))?.toString('base64') ?? null;
-    return out;
-  }));
+  return Promise.all(
+    raws.map(async (r) => {
+      const out: Record<string, string | null> = {};
+      for (const k of allKeys(id)) out[k] = (await r.get(k))?.toString('base64') ?? null;
+      return out;
+    }),
+  );
 }
 
 describe('sessions above the default 1 MB item size (shared nodes)', () => {
@@ -30,7 +32,12 @@ describe('sessions above the default 1 MB item size (shared nodes)', () => {
   let store: MemcachedStore;
 
   beforeAll(async () => {
-    store = new MemcachedStore({ memcachedNodes: ports.map((p, i) => `n${i + 1}:127.0.0.1:${p}`).join(','), storageKeyPrefix: 'static:big', sessionBackupAsync: false, sessionBackupTimeout: 2000 });
+    store = new MemcachedStore({
+      memcachedNodes: ports.map((p, i) => `n${i + 1}:127.0.0.1:${p}`).join(','),
+      storageKeyPrefix: 'static:big',
+      sessionBackupAsync: false,
+      sessionBackupTimeout: 2000,
+    });
     await store.ready();
   });
   afterAll(async () => {
@@ -40,7 +47,10 @@ describe('sessions above the default 1 MB item size (shared nodes)', () => {
 
   test('a new oversized session: error names its size and the limit, nothing is written anywhere', async () => {
     const id = store.genid();
-    const err: Error = await store.set(id, { cookie: cookie(), pad: big(1_100_000) } as any).then(() => null as any, (e) => e);
+    const err: Error = await store.set(id, { cookie: cookie(), pad: big(1_100_000) } as any).then(
+      () => null as any,
+      (e) => e,
+    );
     expect(err).toBeInstanceOf(Error);
     const m = /session is (\d+) bytes, above the (\d+)-byte limit/.exec(err.message);
     expect(m).not.toBeNull();
@@ -72,7 +82,16 @@ describe('sessions above the default 1 MB item size (shared nodes)', () => {
   test('through express-session: the error reaches the app (explicit save) and express error handling', async () => {
     const errors: string[] = [];
     const app = express();
-    app.use(session({ store, genid: store.genid, secret: SECRET, resave: false, saveUninitialized: false, cookie: { maxAge: 600_000 } }));
+    app.use(
+      session({
+        store,
+        genid: store.genid,
+        secret: SECRET,
+        resave: false,
+        saveUninitialized: false,
+        cookie: { maxAge: 600_000 },
+      }),
+    );
     app.get('/grow', (req, res) => {
       (req.session as any).pad = big(1_100_000);
       req.session.save((err) => (err ? res.status(500).json({ error: err.message }) : res.json({ ok: true })));
@@ -95,7 +114,12 @@ describe('memcached with a smaller item size (-I 128k) than maxSessionBytes', ()
   beforeAll(async () => {
     ps = await startMemcacheds(2, ['-I', '128k', '-o', 'slab_chunk_max=65536']);
     raws = ps.map((p) => new RawClient(p.port));
-    store = new MemcachedStore({ memcachedNodes: nodesString(ps), storageKeyPrefix: 'static:big', sessionBackupAsync: false, sessionBackupTimeout: 2000 });
+    store = new MemcachedStore({
+      memcachedNodes: nodesString(ps),
+      storageKeyPrefix: 'static:big',
+      sessionBackupAsync: false,
+      sessionBackupTimeout: 2000,
+    });
     await store.ready();
   });
   afterAll(async () => {
@@ -106,10 +130,14 @@ describe('memcached with a smaller item size (-I 128k) than maxSessionBytes', ()
 
   test('memcached refuses the item: clear error with the size, no half-written keys, nodes not marked down', async () => {
     const id = store.genid();
-    const err: Error = await store.set(id, { cookie: cookie(), pad: big(200_000) } as any).then(() => null as any, (e) => e);
+    const err: Error = await store.set(id, { cookie: cookie(), pad: big(200_000) } as any).then(
+      () => null as any,
+      (e) => e,
+    );
     expect(err?.message).toMatch(/session is 2\d{5} bytes, larger than memcached node n\d accepts/);
     await store.backups.flush();
-    for (const snap of await snapshot(raws, id)) expect(snap).toEqual(Object.fromEntries(allKeys(id).map((k) => [k, null])));
+    for (const snap of await snapshot(raws, id))
+      expect(snap).toEqual(Object.fromEntries(allKeys(id).map((k) => [k, null])));
     expect(Object.values(store.stats().nodes).map((n) => n.available)).toEqual([true, true]);
   });
 
@@ -131,7 +159,12 @@ describe('memcached with a smaller item size (-I 128k) than maxSessionBytes', ()
     // Primary on a default (1 MB) node, backup on the -I 128k node.
     const wide = await new MemcachedProcess(await freePort()).start();
     const rawWide = new RawClient(wide.port);
-    const s2 = new MemcachedStore({ memcachedNodes: `n1:127.0.0.1:${wide.port},n2:127.0.0.1:${ps[0].port}`, storageKeyPrefix: 'static:big', sessionBackupAsync: false, sessionBackupTimeout: 2000 });
+    const s2 = new MemcachedStore({
+      memcachedNodes: `n1:127.0.0.1:${wide.port},n2:127.0.0.1:${ps[0].port}`,
+      storageKeyPrefix: 'static:big',
+      sessionBackupAsync: false,
+      sessionBackupTimeout: 2000,
+    });
     try {
       await s2.ready();
       const id = s2.idFormat.create('n1', undefined);
@@ -148,4 +181,3 @@ describe('memcached with a smaller item size (-I 128k) than maxSessionBytes', ()
     }
   });
 });
-

@@ -4,7 +4,7 @@
 import express from 'express';
 import session from 'express-session';
 import request from 'supertest';
-import { MemcachedStore } from '../../lib';
+import type { MemcachedStore } from '../../lib';
 import { nodesString } from '../helpers/memcached';
 import { useMemcacheds } from '../helpers/use-memcacheds';
 import { SECRET } from '../helpers/app';
@@ -17,10 +17,20 @@ function countingApp(store: session.Store, writes: Map<string, number>) {
     const sock = req.socket as any;
     const probe = String(req.headers['x-probe']);
     const count = () => writes.set(probe, (writes.get(probe) ?? 0) + 1);
-    const w = sock._write, wv = sock._writev;
-    sock._write = function (...a: unknown[]) { count(); return w.apply(this, a); };
-    sock._writev = function (...a: unknown[]) { count(); return wv.apply(this, a); };
-    res.on('finish', () => { sock._write = w; sock._writev = wv; });
+    const w = sock._write,
+      wv = sock._writev;
+    sock._write = function (...a: unknown[]) {
+      count();
+      return w.apply(this, a);
+    };
+    sock._writev = function (...a: unknown[]) {
+      count();
+      return wv.apply(this, a);
+    };
+    res.on('finish', () => {
+      sock._write = w;
+      sock._writev = wv;
+    });
     next();
   });
   app.use(session({ store, secret: SECRET, resave: false, saveUninitialized: false, cookie: { maxAge: 60_000 } }));

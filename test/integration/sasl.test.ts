@@ -7,7 +7,7 @@ import * as path from 'path';
 import request from 'supertest';
 import express from 'express';
 import session from 'express-session';
-import { MemcachedStore } from '../../lib/express/store';
+import type { MemcachedStore } from '../../lib/express/store';
 import { MemcachedProcess, freePort } from '../helpers/memcached';
 import { saslMissing, writeSaslConf } from '../helpers/sasl';
 import { capturingLogger } from '../helpers/capturing-logger';
@@ -32,7 +32,10 @@ describeSasl('SASL PLAIN against memcached -S', () => {
     writeSaslConf(dir, USER, PASSWORD);
     // memcached reads SASL_CONF_PATH at start; spawned here because the helper does not pass an environment.
     // memcached reads SASL_CONF_PATH at start (later -m and -t override the helper's).
-    mc = await new MemcachedProcess(await freePort(), ['-m', '16', '-t', '1', '-S'], { ...process.env, SASL_CONF_PATH: dir }).start();
+    mc = await new MemcachedProcess(await freePort(), ['-m', '16', '-t', '1', '-S'], {
+      ...process.env,
+      SASL_CONF_PATH: dir,
+    }).start();
     port = mc.port;
   });
 
@@ -42,13 +45,27 @@ describeSasl('SASL PLAIN against memcached -S', () => {
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: `n1:127.0.0.1:${port}`, storageKeyPrefix: 'static:sasl',
-    username: USER, operationTimeout: 1000, logger: log }));
+  const { newStore, closeStores } = testStores(() => ({
+    memcachedNodes: `n1:127.0.0.1:${port}`,
+    storageKeyPrefix: 'static:sasl',
+    username: USER,
+    operationTimeout: 1000,
+    logger: log,
+  }));
   const makeStore = (password: string) => newStore({ password });
 
   function makeApp(store: MemcachedStore, errors: string[]) {
     const app = express();
-    app.use(session({ store, genid: store.genid, secret: SECRET, resave: false, saveUninitialized: false, cookie: { maxAge: 60_000 } }));
+    app.use(
+      session({
+        store,
+        genid: store.genid,
+        secret: SECRET,
+        resave: false,
+        saveUninitialized: false,
+        cookie: { maxAge: 60_000 },
+      }),
+    );
     app.get('/inc', (req, res) => {
       const s = req.session as any;
       s.n = (s.n ?? 0) + 1;
@@ -74,7 +91,9 @@ describeSasl('SASL PLAIN against memcached -S', () => {
     const store = makeStore(PASSWORD);
     await store.set(store.genid(), { cookie: { originalMaxAge: 60_000 }, n: 1 } as any);
     for (const call of [() => store.length(), () => store.ids(), () => store.all(), () => store.clear()]) {
-      await expect(call()).rejects.toThrow(/cannot list sessions: memcached n1 .*SASL node speaks only the binary protocol/);
+      await expect(call()).rejects.toThrow(
+        /cannot list sessions: memcached n1 .*SASL node speaks only the binary protocol/,
+      );
     }
     const viaCallback = await new Promise<unknown>((resolve) => store.length((err) => resolve(err)));
     expect(String(viaCallback)).toMatch(/SASL/);

@@ -3,7 +3,7 @@
 import express from 'express';
 import request from 'supertest';
 import { AvroTranscoder, memcachedSession } from '../../lib';
-import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
+import { type MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { SECRET } from '../helpers/app';
 import { decodeValidity } from '../../lib/memcached/validity';
@@ -17,7 +17,10 @@ function app(mw: ReturnType<typeof memcachedSession>) {
     res.json({ id: req.sessionID, n: s.n });
   });
   a.get('/read', (req, res) => res.json({ n: (req.session as any).n ?? null }));
-  a.get('/remember', (req, res) => { req.session.cookie.maxAge = 30 * 86400_000; res.json({}); });
+  a.get('/remember', (req, res) => {
+    req.session.cookie.maxAge = 30 * 86400_000;
+    res.json({});
+  });
   a.use((err: any, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
     res.status(err.status ?? 500).json({ error: String(err.message) });
   });
@@ -32,11 +35,14 @@ describe('save before response (memcachedSession)', () => {
     await killAll(ps);
   });
 
-  it('answers 500 with the transcoder\'s message, at once, for a loaded session it refuses to encode', async () => {
+  it("answers 500 with the transcoder's message, at once, for a loaded session it refuses to encode", async () => {
     ps = await startMemcacheds(1);
     const schema = { type: 'record', name: 'S', fields: [{ name: 'n', type: ['null', 'int'], default: null }] };
-    mw = memcachedSession({ memcachedNodes: nodesString(ps), transcoder: new AvroTranscoder({ schema: schema as any }),
-      session: { secret: SECRET, resave: false, saveUninitialized: false } });
+    mw = memcachedSession({
+      memcachedNodes: nodesString(ps),
+      transcoder: new AvroTranscoder({ schema: schema as any }),
+      session: { secret: SECRET, resave: false, saveUninitialized: false },
+    });
     const a = app(mw);
     a.get('/bad', (req, res) => {
       (req.session as any).undeclared = 1;
@@ -51,7 +57,11 @@ describe('save before response (memcachedSession)', () => {
 
   it('answers 503 (storage unavailable) when the session cannot be written on any node', async () => {
     ps = await startMemcacheds(1);
-    mw = memcachedSession({ memcachedNodes: `n1:127.0.0.1:${ps[0].port}`, operationTimeout: 300, session: { secret: SECRET, resave: false, saveUninitialized: false } });
+    mw = memcachedSession({
+      memcachedNodes: `n1:127.0.0.1:${ps[0].port}`,
+      operationTimeout: 300,
+      session: { secret: SECRET, resave: false, saveUninitialized: false },
+    });
     await ps[0].kill();
     const r = await request(app(mw)).get('/inc');
     expect(r.status).toBe(503);
@@ -62,7 +72,11 @@ describe('save before response (memcachedSession)', () => {
   it('has the modified session in memcached before the answer, and does not touch it again after saving', async () => {
     ps = await startMemcacheds(2);
     const raw = ps.map((p) => new RawClient(p.port));
-    mw = memcachedSession({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, session: { secret: SECRET, resave: false, saveUninitialized: false } });
+    mw = memcachedSession({
+      memcachedNodes: nodesString(ps),
+      sessionBackupAsync: false,
+      session: { secret: SECRET, resave: false, saveUninitialized: false },
+    });
     const agent = request.agent(app(mw));
     const id = (await agent.get('/inc').expect(200)).body.id;
     const p = Number(id.slice(-1)) - 1;
@@ -82,12 +96,19 @@ describe('save before response (memcachedSession)', () => {
   it('stores a cookie-only change before the answer, and rewrites nothing on unchanged requests', async () => {
     ps = await startMemcacheds(2);
     const raw = ps.map((p) => new RawClient(p.port));
-    mw = memcachedSession({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, nodeAvailabilityCacheTTL: 60_000, session: { secret: SECRET, resave: false, saveUninitialized: false, cookie: { maxAge: 60_000 } } });
+    mw = memcachedSession({
+      memcachedNodes: nodesString(ps),
+      sessionBackupAsync: false,
+      nodeAvailabilityCacheTTL: 60_000,
+      session: { secret: SECRET, resave: false, saveUninitialized: false, cookie: { maxAge: 60_000 } },
+    });
     const agent = request.agent(app(mw));
     const id = (await agent.get('/inc').expect(200)).body.id;
     const p = Number(id.slice(-1)) - 1;
     await agent.get('/remember').expect(200);
-    expect(JSON.parse((await raw[p].get(id))!.subarray(4).toString()).cookie.originalMaxAge).toBeGreaterThan(29 * 86400_000);
+    expect(JSON.parse((await raw[p].get(id))!.subarray(4).toString()).cookie.originalMaxAge).toBeGreaterThan(
+      29 * 86400_000,
+    );
     const cas = (await raw[p].meta(id))!.cas;
     for (let i = 0; i < 3; i++) await agent.get('/read').expect(200);
     expect((await raw[p].meta(id))!.cas).toBe(cas);
@@ -96,8 +117,12 @@ describe('save before response (memcachedSession)', () => {
   it('refreshes an unchanged session before the answer (validity on both nodes), and rolling still sends the cookie', async () => {
     ps = await startMemcacheds(2);
     const raw = ps.map((p) => new RawClient(p.port));
-    mw = memcachedSession({ memcachedNodes: nodesString(ps), sessionBackupAsync: false, nodeAvailabilityCacheTTL: 60_000,
-      session: { secret: SECRET, resave: false, saveUninitialized: false, rolling: true, cookie: { maxAge: 60_000 } } });
+    mw = memcachedSession({
+      memcachedNodes: nodesString(ps),
+      sessionBackupAsync: false,
+      nodeAvailabilityCacheTTL: 60_000,
+      session: { secret: SECRET, resave: false, saveUninitialized: false, rolling: true, cookie: { maxAge: 60_000 } },
+    });
     const agent = request.agent(app(mw));
     const id = (await agent.get('/inc').expect(200)).body.id;
     const p = Number(id.slice(-1)) - 1;

@@ -1,5 +1,5 @@
 // Graceful shutdown (issue 8): `await store.close()` flushes backups still in flight, then closes sockets.
-import { MemcachedStore } from '../../lib/express/store';
+import type { MemcachedStore } from '../../lib/express/store';
 import type { NonStickyMode } from '../../lib/modes/non-sticky';
 import { nodesString } from '../helpers/memcached';
 import { useMemcacheds } from '../helpers/use-memcacheds';
@@ -9,7 +9,10 @@ import { testStores } from '../helpers/store';
 describe('store.close()', () => {
   const stores: MemcachedStore[] = [];
   const mc = useMemcacheds(2, stores);
-  const { newStore } = testStores(() => ({ memcachedNodes: nodesString(mc.ps), storageKeyPrefix: 'static:shutdown' }), stores);
+  const { newStore } = testStores(
+    () => ({ memcachedNodes: nodesString(mc.ps), storageKeyPrefix: 'static:shutdown' }),
+    stores,
+  );
 
   test('a backup still in flight at close() is in memcached afterwards; the store then refuses work', async () => {
     const store = newStore({ sessionBackupAsync: true, operationTimeout: 10_000 });
@@ -36,7 +39,7 @@ describe('store.close()', () => {
     // close() is idempotent.
     await expect(store.close()).resolves.toBeUndefined();
   });
-  test('close() ends a repair walking a hung node\'s keys instead of waiting out the walk\'s 10 s idle timeout', async () => {
+  test("close() ends a repair walking a hung node's keys instead of waiting out the walk's 10 s idle timeout", async () => {
     const store = newStore({ nodeAvailabilityCacheTTL: 60_000 });
     await store.ready();
     await mc.ps[1].stop();
@@ -46,7 +49,10 @@ describe('store.close()', () => {
     await waitFor(() => walking.size > 0, { timeout: 2000, interval: 10, what: 'the walk of n2' });
     expect(walking.size).toBe(1);
     const started = Date.now();
-    await Promise.race([store.close(), new Promise((_, reject) => setTimeout(() => reject(new Error('close() still waiting after 5 s')), 5000))]);
+    await Promise.race([
+      store.close(),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('close() still waiting after 5 s')), 5000)),
+    ]);
     expect(Date.now() - started).toBeLessThan(5000);
     await repair;
     expect(walking.size).toBe(0);

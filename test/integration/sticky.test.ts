@@ -4,11 +4,11 @@ import * as http from 'http';
 import express from 'express';
 import session from 'express-session';
 import request from 'supertest';
-import { MemcachedStore, MemcachedStoreOptions } from '../../lib';
+import { MemcachedStore, type MemcachedStoreOptions } from '../../lib';
 import { StickyMode, stickyMemcachedTtl } from '../../lib/modes/sticky';
 import { JsonTranscoder } from '../../lib/transcoders/json';
 import { movedTo } from '../../lib/transcoders/transcoder';
-import { MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
+import { type MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { SECRET, cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
 import { sleep, waitFor } from '../helpers/wait';
@@ -91,12 +91,14 @@ describe('sticky mode', () => {
     expect(a.stats().nodes[node].ops.set).toBe(sets + 1);
   });
 
-
   it('stores a cookie-only change (express-session calls touch for it) in the local copy and the backup', async () => {
     const a = newStore('a');
     await a.ready();
     const app = makeApp(a);
-    app.get('/remember', (req, res) => { req.session.cookie.maxAge = 30 * 86400_000; res.json({}); });
+    app.get('/remember', (req, res) => {
+      req.session.cookie.maxAge = 30 * 86400_000;
+      res.json({});
+    });
     app.get('/maxage', (req, res) => res.json({ originalMaxAge: req.session.cookie.originalMaxAge }));
     const agent = request.agent(app);
     const id = idFromSetCookie((await agent.get('/inc').expect(200)).headers)!;
@@ -151,7 +153,10 @@ describe('sticky mode', () => {
     const idA = idFromSetCookie((await request(makeApp(a)).get('/inc').expect(200)).headers)!;
     const app = express();
     app.use(session({ store: b, genid: b.genid, secret: SECRET, resave: false, saveUninitialized: false }));
-    app.use((req, _res, next) => { b.applyPendingIdChange(req); next(); });
+    app.use((req, _res, next) => {
+      b.applyPendingIdChange(req);
+      next();
+    });
     app.get('/id', (req, res) => res.json({ id: req.sessionID, n: (req.session as any).n }));
     const r = await request(app).get('/id').set('Cookie', cookieFor(idA)).expect(200);
     expect(r.body).toEqual({ id: idA.replace(/\.a$/, '.b'), n: 1 });
@@ -161,12 +166,14 @@ describe('sticky mode', () => {
   it('a plain node server: with applyPendingIdChange the cookie follows a takeover and reads stay local; without, every load reads memcached', async () => {
     const plainApp = (store: MemcachedStore, applies: boolean) => {
       const mw = session({ store, genid: store.genid, secret: SECRET, resave: false, saveUninitialized: false });
-      return http.createServer((req: any, res) => mw(req, res as any, () => {
-        if (applies) store.applyPendingIdChange(req);
-        req.session.n = (req.session.n ?? 0) + 1;
-        res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ id: req.sessionID, n: req.session.n }));
-      }));
+      return http.createServer((req: any, res) =>
+        mw(req, res as any, () => {
+          if (applies) store.applyPendingIdChange(req);
+          req.session.n = (req.session.n ?? 0) + 1;
+          res.setHeader('content-type', 'application/json');
+          res.end(JSON.stringify({ id: req.sessionID, n: req.session.n }));
+        }),
+      );
     };
     const a = newStore('a');
     const b = newStore('b');
@@ -221,7 +228,7 @@ describe('sticky mode', () => {
     expect(await raw[index].get(idA.replace(/\.a$/, '.b'))).not.toBeNull();
   });
 
-  it('kill -9 of the session\'s node: the session keeps its data on the other node under a new id', async () => {
+  it("kill -9 of the session's node: the session keeps its data on the other node under a new id", async () => {
     const a = newStore('a');
     const b = newStore('b');
     const appA = makeApp(a);
@@ -288,12 +295,15 @@ describe('sticky mode', () => {
     const logged: string[] = [];
     let throwing = false;
     const logger = {
-      debug() {}, info() {},
+      debug() {},
+      info() {},
       warn(m: string) {
         logged.push(`warn ${m}`);
         if (throwing) throw new Error('logger failed');
       },
-      error(m: string) { logged.push(`error ${m}`); },
+      error(m: string) {
+        logged.push(`error ${m}`);
+      },
     };
     const a = newStore('a', { sessionBackupAsync: true, operationTimeout: 300, logger });
     const appA = makeApp(a);
@@ -337,7 +347,7 @@ describe('sticky mode', () => {
     expect(a.stats().requestsWithBackupFailure).toBe(0);
   });
 
-  it('takeover moves a session off this instance\'s failover node to an available primary', async () => {
+  it("takeover moves a session off this instance's failover node to an available primary", async () => {
     const a = newStore('a', { failoverNodes: 'n2' }); // a's sessions live on n1
     const b = newStore('b', { failoverNodes: 'n1' }); // n1 is b's co-located node: only for emergencies
     const idA = idFromSetCookie((await request(makeApp(a)).get('/inc').expect(200)).headers)!;
@@ -357,7 +367,10 @@ describe('sticky mode', () => {
     const appA = makeApp(a);
     const ids: string[] = [];
     for (let i = 0; i < 50; i++) {
-      await request(appA).get('/inc').expect(200).then((r) => ids.push(idFromSetCookie(r.headers)!));
+      await request(appA)
+        .get('/inc')
+        .expect(200)
+        .then((r) => ids.push(idFromSetCookie(r.headers)!));
     }
     expect(a.stats().localEvictions).toBe(40);
     expect((a.mode as StickyMode).local.size).toBe(10);
@@ -376,7 +389,10 @@ describe('sticky mode', () => {
     const appA = makeApp(a);
     const ids: string[] = [];
     for (let i = 0; i < 10; i++) {
-      const r = await request(appA).post('/data').send({ blob: 'x'.repeat(900), i }).expect(200);
+      const r = await request(appA)
+        .post('/data')
+        .send({ blob: 'x'.repeat(900), i })
+        .expect(200);
       ids.push(idFromSetCookie(r.headers)!);
     }
     const local = (a.mode as StickyMode).local;
@@ -462,7 +478,7 @@ describe('sticky mode', () => {
     expect(json.decode((await raw[0].get(idB))!)).toMatchObject({ n: 1 });
   });
 
-  it('local copies hold their bytes in memory of their own, never a slice of Node\'s shared buffer pool', async () => {
+  it("local copies hold their bytes in memory of their own, never a slice of Node's shared buffer pool", async () => {
     // A pooled slice would keep its whole 8 KB pool alive for as long as the session lives.
     const owns = (b: Buffer) => b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;
     const a = newStore('a', { sessionBackupAsync: true });
@@ -504,14 +520,24 @@ describe('sticky mode', () => {
 
 describe('sticky configuration', () => {
   it('rejects sticky without a route', () => {
-    expect(() => new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:11211,n2:127.0.0.1:11212', sticky: true }))
-      .toThrow(/route.*required when sticky/);
+    expect(() => new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:11211,n2:127.0.0.1:11212', sticky: true })).toThrow(
+      /route.*required when sticky/,
+    );
   });
   it('rejects failoverNodes naming every node', () => {
-    expect(() => new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:11211,n2:127.0.0.1:11212', sticky: true, route: 'a', failoverNodes: 'n1 n2' }))
-      .toThrow(/every node/);
+    expect(
+      () =>
+        new MemcachedStore({
+          memcachedNodes: 'n1:127.0.0.1:11211,n2:127.0.0.1:11212',
+          sticky: true,
+          route: 'a',
+          failoverNodes: 'n1 n2',
+        }),
+    ).toThrow(/every node/);
   });
   it('rejects a route that cannot be part of an id', () => {
-    expect(() => new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:11211', sticky: true, route: 'a.b' })).toThrow(/route/);
+    expect(() => new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:11211', sticky: true, route: 'a.b' })).toThrow(
+      /route/,
+    );
   });
 });

@@ -49,11 +49,16 @@ function runChild(options: object): Promise<{ events: string[]; calls: Record<st
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'msm-cb-')), 'child.js');
   fs.writeFileSync(file, CHILD);
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['-r', path.join(ROOT, 'scripts', 'register.js'), file, JSON.stringify(options)], { timeout: 30_000 }, (err, so, se) => {
-      fs.rmSync(path.dirname(file), { recursive: true, force: true });
-      if (err) return reject(new Error(`${err.message}\n${so}\n${se}`));
-      resolve(JSON.parse(so));
-    });
+    execFile(
+      process.execPath,
+      ['-r', path.join(ROOT, 'scripts', 'register.js'), file, JSON.stringify(options)],
+      { timeout: 30_000 },
+      (err, so, se) => {
+        fs.rmSync(path.dirname(file), { recursive: true, force: true });
+        if (err) return reject(new Error(`${err.message}\n${so}\n${se}`));
+        resolve(JSON.parse(so));
+      },
+    );
   });
 }
 
@@ -67,11 +72,16 @@ describe.each([
     const { events, calls } = await runChild(options);
     expect(calls).toEqual({ set: 1, get: 1, touch: 1, destroy: 1, 'set-invalid': 1 });
     expect(events).toEqual([
-      'set ok', 'uncaughtException: thrown by the set callback',
-      'get value', 'uncaughtException: thrown by the get callback',
-      'touch ok', 'uncaughtException: thrown by the touch callback',
-      'destroy ok', 'uncaughtException: thrown by the destroy callback',
-      'set-invalid error', 'uncaughtException: thrown by the set-invalid callback',
+      'set ok',
+      'uncaughtException: thrown by the set callback',
+      'get value',
+      'uncaughtException: thrown by the get callback',
+      'touch ok',
+      'uncaughtException: thrown by the touch callback',
+      'destroy ok',
+      'uncaughtException: thrown by the destroy callback',
+      'set-invalid error',
+      'uncaughtException: thrown by the set-invalid callback',
     ]);
   });
 });

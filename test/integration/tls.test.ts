@@ -5,11 +5,11 @@ import * as net from 'net';
 import * as path from 'path';
 import request from 'supertest';
 import { ConfigError, MemcachedStore } from '../../lib';
-import { MemcachedProcess, killAll } from '../helpers/memcached';
+import { type MemcachedProcess, killAll } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
 import { capturingLogger } from '../helpers/capturing-logger';
-import { TestCerts, makeCerts, opensslMissing, startTlsMemcached } from '../helpers/tls';
+import { type TestCerts, makeCerts, opensslMissing, startTlsMemcached } from '../helpers/tls';
 import { ConfigEndpoint } from '../helpers/config-endpoint';
 import { saslMissing, writeSaslConf } from '../helpers/sasl';
 import { waitFor } from '../helpers/wait';
@@ -34,8 +34,12 @@ describeTls('TLS to memcached', () => {
     return { mc, raw };
   };
   const nodes = (ns: Array<{ mc: MemcachedProcess }>) => ns.map((n, i) => `n${i + 1}:127.0.0.1:${n.mc.port}`).join(',');
-  const { newStore, closeStores } = testStores(() => ({ memcachedNodes: nodes(good), tls: { ca: fs.readFileSync(certs.ca) },
-    sessionBackupAsync: false, sessionBackupTimeout: 1000 }));
+  const { newStore, closeStores } = testStores(() => ({
+    memcachedNodes: nodes(good),
+    tls: { ca: fs.readFileSync(certs.ca) },
+    sessionBackupAsync: false,
+    sessionBackupTimeout: 1000,
+  }));
 
   beforeAll(async () => {
     certs = makeCerts();
@@ -71,7 +75,10 @@ describeTls('TLS to memcached', () => {
     const node = Number(/-n([12])$/.exec(id)![1]) - 1;
     const stored = await good[node].raw.get(a.keys.session(id));
     expect(stored!.toString()).toContain('"n":2');
-    await waitFor(async () => (await good[1 - node].raw.get(a.keys.backup(id))) !== null, { timeout: 5000, what: 'backup on the other node' });
+    await waitFor(async () => (await good[1 - node].raw.get(a.keys.backup(id))) !== null, {
+      timeout: 5000,
+      what: 'backup on the other node',
+    });
     const fromB = await request(makeApp(b)).get('/get').set('Cookie', cookieFor(id)).expect(200);
     expect(fromB.body).toMatchObject({ id, n: 2 });
   });
@@ -93,12 +100,19 @@ describeTls('TLS to memcached', () => {
   test('a certificate from another CA: a clear error naming the node, the node counts as down, sessions fail over', async () => {
     const rogue = await start({ cert: certs.otherServerCert, key: certs.otherServerKey });
     const log = capturingLogger();
-    const s = newStore({ memcachedNodes: `n1:127.0.0.1:${rogue.mc.port},n2:127.0.0.1:${good[1].mc.port}`, logger: log });
+    const s = newStore({
+      memcachedNodes: `n1:127.0.0.1:${rogue.mc.port},n2:127.0.0.1:${good[1].mc.port}`,
+      logger: log,
+    });
     await s.ready();
     expect(s.stats().nodes.n1.available).toBe(false);
     expect(s.stats().nodes.n2.available).toBe(true);
     const line = log.lines.find((l) => l.includes('unavailable'));
-    expect(line).toMatch(new RegExp(`memcached node n1 unavailable: .*TLS handshake with 127\\.0\\.0\\.1:${rogue.mc.port} failed: .*certificate`));
+    expect(line).toMatch(
+      new RegExp(
+        `memcached node n1 unavailable: .*TLS handshake with 127\\.0\\.0\\.1:${rogue.mc.port} failed: .*certificate`,
+      ),
+    );
     // New sessions go to n2 only, and requests succeed.
     const app = makeApp(s);
     for (let i = 0; i < 5; i++) {
@@ -109,9 +123,13 @@ describeTls('TLS to memcached', () => {
     // on n2 by the store that cannot reach n1, and relocated.
     const trusted = newStore({ memcachedNodes: `n1:127.0.0.1:${good[0].mc.port},n2:127.0.0.1:${good[1].mc.port}` });
     let oldId = '';
-    for (let i = 0; i < 50 && !oldId.endsWith('-n1'); i++) oldId = (await request(makeApp(trusted)).get('/inc').expect(200)).body.id;
+    for (let i = 0; i < 50 && !oldId.endsWith('-n1'); i++)
+      oldId = (await request(makeApp(trusted)).get('/inc').expect(200)).body.id;
     expect(oldId).toMatch(/-n1$/);
-    await waitFor(async () => (await good[1].raw.get(trusted.keys.backup(oldId))) !== null, { timeout: 5000, what: 'backup on n2' });
+    await waitFor(async () => (await good[1].raw.get(trusted.keys.backup(oldId))) !== null, {
+      timeout: 5000,
+      what: 'backup on n2',
+    });
     const moved = await request(app).get('/inc').set('Cookie', cookieFor(oldId)).expect(200);
     expect(moved.body).toMatchObject({ n: 2 });
     expect(idFromSetCookie(moved.headers)).toMatch(/-n2$/);
@@ -120,14 +138,20 @@ describeTls('TLS to memcached', () => {
   test('mutual TLS: a node that requires a client certificate serves a store that has one, and fails one that has none', async () => {
     const mtls = await start({ clientCa: certs.ca });
     const ca = fs.readFileSync(certs.ca);
-    const withCert = newStore({ memcachedNodes: `n1:127.0.0.1:${mtls.mc.port}`,
-      tls: { ca, cert: fs.readFileSync(certs.clientCert), key: fs.readFileSync(certs.clientKey) } });
+    const withCert = newStore({
+      memcachedNodes: `n1:127.0.0.1:${mtls.mc.port}`,
+      tls: { ca, cert: fs.readFileSync(certs.clientCert), key: fs.readFileSync(certs.clientKey) },
+    });
     const agent = request.agent(makeApp(withCert));
     const r = await agent.get('/inc').expect(200);
     await agent.get('/inc').expect(200);
     expect((await mtls.raw.get(withCert.keys.session(r.body.id)))!.toString()).toContain('"n":2');
 
-    const without = newStore({ memcachedNodes: `n1:127.0.0.1:${mtls.mc.port}`, tls: { ca }, logger: capturingLogger() });
+    const without = newStore({
+      memcachedNodes: `n1:127.0.0.1:${mtls.mc.port}`,
+      tls: { ca },
+      logger: capturingLogger(),
+    });
     await without.ready();
     expect(without.stats().nodes.n1.available).toBe(false);
     await expectSaveFails(without);
@@ -137,12 +161,21 @@ describeTls('TLS to memcached', () => {
   (saslMissing() ? test.skip : test)('SASL over TLS', async () => {
     const sasl = saslSetup();
     const node = await start({ extraArgs: ['-S'], env: { ...process.env, SASL_CONF_PATH: sasl.dir } });
-    const ok = newStore({ memcachedNodes: `n1:127.0.0.1:${node.mc.port}`, username: sasl.user, password: sasl.password });
+    const ok = newStore({
+      memcachedNodes: `n1:127.0.0.1:${node.mc.port}`,
+      username: sasl.user,
+      password: sasl.password,
+    });
     const agent = request.agent(makeApp(ok));
     await agent.get('/inc').expect(200);
     expect((await agent.get('/inc').expect(200)).body.n).toBe(2);
     const log = capturingLogger();
-    const wrong = newStore({ memcachedNodes: `n1:127.0.0.1:${node.mc.port}`, username: sasl.user, password: 'wrong', logger: log });
+    const wrong = newStore({
+      memcachedNodes: `n1:127.0.0.1:${node.mc.port}`,
+      username: sasl.user,
+      password: 'wrong',
+      logger: log,
+    });
     await expectSaveFails(wrong);
     expect(log.lines.join('\n')).toMatch(/authentication failed/);
   });
@@ -159,12 +192,19 @@ describeTls('TLS to memcached', () => {
       const agent = request.agent(makeApp(s));
       const r = await agent.get('/inc').expect(200);
       expect((await agent.get('/inc').expect(200)).body.n).toBe(2);
-      const node = good.find((n) => s.nodes.client(/-(\w+)$/.exec(r.body.id)![1]).address === `127.0.0.1:${n.mc.port}`)!;
+      const node = good.find(
+        (n) => s.nodes.client(/-(\w+)$/.exec(r.body.id)![1]).address === `127.0.0.1:${n.mc.port}`,
+      )!;
       expect((await node.raw.get(s.keys.session(r.body.id)))!.toString()).toContain('"n":2');
       // A store that does not trust the endpoint's CA never gets a list, and says why.
       const log = capturingLogger();
-      const untrusting = newStore({ memcachedNodes: undefined, autoDiscovery: { endpoint: endpoint.address, intervalMs: 100 },
-        tls: { ca: fs.readFileSync(certs.otherCa) }, operationTimeout: 300, logger: log });
+      const untrusting = newStore({
+        memcachedNodes: undefined,
+        autoDiscovery: { endpoint: endpoint.address, intervalMs: 100 },
+        tls: { ca: fs.readFileSync(certs.otherCa) },
+        operationTimeout: 300,
+        logger: log,
+      });
       await expect(untrusting.ready()).rejects.toThrow(/has not answered \(TLS handshake with .* failed/);
     } finally {
       await endpoint.close();
@@ -173,13 +213,17 @@ describeTls('TLS to memcached', () => {
 
   test('invalid tls options fail at construction, naming the option', () => {
     expect(() => new MemcachedStore({ memcachedNodes: 'localhost:11211', tls: 'yes' as never })).toThrow(ConfigError);
-    expect(() => new MemcachedStore({ memcachedNodes: 'localhost:11211', tls: { cert: 'not a certificate', key: 'nor a key' } }))
-      .toThrow(/invalid tls/);
+    expect(
+      () =>
+        new MemcachedStore({ memcachedNodes: 'localhost:11211', tls: { cert: 'not a certificate', key: 'nor a key' } }),
+    ).toThrow(/invalid tls/);
   });
 
   async function expectSaveFails(store: MemcachedStore): Promise<void> {
     const cookie = { originalMaxAge: 60_000, expires: new Date(Date.now() + 60_000), httpOnly: true, path: '/' };
-    await expect(store.set(store.genid(), { cookie, n: 1 } as never)).rejects.toThrow(/express-msm: cannot store session/);
+    await expect(store.set(store.genid(), { cookie, n: 1 } as never)).rejects.toThrow(
+      /express-msm: cannot store session/,
+    );
   }
 
   function saslSetup(): { dir: string; user: string; password: string } {

@@ -18,9 +18,16 @@ const nodeIndex = (id: string) => Number(/-n(\d)$/.exec(id)![1]) - 1;
 describe('per-user index (non-sticky, three nodes, two instances)', () => {
   const stores: MemcachedStore[] = [];
   const mc = useMemcacheds(3, stores);
-  const { newStore } = testStores(() => ({ memcachedNodes: nodesString(mc.ps), sessionBackupAsync: false, sessionBackupTimeout: 1000,
-    operationTimeout: 2000, // no test here waits on a hung node; a loaded CI box must not fail index writes by timeout
-    indexBy }), stores);
+  const { newStore } = testStores(
+    () => ({
+      memcachedNodes: nodesString(mc.ps),
+      sessionBackupAsync: false,
+      sessionBackupTimeout: 1000,
+      operationTimeout: 2000, // no test here waits on a hung node; a loaded CI box must not fail index writes by timeout
+      indexBy,
+    }),
+    stores,
+  );
   /** A session logged in as `user` through `app`: its id, and an agent holding its cookie. */
   const login = async (app: express.Express, user: string) => {
     const agent = request.agent(app);
@@ -44,12 +51,17 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
     return items;
   };
 
-  it('destroyAllOf ends every session of a user created through either instance, with a node killed, and no other user\'s', async () => {
+  it("destroyAllOf ends every session of a user created through either instance, with a node killed, and no other user's", async () => {
     const a = newStore();
     const b = newStore();
     const appA = makeApp(a);
     const appB = makeApp(b);
-    const alice = [await login(appA, 'alice'), await login(appB, 'alice'), await login(appA, 'alice'), await login(appB, 'alice')];
+    const alice = [
+      await login(appA, 'alice'),
+      await login(appB, 'alice'),
+      await login(appA, 'alice'),
+      await login(appB, 'alice'),
+    ];
     const bob = [await login(appA, 'bob'), await login(appB, 'bob')];
     const aliceIds = alice.map((s) => s.id).sort();
 
@@ -75,7 +87,7 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
       expect(r.body.data).toEqual({ userId: 'bob' });
     }
     expect(await a.idsOf('alice')).toEqual([]);
-    expect((await a.idsOf('bob'))).toHaveLength(2);
+    expect(await a.idsOf('bob')).toHaveLength(2);
     // The surviving copy is compacted: no alice entries left.
     for (const it of await indexItems('alice')) expect(it.ids).toEqual([]);
   });
@@ -96,12 +108,23 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
     const s2 = await login(app, 'frank');
     const [first, second] = (await bothCopies('frank')).map((i) => i.node);
     await mc.ps[first].restart();
-    await waitFor(async () => { await store.ready(); return store.stats().nodes[`n${first + 1}`].available; }, { timeout: 5000, what: 'node back' });
+    await waitFor(
+      async () => {
+        await store.ready();
+        return store.stats().nodes[`n${first + 1}`].available;
+      },
+      { timeout: 5000, what: 'node back' },
+    );
     expect((await indexItems('frank')).map((i) => i.node)).toEqual([second]);
     // Sessions whose primary was on the restarted node are restored from their backups by the load.
     const live = [s1.id, s2.id].sort();
     expect((await store.idsOf('frank')).sort()).toEqual(live);
-    expect(await indexItems('frank')).toEqual([{ node: first, ids: live }, { node: second, ids: live }].sort((a, b) => a.node - b.node));
+    expect(await indexItems('frank')).toEqual(
+      [
+        { node: first, ids: live },
+        { node: second, ids: live },
+      ].sort((a, b) => a.node - b.node),
+    );
   });
 
   it('a copy that missed a change (its write failed, the other copy took it) is completed by the next read', async () => {
@@ -113,9 +136,19 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
     const [first, second] = (await bothCopies('grace')).map((i) => i.node);
     // As if the write of s2's entry had timed out on `first`: that copy lists s1 only.
     await mc.raw[first].set(`idx:${sha('grace')}`, encodeIndex('grace', new Map([[s1.id, 2e9]])), 600);
-    expect(await indexItems('grace')).toEqual([{ node: first, ids: [s1.id] }, { node: second, ids: live }].sort((a, b) => a.node - b.node));
+    expect(await indexItems('grace')).toEqual(
+      [
+        { node: first, ids: [s1.id] },
+        { node: second, ids: live },
+      ].sort((a, b) => a.node - b.node),
+    );
     expect((await store.idsOf('grace')).sort()).toEqual(live);
-    expect(await indexItems('grace')).toEqual([{ node: first, ids: live }, { node: second, ids: live }].sort((a, b) => a.node - b.node));
+    expect(await indexItems('grace')).toEqual(
+      [
+        { node: first, ids: live },
+        { node: second, ids: live },
+      ].sort((a, b) => a.node - b.node),
+    );
   });
 
   it('finds a session relocated off a dead node under its new id, and records the move', async () => {
@@ -171,14 +204,25 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
     for (const it of await indexItems('dave')) expect(it.ids).toEqual([]);
   });
 
-  it('a stale or forged index never destroys a session that is not the user\'s; a lost index only misses', async () => {
+  it("a stale or forged index never destroys a session that is not the user's; a lost index only misses", async () => {
     const store = newStore();
     const app = makeApp(store);
     const al = await login(app, 'alice');
     const bo = await login(app, 'bob');
     // alice's items also list bob's session (stale: say bob's session was alice's before a change another instance missed).
     for (const it of await bothCopies('alice')) {
-      await mc.raw[it.node].set(`idx:${sha('alice')}`, encodeIndex('alice', new Map([[al.id, 2e9], [bo.id, 2e9], ['not a valid id!', 2e9]])), 600);
+      await mc.raw[it.node].set(
+        `idx:${sha('alice')}`,
+        encodeIndex(
+          'alice',
+          new Map([
+            [al.id, 2e9],
+            [bo.id, 2e9],
+            ['not a valid id!', 2e9],
+          ]),
+        ),
+        600,
+      );
     }
     expect(await store.idsOf('alice')).toEqual([al.id]);
     expect(await store.destroyAllOf('alice')).toBe(1);
@@ -201,8 +245,12 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
   });
 
   it('works through memcachedSession(), with callbacks, numbers as values, and clear errors', async () => {
-    const mw = memcachedSession({ memcachedNodes: nodesString(mc.ps), sessionBackupAsync: false, indexBy: (s: any) => s.uid,
-      session: { secret: SECRET, resave: false, saveUninitialized: false } });
+    const mw = memcachedSession({
+      memcachedNodes: nodesString(mc.ps),
+      sessionBackupAsync: false,
+      indexBy: (s: any) => s.uid,
+      session: { secret: SECRET, resave: false, saveUninitialized: false },
+    });
     stores.push(mw.store);
     const app = express();
     app.use(mw);
@@ -211,10 +259,14 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
       res.json({ id: req.sessionID });
     });
     const id: string = (await request(app).get('/login').expect(200)).body.id;
-    const viaCallback = await new Promise<string[]>((resolve, reject) => mw.store.idsOf(42, (e, v) => (e ? reject(e) : resolve(v!))));
+    const viaCallback = await new Promise<string[]>((resolve, reject) =>
+      mw.store.idsOf(42, (e, v) => (e ? reject(e) : resolve(v!))),
+    );
     expect(viaCallback).toEqual([id]);
     expect(await mw.store.idsOf('42')).toEqual([id]);
-    const n = await new Promise<number>((resolve, reject) => mw.store.destroyAllOf(42, (e, v) => (e ? reject(e) : resolve(v!))));
+    const n = await new Promise<number>((resolve, reject) =>
+      mw.store.destroyAllOf(42, (e, v) => (e ? reject(e) : resolve(v!))),
+    );
     expect(n).toBe(1);
     await expect(mw.store.idsOf({} as any)).rejects.toThrow(/non-empty string or a finite number/);
     const plain = newStore({ indexBy: undefined });
@@ -226,10 +278,15 @@ describe('per-user index (non-sticky, three nodes, two instances)', () => {
 
 describe('indexBy configuration', () => {
   it('rejects a non-function, sticky mode, and a prefix too long for index keys', () => {
-    expect(() => new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:11211', indexBy: 'userId' as any })).toThrow(/indexBy.*function/);
-    expect(() => new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:11211', sticky: true, route: 'a', indexBy }))
-      .toThrow(/indexBy.*non-sticky/);
+    expect(() => new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:11211', indexBy: 'userId' as any })).toThrow(
+      /indexBy.*function/,
+    );
+    expect(
+      () => new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:11211', sticky: true, route: 'a', indexBy }),
+    ).toThrow(/indexBy.*non-sticky/);
     const long = ['a', 'b', 'c'].map((c) => `static:${c.repeat(64)}`).join(',');
-    expect(() => new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:11211', storageKeyPrefix: long, indexBy })).toThrow(/storageKeyPrefix.*too long for indexBy/);
+    expect(() => new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:11211', storageKeyPrefix: long, indexBy })).toThrow(
+      /storageKeyPrefix.*too long for indexBy/,
+    );
   });
 });

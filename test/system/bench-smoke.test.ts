@@ -8,24 +8,33 @@ import * as path from 'path';
 const ROOT = path.join(__dirname, '..', '..');
 
 /** One short round of `only` on autocannon into a temporary folder: stdout and results.json. */
-async function shortRun(only: string, out: string, env: NodeJS.ProcessEnv = {}): Promise<{ stdout: string; results: any }> {
+async function shortRun(
+  only: string,
+  out: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ stdout: string; results: any }> {
   const stdout = await new Promise<string>((resolve, reject) => {
-    execFile(process.execPath, ['-r', './scripts/register.js', 'bench/run.ts'], {
-      cwd: ROOT,
-      timeout: 90_000,
-      env: {
-        ...process.env,
-        BENCH_ONLY: only,
-        BENCH_DURATION: '1',
-        BENCH_ROUNDS: '1',
-        BENCH_WARMUP: '0',
-        BENCH_CONNECTIONS: '4',
-        BENCH_SESSIONS: '8',
-        BENCH_LOADER: 'autocannon',
-        BENCH_OUT: out,
-        ...env,
+    execFile(
+      process.execPath,
+      ['-r', './scripts/register.js', 'bench/run.ts'],
+      {
+        cwd: ROOT,
+        timeout: 90_000,
+        env: {
+          ...process.env,
+          BENCH_ONLY: only,
+          BENCH_DURATION: '1',
+          BENCH_ROUNDS: '1',
+          BENCH_WARMUP: '0',
+          BENCH_CONNECTIONS: '4',
+          BENCH_SESSIONS: '8',
+          BENCH_LOADER: 'autocannon',
+          BENCH_OUT: out,
+          ...env,
+        },
       },
-    }, (err, so, se) => (err ? reject(new Error(`${err.message}\n${so}\n${se}`)) : resolve(so)));
+      (err, so, se) => (err ? reject(new Error(`${err.message}\n${so}\n${se}`)) : resolve(so)),
+    );
   });
   return { stdout, results: JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')) };
 }
@@ -40,7 +49,10 @@ test('bench runs one short round and writes results.json and results.svg', async
     expect(results.harness).toMatchObject({ loadGenerator: 'autocannon, in its own process', published: false });
     expect(typeof results.harness.pinned).toBe('boolean');
     // The commit measured, and what differed from it (this checkout: whatever the developer has not committed).
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: path.join(__dirname, '..', '..'), encoding: 'utf8' }).trim();
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
+      cwd: path.join(__dirname, '..', '..'),
+      encoding: 'utf8',
+    }).trim();
     expect(results.harness.source.commit).toBe(head);
     expect(Array.isArray(results.harness.source.uncommitted)).toBe(true);
     for (const c of ['memory', 'msm-json']) {
@@ -61,7 +73,11 @@ test('bench runs one short round and writes results.json and results.svg', async
     const jsRoot = path.join(__dirname, '..', '..', 'bench', '.work', 'js');
     for (const c of ['memory', 'msm-json']) {
       const rt = results.harness.serverRuntimes[c];
-      expect(rt).toMatchObject({ script: path.join(jsRoot, 'bench', 'server.js'), lib: path.join(jsRoot, 'lib'), typescriptLoaded: false });
+      expect(rt).toMatchObject({
+        script: path.join(jsRoot, 'bench', 'server.js'),
+        lib: path.join(jsRoot, 'lib'),
+        typescriptLoaded: false,
+      });
       expect(rt.execArgv).toContain('--no-flush-bytecode');
       expect(rt.execArgv).toContain('--no-memory-reducer');
     }
@@ -106,7 +122,8 @@ test('--baseline runs each msm configuration on the other checkout too and repor
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'msm-bench-base-'));
   try {
     // A checkout without git: its code, a link to the dependencies.
-    for (const f of ['lib', 'bench/server.ts', 'bench/floor.ts', 'scripts/register.js']) fs.cpSync(path.join(ROOT, f), path.join(base, f), { recursive: true });
+    for (const f of ['lib', 'bench/server.ts', 'bench/floor.ts', 'scripts/register.js'])
+      fs.cpSync(path.join(ROOT, f), path.join(base, f), { recursive: true });
     fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(base, 'node_modules'), 'dir');
     const { stdout, results } = await shortRun('memory,msm-json', out, { BENCH_BASELINE: base });
     expect(results.configs).toEqual(['memory', 'msm-json', 'msm-json @base']);
@@ -114,7 +131,11 @@ test('--baseline runs each msm configuration on the other checkout too and repor
     expect(results.runs).toHaveLength(6);
     // The twin ran the baseline's code, transpiled beside a link to its node_modules.
     const baseJs = path.join(ROOT, 'bench', '.work', 'js', 'baseline');
-    expect(results.harness.serverRuntimes['msm-json @base']).toMatchObject({ script: path.join(baseJs, 'bench', 'server.js'), lib: path.join(baseJs, 'lib'), typescriptLoaded: false });
+    expect(results.harness.serverRuntimes['msm-json @base']).toMatchObject({
+      script: path.join(baseJs, 'bench', 'server.js'),
+      lib: path.join(baseJs, 'lib'),
+      typescriptLoaded: false,
+    });
     expect(fs.realpathSync(path.join(baseJs, 'node_modules'))).toBe(fs.realpathSync(path.join(base, 'node_modules')));
     expect(results.baseline).toMatchObject({ dir: base, threshold: 0.03, pairs: { 'msm-json': 'msm-json @base' } });
     expect(Array.isArray(results.baseline.slower)).toBe(true);

@@ -37,9 +37,21 @@ function scalar(raw: string): Yaml {
     let cur = '';
     let q: string | null = null;
     for (const c of inner) {
-      if (q) { cur += c; if (c === q) q = null; continue; }
-      if (c === '"' || c === "'") { q = c; cur += c; continue; }
-      if (c === ',') { out.push(scalar(cur)); cur = ''; continue; }
+      if (q) {
+        cur += c;
+        if (c === q) q = null;
+        continue;
+      }
+      if (c === '"' || c === "'") {
+        q = c;
+        cur += c;
+        continue;
+      }
+      if (c === ',') {
+        out.push(scalar(cur));
+        cur = '';
+        continue;
+      }
       cur += c;
     }
     out.push(scalar(cur));
@@ -49,7 +61,11 @@ function scalar(raw: string): Yaml {
 }
 
 function parseYaml(text: string): Yaml {
-  const lines = text.split(/\r?\n/).map(stripComment).map((l) => l.replace(/\s+$/, '')).filter((l) => l.trim() !== '');
+  const lines = text
+    .split(/\r?\n/)
+    .map(stripComment)
+    .map((l) => l.replace(/\s+$/, ''))
+    .filter((l) => l.trim() !== '');
   let i = 0;
   const indentOf = (l: string) => l.length - l.trimStart().length;
 
@@ -79,7 +95,8 @@ function parseYaml(text: string): Yaml {
       i++;
       if (m[2] !== undefined && m[2] !== '') out[key] = scalar(m[2]);
       else if (i < lines.length && indentOf(lines[i]) > indent) out[key] = block(indentOf(lines[i]));
-      else if (i < lines.length && indentOf(lines[i]) === indent && lines[i].trimStart().startsWith('- ')) out[key] = list(indent);
+      else if (i < lines.length && indentOf(lines[i]) === indent && lines[i].trimStart().startsWith('- '))
+        out[key] = list(indent);
       else out[key] = null;
     }
     return out;
@@ -112,10 +129,13 @@ describe('docker-compose.yml', () => {
     Object.fromEntries(Object.entries(services[name].environment ?? {}).map(([k, v]) => [k, interpolate(String(v))]));
 
   test('the YAML reader handles what the file uses', () => {
-    expect(parseYaml('a:\n  b: "x: y" # c\n  l:\n    - 1\n    - \'2\'\n  f: [x, "y z"]\nn:\n')).toEqual({ a: { b: 'x: y', l: ['1', '2'], f: ['x', 'y z'] }, n: null });
+    expect(parseYaml('a:\n  b: "x: y" # c\n  l:\n    - 1\n    - \'2\'\n  f: [x, "y z"]\nn:\n')).toEqual({
+      a: { b: 'x: y', l: ['1', '2'], f: ['x', 'y z'] },
+      n: null,
+    });
   });
 
-  test('the seeds\' topology: nginx, app_a, app_b, memcached n1 and n2', () => {
+  test("the seeds' topology: nginx, app_a, app_b, memcached n1 and n2", () => {
     expect(Object.keys(services).sort()).toEqual(['app_a', 'app_b', 'n1', 'n2', 'nginx']);
     expect(services.nginx.image).toMatch(/^nginx(:|$)/);
     for (const n of ['n1', 'n2']) expect(services[n].image).toMatch(/^memcached:1\.6/);
@@ -168,7 +188,7 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  test('nginx: its config is mounted, generated, and its upstreams are the app services\' ports', () => {
+  test("nginx: its config is mounted, generated, and its upstreams are the app services' ports", () => {
     const vol = (services.nginx.volumes ?? []).map(String).find((v) => v.includes(':/etc/nginx/nginx.conf'));
     expect(vol).toBeDefined();
     const file = vol!.split(':')[0];
@@ -185,12 +205,22 @@ describe('docker-compose.yml', () => {
 
   test('nginx: pages and non-pages (static files, health checks) take turns in upstreams of their own, over the same servers', () => {
     const conf = read('demo-app/nginx.conf');
-    const upstreams = Object.fromEntries([...conf.matchAll(/^\s*upstream (\S+) \{([^}]*)\}/gm)].map((m) =>
-      [m[1], [...m[2].matchAll(/server\s+(\S+)/g)].map((x) => x[1]).join(' ')]));
+    const upstreams = Object.fromEntries(
+      [...conf.matchAll(/^\s*upstream (\S+) \{([^}]*)\}/gm)].map((m) => [
+        m[1],
+        [...m[2].matchAll(/server\s+(\S+)/g)].map((x) => x[1]).join(' '),
+      ]),
+    );
     expect(upstreams.msm_rr_nonpage).toBe(upstreams.msm_rr);
     expect(upstreams.msm_rr).toBe(apps.map((a) => `${a}:${envOf(a).PORT}`).join(' '));
-    const locations = [...conf.matchAll(/^\s*location (.+?) \{\s*proxy_pass http:\/\/(\S+);/gm)].map((m) => [m[1], m[2]]);
-    expect(locations).toEqual([[`~ ${NON_PAGE_PATH}`, 'msm_rr_nonpage'], ['/', '$msm_upstream']]);
+    const locations = [...conf.matchAll(/^\s*location (.+?) \{\s*proxy_pass http:\/\/(\S+);/gm)].map((m) => [
+      m[1],
+      m[2],
+    ]);
+    expect(locations).toEqual([
+      [`~ ${NON_PAGE_PATH}`, 'msm_rr_nonpage'],
+      ['/', '$msm_upstream'],
+    ]);
     // The app's requestUriIgnorePattern is what nginx counts as a non-page.
     expect(NON_PAGE_PATH.startsWith(`${IGNORE_PATTERN}|`)).toBe(true);
     // Pages without a route go round robin; with one, to that route's upstream.
@@ -210,7 +240,8 @@ describe('docker-compose.yml', () => {
     }
     const cmd = JSON.parse(/^CMD\s+(\[.*\])\s*$/m.exec(df)![1]) as string[];
     expect(cmd[0]).toBe('node');
-    for (const arg of cmd.slice(1).filter((x) => !x.startsWith('-'))) expect(fs.existsSync(path.join(ROOT, arg))).toBe(true);
+    for (const arg of cmd.slice(1).filter((x) => !x.startsWith('-')))
+      expect(fs.existsSync(path.join(ROOT, arg))).toBe(true);
     expect(df).toMatch(new RegExp(`^EXPOSE ${envOf('app_a').PORT}$`, 'm'));
     // Dev dependencies (express, express-session, typescript) are installed: NODE_ENV=production only after npm ci.
     expect(df.indexOf('npm ci')).toBeLessThan(df.indexOf('NODE_ENV=production'));

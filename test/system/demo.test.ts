@@ -1,16 +1,22 @@
 // The local demo end to end: `npm run demo` (demo-app/run-local.ts) on free ports, driven by the same logic as
 // `npm run demo:check` (demo-app/check.ts): one session across instances, the static logo without session, the cart,
 // kill memcached n1 and keep the session, kill app a and keep the session; then SIGTERM stops everything.
-import { ChildProcess, spawn } from 'child_process';
+import { type ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { NON_PAGE_PATH, Upstream, nginxConfig, routeFromCookieHeader, startNodeBalancer } from '../../demo-app/balancer';
-import { CookieJar, runCheck, CheckResult } from '../../demo-app/check';
+import {
+  NON_PAGE_PATH,
+  type Upstream,
+  nginxConfig,
+  routeFromCookieHeader,
+  startNodeBalancer,
+} from '../../demo-app/balancer';
+import { CookieJar, runCheck, type CheckResult } from '../../demo-app/check';
 import { colorFor } from '../../demo-app/config';
-import { RunningDemo, isAlive, startDemo } from '../helpers/demo';
+import { type RunningDemo, isAlive, startDemo } from '../helpers/demo';
 import { freePort } from '../helpers/memcached';
 
 jest.setTimeout(240_000);
@@ -22,7 +28,10 @@ const BROWSER_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,im
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ host: '127.0.0.1', port });
-    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
     s.once('error', () => resolve(false));
   });
 }
@@ -51,10 +60,14 @@ async function pageLoads(url: string, n: number): Promise<{ pages: string[]; htm
 
 function expectAlternating(instances: string[]): void {
   expect(new Set(instances)).toEqual(new Set(['a', 'b']));
-  for (let i = 1; i < instances.length; i++) expect({ i, instance: instances[i] }).not.toEqual({ i, instance: instances[i - 1] });
+  for (let i = 1; i < instances.length; i++)
+    expect({ i, instance: instances[i] }).not.toEqual({ i, instance: instances[i - 1] });
 }
 
-async function runAndStop(env: Record<string, string>, probe?: (demo: RunningDemo) => Promise<void>): Promise<{ demo: RunningDemo; result: CheckResult }> {
+async function runAndStop(
+  env: Record<string, string>,
+  probe?: (demo: RunningDemo) => Promise<void>,
+): Promise<{ demo: RunningDemo; result: CheckResult }> {
   const demo = await startDemo(env);
   let result: CheckResult;
   try {
@@ -72,13 +85,22 @@ async function runAndStop(env: Record<string, string>, probe?: (demo: RunningDem
   const pids = [...Object.values(state.memcached), ...Object.values(state.apps)].map((x) => x.pid);
   if (state.balancer.kind === 'nginx') pids.push(state.balancer.pid);
   for (const pid of pids) expect(isAlive(pid)).toBe(false);
-  for (const port of [state.balancer.port, ...Object.values(state.memcached).map((m) => m.port), ...Object.values(state.apps).map((a) => a.port)]) {
+  for (const port of [
+    state.balancer.port,
+    ...Object.values(state.memcached).map((m) => m.port),
+    ...Object.values(state.apps).map((a) => a.port),
+  ]) {
     expect(await canConnect(port)).toBe(false);
   }
   if (!result.ok) {
-    const pages = result.pages.slice(-12).map((p) => `${p.instance} ${p.sessionId} views=${p.views} node=${p.node?.id}`).join('\n');
-    throw new Error(`demo check failed:\n${result.steps.map((s) => `${s.ok ? 'ok  ' : 'FAIL'} ${s.name}: ${s.detail}`).join('\n')}\n` +
-      `--- last pages ---\n${pages}\n--- demo output ---\n${demo.output()}`);
+    const pages = result.pages
+      .slice(-12)
+      .map((p) => `${p.instance} ${p.sessionId} views=${p.views} node=${p.node?.id}`)
+      .join('\n');
+    throw new Error(
+      `demo check failed:\n${result.steps.map((s) => `${s.ok ? 'ok  ' : 'FAIL'} ${s.name}: ${s.detail}`).join('\n')}\n`
+        + `--- last pages ---\n${pages}\n--- demo output ---\n${demo.output()}`,
+    );
   }
   return { demo, result };
 }
@@ -111,7 +133,8 @@ describe('local demo (npm run demo + npm run demo:check)', () => {
       const last = html[html.length - 1];
       expect(last).toContain('Reload: the instance changes');
       // "Served by" badges in their instances' colours.
-      for (const i of ['a', 'b']) expect(last).toContain(`<span class="h" style="background:${colorFor(i)}">${i}</span>`);
+      for (const i of ['a', 'b'])
+        expect(last).toContain(`<span class="h" style="background:${colorFor(i)}">${i}</span>`);
       await expectMetricsByAccept(d.state.url);
     });
     expect(demo.state.balancer.kind).toBe(nginxInstalled ? 'nginx' : 'node');
@@ -127,17 +150,21 @@ describe('local demo (npm run demo + npm run demo:check)', () => {
     const last = result.pages[result.pages.length - 1];
     expect(last.node?.id).toBe('n2');
     expect(last.instance).toBe('b');
-    expect(result.pages.slice(-4).every((p) => p.sessionKey === last.sessionKey && p.createdAt === last.createdAt)).toBe(true);
+    expect(
+      result.pages.slice(-4).every((p) => p.sessionKey === last.sessionKey && p.createdAt === last.createdAt),
+    ).toBe(true);
   });
 
-  test('sticky behind the Node balancer: the route in the cookie picks the instance; b takes over a\'s session', async () => {
+  test("sticky behind the Node balancer: the route in the cookie picks the instance; b takes over a's session", async () => {
     const { demo, result } = await runAndStop({ DEMO_STICKY: '1', DEMO_BALANCER: 'node' }, async (d) => {
       // The banner and the page describe sticky routing, not round robin.
       expect(d.output()).toContain('by the route in the session cookie');
       expect(d.output()).not.toContain('round robin over a and b');
       const { pages, html } = await pageLoads(d.state.url, 3);
       expect(new Set(pages).size).toBe(1);
-      expect(html[2]).toContain(`Reload: instance ${pages[0]} answers every time (the balancer follows the route .${pages[0]} in the cookie)`);
+      expect(html[2]).toContain(
+        `Reload: instance ${pages[0]} answers every time (the balancer follows the route .${pages[0]} in the cookie)`,
+      );
       expect(html[2]).not.toContain('the instance changes');
     });
     expect(demo.state.balancer.kind).toBe('node');
@@ -169,19 +196,27 @@ describe('local demo (npm run demo + npm run demo:check)', () => {
 // /metrics: an HTML table for a browser, JSON for scripts (and Accept: any), Prometheus text for scrapers.
 async function expectMetricsByAccept(url: string): Promise<void> {
   const get = async (accept: string, query = '') => {
-    const res = await fetch(new URL(`/metrics${query}`, url), { headers: { accept }, signal: AbortSignal.timeout(20_000) });
+    const res = await fetch(new URL(`/metrics${query}`, url), {
+      headers: { accept },
+      signal: AbortSignal.timeout(20_000),
+    });
     return { type: res.headers.get('content-type') ?? '', text: await res.text() };
   };
   const html = await get(BROWSER_ACCEPT);
   expect(html.type).toMatch(/^text\/html/);
-  expect(html.text).toMatch(/<table><caption>Counters<\/caption>.*<tr><th>requestsWithSession<\/th><td>\d+<\/td><\/tr>/s);
+  expect(html.text).toMatch(
+    /<table><caption>Counters<\/caption>.*<tr><th>requestsWithSession<\/th><td>\d+<\/td><\/tr>/s,
+  );
   expect(html.text).toMatch(/<caption>Nodes<\/caption>.*<th>n1<\/th>.*<th>n2<\/th>/s);
   for (const accept of ['application/json', '*/*']) {
     const json = await get(accept);
     expect(json.type).toMatch(/^application\/json/);
     expect(typeof JSON.parse(json.text).stats.requestsWithSession).toBe('number');
   }
-  for (const accept of ['text/plain', 'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1']) {
+  for (const accept of [
+    'text/plain',
+    'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1',
+  ]) {
     const prom = await get(accept);
     expect(prom.type).toMatch(/^text\/plain/);
     expect(prom.text).toMatch(/^express_msm_\w+/m);
@@ -214,11 +249,23 @@ async function withBalancer(kind: 'node' | 'nginx', run: (url: string) => Promis
   } else {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'express-msm-nginx-test-'));
     const conf = path.join(dir, 'nginx.conf');
-    fs.writeFileSync(conf, nginxConfig({ listen: `127.0.0.1:${port}`, upstreams, local: { dir, user: process.getuid?.() === 0 ? 'root' : undefined } }));
-    const proc: ChildProcess = spawn(nginxBin!, ['-p', dir, '-c', conf, '-e', path.join(dir, 'error.log'), '-g', 'daemon off;'], { stdio: 'ignore' });
+    fs.writeFileSync(
+      conf,
+      nginxConfig({
+        listen: `127.0.0.1:${port}`,
+        upstreams,
+        local: { dir, user: process.getuid?.() === 0 ? 'root' : undefined },
+      }),
+    );
+    const proc: ChildProcess = spawn(
+      nginxBin!,
+      ['-p', dir, '-c', conf, '-e', path.join(dir, 'error.log'), '-g', 'daemon off;'],
+      { stdio: 'ignore' },
+    );
     const until = Date.now() + 15_000;
     while (!(await canConnect(port))) {
-      if (proc.exitCode !== null || Date.now() > until) throw new Error(`nginx did not start: ${fs.readFileSync(path.join(dir, 'error.log'), 'utf8')}`);
+      if (proc.exitCode !== null || Date.now() > until)
+        throw new Error(`nginx did not start: ${fs.readFileSync(path.join(dir, 'error.log'), 'utf8')}`);
       await new Promise((r) => setTimeout(r, 50));
     }
     close = async () => {
@@ -231,7 +278,11 @@ async function withBalancer(kind: 'node' | 'nginx', run: (url: string) => Promis
     await run(`http://127.0.0.1:${port}`);
   } finally {
     await close();
-    for (const s of servers) await new Promise((r) => { s.close(r); s.closeAllConnections(); });
+    for (const s of servers)
+      await new Promise((r) => {
+        s.close(r);
+        s.closeAllConnections();
+      });
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -239,35 +290,44 @@ async function withBalancer(kind: 'node' | 'nginx', run: (url: string) => Promis
 describe('balancer routing', () => {
   const balancers: Array<'node' | 'nginx'> = nginxInstalled ? ['node', 'nginx'] : ['node'];
 
-  test.each(balancers)('%s: pages alternate a, b, a, b; static files and health checks take turns of their own', async (kind) => {
-    await withBalancer(kind, async (url) => {
-      const served = async (p: string, cookie?: string) =>
-        (await fetch(url + p, { headers: cookie ? { cookie } : {} }).then(async (r) => { await r.text(); return r.headers.get('x-instance')!; }));
-      const pages: string[] = [];
-      const others: string[] = [];
-      // A health check before the first page (the demo's start-up probe) does not shift the pages' turn either.
-      others.push(await served('/healthz'));
-      for (let i = 0; i < 4; i++) {
-        pages.push(await served(i % 2 ? '/?format=json' : '/'));
-        others.push(await served('/static/logo.png'));
-        if (i === 1) others.push(await served('/favicon.ico'));
-        if (i === 2) pages.push(await served('/metrics'));
-      }
-      expectAlternating(pages);
-      expectAlternating(others);
-      expect(pages[0]).toBe('a');
-      // Sticky: a route in the cookie pins pages; non-pages keep their own turn.
-      const cookie = 'connect.sid=s%3AABCDEF-n1.b.sig';
-      expect([await served('/', cookie), await served('/', cookie), await served('/cart/add', cookie)]).toEqual(['b', 'b', 'b']);
-    });
-  });
+  test.each(balancers)(
+    '%s: pages alternate a, b, a, b; static files and health checks take turns of their own',
+    async (kind) => {
+      await withBalancer(kind, async (url) => {
+        const served = async (p: string, cookie?: string) =>
+          await fetch(url + p, { headers: cookie ? { cookie } : {} }).then(async (r) => {
+            await r.text();
+            return r.headers.get('x-instance')!;
+          });
+        const pages: string[] = [];
+        const others: string[] = [];
+        // A health check before the first page (the demo's start-up probe) does not shift the pages' turn either.
+        others.push(await served('/healthz'));
+        for (let i = 0; i < 4; i++) {
+          pages.push(await served(i % 2 ? '/?format=json' : '/'));
+          others.push(await served('/static/logo.png'));
+          if (i === 1) others.push(await served('/favicon.ico'));
+          if (i === 2) pages.push(await served('/metrics'));
+        }
+        expectAlternating(pages);
+        expectAlternating(others);
+        expect(pages[0]).toBe('a');
+        // Sticky: a route in the cookie pins pages; non-pages keep their own turn.
+        const cookie = 'connect.sid=s%3AABCDEF-n1.b.sig';
+        expect([await served('/', cookie), await served('/', cookie), await served('/cart/add', cookie)]).toEqual([
+          'b',
+          'b',
+          'b',
+        ]);
+      });
+    },
+  );
 
   test('the non-page pattern covers what the app serves without a session, and nothing the pages use', () => {
     const re = new RegExp(NON_PAGE_PATH);
     for (const p of ['/static/logo.png', '/favicon.ico', '/x/app.js', '/healthz']) expect(re.test(p)).toBe(true);
     for (const p of ['/', '/metrics', '/cart/add', '/logout', '/healthz/x']) expect(re.test(p)).toBe(false);
   });
-
 
   test('the route is read from the signed, URL-encoded express-session cookie', () => {
     expect(routeFromCookieHeader('connect.sid=s%3AABCDEF-n1.a.sIgN%2Fx%2By')).toBe('a');

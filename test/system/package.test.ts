@@ -1,11 +1,11 @@
 // The published shape: `npm run build` output is what `require('express-msm')` and `import ... from 'express-msm'` load;
 // the tarball `npm pack` makes from a checkout without dist/ installs and runs in Express 4 and 5 apps and compiles
 // in a TypeScript project without @types/express.
-import { ChildProcess, execFileSync, spawn } from 'child_process';
+import { type ChildProcess, execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { freePort, MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
+import { freePort, type MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
 
 const root = path.resolve(__dirname, '../..');
@@ -13,10 +13,18 @@ const root = path.resolve(__dirname, '../..');
 beforeAll(() => {
   // CI builds first; a bare `npm test` on a fresh checkout (or after editing lib/) builds here.
   const built = path.join(root, 'dist/index.js');
-  const newest = (dir: string): number => Math.max(0, ...fs.readdirSync(dir, { withFileTypes: true }).map((d) =>
-    d.isDirectory() ? newest(path.join(dir, d.name)) : fs.statSync(path.join(dir, d.name)).mtimeMs));
+  const newest = (dir: string): number =>
+    Math.max(
+      0,
+      ...fs
+        .readdirSync(dir, { withFileTypes: true })
+        .map((d) => (d.isDirectory() ? newest(path.join(dir, d.name)) : fs.statSync(path.join(dir, d.name)).mtimeMs)),
+    );
   if (!fs.existsSync(built) || fs.statSync(built).mtimeMs < newest(path.join(root, 'lib'))) {
-    execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+    execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
+      cwd: root,
+      stdio: 'inherit',
+    });
   }
 }, 120_000);
 
@@ -37,17 +45,29 @@ describe('package entry points', () => {
 
   it('loads with require and with import, by package name', () => {
     const names = 'MemcachedStore memcachedSession JsonTranscoder AvroTranscoder';
-    const cjs = node(['-e', `const m = require('express-msm'); console.log('${names}'.split(' ').map((n) => typeof m[n]).join(','))`]);
+    const cjs = node([
+      '-e',
+      `const m = require('express-msm'); console.log('${names}'.split(' ').map((n) => typeof m[n]).join(','))`,
+    ]);
     expect(cjs).toBe('function,function,function,function');
-    const esm = node(['--input-type=module', '-e',
-      `import { MemcachedStore, memcachedSession } from 'express-msm'; const s = new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:1' }); console.log(typeof s.genid(), typeof memcachedSession); await s.close();`]);
+    const esm = node([
+      '--input-type=module',
+      '-e',
+      `import { MemcachedStore, memcachedSession } from 'express-msm'; const s = new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:1' }); console.log(typeof s.genid(), typeof memcachedSession); await s.close();`,
+    ]);
     expect(esm).toBe('string function');
   });
 
   it('gives ESM importers every CommonJS export by name (cjs-module-lexer sees them)', () => {
-    const [named, cjs] = JSON.parse(node(['--input-type=module', '-e', `import * as m from 'express-msm'; import { createRequire } from 'module';
+    const [named, cjs] = JSON.parse(
+      node([
+        '--input-type=module',
+        '-e',
+        `import * as m from 'express-msm'; import { createRequire } from 'module';
       const cjs = createRequire(import.meta.url)('express-msm');
-      console.log(JSON.stringify([Object.keys(m).filter((k) => k !== 'default' && k !== '__esModule').sort(), Object.keys(cjs).filter((k) => k !== '__esModule').sort()]));`]));
+      console.log(JSON.stringify([Object.keys(m).filter((k) => k !== 'default' && k !== '__esModule').sort(), Object.keys(cjs).filter((k) => k !== '__esModule').sort()]));`,
+      ]),
+    );
     expect(cjs.length).toBeGreaterThan(15);
     expect(named).toEqual(cjs);
   });
@@ -71,10 +91,15 @@ describe('package metadata', () => {
     for (const t of targets) {
       expect(t).toMatch(/^(https?:\/\/|#)/);
       // Links into this repository name a file that exists in it.
-      const m = /^https:\/\/(?:github\.com\/express-msm\/express-msm\/blob|raw\.githubusercontent\.com\/express-msm\/express-msm)\/main\/([^?#]+)/.exec(t);
+      const m =
+        /^https:\/\/(?:github\.com\/express-msm\/express-msm\/blob|raw\.githubusercontent\.com\/express-msm\/express-msm)\/main\/([^?#]+)/.exec(
+          t,
+        );
       if (m) expect(fs.existsSync(path.join(root, m[1]))).toBe(true);
     }
-    expect(targets.filter((t) => t.startsWith(REPO) || t.includes('raw.githubusercontent.com/express-msm')).length).toBeGreaterThan(5);
+    expect(
+      targets.filter((t) => t.startsWith(REPO) || t.includes('raw.githubusercontent.com/express-msm')).length,
+    ).toBeGreaterThan(5);
   });
 
   it('npm install leaves package-lock.json unchanged', () => {
@@ -82,10 +107,14 @@ describe('package metadata', () => {
     try {
       for (const f of ['package.json', 'package-lock.json']) fs.copyFileSync(path.join(root, f), path.join(dir, f));
       // The lockfile alone answers: no registry, no node_modules.
-      execFileSync('npm', ['install', '--package-lock-only', '--offline', '--ignore-scripts', '--no-audit', '--no-fund'],
-        { cwd: dir, stdio: 'pipe' });
-      expect(fs.readFileSync(path.join(dir, 'package-lock.json'), 'utf8'))
-        .toBe(fs.readFileSync(path.join(root, 'package-lock.json'), 'utf8'));
+      execFileSync(
+        'npm',
+        ['install', '--package-lock-only', '--offline', '--ignore-scripts', '--no-audit', '--no-fund'],
+        { cwd: dir, stdio: 'pipe' },
+      );
+      expect(fs.readFileSync(path.join(dir, 'package-lock.json'), 'utf8')).toBe(
+        fs.readFileSync(path.join(root, 'package-lock.json'), 'utf8'),
+      );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -110,7 +139,11 @@ describe('the packed tarball', () => {
       fs.cpSync(path.join(root, f), path.join(src, f), { recursive: true });
     }
     fs.symlinkSync(modules, path.join(src, 'node_modules'));
-    const out = execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: src, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = execFileSync('npm', ['pack', '--json', '--pack-destination', work], {
+      cwd: src,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const [info] = JSON.parse(out);
     tarball = path.join(work, info.filename);
     packed = info.files.map((f: { path: string }) => f.path);
@@ -131,7 +164,10 @@ describe('the packed tarball', () => {
     fs.mkdirSync(path.join(nm, 'express-msm'), { recursive: true });
     execFileSync('tar', ['-xzf', tarball, '-C', path.join(nm, 'express-msm'), '--strip-components=1']);
     // Exactly the declared dependencies: a require of an undeclared one fails here as it would after npm install.
-    const links: Record<string, string> = { ...Object.fromEntries(Object.keys(pkg.dependencies).map((d) => [d, d])), ...extra };
+    const links: Record<string, string> = {
+      ...Object.fromEntries(Object.keys(pkg.dependencies).map((d) => [d, d])),
+      ...extra,
+    };
     for (const [as, from] of Object.entries(links)) {
       fs.mkdirSync(path.dirname(path.join(nm, as)), { recursive: true });
       fs.symlinkSync(path.join(modules, from), path.join(nm, as));
@@ -144,7 +180,9 @@ describe('the packed tarball', () => {
     fs.writeFileSync(path.join(dir, file), source);
     const port = await freePort();
     const app = spawn(process.execPath, [file], {
-      cwd: dir, env: { ...process.env, PORT: String(port), NODES: nodesString(memcached) }, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: dir,
+      env: { ...process.env, PORT: String(port), NODES: nodesString(memcached) },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     apps.push(app);
     let output = '';
@@ -152,7 +190,9 @@ describe('the packed tarball', () => {
     app.stderr!.on('data', (d) => (output += d));
     await new Promise<void>((resolve, reject) => {
       app.once('exit', (code) => reject(new Error(`${file} exited with ${code}: ${output}`)));
-      app.stdout!.on('data', () => { if (output.includes('listening')) resolve(); });
+      app.stdout!.on('data', () => {
+        if (output.includes('listening')) resolve();
+      });
     });
     return port;
   }
@@ -173,14 +213,29 @@ describe('the packed tarball', () => {
   }
 
   it('holds dist/ (built by prepack), the README, the license and package.json, and no sources or tests', () => {
-    expect(packed).toEqual(expect.arrayContaining(['package.json', 'README.md', 'LICENSE', 'dist/index.js', 'dist/index.d.ts',
-      'dist/express/store.js', 'dist/express/middleware.d.ts', 'dist/transcoders/avro.js']));
-    expect(packed.filter((f) => !/^(dist\/.*\.(js|d\.ts|js\.map)|package\.json|README\.md|LICENSE)$/.test(f))).toEqual([]);
+    expect(packed).toEqual(
+      expect.arrayContaining([
+        'package.json',
+        'README.md',
+        'LICENSE',
+        'dist/index.js',
+        'dist/index.d.ts',
+        'dist/express/store.js',
+        'dist/express/middleware.d.ts',
+        'dist/transcoders/avro.js',
+      ]),
+    );
+    expect(packed.filter((f) => !/^(dist\/.*\.(js|d\.ts|js\.map)|package\.json|README\.md|LICENSE)$/.test(f))).toEqual(
+      [],
+    );
   });
 
   it('runs in an Express 4 CommonJS app (require, memcachedSession)', async () => {
     const dir = project('express4-cjs', { express: 'express4', 'express-session': 'express-session' });
-    const port = await startApp(dir, 'app.js', `
+    const port = await startApp(
+      dir,
+      'app.js',
+      `
 const express = require('express');
 const { memcachedSession } = require('express-msm');
 const app = express();
@@ -190,13 +245,17 @@ app.get('/', (req, res) => {
   res.json({ n: req.session.n, id: req.sessionID, express: require('express/package.json').version });
 });
 app.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('listening'));
-`);
+`,
+    );
     expect((await roundTrip(port)).express).toMatch(/^4\./);
   }, 60_000);
 
   it('runs in an Express 5 ESM app (import { MemcachedStore } from a .mjs file)', async () => {
     const dir = project('express5-esm', { express: 'express', 'express-session': 'express-session' });
-    const port = await startApp(dir, 'app.mjs', `
+    const port = await startApp(
+      dir,
+      'app.mjs',
+      `
 import express from 'express';
 import session from 'express-session';
 import { createRequire } from 'module';
@@ -210,7 +269,8 @@ app.get('/', (req, res) => {
   res.json({ n: req.session.n, id: req.sessionID, express: version });
 });
 app.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('listening'));
-`);
+`,
+    );
     expect((await roundTrip(port)).express).toMatch(/^5\./);
   }, 60_000);
 
@@ -218,21 +278,37 @@ app.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('listening')
     // @types/express-session keeps its own @types/express (a link resolves from its real path, as in a pnpm or nested
     // layout); only express-msm's types and the consumer's code cannot see one.
     const dir = project('ts-consumer', {
-      'express-session': 'express-session', '@types/express-session': '@types/express-session', '@types/node': '@types/node',
+      'express-session': 'express-session',
+      '@types/express-session': '@types/express-session',
+      '@types/node': '@types/node',
     });
     expect(fs.existsSync(path.join(dir, 'node_modules/@types/express'))).toBe(false);
-    fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({
-      compilerOptions: { strict: true, skipLibCheck: false, noEmit: true, target: 'ES2022', module: 'nodenext', moduleResolution: 'nodenext', types: ['node'] },
-      files: ['consumer.ts'],
-    }));
-    fs.writeFileSync(path.join(dir, 'consumer.ts'), `
+    fs.writeFileSync(
+      path.join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          strict: true,
+          skipLibCheck: false,
+          noEmit: true,
+          target: 'ES2022',
+          module: 'nodenext',
+          moduleResolution: 'nodenext',
+          types: ['node'],
+        },
+        files: ['consumer.ts'],
+      }),
+    );
+    fs.writeFileSync(
+      path.join(dir, 'consumer.ts'),
+      `
 import session from 'express-session';
 import { MemcachedStore, type MemcachedStoreOptions } from 'express-msm';
 const options: MemcachedStoreOptions = { memcachedNodes: 'n1:127.0.0.1:11211', sessionBackupAsync: false };
 const store = new MemcachedStore(options);
 store.get('id', (err, data) => console.log(err, data?.cookie.maxAge));
 export const handler = session({ store, secret: 's', resave: false, saveUninitialized: false });
-`);
+`,
+    );
     const tsc = path.join(modules, 'typescript/bin/tsc');
     let out = '';
     try {

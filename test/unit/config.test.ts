@@ -13,7 +13,10 @@ describe('memcachedNodes (msm syntax)', () => {
   });
 
   it('accepts a single host:port without id, and then puts no node id in session ids (as msm)', () => {
-    expect(parseMemcachedNodes('localhost:11211')).toEqual({ nodes: [{ id: 'n1', host: 'localhost', port: 11211 }], encodeNodeId: false });
+    expect(parseMemcachedNodes('localhost:11211')).toEqual({
+      nodes: [{ id: 'n1', host: 'localhost', port: 11211 }],
+      encodeNodeId: false,
+    });
   });
 
   it.each([
@@ -38,8 +41,14 @@ describe('resolveConfig', () => {
   it('applies msm defaults', () => {
     const c = resolveConfig({ memcachedNodes: nodes });
     expect(c).toMatchObject({
-      sticky: false, operationTimeout: 1000, sessionBackupAsync: true, sessionBackupTimeout: 100,
-      storageKeyPrefix: '', defaultMaxInactiveInterval: 1800, failoverNodeIds: [], nodeAvailabilityCacheTTL: 1000,
+      sticky: false,
+      operationTimeout: 1000,
+      sessionBackupAsync: true,
+      sessionBackupTimeout: 100,
+      storageKeyPrefix: '',
+      defaultMaxInactiveInterval: 1800,
+      failoverNodeIds: [],
+      nodeAvailabilityCacheTTL: 1000,
     });
   });
 

@@ -20,7 +20,11 @@ describe('toStored', () => {
   it('keeps expires when there is no originalMaxAge to rebuild it from, as an ISO string', () => {
     const at = new Date(Date.now() + 3_600_000);
     const s = { cookie: { originalMaxAge: null, expires: at, path: '/' } } as unknown as SessionData;
-    expect(toStored(s, undefined, undefined).cookie).toEqual({ originalMaxAge: null, expires: at.toISOString(), path: '/' });
+    expect(toStored(s, undefined, undefined).cookie).toEqual({
+      originalMaxAge: null,
+      expires: at.toISOString(),
+      path: '/',
+    });
   });
 
   it("undoes express-session's millisecond drift of originalMaxAge against the loaded value", () => {
@@ -70,7 +74,9 @@ describe('checkCookie', () => {
 
   it('finds a session expired once its cookie has, even within a second', () => {
     expect(checkCookie(stored({ originalMaxAge: 5 }), Date.now() - 6)).toBe('expired');
-    expect(checkCookie(stored({ originalMaxAge: null, expires: new Date(Date.now() - 1).toISOString() }), Date.now())).toBe('expired');
+    expect(
+      checkCookie(stored({ originalMaxAge: null, expires: new Date(Date.now() - 1).toISOString() }), Date.now()),
+    ).toBe('expired');
   });
 
   it('refuses cookies express-session would throw on', () => {

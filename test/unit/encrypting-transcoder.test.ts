@@ -4,13 +4,17 @@ import { randomBytes } from 'crypto';
 import { EncryptingTranscoder } from '../../lib/transcoders/encrypting';
 import { AvroTranscoder } from '../../lib/transcoders/avro';
 import { JsonTranscoder } from '../../lib/transcoders/json';
-import { StoredSession, Transcoder } from '../../lib/transcoders/transcoder';
+import type { StoredSession, Transcoder } from '../../lib/transcoders/transcoder';
 
 const k1 = { id: 'k1', key: randomBytes(32) };
 const k2 = { id: 'k2', key: randomBytes(32).toString('base64') };
 const ctx = { random: '0123456789ABCDEF0123456789ABCDEF' };
 const other = { random: 'FEDCBA9876543210FEDCBA9876543210' };
-const session: StoredSession = { cookie: { originalMaxAge: 60_000, httpOnly: true, path: '/' }, userId: 'ada@example.com', cart: ['SKU-1', 'SKU-2'] };
+const session: StoredSession = {
+  cookie: { originalMaxAge: 60_000, httpOnly: true, path: '/' },
+  userId: 'ada@example.com',
+  cart: ['SKU-1', 'SKU-2'],
+};
 
 describe('EncryptingTranscoder', () => {
   const t = new EncryptingTranscoder({ keys: [k1] });
@@ -20,7 +24,8 @@ describe('EncryptingTranscoder', () => {
     expect(t.decode(bytes, ctx)).toEqual(session);
     expect([...bytes.subarray(0, 4)]).toEqual([0x4d, 0x53, 1, 3]);
     const text = bytes.toString('latin1');
-    for (const plain of ['ada@example.com', 'SKU-1', 'originalMaxAge', 'userId', '{"']) expect(text).not.toContain(plain);
+    for (const plain of ['ada@example.com', 'SKU-1', 'originalMaxAge', 'userId', '{"'])
+      expect(text).not.toContain(plain);
     expect(t.name).toBe('encrypted-json');
   });
 
@@ -65,7 +70,13 @@ describe('EncryptingTranscoder', () => {
   });
 
   it('wraps any transcoder (Avro) and hands it the context', () => {
-    const avro = new AvroTranscoder({ schema: { type: 'record', name: 'S', fields: [{ name: 'userId', type: ['null', 'string'], default: null }] } as any });
+    const avro = new AvroTranscoder({
+      schema: {
+        type: 'record',
+        name: 'S',
+        fields: [{ name: 'userId', type: ['null', 'string'], default: null }],
+      } as any,
+    });
     const seen: unknown[] = [];
     const spy: Transcoder = {
       name: 'spy',

@@ -6,7 +6,10 @@ describe('idInKey', () => {
 
   it.each(['', 'shop_'])('inverts every key KeyFormat builds, escaped ids too (prefix %j)', (prefix) => {
     const keys = new KeyFormat(prefix);
-    for (const [sid, part] of [[id, id], ['a b/é', '~a%20b%2F%C3%A9']]) {
+    for (const [sid, part] of [
+      [id, id],
+      ['a b/é', '~a%20b%2F%C3%A9'],
+    ]) {
       for (const kind of ['session', 'validity', 'backup', 'backupValidity', 'lock'] as const) {
         const key = keys[kind](sid);
         expect(idInKey(keys, key)).toEqual({ kind, id: sid, part });

@@ -1,7 +1,7 @@
 import { mapLimit } from '../../lib/core/parallel';
 
 /** Resolves after `ms`, so that calls finish in another order than they started. */
-const after = <T>(ms: number, value: T) => new Promise<T>((resolve) => setTimeout(resolve, ms, value));
+const resolveAfter = <T>(ms: number, value: T) => new Promise<T>((resolve) => setTimeout(resolve, ms, value));
 
 describe('mapLimit', () => {
   it('resolves with the results in the order of the items, whatever order the calls finish in', async () => {
@@ -16,19 +16,22 @@ describe('mapLimit', () => {
     expect(finished).not.toEqual(delays.map((_, i) => i));
   });
 
-  it.each([1, 2, 4, 100])('has at most %i calls in flight, and that many when there are enough items', async (limit) => {
-    let inFlight = 0;
-    let most = 0;
-    const items = Array.from({ length: 12 }, (_, i) => i);
-    await mapLimit(items, limit, async (i) => {
-      inFlight++;
-      most = Math.max(most, inFlight);
-      await resolveAfter(i % 3, i);
-      inFlight--;
-    });
-    expect(most).toBe(Math.min(limit, items.length));
-    expect(inFlight).toBe(0);
-  });
+  it.each([1, 2, 4, 100])(
+    'has at most %i calls in flight, and that many when there are enough items',
+    async (limit) => {
+      let inFlight = 0;
+      let most = 0;
+      const items = Array.from({ length: 12 }, (_, i) => i);
+      await mapLimit(items, limit, async (i) => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        await resolveAfter(i % 3, i);
+        inFlight--;
+      });
+      expect(most).toBe(Math.min(limit, items.length));
+      expect(inFlight).toBe(0);
+    },
+  );
 
   it('calls fn once per item, with its index, starting them in item order', async () => {
     const started: Array<[string, number]> = [];
@@ -36,7 +39,13 @@ describe('mapLimit', () => {
       started.push([item, i]);
       await resolveAfter(item === 'a' ? 15 : 1, item);
     });
-    expect(started).toEqual([['a', 0], ['b', 1], ['c', 2], ['d', 3], ['e', 4]]);
+    expect(started).toEqual([
+      ['a', 0],
+      ['b', 1],
+      ['c', 2],
+      ['d', 3],
+      ['e', 4],
+    ]);
   });
 
   it('accepts a synchronous fn', async () => {

@@ -11,7 +11,9 @@ const setExtras = (expires: number) => Buffer.concat([Buffer.from('00000000', 'h
 describe('requestBuffer', () => {
   it.each([0, 1, 3600, 2_592_000, 1_800_000_000, 0xffffffff])('equals memjs set/add with expiration %d', (expires) => {
     for (const opcode of [0x01, 0x02]) {
-      expect(requestBuffer(opcode, key, 42, expires, value)).toEqual(utils.makeRequestBuffer(opcode, key, setExtras(expires), value, 42));
+      expect(requestBuffer(opcode, key, 42, expires, value)).toEqual(
+        utils.makeRequestBuffer(opcode, key, setExtras(expires), value, 42),
+      );
     }
   });
 
@@ -21,15 +23,21 @@ describe('requestBuffer', () => {
   });
 
   it('equals memjs touch (expiration extras, no value)', () => {
-    expect(requestBuffer(0x1c, key, 9, 7200, undefined)).toEqual(utils.makeRequestBuffer(0x1c, key, utils.makeExpiration(7200), '', 9));
+    expect(requestBuffer(0x1c, key, 9, 7200, undefined)).toEqual(
+      utils.makeRequestBuffer(0x1c, key, utils.makeExpiration(7200), '', 9),
+    );
   });
 
   it('carries the full 32-bit sequence number memjs matches responses by', () => {
-    expect(requestBuffer(0x00, key, 0xfffffffe, undefined, undefined)).toEqual(utils.makeRequestBuffer(0, key, '', '', 0xfffffffe));
+    expect(requestBuffer(0x00, key, 0xfffffffe, undefined, undefined)).toEqual(
+      utils.makeRequestBuffer(0, key, '', '', 0xfffffffe),
+    );
   });
 
   it('carries an empty value', () => {
-    expect(requestBuffer(0x01, key, 1, 60, Buffer.alloc(0))).toEqual(utils.makeRequestBuffer(1, key, setExtras(60), '', 1));
+    expect(requestBuffer(0x01, key, 1, 60, Buffer.alloc(0))).toEqual(
+      utils.makeRequestBuffer(1, key, setExtras(60), '', 1),
+    );
   });
 
   it('carries a CAS token in header bytes 16-23 (set with CAS: the user index), else zeros', () => {
@@ -39,6 +47,8 @@ describe('requestBuffer', () => {
     const plain = requestBuffer(0x01, key, 3, 60, value);
     expect(plain.subarray(16, 24)).toEqual(Buffer.alloc(8));
     // Everything else is the plain request.
-    expect(Buffer.concat([withCas.subarray(0, 16), withCas.subarray(24)])).toEqual(Buffer.concat([plain.subarray(0, 16), plain.subarray(24)]));
+    expect(Buffer.concat([withCas.subarray(0, 16), withCas.subarray(24)])).toEqual(
+      Buffer.concat([plain.subarray(0, 16), plain.subarray(24)]),
+    );
   });
 });

@@ -2,7 +2,10 @@
 import { MemcachedStore } from '../../lib/express/store';
 
 describe('store.genid() entropy', () => {
-  const store = new MemcachedStore({ memcachedNodes: 'n1:127.0.0.1:1,n2:127.0.0.1:2', storageKeyPrefix: 'static:entropy' });
+  const store = new MemcachedStore({
+    memcachedNodes: 'n1:127.0.0.1:1,n2:127.0.0.1:2',
+    storageKeyPrefix: 'static:entropy',
+  });
   afterAll(() => store.close());
 
   test('random part: 32 hex characters (128 bits) before the node suffix; alphabet and shape fixed', () => {

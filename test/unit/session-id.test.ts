@@ -100,12 +100,23 @@ describe('id <-> key part (KeyFormat.idToKeyPart / keyPartToId)', () => {
 describe('keys, exactly as Java msm', () => {
   it('without prefix', () => {
     const k = new KeyFormat('');
-    expect([k.session('X-n1'), k.validity('X-n1'), k.backup('X-n1'), k.backupValidity('X-n1'), k.lock('X-n1'), k.ping('n1')])
-      .toEqual(['X-n1', 'validity:X-n1', 'bak:X-n1', 'bak:validity:X-n1', 'lock:X-n1', 'ping-n1']);
+    expect([
+      k.session('X-n1'),
+      k.validity('X-n1'),
+      k.backup('X-n1'),
+      k.backupValidity('X-n1'),
+      k.lock('X-n1'),
+      k.ping('n1'),
+    ]).toEqual(['X-n1', 'validity:X-n1', 'bak:X-n1', 'bak:validity:X-n1', 'lock:X-n1', 'ping-n1']);
   });
   it('with prefix: bak: of the formatted validity key (msm createBackupKey(createValidityInfoKeyName))', () => {
     const k = new KeyFormat('shop_');
-    expect([k.session('X'), k.validity('X'), k.backup('X'), k.backupValidity('X'), k.lock('X')])
-      .toEqual(['shop_X', 'validity:shop_X', 'bak:shop_X', 'bak:shop_validity:shop_X', 'lock:shop_X']);
+    expect([k.session('X'), k.validity('X'), k.backup('X'), k.backupValidity('X'), k.lock('X')]).toEqual([
+      'shop_X',
+      'validity:shop_X',
+      'bak:shop_X',
+      'bak:shop_validity:shop_X',
+      'lock:shop_X',
+    ]);
   });
 });

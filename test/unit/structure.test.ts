@@ -2,7 +2,17 @@
 // file imports itself back through others, no function outgrows a screenful or two. The checker is pure (source text
 // in, findings out) and is itself tested on small made-up trees below.
 import * as path from 'path';
-import { Sources, describeCycle, describeFunction, functionLengths, importCycles, importGraph, layerViolations, longFunctions, readSources } from '../helpers/structure';
+import {
+  type Sources,
+  describeCycle,
+  describeFunction,
+  functionLengths,
+  importCycles,
+  importGraph,
+  layerViolations,
+  longFunctions,
+  readSources,
+} from '../helpers/structure';
 
 /** Which layers a layer may import (itself included): express -> modes -> memcached -> core; transcoders -> core. */
 const LAYERS = {
@@ -33,7 +43,9 @@ describe('lib/', () => {
   it('reads every file of every layer', () => {
     const layers = new Set(Object.keys(lib).map((f) => f.split('/')[1]));
     expect([...layers].sort()).toEqual(['core', 'express', 'index.ts', 'memcached', 'modes', 'transcoders']);
-    expect(graph.get('lib/memcached/node-client.ts')).toEqual(expect.arrayContaining(['lib/memcached/framing.ts', 'lib/memcached/keys.ts']));
+    expect(graph.get('lib/memcached/node-client.ts')).toEqual(
+      expect.arrayContaining(['lib/memcached/framing.ts', 'lib/memcached/keys.ts']),
+    );
   });
 
   it('imports only down the layers', () => {
@@ -102,15 +114,19 @@ describe('the structure checker', () => {
   });
 
   it('finds each knot of cycles once, type-only links included, and none in a tree without', () => {
-    expect(importCycles(importGraph(tree))).toEqual([{ cycle: 'lib/modes/e.ts -> lib/modes/f.ts -> lib/modes/e.ts', files: ['lib/modes/e.ts', 'lib/modes/f.ts'] }]);
-    const cycles = importCycles(importGraph({
-      'lib/a.ts': "import type { B } from './b';",
-      'lib/b.ts': "import type { C } from './c';\nimport { D } from './d';",
-      'lib/c.ts': "export type { A } from './a';",
-      'lib/d.ts': "import { A } from './a';",
-      'lib/self.ts': "import { s } from './self';",
-      'lib/free.ts': "import { a } from './a';",
-    }));
+    expect(importCycles(importGraph(tree))).toEqual([
+      { cycle: 'lib/modes/e.ts -> lib/modes/f.ts -> lib/modes/e.ts', files: ['lib/modes/e.ts', 'lib/modes/f.ts'] },
+    ]);
+    const cycles = importCycles(
+      importGraph({
+        'lib/a.ts': "import type { B } from './b';",
+        'lib/b.ts': "import type { C } from './c';\nimport { D } from './d';",
+        'lib/c.ts': "export type { A } from './a';",
+        'lib/d.ts': "import { A } from './a';",
+        'lib/self.ts': "import { s } from './self';",
+        'lib/free.ts': "import { a } from './a';",
+      }),
+    );
     expect(cycles.map(describeCycle).sort()).toEqual([
       'lib/a.ts -> lib/b.ts -> lib/c.ts -> lib/a.ts (with lib/d.ts in the same knot)',
       'lib/self.ts -> lib/self.ts',
@@ -130,7 +146,14 @@ describe('the structure checker', () => {
       `export function outer() {\n  const inner = (a: number) => {\n${body(101)}\n  };\n}`,
     ].join('\n');
     expect(longFunctions({ 'lib/x.ts': source }, 100).map((f) => f.name)).toEqual([
-      'long', 'arrow', 'K.method', 'K.constructor', 'K.field', '(anonymous)', 'outer', 'outer > inner',
+      'long',
+      'arrow',
+      'K.method',
+      'K.constructor',
+      'K.field',
+      '(anonymous)',
+      'outer',
+      'outer > inner',
     ]);
     const [long] = functionLengths({ 'lib/x.ts': source });
     expect(describeFunction(long)).toBe('lib/x.ts:1 long (101 lines)');

@@ -5,7 +5,10 @@ import { JsonTranscoder } from '../../lib/transcoders/json';
 describe('index item', () => {
   it('round-trips the value and its entries; any value, newlines and quotes included', () => {
     const value = 'ada "the first"\nprogrammer \u2603';
-    const entries = new Map([['A-n1', 1_800_000_000], ['B-n2', 1_800_000_060]]);
+    const entries = new Map([
+      ['A-n1', 1_800_000_000],
+      ['B-n2', 1_800_000_060],
+    ]);
     const bytes = encodeIndex(value, entries);
     expect([...bytes.subarray(0, 4)]).toEqual([0x4d, 0x53, 1, 0xfe]);
     expect(decodeIndex(bytes)).toEqual({ value, entries });

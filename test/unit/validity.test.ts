@@ -1,15 +1,41 @@
-import { decodeValidity, encodeValidity, isValid, nonStickySessionTtl, toMemcachedExpiration } from '../../lib/memcached/validity';
+import {
+  decodeValidity,
+  encodeValidity,
+  isValid,
+  nonStickySessionTtl,
+  toMemcachedExpiration,
+} from '../../lib/memcached/validity';
 
 describe('validity record (msm SessionValidityInfo)', () => {
   it('is 20 bytes big-endian: int32 maxInactive, int64 lastAccessed, int64 thisAccessed', () => {
-    const b = encodeValidity({ maxInactiveInterval: 1800, lastAccessedTime: 1795314597923, thisAccessedTime: 1795314600000 });
+    const b = encodeValidity({
+      maxInactiveInterval: 1800,
+      lastAccessedTime: 1795314597923,
+      thisAccessedTime: 1795314600000,
+    });
     expect(b.length).toBe(20);
     expect(b.toString('hex')).toBe('00000708' + '000001a20116c023' + '000001a20116c840');
-    expect(decodeValidity(b)).toEqual({ maxInactiveInterval: 1800, lastAccessedTime: 1795314597923, thisAccessedTime: 1795314600000 });
+    expect(decodeValidity(b)).toEqual({
+      maxInactiveInterval: 1800,
+      lastAccessedTime: 1795314597923,
+      thisAccessedTime: 1795314600000,
+    });
   });
 
   it('writes and reads Java longs exactly across the 32-bit halves, negative ones included', () => {
-    for (const t of [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 1795314600000, 8.64e15, -1, -(2 ** 32), -(2 ** 32) - 1, -8.64e15]) {
+    for (const t of [
+      0,
+      1,
+      2 ** 32 - 1,
+      2 ** 32,
+      2 ** 32 + 1,
+      1795314600000,
+      8.64e15,
+      -1,
+      -(2 ** 32),
+      -(2 ** 32) - 1,
+      -8.64e15,
+    ]) {
       const u = t - Math.sign(t); // the neighbour towards 0, still inside Date's range
       const b = encodeValidity({ maxInactiveInterval: -1, lastAccessedTime: t, thisAccessedTime: u });
       expect(b.readBigInt64BE(4)).toBe(BigInt(t));
@@ -37,7 +63,7 @@ describe('validity record (msm SessionValidityInfo)', () => {
 
 describe('memcached expiration', () => {
   it('keeps TTLs up to 30 days relative and sends longer ones as absolute Unix time (msm #147)', () => {
-    const now = Date.UTC(2026, 10, 22) ;
+    const now = Date.UTC(2026, 10, 22);
     expect(toMemcachedExpiration(2_592_000, now)).toBe(2_592_000);
     expect(toMemcachedExpiration(2_592_001, now)).toBe(now / 1000 + 2_592_001);
     expect(toMemcachedExpiration(0, now)).toBe(0);
