@@ -2,26 +2,22 @@
 // method checks the store is open and usable, then hands over to the session service, the mode or the lister.
 import { Store } from 'express-session';
 import type { SessionData } from 'express-session';
-import { type MemcachedStoreOptions, type ResolvedConfig, resolveConfig, resolveNodes } from './config';
+import { type MemcachedStoreOptions, type ResolvedConfig, resolveNodes } from './config';
 import { ConfigError, StoreClosedError } from '../core/errors';
-import { KeyFormat } from '../memcached/keys';
-import { type Logger, defaultLogger } from '../core/logger';
-import type { ModeContext, SessionMode } from '../modes/mode';
-import { NodeSet } from '../memcached/nodes';
-import { NonStickyMode } from '../modes/non-sticky';
-import { SessionIdFormat } from '../memcached/session-id';
-import { Statistics } from '../core/stats';
-import { StickyMode } from '../modes/sticky';
-import { JsonTranscoder } from '../transcoders/json';
-import { type StoredSession, type Transcoder, transcodedBytes } from '../transcoders/transcoder';
-import { BackupRunner } from '../modes/backup';
-import { UserIndex } from '../modes/user-index';
-import { SessionLister } from '../modes/listing';
-import { IdMoves } from '../modes/session-record';
-import { DISCOVERED_ID, Discovery } from '../memcached/discovery';
-import type { SessionId } from '../memcached/session-id';
+import type { Logger } from '../core/logger';
+import type { Statistics } from '../core/stats';
+import type { KeyFormat } from '../memcached/keys';
+import type { NodeSet } from '../memcached/nodes';
+import type { SessionId, SessionIdFormat } from '../memcached/session-id';
+import { DISCOVERED_ID, type Discovery } from '../memcached/discovery';
+import type { BackupRunner } from '../modes/backup';
+import type { SessionLister } from '../modes/listing';
+import type { SessionMode } from '../modes/mode';
+import type { UserIndex } from '../modes/user-index';
+import type { StoredSession, Transcoder } from '../transcoders/transcoder';
 import { type Callback, answer, settle, withCallback } from './callbacks';
-import { SessionService } from './session-service';
+import type { SessionService } from './session-service';
+import { assemble } from './wiring';
 
 export { DEFAULT_MAX_SESSION_BYTES } from './session-service';
 
@@ -34,121 +30,36 @@ export interface StoreStats {
 
 export class MemcachedStore extends Store {
   /** @internal */
-  readonly config: ResolvedConfig;
+  declare readonly config: ResolvedConfig;
   /** @internal */
-  readonly nodes: NodeSet;
+  declare readonly nodes: NodeSet;
   /** @internal */
-  readonly keys: KeyFormat;
+  declare readonly keys: KeyFormat;
   /** @internal */
-  readonly idFormat: SessionIdFormat;
-  readonly transcoder: Transcoder;
+  declare readonly idFormat: SessionIdFormat;
+  declare readonly transcoder: Transcoder;
   /** @internal */
-  readonly statistics = new Statistics();
-  readonly logger: Logger;
+  declare readonly statistics: Statistics;
+  declare readonly logger: Logger;
   /** @internal */
-  readonly backups: BackupRunner;
+  declare readonly backups: BackupRunner;
   /** @internal */
-  readonly mode: SessionMode;
+  declare readonly mode: SessionMode;
   /** @internal indexBy: the per-user index (idsOf, destroyAllOf). */
-  readonly index: UserIndex | undefined;
+  declare readonly index: UserIndex | undefined;
   /** Set with the autoDiscovery option: polls the configuration endpoint and applies its node list. */
-  readonly discovery: Discovery | undefined;
+  declare readonly discovery: Discovery | undefined;
   /** @internal */
-  readonly sessions: SessionService;
-  private readonly lister: SessionLister;
+  declare readonly sessions: SessionService;
+  declare private readonly lister: SessionLister;
   private closed = false;
 
   constructor(options: MemcachedStoreOptions) {
     super();
-    this.config = resolveConfig(options);
-    this.logger = options.logger ?? defaultLogger();
-    this.transcoder = options.transcoder ?? new JsonTranscoder();
-    if (typeof this.transcoder.encode !== 'function' || typeof this.transcoder.decode !== 'function') {
-      throw ConfigError.saying(
-        'express-msm: invalid transcoder: expected { encode(session): Buffer, decode(bytes): session | null }',
-      );
-    }
-    this.keys = new KeyFormat(this.config.storageKeyPrefix);
-    const {
-      nodes: list,
-      failoverNodeIds,
-      operationTimeout,
-      nodeAvailabilityCacheTTL,
-      username,
-      password,
-      tls,
-    } = this.config;
-    this.nodes = new NodeSet({
-      nodes: list,
-      failoverNodeIds,
-      operationTimeout,
-      nodeAvailabilityCacheTTL,
-      keys: this.keys,
-      logger: this.logger,
-      username,
-      password,
-      tls,
-      onKey: options.onKey,
-    });
-    // The node set's knownIds, live: ids naming a node removed at run time still parse as naming it.
-    this.idFormat = new SessionIdFormat(this.nodes.knownIds, this.config.encodeNodeId);
-    this.backups = new BackupRunner(this.config.sessionBackupAsync, this.config.sessionBackupTimeout, this.logger);
-    const moves = new IdMoves();
-    const transcoder = this.transcoder;
-    const ctx: ModeContext = {
-      cfg: this.config,
-      nodes: this.nodes,
-      keys: this.keys,
-      idFormat: this.idFormat,
-      stats: this.statistics,
-      logger: this.logger,
-      backups: this.backups,
-      moves,
-      // Modes decode session items: the transcoder's bytes, behind the id when its key is a hash (itemUnderId).
-      transcoder: {
-        name: transcoder.name,
-        encode: (s, c) => transcoder.encode(s, c),
-        decode: (b, c) => transcoder.decode(transcodedBytes(b), c),
-      },
-    };
-    const mode: SessionMode = this.config.sticky ? new StickyMode(ctx) : new NonStickyMode(ctx);
-    this.mode = mode;
-    this.index =
-      this.config.indexBy
-      && new UserIndex(
-        {
-          nodes: this.nodes,
-          keys: this.keys,
-          ids: this.idFormat,
-          stats: this.statistics,
-          logger: this.logger,
-          load: (sid) => mode.load(sid),
-          destroy: (sid) => mode.destroy(sid),
-        },
-        this.config.indexBy,
-      );
-    this.lister = new SessionLister(ctx, mode);
-    this.sessions = new SessionService({
-      config: this.config,
-      keys: this.keys,
-      idFormat: this.idFormat,
-      transcoder,
-      statistics: this.statistics,
-      logger: this.logger,
-      mode,
-      index: this.index,
-      moves,
-    });
-    const ad = this.config.autoDiscovery;
-    this.discovery =
-      ad
-      && new Discovery({
-        ...ad,
-        timeoutMs: this.config.operationTimeout,
-        tls: this.config.tls,
-        logger: this.logger,
-        apply: (nodes) => this.applyNodes({ nodes, encodeNodeId: true, failoverNodeIds: [] }),
-      });
+    Object.assign(
+      this,
+      assemble(options, (nodes) => this.applyNodes({ nodes, encodeNodeId: true, failoverNodeIds: [] })),
+    );
   }
 
   /** Largest encoded session accepted; larger ones fail at set with a message naming the size. */

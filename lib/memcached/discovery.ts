@@ -1,6 +1,7 @@
 // Auto-discovery (AWS ElastiCache's configuration endpoint): `config get cluster` answers a version line and the
 // nodes as `hostname|ip|port` entries separated by spaces. Polled every intervalMs; each answer becomes the node
 // list. Node ids are derived from hostname:port, so they stay the same when nodes join, leave or are reordered.
+import { StorageUnavailableError } from '../core/errors';
 import { createHash } from 'crypto';
 import type { ConnectionOptions } from 'tls';
 import { type MemcachedNodeConfig, parseHostPort } from './node-list';
@@ -84,11 +85,10 @@ export class Discovery {
   async waitForNodes(timeoutMs: number): Promise<void> {
     let t: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      // Not yet a StorageUnavailableError: its status would turn the 500 requests get here today into a 503.
       t = setTimeout(
         () =>
           reject(
-            new Error(
+            new StorageUnavailableError(
               `express-msm: no memcached nodes: autoDiscovery endpoint ${this.endpoint} has not answered`
                 + (this.lastError ? ` (${this.lastError})` : ''),
             ),

@@ -147,7 +147,7 @@ describe('autoDiscovery', () => {
       new RegExp(`autoDiscovery endpoint ${endpoint.address.replace(/\./g, '\\.')} has not answered`),
     );
     const r = await request(makeApp(s)).get('/get').set('Cookie', cookieFor(s.genid()));
-    expect(r.status).toBe(500);
+    expect(r.status).toBe(503);
     expect(r.text).toMatch(/has not answered/);
     const cookie = { originalMaxAge: 60_000, expires: new Date(Date.now() + 60_000), httpOnly: true, path: '/' };
     await expect(s.set(s.genid(), { cookie } as never)).rejects.toThrow(/no memcached nodes: autoDiscovery endpoint/);
