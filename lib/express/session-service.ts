@@ -151,7 +151,7 @@ export class SessionService {
       );
     }
     const rec = record ?? this.newRecord(session, sid.id);
-    const saving = this.p.mode.save(sid, stored, bytes, maxInactive, rec);
+    const saving = this.p.mode.save(sid, bytes, maxInactive, rec);
     if (!saving && !alias && !this.p.index) return void this.saved(rec, !!pre, started);
     const done = () => this.saved(rec, !!pre, started);
     return (alias || this.p.index ? this.afterWrite(saving, sid, alias, session, maxInactive, rec) : saving!).then(

@@ -52,7 +52,6 @@ export interface SessionMode {
    */
   save(
     sid: SessionId,
-    stored: StoredSession,
     bytes: Buffer,
     maxInactive: number,
     record: SessionRecord | undefined,

@@ -291,7 +291,6 @@ export class NonStickyMode implements SessionMode {
 
   save(
     sid: SessionId,
-    _stored: StoredSession,
     bytes: Buffer,
     maxInactive: number,
     record: SessionRecord | undefined,

@@ -228,7 +228,6 @@ export class StickyMode implements SessionMode {
 
   save(
     sid: SessionId,
-    _stored: StoredSession,
     bytes: Buffer,
     maxInactive: number,
     record: SessionRecord | undefined,
