@@ -44,6 +44,7 @@ export interface ResolvedConfig extends NodeList {
   nodeAvailabilityCacheTTL: number;
   localMaxSessions: number;
   localMaxBytes: number;
+  maxSessionBytes: number;
   indexBy: IndexBy | undefined;
   autoDiscovery: { endpoint: { host: string; port: number }; intervalMs: number } | undefined;
 }
@@ -51,7 +52,7 @@ export interface ResolvedConfig extends NodeList {
 type Checked<Names extends keyof MemcachedSessionOptions> = { [K in Names]: Resolved<K> };
 type StoreChecked = Checked<keyof MemcachedStoreOptions>;
 /** memcachedNodes (with failoverNodes) becomes the NodeList; the store reads the others as given. */
-type NotInConfig = 'memcachedNodes' | 'failoverNodes' | 'transcoder' | 'logger' | 'onKey';
+type NotInConfig = 'memcachedNodes' | 'failoverNodes' | 'transcoder' | 'logger';
 type ConfigFromTable = Omit<StoreChecked, NotInConfig> & StoreChecked['memcachedNodes'];
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 // Compiles only while ResolvedConfig holds exactly what the store's checks in the options table return.
@@ -61,7 +62,7 @@ export function resolveConfig(options: MemcachedStoreOptions): ResolvedConfig {
   if (!options || typeof options !== 'object') throw new ConfigError('options', options, 'expected an object');
   checkOptionNames(options, 'store');
   const checked = checkOptions('store', options) as StoreChecked;
-  const { memcachedNodes, failoverNodes, transcoder, logger, onKey, ...rest } = checked;
+  const { memcachedNodes, failoverNodes, transcoder, logger, ...rest } = checked;
   return { ...memcachedNodes, ...rest };
 }
 

@@ -12,6 +12,8 @@ export const ROUTE_PATTERN = /^[A-Za-z0-9_]{1,32}$/;
 export const AUTO_DISCOVERY_INTERVAL_MS = 60_000;
 /** Longest memcached relative TTL (larger values are read as absolute Unix times). */
 export const MAX_RELATIVE_TTL = 30 * 24 * 3600;
+/** Memcached's default item size is 1 MB; leave room for the key and item header. */
+export const DEFAULT_MAX_SESSION_BYTES = 1024 * 1024 - 1024;
 
 export function resolveAutoDiscovery(value: unknown): { endpoint: { host: string; port: number }; intervalMs: number } {
   const o = value as { endpoint?: unknown; intervalMs?: unknown } | null | undefined;
@@ -38,6 +40,25 @@ export function checkNumber(option: string, value: unknown, opts: { integer?: bo
     || (opts.integer && !Number.isInteger(value))
   ) {
     throw new ConfigError(option, value, `expected a${opts.integer ? 'n integer' : ' number'} >= ${min}`);
+  }
+  return value;
+}
+
+/**
+ * Whole seconds, 1 to `max`. A value above `max` is taken for milliseconds given where seconds are meant (a day in
+ * ms reads as 2.7 years of seconds), and the message says so.
+ */
+export function checkSeconds(option: string, value: unknown, max: { seconds: number; text: string }): number {
+  if (typeof value === 'number' && Number.isFinite(value) && value > max.seconds) {
+    const suggested = Math.max(1, Math.round(value / 1000));
+    throw new ConfigError(
+      option,
+      value,
+      `is in seconds, and ${value} seconds is over ${max.text}; milliseconds? use ${suggested} (${value} / 1000)`,
+    );
+  }
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw new ConfigError(option, value, `expected whole seconds, 1-${max.seconds}`);
   }
   return value;
 }

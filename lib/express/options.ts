@@ -10,10 +10,12 @@ import { ConfigError } from '../core/errors';
 import { type NodeList, resolveNodes } from '../memcached/node-list';
 import {
   AUTO_DISCOVERY_INTERVAL_MS,
+  DEFAULT_MAX_SESSION_BYTES,
   MAX_RELATIVE_TTL,
   type SessionOptionsGiven,
   checkBoolean,
   checkNumber,
+  checkSeconds,
   fullMatchRegex,
   parseLockingMode,
   parseRegex,
@@ -61,6 +63,8 @@ export interface MemcachedStoreOptions {
   /** Sticky: bounds of the local primary store. */
   localMaxSessions?: number;
   localMaxBytes?: number;
+  /** bytes, largest encoded session stored; larger ones fail at save (memcached's item size, `-I`, minus ~1 KiB). */
+  maxSessionBytes?: number;
   /** Where failover, relocation and decode failures are reported. Silent unless DEBUG includes express-msm. */
   logger?: Logger;
   /**
@@ -68,8 +72,16 @@ export interface MemcachedStoreOptions {
    * count. Enables store.idsOf(value) and store.destroyAllOf(value). See docs/user-index.md.
    */
   indexBy?: IndexBy;
-  /** Test hook: called with every key before it reaches memcached. */
-  onKey?: (key: string) => void;
+}
+
+/**
+ * @internal A test hook, kept out of the options table and the public option type: called with every key before it
+ * reaches memcached. `new MemcachedStore({ ...options, [ON_KEY]: (key) => ... } as MemcachedStoreOptions)`.
+ */
+export const ON_KEY: unique symbol = Symbol('express-msm.onKey');
+/** @internal The store's hooks for tests (symbol-keyed: option name checks and memcachedSession() never see them). */
+export interface StoreTestHooks {
+  [ON_KEY]?: (key: string) => void;
 }
 
 export interface AutoDiscoveryOptions {
@@ -129,6 +141,7 @@ const DOCS = 'https://github.com/express-msm/express-msm/blob/main/docs';
 const number = (option: string, opts?: { integer?: boolean; min?: number }) => (v: unknown) =>
   checkNumber(option, v, opts);
 const boolean = (option: string) => (v: unknown) => checkBoolean(option, v);
+const YEAR = 365 * 24 * 3600;
 
 /**
  * The table. Its order is the order of checks (a check may read the options before it), of the valid names an
@@ -221,7 +234,8 @@ export const OPTIONS = {
     description:
       'for sessions whose express-session cookie has no `maxAge` (or `expires`); otherwise the '
       + "cookie's `maxAge` counts",
-    check: number('defaultMaxInactiveInterval', { integer: true, min: 1 }),
+    // Over a year: a value in ms (a day in ms would read as 2.7 years).
+    check: (v) => checkSeconds('defaultMaxInactiveInterval', v, { seconds: YEAR, text: 'a year' }),
   },
   username: {
     scope: 'store',
@@ -248,6 +262,12 @@ export const OPTIONS = {
       `\`AvroTranscoder\`, \`EncryptingTranscoder\` ([docs/encryption.md](${DOCS}/encryption.md)), or any `
       + `\`{ encode, decode }\` ([docs/transcoders.md](${DOCS}/transcoders.md))`,
     check: (v) => {
+      const proto = typeof v === 'function' ? (v.prototype as Partial<Transcoder> | undefined) : undefined;
+      if (typeof proto?.encode === 'function' && typeof proto.decode === 'function') {
+        const name = (v as { name?: string }).name || 'Transcoder';
+        const args = (v as { length: number }).length ? '...' : '';
+        throw new ConfigError('transcoder', `[class ${name}]`, `is a class; pass an instance: new ${name}(${args})`);
+      }
       const t = v as Partial<Transcoder> | null | undefined;
       if (t != null && (typeof t.encode !== 'function' || typeof t.decode !== 'function')) {
         throw ConfigError.saying(
@@ -286,6 +306,16 @@ export const OPTIONS = {
       "sticky: most bytes the local primary store holds (each copy's encoded bytes, held in memory of " + 'its own)',
     check: number('localMaxBytes', { integer: true, min: 1 }),
   },
+  maxSessionBytes: {
+    scope: 'store',
+    unit: 'bytes',
+    default: DEFAULT_MAX_SESSION_BYTES,
+    defaultText: '`1047552` bytes (1 MiB − 1 KiB)',
+    description:
+      'largest encoded session stored: a larger one fails at save with a `SessionTooLargeError` naming its size, '
+      + "before anything is written; set it to memcached's item size (`-I`) minus ~1 KiB",
+    check: number('maxSessionBytes', { integer: true, min: 1 }),
+  },
   logger: {
     scope: 'store',
     defaultText: 'silent unless `DEBUG=express-msm`',
@@ -315,10 +345,6 @@ export const OPTIONS = {
       }
       return indexBy;
     },
-  },
-  onKey: {
-    scope: 'store',
-    description: 'test hook: called with every key before it is sent to memcached',
   },
   tls: {
     scope: 'store',
@@ -364,12 +390,8 @@ export const OPTIONS = {
     unit: 's',
     default: 5,
     description: 'TTL of the `lock:` item',
-    check: (v) => {
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_RELATIVE_TTL) {
-        throw new ConfigError('lockExpiration', v, `expected whole seconds, 1-${MAX_RELATIVE_TTL}`);
-      }
-      return v;
-    },
+    // Over 30 days memcached would read the TTL as a date; such a value was meant in ms.
+    check: (v) => checkSeconds('lockExpiration', v, { seconds: MAX_RELATIVE_TTL, text: '30 days' }),
   },
   lockTimeoutAction: {
     scope: 'middleware',

@@ -19,9 +19,6 @@ import type { ResolvedConfig } from './config';
 import { checkCookie, cookieChanged, toStored } from './cookie';
 import { beforeResponseStarts, createSession, requestOf } from './express-session';
 
-/** Memcached's default item size is 1 MB; leave room for the key and item header. */
-export const DEFAULT_MAX_SESSION_BYTES = 1024 * 1024 - 1024;
-
 /** Where a session object carries its record. A symbol: invisible to JSON, to express-session's hash and to apps. */
 export const RECORD: unique symbol = Symbol('express-msm.record');
 /** On req once the app applies id changes itself (applyPendingIdChange): the cookie follows them. */
@@ -51,9 +48,11 @@ export interface SessionServiceParts {
 
 export class SessionService {
   /** Largest encoded session accepted; larger ones fail at set with a message naming the size. */
-  maxSessionBytes = DEFAULT_MAX_SESSION_BYTES;
+  maxSessionBytes: number;
 
-  constructor(private readonly p: SessionServiceParts) {}
+  constructor(private readonly p: SessionServiceParts) {
+    this.maxSessionBytes = p.config.maxSessionBytes;
+  }
 
   /** Parses and validates a client-supplied id, following a recorded move. null: invalid, never reaches memcached. */
   resolve(raw: unknown, record?: SessionRecord): SessionId | null {

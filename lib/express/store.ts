@@ -19,7 +19,7 @@ import { type Callback, answer, settle, withCallback } from './callbacks';
 import type { SessionService } from './session-service';
 import { assemble } from './wiring';
 
-export { DEFAULT_MAX_SESSION_BYTES } from './session-service';
+export { DEFAULT_MAX_SESSION_BYTES } from './option-parsers';
 
 export interface StoreStats {
   [counter: string]: unknown;
@@ -62,11 +62,12 @@ export class MemcachedStore extends Store {
     );
   }
 
-  /** Largest encoded session accepted; larger ones fail at set with a message naming the size. */
+  /** Largest encoded session accepted (the maxSessionBytes option); larger ones fail at set naming the size. */
   get maxSessionBytes(): number {
     return this.sessions.maxSessionBytes;
   }
 
+  /** Kept for code that set it after construction; the option is the way now. */
   set maxSessionBytes(bytes: number) {
     this.sessions.maxSessionBytes = bytes;
   }

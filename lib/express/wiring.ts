@@ -16,6 +16,7 @@ import { UserIndex } from '../modes/user-index';
 import { JsonTranscoder } from '../transcoders/json';
 import { transcodedBytes } from '../transcoders/transcoder';
 import { type MemcachedStoreOptions, resolveConfig } from './config';
+import { ON_KEY, type StoreTestHooks } from './options';
 import { SessionService } from './session-service';
 
 export type StoreParts = ReturnType<typeof assemble>;
@@ -39,7 +40,7 @@ export function assemble(options: MemcachedStoreOptions, applyNodes: (nodes: Mem
     username,
     password,
     tls,
-    onKey: options.onKey,
+    onKey: (options as StoreTestHooks)[ON_KEY],
   });
   // The node set's knownIds, live: ids naming a node removed at run time still parse as naming it.
   const idFormat = new SessionIdFormat(nodes.knownIds, config.encodeNodeId);

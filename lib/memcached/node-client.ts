@@ -27,6 +27,7 @@ const STORED: OpResult<boolean> = Object.freeze({ ok: true, value: true });
 
 export interface NodeClientOptions extends NodeConnectionOptions {
   id: string;
+  /** @internal Test hook: every key before it is sent. */
   onKey?: (key: string) => void;
 }
 

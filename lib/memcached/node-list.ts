@@ -47,13 +47,28 @@ export function parseHostPort(
   return { host: parseHost(option, host, entry), port: parsePort(option, port, entry) };
 }
 
+/** The entries of a node list: separated by commas or spaces; an empty one between commas is a mistake. */
+function entriesOf(option: string, value: string): string[] {
+  const entries: string[] = [];
+  for (const part of value.trim().split(',')) {
+    const trimmed = part.trim();
+    if (trimmed === '') {
+      throw new ConfigError(option, value, `empty entry (entry ${entries.length + 1}): a trailing or doubled comma?`);
+    }
+    entries.push(...trimmed.split(/\s+/));
+  }
+  return entries;
+}
+
+const addressOf = (n: MemcachedNodeConfig) => `${n.host.includes(':') ? `[${n.host}]` : n.host}:${n.port}`;
+
 /** Parses msm's memcachedNodes: `id:host:port` entries separated by commas or spaces, or one `host:port`. */
 export function parseMemcachedNodes(value: unknown): { nodes: MemcachedNodeConfig[]; encodeNodeId: boolean } {
   const option = 'memcachedNodes';
   if (typeof value !== 'string' || value.trim() === '') {
     throw new ConfigError(option, value, 'expected "n1:host:port,n2:host:port" or "host:port"');
   }
-  const entries = value.trim().split(/[\s,]+/);
+  const entries = entriesOf(option, value);
   if (entries.length === 1 && (entries[0].split(':').length === 2 || entries[0].startsWith('['))) {
     // msm's single-node form: no id, and so no node id in session ids.
     const hp = splitHostPort(entries[0]);
@@ -78,7 +93,17 @@ export function parseMemcachedNodes(value: unknown): { nodes: MemcachedNodeConfi
       );
     }
     if (nodes.some((n) => n.id === id)) throw new ConfigError(option, value, `duplicate node id "${id}"`);
-    nodes.push({ id, host: parseHost(option, hp[0], entry), port: parsePort(option, hp[1], entry) });
+    const node = { id, host: parseHost(option, hp[0], entry), port: parsePort(option, hp[1], entry) };
+    const same = nodes.find((n) => n.port === node.port && n.host.toLowerCase() === node.host.toLowerCase());
+    if (same) {
+      // A session and its backup (or a failover node and its primary) would be one memcached: one failure loses both.
+      throw new ConfigError(
+        option,
+        value,
+        `"${same.id}" and "${id}" are the same memcached (${addressOf(node)}): list each host:port once`,
+      );
+    }
+    nodes.push(node);
   }
   return { nodes, encodeNodeId: true };
 }

@@ -36,6 +36,7 @@ export interface NodeSetOptions {
   username?: string;
   password?: string;
   tls?: ConnectionOptions;
+  /** @internal Test hook: every key before it is sent. */
   onKey?: (key: string) => void;
 }
 

@@ -1,6 +1,12 @@
 // The stores a test file makes: each from the file's defaults with the test's options over them, kept for teardown.
 import { MemcachedStore } from '../../lib';
 import type { MemcachedStoreOptions } from '../../lib';
+import { ON_KEY } from '../../lib/express/options';
+
+/** Options that call `hook` with every key before it reaches memcached (a test hook, not a public option). */
+export function onKey(hook: (key: string) => void): Partial<MemcachedStoreOptions> {
+  return { [ON_KEY]: hook } as Partial<MemcachedStoreOptions>;
+}
 
 export interface TestStores {
   /** A store from the defaults, `options` over them. */

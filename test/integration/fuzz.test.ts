@@ -13,6 +13,7 @@ import { SessionIdFormat } from '../../lib/memcached/session-id';
 import { encodeValidity } from '../../lib/memcached/validity';
 import { JsonTranscoder } from '../../lib/transcoders/json';
 import { RawClient } from '../helpers/raw-client';
+import { onKey } from '../helpers/store';
 const signature: { sign(v: string, s: string): string } = require('cookie-signature');
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20240808);
@@ -265,7 +266,7 @@ describe('fuzz: hostile cookies, routes and stored values', () => {
     store = new MemcachedStore({
       memcachedNodes: ports.map((p, i) => `${NODE_IDS[i]}:127.0.0.1:${p}`).join(','),
       storageKeyPrefix: PREFIX_OPTION,
-      onKey: checkKey,
+      ...onKey(checkKey),
       operationTimeout: 2000,
     });
     await store.ready();

@@ -8,7 +8,7 @@ import { type MemcachedProcess, killAll, nodesString, startMemcacheds } from '..
 import { RawClient } from '../helpers/raw-client';
 import { cookieFor, idFromSetCookie, makeApp } from '../helpers/app';
 import { sleep, waitFor } from '../helpers/wait';
-import { testStores } from '../helpers/store';
+import { onKey, testStores } from '../helpers/store';
 
 const DAY = 86_400;
 
@@ -248,7 +248,7 @@ describe('non-sticky store on two nodes', () => {
 
   it('forged or oversized ids reach memcached only as escaped or hashed keys: they find nothing and get a fresh session', async () => {
     const seen: string[] = [];
-    const store = newStore({ onKey: (k) => seen.push(k) });
+    const store = newStore(onKey((k) => seen.push(k)));
     const app = makeApp(store);
     const forged = [
       'has space-n1',

@@ -18,7 +18,7 @@ describe('new MemcachedStore(): option names', () => {
     ['failOverNodes', /unknown option "failOverNodes": did you mean failoverNodes\?/],
     ['operationTimout', /did you mean operationTimeout\?/],
     ['nodeAvailabilityCacheTtl', /did you mean nodeAvailabilityCacheTTL\?/],
-    ['hosts', /unknown option "hosts": valid options are memcachedNodes, failoverNodes, .*onKey/],
+    ['hosts', /unknown option "hosts": valid options are memcachedNodes, failoverNodes, .*maxSessionBytes/],
   ])('%s throws a ConfigError naming it and the closest valid option', (name, msg) => {
     const e = thrown(() => new MemcachedStore({ memcachedNodes, [name]: 1 } as unknown as MemcachedStoreOptions));
     expect(e).toBeInstanceOf(ConfigError);
@@ -61,9 +61,34 @@ describe('new MemcachedStore(): option names', () => {
       nodeAvailabilityCacheTTL: 1000,
       localMaxSessions: 10,
       localMaxBytes: 1_000_000,
-      onKey: () => undefined,
+      maxSessionBytes: 500_000,
     });
     await store.close();
+  });
+});
+
+describe('store.setMemcachedNodes(): one memcached under two node ids', () => {
+  it('throws a ConfigError naming both ids and changes nothing: the store keeps its nodes and its sessions', async () => {
+    const store = new MemcachedStore({ memcachedNodes, sessionBackupAsync: false, storageKeyPrefix: 'static:opts' });
+    try {
+      const id = store.genid();
+      await store.set(id, { cookie: { originalMaxAge: 60_000 }, n: 1 } as any);
+      const before = { nodes: structuredClone(store.config.nodes), stats: Object.keys(store.stats().nodes) };
+      const twice = `n1:127.0.0.1:${ports[0]},n2:127.0.0.1:${ports[1]},n3:127.0.0.1:${ports[1]}`;
+      for (const failoverNodes of ['n3', undefined]) {
+        const e = thrown(() => store.setMemcachedNodes(twice, failoverNodes));
+        expect(e).toBeInstanceOf(ConfigError);
+        expect(e.message).toBe(
+          `express-msm: invalid memcachedNodes "${twice}": "n2" and "n3" are the same memcached (127.0.0.1:${ports[1]}): list each host:port once`,
+        );
+      }
+      expect(store.config.nodes).toEqual(before.nodes);
+      expect(store.config.failoverNodeIds).toEqual([]);
+      expect(Object.keys(store.stats().nodes)).toEqual(before.stats);
+      expect(((await store.get(id)) as any).n).toBe(1);
+    } finally {
+      await store.close();
+    }
   });
 });
 

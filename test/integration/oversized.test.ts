@@ -4,6 +4,7 @@ import request from 'supertest';
 import express from 'express';
 import session from 'express-session';
 import { MemcachedStore } from '../../lib/express/store';
+import { SessionTooLargeError } from '../../lib/core/errors';
 import { RawClient } from '../helpers/raw-client';
 import { MemcachedProcess, freePort, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { SECRET } from '../helpers/app';
@@ -77,6 +78,35 @@ describe('sessions above the default 1 MB item size (shared nodes)', () => {
     const again: any = await store.get(id);
     expect(again.n).toBe(1);
     expect(again.pad).toBeUndefined();
+  });
+
+  test('new MemcachedStore({ maxSessionBytes: 100 }): a larger session is refused before any write, a smaller one stored', async () => {
+    const small = new MemcachedStore({
+      memcachedNodes: ports.map((p, i) => `n${i + 1}:127.0.0.1:${p}`).join(','),
+      storageKeyPrefix: 'static:big',
+      sessionBackupAsync: false,
+      sessionBackupTimeout: 2000,
+      maxSessionBytes: 100,
+    });
+    try {
+      expect(small.maxSessionBytes).toBe(100);
+      const id = small.genid();
+      const err = await small.set(id, { cookie: cookie(), pad: big(200) } as any).then(
+        () => null,
+        (e: SessionTooLargeError) => e,
+      );
+      expect(err).toBeInstanceOf(SessionTooLargeError);
+      expect(err!.message).toMatch(/session is \d+ bytes, above the 100-byte limit/);
+      expect(err!.bytes).toBeGreaterThan(200);
+      await small.backups.flush();
+      for (const snap of await snapshot(raws, id)) expect(Object.values(snap).every((v) => v === null)).toBe(true);
+      // Under the limit it is stored and loads: the option set this limit, not a smaller one.
+      const fits = small.genid();
+      await small.set(fits, { cookie: cookie(), n: 1 } as any);
+      expect(((await small.get(fits)) as any).n).toBe(1);
+    } finally {
+      await small.close();
+    }
   });
 
   test('through express-session: the error reaches the app (explicit save) and express error handling', async () => {

@@ -53,6 +53,7 @@ describe('the options table', () => {
       nodeAvailabilityCacheTTL: 1000,
       localMaxSessions: 100_000,
       localMaxBytes: 256 * 1024 * 1024,
+      maxSessionBytes: 1024 * 1024 - 1024,
       lockExpiration: 5,
     });
   });
@@ -75,7 +76,7 @@ describe('the options table', () => {
       `express-msm: unknown option "hosts": valid options are ${
         'memcachedNodes, failoverNodes, sticky, route, operationTimeout, sessionBackupAsync, sessionBackupTimeout, storageKeyPrefix, '
         + 'defaultMaxInactiveInterval, username, password, transcoder, sessionAttributeFilter, nodeAvailabilityCacheTTL, '
-        + 'localMaxSessions, localMaxBytes, logger, indexBy, onKey, tls, autoDiscovery'
+        + 'localMaxSessions, localMaxBytes, maxSessionBytes, logger, indexBy, tls, autoDiscovery'
       }`,
     );
     expect(() => checkOptionNames({ hosts: 1 }, 'middleware')).toThrow(
