@@ -76,6 +76,7 @@ export function resolveMiddlewareOptions(options: MemcachedSessionOptions): {
     locking: {
       strategy: r.lockingMode,
       lockExpiration: r.lockExpiration,
+      lockWaitTimeout: r.lockWaitTimeout,
       lockTimeoutAction: r.lockTimeoutAction,
       requestUriIgnorePattern: r.requestUriIgnorePattern,
     },

@@ -24,6 +24,8 @@ export interface LockingConfig {
   strategy: LockingStrategy;
   /** s, TTL of the lock item. */
   lockExpiration: number;
+  /** ms, the longest a request waits for the lock. */
+  lockWaitTimeout: number;
   lockTimeoutAction: 'proceed' | 'reject';
   /** Full match against path + query; matching requests get no session. */
   requestUriIgnorePattern: RegExp | undefined;
@@ -161,7 +163,7 @@ export class SessionMutex {
 
 /**
  * - `acquired`: we hold the memcached lock (and the in-process mutex);
- * - `timeout`: operationTimeout passed while waiting (in-process queue or memcached lock);
+ * - `timeout`: lockWaitTimeout passed while waiting (in-process queue or memcached lock);
  * - `error`: the session's node is down or failed the `add`: the session is used without the memcached lock.
  */
 export type LockOutcome = 'acquired' | 'timeout' | 'error';
@@ -180,10 +182,13 @@ export interface SessionLocksOptions {
   keys: KeyFormat;
   stats: Statistics;
   logger: Logger;
-  /** ms: the longest a request waits for the lock (msm waits up to operationTimeout). */
-  operationTimeout: number;
+  /** ms: the longest a request waits for the lock; its own deadline, so that a burst on one session serialises
+   * (msm shares operationTimeout, 1 s, which a few slow requests outlast). */
+  lockWaitTimeout: number;
   /** s */
   lockExpiration: number;
+  /** What the caller does on a timeout, named in the warning. */
+  lockTimeoutAction: 'proceed' | 'reject';
   /**
    * Where the session lives now: its node, or while that node is down the node it is relocated to, with the id it
    * has there. Requests with the old and the relocated id then take the same lock.
@@ -200,12 +205,13 @@ export class SessionLocks {
 
   /**
    * Queues on the in-process mutex, then `add`s `lock:<prefix><id>` with a random token on the session's node,
-   * retrying with backoff (10 ms doubling to 500 ms) until operationTimeout has passed since `startedAt`.
+   * retrying with backoff (10 ms doubling to 500 ms) until lockWaitTimeout has passed since `startedAt`.
    * Never throws: a timeout or node failure is an outcome (the caller decides: proceed or 503).
    */
   async lock(sid: SessionId, startedAt = Date.now()): Promise<LockHandle> {
-    const { nodes, keys, stats, logger, operationTimeout, lockExpiration } = this.opts;
-    const deadline = startedAt + operationTimeout;
+    const { nodes, keys, stats, logger, lockWaitTimeout, lockExpiration } = this.opts;
+    const deadline = startedAt + lockWaitTimeout;
+    const then = this.opts.lockTimeoutAction === 'reject' ? 'answering 503' : 'proceeding without the lock';
     let key = keys.lock(sid.id);
     const finish = (outcome: LockOutcome, ownsMutex: boolean, cas?: Buffer, node?: string): LockHandle => {
       const waitedMs = Date.now() - startedAt;
@@ -221,7 +227,7 @@ export class SessionLocks {
     const mutexKey = sid.random;
     if (!(await this.mutex.acquire(mutexKey, deadline - Date.now()))) {
       logger.warn(
-        `session ${hashId(sid.id)}: lock wait timed out after ${operationTimeout} ms (queued in this process)`,
+        `session ${hashId(sid.id)}: lock wait timed out after ${lockWaitTimeout} ms (queued in this process), ${then}`,
       );
       return finish('timeout', false);
     }
@@ -248,7 +254,7 @@ export class SessionLocks {
       const left = deadline - Date.now();
       if (left <= 0) {
         logger.warn(
-          `session ${hashId(sid.id)}: lock wait timed out after ${operationTimeout} ms (held by another request)`,
+          `session ${hashId(sid.id)}: lock wait timed out after ${lockWaitTimeout} ms (held by another request), ${then}`,
         );
         return finish('timeout', true);
       }

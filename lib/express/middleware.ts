@@ -92,7 +92,8 @@ function sessionLocks(store: MemcachedStore, locking: LockingConfig): SessionLoc
     keys: store.keys,
     stats: store.statistics,
     logger: store.logger,
-    operationTimeout: store.config.operationTimeout,
+    lockWaitTimeout: locking.lockWaitTimeout,
+    lockTimeoutAction: locking.lockTimeoutAction,
     lockExpiration: locking.lockExpiration,
     lockTarget: (sid: SessionId) => {
       const primary = store.nodes.nodeOf(sid);

@@ -96,6 +96,9 @@ export interface MiddlewareOnlyOptions {
   /** Locking (non-sticky only). */
   lockingMode?: LockingModeName | string;
   lockExpiration?: number;
+  /** ms: how long a request waits for its session's lock (in-process queue plus memcached retries). */
+  lockWaitTimeout?: number;
+  /** When the lock was not had within lockWaitTimeout: `reject` (503, the default) or `proceed` without it (msm). */
   lockTimeoutAction?: 'proceed' | 'reject';
   /** Requests whose path (plus query) fully matches get no session. */
   requestUriIgnorePattern?: string | RegExp;
@@ -202,7 +205,7 @@ export const OPTIONS = {
     msm: '`operationTimeout`',
     unit: 'ms',
     default: 1000,
-    description: 'deadline of each memcached operation, and of lock acquisition',
+    description: 'deadline of each memcached operation (not of the lock wait: `lockWaitTimeout`)',
     check: number('operationTimeout', { min: 1 }),
   },
   sessionBackupAsync: {
@@ -393,12 +396,23 @@ export const OPTIONS = {
     // Over 30 days memcached would read the TTL as a date; such a value was meant in ms.
     check: (v) => checkSeconds('lockExpiration', v, { seconds: MAX_RELATIVE_TTL, text: '30 days' }),
   },
+  lockWaitTimeout: {
+    scope: 'middleware',
+    unit: 'ms',
+    // As long as a lock may be held (lockExpiration's default): a burst of six 300 ms requests on one session
+    // (1.8 s of work) fits with room for other instances' polling backoff (up to 500 ms a retry).
+    default: 5000,
+    description:
+      "how long a request waits for its session's lock (msm waits `operationTimeout`); then `lockTimeoutAction`",
+    check: number('lockWaitTimeout', { min: 0 }),
+  },
   lockTimeoutAction: {
     scope: 'middleware',
-    default: 'proceed',
-    description: '`reject` answers 503 instead of proceeding without the lock',
+    default: 'reject',
+    description:
+      '`reject`: 503 with `Retry-After` when the lock was not had in time; `proceed`: run without the lock (msm)',
     check: (v) => {
-      const action = v ?? 'proceed';
+      const action = v ?? 'reject';
       if (action !== 'proceed' && action !== 'reject') {
         throw new ConfigError(
           'lockTimeoutAction',

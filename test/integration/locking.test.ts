@@ -16,6 +16,8 @@ import {
 } from '../helpers/session-http';
 import type { MemcachedSessionOptions } from '../../lib/express/middleware';
 import { sleep, waitFor } from '../helpers/wait';
+import { capturingLogger } from '../helpers/capturing-logger';
+import { hashId } from '../../lib/core/logger';
 
 const fx = memcachedFixture(2);
 
@@ -31,7 +33,7 @@ function routes(track: { active: number; maxActive: number }) {
       track.active++;
       track.maxActive = Math.max(track.maxActive, track.active);
       // Widen the read-modify-write window: without the lock concurrent increments overlap here.
-      await sleep(2);
+      await sleep(Number(req.query.ms ?? 2));
       s(req).n = (s(req).n ?? 0) + 1;
       track.active--;
       res.json({ n: s(req).n });
@@ -86,11 +88,11 @@ async function lockValue(s: Served, id: string): Promise<Buffer | null> {
 
 describe('lockingMode all', () => {
   it('100 concurrent increments of one session over two instances end at exactly 100', async () => {
-    // operationTimeout bounds the lock wait: large here so that no request proceeds unlocked under a loaded CI box.
+    // A long lock wait, so that no request times out under a loaded CI box.
     const {
       servers: [a, b],
       track,
-    } = await instances(2, { lockingMode: 'all', operationTimeout: 20_000 });
+    } = await instances(2, { lockingMode: 'all', lockWaitTimeout: 20_000 });
     const { id, cookie } = await newSession(a);
     const replies = await Promise.all(
       Array.from({ length: 100 }, (_, i) => request((i % 2 ? b : a).port, '/inc', { cookie })),
@@ -110,7 +112,7 @@ describe('lockingMode all', () => {
     const {
       servers: [a],
       track,
-    } = await instances(1, { lockingMode: 'all', operationTimeout: 20_000 });
+    } = await instances(1, { lockingMode: 'all', lockWaitTimeout: 20_000 });
     const { cookie } = await newSession(a);
     const before = addOps(a);
     const replies = await Promise.all(Array.from({ length: 20 }, () => request(a.port, '/inc', { cookie })));
@@ -145,7 +147,7 @@ describe('lockingMode uriPattern', () => {
     const {
       servers: [a, b],
       track,
-    } = await instances(2, { lockingMode: 'uriPattern:/cart/.*', operationTimeout: 20_000 });
+    } = await instances(2, { lockingMode: 'uriPattern:/cart/.*', lockWaitTimeout: 20_000 });
     const { cookie } = await newSession(a);
 
     const adds = () => addOps(a) + addOps(b);
@@ -199,7 +201,7 @@ describe('lock release', () => {
   it('after a thrown error, an error passed to next() and a 500', async () => {
     const {
       servers: [a],
-    } = await instances(1, { lockingMode: 'all', operationTimeout: 3000 });
+    } = await instances(1, { lockingMode: 'all', lockWaitTimeout: 3000 });
     const { id, cookie } = await newSession(a);
     for (const path of ['/throw', '/next-error', '/500']) {
       const before = counter(a, 'locksAcquired');
@@ -213,7 +215,7 @@ describe('lock release', () => {
   it('after the client destroys the socket mid-request', async () => {
     const {
       servers: [a],
-    } = await instances(1, { lockingMode: 'all', operationTimeout: 3000, lockExpiration: 30 });
+    } = await instances(1, { lockingMode: 'all', lockWaitTimeout: 3000, lockExpiration: 30 });
     const { id, cookie } = await newSession(a);
     const started = Date.now();
     await abortedRequest(a.port, '/slow?ms=2000', cookie, 200);
@@ -227,7 +229,7 @@ describe('lock release', () => {
   it('a held lock expires after lockExpiration', async () => {
     const {
       servers: [a, b],
-    } = await instances(2, { lockingMode: 'all', lockExpiration: 2, operationTimeout: 6000 });
+    } = await instances(2, { lockingMode: 'all', lockExpiration: 2, lockWaitTimeout: 6000 });
     const { id, cookie } = await newSession(a);
     // A holds the lock far longer than lockExpiration.
     const slow = request(a.port, '/slow?ms=4500', { cookie });
@@ -291,37 +293,92 @@ describe('lock timeout', () => {
     await rawFor(id).set(a.mw.store.keys.lock(id), 'other-instance', 30);
   }
 
-  it('proceeds without the lock by default (msm) and counts it', async () => {
+  function timeoutLines(log: { lines: string[] }, id: string): string[] {
+    const lines = log.lines.filter((l) => /lock wait timed out/.test(l));
+    for (const l of lines) expect(l).not.toContain(id);
+    return lines.filter((l) => l.includes(hashId(id)));
+  }
+
+  it('answers 503 with Retry-After by default, does not run the handler, logs once with the hashed id', async () => {
+    const log = capturingLogger();
     const {
       servers: [a],
-    } = await instances(1, { lockingMode: 'all', operationTimeout: 300 });
+      track,
+    } = await instances(1, { lockingMode: 'all', lockWaitTimeout: 300, logger: log });
+    const { id, cookie } = await newSession(a);
+    await heldByOther(a, id);
+    const started = Date.now();
+    const r = await request(a.port, '/inc', { cookie });
+    // The lock wait's own deadline, not operationTimeout's 1000 ms nor lockExpiration's 5 s.
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(r.status).toBe(503);
+    expect(r.headers['retry-after']).toBe('1');
+    expect(r.headers['set-cookie']).toBeUndefined();
+    expect(track.maxActive).toBe(0);
+    expect(counter(a, 'lockTimeouts')).toBe(1);
+    expect(counter(a, 'lockRejections')).toBe(1);
+    const lines = timeoutLines(log, id);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^warn .*answering 503/);
+    expect(a.mw.locks.mutex.isHeld(id)).toBe(false);
+    await rawFor(id).delete(a.mw.store.keys.lock(id));
+    const ok = await request(a.port, '/get', { cookie });
+    expect(ok.json().n).toBe(0);
+  });
+
+  it("proceeds without the lock with lockTimeoutAction 'proceed' (msm), logged and counted", async () => {
+    const log = capturingLogger();
+    const {
+      servers: [a],
+    } = await instances(1, { lockingMode: 'all', lockWaitTimeout: 300, lockTimeoutAction: 'proceed', logger: log });
     const { id, cookie } = await newSession(a);
     await heldByOther(a, id);
     const r = await request(a.port, '/inc', { cookie });
     expect(r.status).toBe(200);
     expect(r.json().n).toBe(1);
     expect(counter(a, 'lockTimeouts')).toBe(1);
+    expect(counter(a, 'lockRejections')).toBe(0);
     expect(counter(a, 'locksAcquired')).toBe(0);
     // Several attempts with backoff, not one.
     expect(addOps(a)).toBeGreaterThan(2);
+    const lines = timeoutLines(log, id);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^warn .*proceeding without the lock/);
     // Not ours: left alone.
     expect((await lockValue(a, id))!.toString()).toBe('other-instance');
     await rawFor(id).delete(a.mw.store.keys.lock(id));
   });
 
-  it("answers 503 with lockTimeoutAction 'reject' and does not run the handler", async () => {
+  it('a request queued in this process past lockWaitTimeout is answered 503 too, and logged once', async () => {
+    const log = capturingLogger();
     const {
       servers: [a],
-    } = await instances(1, { lockingMode: 'all', operationTimeout: 300, lockTimeoutAction: 'reject' });
+    } = await instances(1, { lockingMode: 'all', lockWaitTimeout: 300, logger: log });
     const { id, cookie } = await newSession(a);
-    await heldByOther(a, id);
-    const r = await request(a.port, '/inc', { cookie });
+    const slow = request(a.port, '/slow?ms=1000', { cookie });
+    await waitFor(() => a.mw.locks.mutex.size === 1, { timeout: 3000, what: 'mutex held' });
+    const r = await request(a.port, '/get', { cookie });
     expect(r.status).toBe(503);
-    expect(r.headers['set-cookie']).toBeUndefined();
-    expect(counter(a, 'lockRejections')).toBe(1);
-    expect(a.mw.locks.mutex.isHeld(id)).toBe(false);
-    await rawFor(id).delete(a.mw.store.keys.lock(id));
-    const ok = await request(a.port, '/get', { cookie });
-    expect(ok.json().n).toBe(0);
+    expect(r.headers['retry-after']).toBe('1');
+    expect((await slow).status).toBe(200);
+    expect(counter(a, 'lockTimeouts')).toBe(1);
+    const lines = timeoutLines(log, id);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/queued in this process/);
+  });
+});
+
+describe('lock wait deadline and timeout action, by default', () => {
+  it('six concurrent 300 ms increments of one session all count: the wait is not bounded by operationTimeout', async () => {
+    const {
+      servers: [a],
+      track,
+    } = await instances(1, { lockingMode: 'all' });
+    const { cookie } = await newSession(a);
+    const replies = await Promise.all(Array.from({ length: 6 }, () => request(a.port, '/inc?ms=300', { cookie })));
+    expect(replies.map((r) => r.status)).toEqual(Array(6).fill(200));
+    expect((await request(a.port, '/get', { cookie })).json().n).toBe(6);
+    expect(track.maxActive).toBe(1);
+    expect(counter(a, 'lockTimeouts')).toBe(0);
   });
 });

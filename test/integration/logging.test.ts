@@ -41,6 +41,8 @@ describe('logging', () => {
       storageKeyPrefix: 'static:log',
       lockingMode: 'all',
       operationTimeout: 300,
+      lockWaitTimeout: 300,
+      lockTimeoutAction: 'proceed',
       sessionBackupAsync: false,
       sessionBackupTimeout: 1000,
       logger: log,

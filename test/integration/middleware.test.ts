@@ -93,6 +93,8 @@ describe('setup', () => {
       [{ lockingMode: 'uriPattern:(' }, /lockingMode/],
       [{ lockExpiration: 0 }, /lockExpiration/],
       [{ lockExpiration: 1.5 }, /lockExpiration/],
+      [{ lockWaitTimeout: -1 }, /lockWaitTimeout/],
+      [{ lockWaitTimeout: '5s' as any }, /lockWaitTimeout/],
       [{ lockTimeoutAction: 'wait' as any }, /lockTimeoutAction/],
       [{ requestUriIgnorePattern: '[' }, /requestUriIgnorePattern/],
       [{ session: { secret: 's', store: {} } as any }, /session\.store/],

@@ -25,7 +25,7 @@ describe('new MemcachedStore(): option names', () => {
     expect(e.message).toMatch(msg);
   });
 
-  it.each(['lockingMode', 'lockExpiration', 'lockTimeoutAction', 'requestUriIgnorePattern'])(
+  it.each(['lockingMode', 'lockExpiration', 'lockWaitTimeout', 'lockTimeoutAction', 'requestUriIgnorePattern'])(
     'the middleware-only option %s throws and points to memcachedSession()',
     (name) => {
       const e = thrown(() => new MemcachedStore({ memcachedNodes, [name]: 'all' } as unknown as MemcachedStoreOptions));

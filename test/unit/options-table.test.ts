@@ -24,7 +24,7 @@ describe('the options table', () => {
     const rows = renderOptionsTable().split('\n');
     expect(rows).toHaveLength(2 + Object.keys(OPTIONS).length);
     expect(rows).toContain(
-      '| `operationTimeout` | `operationTimeout` | `1000` ms | deadline of each memcached operation, and of lock acquisition |',
+      '| `operationTimeout` | `operationTimeout` | `1000` ms | deadline of each memcached operation (not of the lock wait: `lockWaitTimeout`) |',
     );
     expect(rows.find((r) => r.includes('`localMaxBytes`'))).toMatch(/\| 256 MiB \|/);
     expect(rows.find((r) => r.includes('`lockExpiration`'))).toMatch(
@@ -55,6 +55,7 @@ describe('the options table', () => {
       localMaxBytes: 256 * 1024 * 1024,
       maxSessionBytes: 1024 * 1024 - 1024,
       lockExpiration: 5,
+      lockWaitTimeout: 5000,
     });
   });
 
@@ -65,7 +66,8 @@ describe('the options table', () => {
     expect(mw.locking).toEqual({
       strategy: { kind: 'none' },
       lockExpiration: DEFAULTS.lockExpiration,
-      lockTimeoutAction: 'proceed',
+      lockWaitTimeout: DEFAULTS.lockWaitTimeout,
+      lockTimeoutAction: 'reject',
       requestUriIgnorePattern: undefined,
     });
     expect(mw.session).toEqual({ secret: 's', resave: false, saveUninitialized: false });
@@ -80,7 +82,7 @@ describe('the options table', () => {
       }`,
     );
     expect(() => checkOptionNames({ hosts: 1 }, 'middleware')).toThrow(
-      /autoDiscovery, lockingMode, lockExpiration, lockTimeoutAction, requestUriIgnorePattern, session$/,
+      /autoDiscovery, lockingMode, lockExpiration, lockWaitTimeout, lockTimeoutAction, requestUriIgnorePattern, session$/,
     );
   });
 });
