@@ -254,7 +254,7 @@ export class SessionLocks {
       const left = deadline - Date.now();
       if (left <= 0) {
         logger.warn(
-          `session ${hashId(sid.id)}: lock wait timed out after ${lockWaitTimeout} ms (held by another request), ${then}`,
+          `session ${hashId(sid.id)}: lock wait timed out on ${node} after ${lockWaitTimeout} ms (held by another request), ${then}`,
         );
         return finish('timeout', true);
       }

@@ -4,7 +4,7 @@
 // table. Adding an option: its line in an interface and its entry in OPTIONS, then npm run options-table.
 import type { ConnectionOptions } from 'tls';
 import type { Transcoder } from '../transcoders/transcoder';
-import type { Logger } from '../core/logger';
+import type { LoggerOption } from '../core/logger';
 import type { IndexBy } from '../modes/user-index';
 import { ConfigError } from '../core/errors';
 import { type NodeList, resolveNodes } from '../memcached/node-list';
@@ -65,8 +65,11 @@ export interface MemcachedStoreOptions {
   localMaxBytes?: number;
   /** bytes, largest encoded session stored; larger ones fail at save (memcached's item size, `-I`, minus ~1 KiB). */
   maxSessionBytes?: number;
-  /** Where failover, relocation and decode failures are reported. Silent unless DEBUG includes express-msm. */
-  logger?: Logger;
+  /**
+   * Where failover, relocation and decode failures are reported. Default: warnings and errors on stderr, one line
+   * each, rate-limited per kind; debug and info only with DEBUG=express-msm. false: nothing at all.
+   */
+  logger?: LoggerOption;
   /**
    * Per-user index (non-sticky): the value a session belongs to, e.g. `(s) => s.userId`; strings and finite numbers
    * count. Enables store.idsOf(value) and store.destroyAllOf(value). See docs/user-index.md.
@@ -321,8 +324,22 @@ export const OPTIONS = {
   },
   logger: {
     scope: 'store',
-    defaultText: 'silent unless `DEBUG=express-msm`',
-    description: '`{ debug, info, warn, error }`; session ids are logged hashed',
+    defaultText:
+      'warnings and errors to stderr, one line each, at most one per kind per 10 s; all with `DEBUG=express-msm`',
+    description: '`{ debug, info, warn, error }`, or `false` for no logging at all; session ids are logged hashed',
+    check: (v) => {
+      if (v === undefined || v === false) return v;
+      const methods = ['debug', 'info', 'warn', 'error'] as const;
+      const missing = methods.filter((m) => typeof (v as Record<string, unknown> | null)?.[m] !== 'function');
+      if (missing.length) {
+        throw new ConfigError(
+          'logger',
+          v,
+          `expected false or an object with ${methods.join(', ')} functions (missing ${missing.join(', ')})`,
+        );
+      }
+      return v;
+    },
   },
   indexBy: {
     scope: 'store',

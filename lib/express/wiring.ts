@@ -1,6 +1,6 @@
 // The parts of a MemcachedStore, built from its options: nodes, mode, session service, lister, index, discovery.
 import type { MemcachedNodeConfig } from '../memcached/node-list';
-import { defaultLogger } from '../core/logger';
+import { loggerFrom } from '../core/logger';
 import { Statistics } from '../core/stats';
 import { Discovery } from '../memcached/discovery';
 import { KeyFormat } from '../memcached/keys';
@@ -24,7 +24,7 @@ export type StoreParts = ReturnType<typeof assemble>;
 /** `applyNodes`: what a discovered node list is handed to (the store applies it). */
 export function assemble(options: MemcachedStoreOptions, applyNodes: (nodes: MemcachedNodeConfig[]) => void) {
   const config = resolveConfig(options);
-  const logger = options.logger ?? defaultLogger();
+  const logger = loggerFrom(options.logger);
   // Its shape was checked with the other options (options.ts).
   const transcoder = options.transcoder ?? new JsonTranscoder();
   const statistics = new Statistics();

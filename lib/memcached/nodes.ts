@@ -168,7 +168,11 @@ export class NodeSet extends EventEmitter {
   markFailed(id: string, error?: Error): void {
     const s = this.state.get(id);
     if (!s) return;
-    if (s.available) this.opts.logger.warn(`memcached node ${id} unavailable: ${error?.message ?? 'operation failed'}`);
+    if (s.available) {
+      // After close() every operation in flight fails with "client is closed": the store closing, not the node.
+      const log = this.closed ? this.opts.logger.debug : this.opts.logger.warn;
+      log.call(this.opts.logger, `memcached node ${id} unavailable: ${error?.message ?? 'operation failed'}`);
+    }
     s.available = false;
     s.checkedAt = Date.now();
     if (error) s.error = error;
@@ -186,7 +190,8 @@ export class NodeSet extends EventEmitter {
     s.available = true;
     s.checkedAt = Date.now();
     if (returned) {
-      this.opts.logger.info(`memcached node ${id} available again`);
+      // warn, not info: the default logger shows warnings, and a node's return belongs with its failure.
+      this.opts.logger.warn(`memcached node ${id} available again`);
       this.emit('returned', id, 'reconnected');
     }
   }

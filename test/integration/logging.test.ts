@@ -6,6 +6,8 @@ import express from 'express';
 import { memcachedSession } from '../../lib/express/middleware';
 import type { MemcachedSessionMiddleware } from '../../lib/express/middleware';
 import { hashId } from '../../lib/core/logger';
+import { MemcachedStore } from '../../lib/express/store';
+import { sleep } from '../helpers/wait';
 import { capturingLogger } from '../helpers/capturing-logger';
 import { readJsonReply } from '../helpers/session-http';
 import { RawClient } from '../helpers/raw-client';
@@ -140,5 +142,48 @@ describe('logging', () => {
     expect(log.lines.length).toBeGreaterThan(5);
     const seen = new Set([...ids, ...ids.map((id) => id.slice(0, 32))]);
     for (const line of log.lines) for (const id of seen) expect(line.includes(id)).toBe(false);
+  });
+});
+
+describe('the default logger: failures reach stderr without any setup', () => {
+  let ps: MemcachedProcess[];
+  let write: jest.SpyInstance;
+  const stderrLines = () => write.mock.calls.map((c) => String(c[0])).filter((l) => l.startsWith('express-msm '));
+
+  beforeEach(async () => {
+    ps = await startMemcacheds(2);
+    write = jest.spyOn(process.stderr, 'write');
+  });
+  afterEach(async () => {
+    write.mockRestore();
+    if (ps) await killAll(ps);
+  });
+
+  async function killN2Under(options: { logger?: false }): Promise<string[]> {
+    const store = new MemcachedStore({ memcachedNodes: nodesString(ps), nodeAvailabilityCacheTTL: 50, ...options });
+    try {
+      await store.ready();
+      write.mockClear();
+      await ps[1].kill();
+      // Several probes see n2 refuse: the node going down is still one line.
+      for (let i = 0; i < 5; i++) {
+        await sleep(60);
+        await store.nodes.refresh();
+      }
+      expect(store.stats().nodes.n2.available).toBe(false);
+      return stderrLines();
+    } finally {
+      await store.close();
+    }
+  }
+
+  test('no logger option: one warn line naming the node and the cause', async () => {
+    const lines = await killN2Under({});
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^express-msm warn memcached node n2 unavailable: .*ECONNREFUSED.*\n$/);
+  });
+
+  test('logger: false: nothing at all', async () => {
+    expect(await killN2Under({ logger: false })).toEqual([]);
   });
 });
