@@ -1,6 +1,7 @@
 // Public exports only.
 export { MemcachedStore, DEFAULT_MAX_SESSION_BYTES } from './express/store';
 export type { StoreStats } from './express/store';
+export type { StoreHealth } from './memcached/nodes';
 export { DEFAULTS, parseMemcachedNodes } from './express/config';
 export {
   ConfigError,

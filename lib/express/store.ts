@@ -7,7 +7,7 @@ import { ConfigError, StoreClosedError } from '../core/errors';
 import type { Logger } from '../core/logger';
 import type { Statistics } from '../core/stats';
 import type { KeyFormat } from '../memcached/keys';
-import type { NodeSet } from '../memcached/nodes';
+import type { NodeSet, StoreHealth } from '../memcached/nodes';
 import type { SessionId, SessionIdFormat } from '../memcached/session-id';
 import { DISCOVERED_ID, type Discovery } from '../memcached/discovery';
 import type { BackupRunner } from '../modes/backup';
@@ -230,6 +230,19 @@ export class MemcachedStore extends Store {
     await this.discovery?.waitForNodes(Math.max(this.config.operationTimeout, 5000));
     await this.nodes.refresh();
     await this.mode.idle?.();
+  }
+
+  /**
+   * Which memcached nodes answer now, for readiness probes: every node is probed (each bounded by operationTimeout),
+   * so a node that died is reported even before a request fails on it. `ok`: at least one node answers, so sessions
+   * can be loaded and saved (with failover); false means loads and saves answer with a StorageUnavailableError (503).
+   * `nodes[id].error`: why a node does not answer. With autoDiscovery before its first answer: no nodes, ok false.
+   *
+   * @example app.get('/ready', async (_req, res) => { const h = await store.health(); res.status(h.ok ? 200 : 503).json(h); });
+   */
+  async health(): Promise<StoreHealth> {
+    this.assertOpen();
+    return this.nodes.health();
   }
 
   /** Flushes queued backups, then closes every connection and timer. Later operations fail; a second close() does nothing. */

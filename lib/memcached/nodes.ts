@@ -40,6 +40,14 @@ export interface NodeSetOptions {
   onKey?: (key: string) => void;
 }
 
+/** What store.health() resolves with. */
+export interface StoreHealth {
+  /** At least one node answers. */
+  ok: boolean;
+  /** Each current node: whether it answered the probe, and if not, why. */
+  nodes: Record<string, { available: boolean; error?: string }>;
+}
+
 /** nextAvailable's default exclusion list: shared, not allocated per call (every save and refresh). */
 const NONE: readonly string[] = [];
 
@@ -176,6 +184,36 @@ export class NodeSet extends EventEmitter {
     s.available = false;
     s.checkedAt = Date.now();
     if (error) s.error = error;
+  }
+
+  /** Whether any current node is available, as the cache has it (no probe). */
+  anyAvailable(): boolean {
+    return this.ids.some((id) => this.state.get(id)!.available);
+  }
+
+  /**
+   * Whether any current node answers now: the nodes the cache has up are probed first (each bounded by
+   * operationTimeout), since a node that died a moment ago may not have been noticed yet.
+   */
+  async anyAnswers(): Promise<boolean> {
+    await Promise.all(this.ids.filter((id) => this.state.get(id)!.available).map((id) => this.probeNow(id)));
+    return this.anyAvailable();
+  }
+
+  /**
+   * Probes every current node now (each bounded by operationTimeout) and says which answered; `error`: why one did
+   * not. ok: at least one answers, so loads and saves can be served (with failover).
+   */
+  async health(): Promise<StoreHealth> {
+    const ids = this.ids;
+    await Promise.all(ids.map((id) => this.probeNow(id)));
+    const nodes: StoreHealth['nodes'] = {};
+    for (const id of ids) {
+      const s = this.state.get(id);
+      if (!s) continue; // removed while probing
+      nodes[id] = s.available ? { available: true } : { available: false, error: s.error?.message ?? 'unavailable' };
+    }
+    return { ok: Object.values(nodes).some((n) => n.available), nodes };
   }
 
   /** Why `id` was last marked unavailable, if known. */

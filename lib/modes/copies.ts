@@ -1,6 +1,8 @@
 // What both modes do with a session's copies in memcached: follow forwarding markers, decode or discard what was
 // read, and find where a session whose node is down moves to.
+import { StorageUnavailableError } from '../core/errors';
 import { hashId } from '../core/logger';
+import type { NodeSet } from '../memcached/nodes';
 import type { SessionId } from '../memcached/session-id';
 import type { StoredSession } from '../transcoders/transcoder';
 import { isMsmItem, movedTo } from '../transcoders/transcoder';
@@ -85,4 +87,17 @@ export function noteRelocated(ctx: ModeContext, sid: SessionId, from: string, to
   ctx.stats.requestsWithMemcachedFailover++;
   ctx.stats.sessionsRelocated++;
   ctx.logger.warn(`session ${hashId(sid.id)}: node ${from} down, relocated to ${to}`);
+}
+
+/**
+ * A load that read nothing because no node answers: an outage, not "no session", which would have express-session
+ * start a fresh session (a silent logout). 503; `cause`: why `node` (the session's) last failed, else any node's.
+ */
+export function outage(nodes: NodeSet, sid: SessionId, node: string): StorageUnavailableError {
+  const from = [node, ...nodes.ids].find((id) => nodes.lastError(id));
+  const cause = from === undefined ? undefined : nodes.lastError(from);
+  return new StorageUnavailableError(
+    `express-msm: cannot load session ${hashId(sid.id)}: no memcached node is available${cause ? ` (${from}: ${cause.message})` : ''}`,
+    { cause },
+  );
 }

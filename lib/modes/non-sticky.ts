@@ -13,7 +13,7 @@ import { SessionTooLargeError, StorageUnavailableError } from '../core/errors';
 import type { LoadResult, ModeContext, SessionMode } from './mode';
 import { itemUnderId } from './mode';
 import { SessionRecord } from './session-record';
-import { decodeOrDiscard, followMarkers, noteRelocated, relocationOf } from './copies';
+import { decodeOrDiscard, followMarkers, noteRelocated, outage, relocationOf } from './copies';
 import { SingleFlight } from '../core/single-flight';
 import type { SessionId } from '../memcached/session-id';
 import type { StoredSession } from '../transcoders/transcoder';
@@ -88,8 +88,11 @@ export class NonStickyMode implements SessionMode {
 
   async load(sid: SessionId): Promise<LoadResult | null> {
     const found = await this.inflight.run(sid.id, () => this.locate(sid));
-    const { stats } = this.ctx;
+    const { stats, nodes } = this.ctx;
     if (!found) {
+      // A node this load could not read is marked down now, and it read every node still up: none up means that
+      // nothing could be read, not that the session is gone.
+      if (!nodes.anyAvailable()) throw outage(nodes, sid, this.primaryOf(sid));
       stats.requestsWithoutSession++;
       return null;
     }

@@ -6,12 +6,12 @@
 // A takeover leaves a forwarding marker under the old key (as non-sticky relocation does at `bak:`), so the old id
 // keeps working at every instance. When the framework keeps the cookie it was given (no req.res, Fastify), the old
 // id stays in use for good and any instance may get it: loads then read memcached every time (see loadShared).
-import { ConfigError } from '../core/errors';
+import { ConfigError, StorageUnavailableError } from '../core/errors';
 import { LRUCache } from 'lru-cache';
 import type { LoadResult, ModeContext, SessionMode } from './mode';
 import { itemUnderId } from './mode';
 import { SessionRecord } from './session-record';
-import { decodeOrDiscard, followMarkers, foreignItem, noteRelocated, relocationOf } from './copies';
+import { decodeOrDiscard, followMarkers, foreignItem, noteRelocated, outage, relocationOf } from './copies';
 import { SingleFlight } from '../core/single-flight';
 import type { SessionId } from '../memcached/session-id';
 import type { StoredSession } from '../transcoders/transcoder';
@@ -162,7 +162,14 @@ export class StickyMode implements SessionMode {
    */
   private async loadShared(sid: SessionId): Promise<LoadResult | null> {
     const loaded = await this.shared(sid.id, async (): Promise<Loaded | null> => {
-      const found = await this.locate(sid);
+      let found: Found | null;
+      try {
+        found = await this.locate(sid);
+      } catch (e) {
+        // memcached is out, but a local copy can still be served (as when its node alone is down).
+        if (!(e instanceof StorageUnavailableError) || !this.local.peek(sid.id)) throw e;
+        found = null;
+      }
       const id = found?.sid ?? sid;
       const held = this.local.peek(id.id);
       const newId = id.id !== sid.id ? id.id : undefined;
@@ -573,10 +580,14 @@ export class StickyMode implements SessionMode {
     return { id: sid.id, bytes: item, newId, accessedAt: e.accessedAt };
   }
 
-  /** The copy's bytes from `node` (a marker's: maxInactive null); null when missing, unreadable or the node is down. */
+  /**
+   * The copy's bytes from `node` (a marker's: maxInactive null); null when missing, unreadable or the node is down
+   * while another node answers. No node answering: a StorageUnavailableError (an outage is not "no session").
+   */
   private async fetch(sid: SessionId, node: string): Promise<{ bytes: Buffer; maxInactive: number | null } | null> {
     const { nodes, keys, stats, logger } = this.ctx;
     if (!nodes.isAvailable(node)) {
+      if (!(await nodes.anyAnswers())) throw outage(nodes, sid, node);
       logger.warn(`session ${hashId(sid.id)}: node ${node} is down; its memcached copy cannot be read`);
       stats.requestsWithoutSession++;
       return null;
@@ -584,6 +595,8 @@ export class StickyMode implements SessionMode {
     const r = await nodes.client(node).get(keys.session(sid.id));
     if (!r.ok) {
       nodes.markFailed(node, r.error);
+      // The copy lives on this node only; whether it is lost or memcached is out depends on whether others answer.
+      if (!(await nodes.anyAnswers())) throw outage(nodes, sid, node);
       stats.requestsWithoutSession++;
       return null;
     }
