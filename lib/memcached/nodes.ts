@@ -50,6 +50,41 @@ export interface StoreHealth {
 
 /** nextAvailable's default exclusion list: shared, not allocated per call (every save and refresh). */
 const NONE: readonly string[] = [];
+/** How many earlier primary lists are kept: ids that name no node are also looked for where these placed them. */
+const FORMER_PLACEMENTS = 4;
+
+/** 32-bit FNV-1a of `s`, continuing from `h`. */
+function fnv1a(s: string, h = 0x811c9dc5): number {
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/** murmur3's finaliser: FNV's low bits alone rank nodes poorly. */
+function mix(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/**
+ * Rendezvous (highest random weight) hashing: the node with the highest weight for the key. A node that joins
+ * takes only the keys it now outweighs; one that leaves gives up only its own. Ties go to the earlier node.
+ */
+export function rendezvous(key: string, nodes: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestWeight = -1;
+  for (const node of nodes) {
+    const w = mix(fnv1a(key, fnv1a(`${node}\0`)));
+    if (w > bestWeight) {
+      best = node;
+      bestWeight = w;
+    }
+  }
+  return best;
+}
 
 /**
  * Emits 'returned' (nodeId, reason) when a node is reachable again after being marked down ('reconnected'), or
@@ -73,6 +108,8 @@ export class NodeSet extends EventEmitter {
   private readonly removed = new Map<string, NodeClient>();
   /** The last list each removed node was part of: its next node is still found where it was (nextAvailable). */
   private readonly formerLists = new Map<string, readonly string[]>();
+  /** Earlier primary lists, newest first: where ids that name no node were placed before (formerOwners). */
+  private formerPrimaries: Array<readonly string[]> = [];
   private readonly closeTimers = new Set<NodeJS.Timeout>();
   private readonly state = new Map<string, Availability>();
   private refreshTimer: NodeJS.Timeout | undefined;
@@ -141,7 +178,10 @@ export class NodeSet extends EventEmitter {
     }
     this.ids = nodes.map((n) => n.id);
     this.failoverIds = [...failoverIds];
+    const before = this.primaryIds;
     this.primaryIds = this.ids.filter((id) => !failoverIds.includes(id));
+    if (before.length && before.join(',') !== this.primaryIds.join(','))
+      this.formerPrimaries = [before, ...this.formerPrimaries].slice(0, FORMER_PLACEMENTS);
     // Not a node whose address changed: that one is listed still (and repaired as a restarted node).
     for (const id of removed) if (!this.clients.has(id)) this.emit('left', id);
     return { added, removed };
@@ -281,14 +321,24 @@ export class NodeSet extends EventEmitter {
     return sid.nodeId ?? this.hashNode(sid.random);
   }
 
-  /** Node for ids that carry none (plain express-session ids): stable over the primaries (FNV-1a). */
+  /** Node for ids that carry none (plain express-session ids): rendezvous over the primaries. */
   hashNode(random: string): string {
-    let h = 0x811c9dc5;
-    for (let i = 0; i < random.length; i++) {
-      h ^= random.charCodeAt(i);
-      h = Math.imul(h, 0x01000193);
+    return rendezvous(random, this.primaryIds)!;
+  }
+
+  /**
+   * Where earlier node lists of this set placed an id that names no node, other than its node now: a load that finds
+   * nothing at the new node looks there. Nodes removed since are included while their client lasts.
+   */
+  formerOwners(sid: SessionId): string[] {
+    if (sid.nodeId !== undefined) return [];
+    const now = this.nodeOf(sid);
+    const out: string[] = [];
+    for (const list of this.formerPrimaries) {
+      const n = rendezvous(sid.random, list);
+      if (n && n !== now && !out.includes(n) && (this.clients.has(n) || this.removed.has(n))) out.push(n);
     }
-    return this.primaryIds[(h >>> 0) % this.primaryIds.length];
+    return out;
   }
 
   snapshot(): Record<string, { available: boolean; address: string; failover: boolean; ops: NodeClient['ops'] }> {

@@ -183,10 +183,15 @@ export class NonStickyMode implements SessionMode {
     if (!bytes || !validity) {
       // The primary answers but holds nothing (restart, eviction, or the session is gone): the newest backup,
       // from any node (it was written to whichever node was next when the session last changed).
-      const copy = await this.newestBackup(sid, [primary]);
+      // An id that names no node may have been placed elsewhere by an earlier node list: looked for everywhere.
+      const copy: { node: string; bytes: Buffer; validity: Validity; moved?: boolean } | null =
+        sid.nodeId === undefined ? await this.newestAnywhere(sid, primary) : await this.newestBackup(sid, [primary]);
       if (!copy) return null;
       stats.primariesRepaired++;
-      this.ctx.logger.warn(`session ${hashId(sid.id)}: primary ${primary} had no copy; restored from ${copy.node}`);
+      if (copy.moved)
+        this.ctx.logger.info(`session ${hashId(sid.id)}: placed on ${primary} now; moved over from ${copy.node}`);
+      else
+        this.ctx.logger.warn(`session ${hashId(sid.id)}: primary ${primary} had no copy; restored from ${copy.node}`);
       // Nothing there: add, so a request that wrote the session meanwhile wins; an item without validity: replace.
       await this.writePrimary(sid, primary, copy.bytes, copy.validity, bytes ? 'set' : 'add');
       return {
@@ -221,6 +226,39 @@ export class NonStickyMode implements SessionMode {
       }),
     );
     let best: { node: string; bytes: Buffer; validity: Validity } | null = null;
+    for (const c of copies) if (c && (!best || newer(c.validity, best.validity))) best = c;
+    return best;
+  }
+
+  /**
+   * For an id that names no node, after its node answered with nothing: the newest valid copy wherever an earlier
+   * node list may have put it. Backups on every node (the node itself too: it may have been the former node's next)
+   * and primary copies on every other node, with the former owners this set remembers (removed ones while their
+   * client lasts). One round trip. `moved`: a primary copy from another node.
+   */
+  private async newestAnywhere(
+    sid: SessionId,
+    primary: string,
+  ): Promise<{ node: string; bytes: Buffer; validity: Validity; moved: boolean } | null> {
+    const { nodes, keys } = this.ctx;
+    const current = nodes.ids.filter((id) => nodes.isAvailable(id));
+    const owners = current.filter((id) => id !== primary);
+    for (const n of nodes.formerOwners(sid)) if (!owners.includes(n) && !nodes.has(n)) owners.push(n);
+    const read = async (node: string, item: string, validityKey: string, moved: boolean) => {
+      const c = nodes.client(node);
+      const [b, bv] = await Promise.all([c.get(item), c.get(validityKey)]);
+      if (!b.ok || !bv.ok) {
+        if (nodes.has(node)) nodes.markFailed(node, firstFailure([b, bv])!.error);
+        return null;
+      }
+      const validity = decodeValidity(bv.value);
+      return b.value && validity && isValid(validity) ? { node, bytes: b.value, validity, moved } : null;
+    };
+    const copies = await Promise.all([
+      ...current.map((n) => read(n, keys.backup(sid.id), keys.backupValidity(sid.id), false)),
+      ...owners.map((n) => read(n, keys.session(sid.id), keys.validity(sid.id), true)),
+    ]);
+    let best: { node: string; bytes: Buffer; validity: Validity; moved: boolean } | null = null;
     for (const c of copies) if (c && (!best || newer(c.validity, best.validity))) best = c;
     return best;
   }
@@ -676,8 +714,12 @@ export class NonStickyMode implements SessionMode {
     for (const node of nodes.ids) {
       if (!nodes.isAvailable(node)) continue;
       const c = nodes.client(node);
-      if (node === primary) ops.push(c.delete(keys.session(sid.id)), c.delete(keys.validity(sid.id)));
-      else if (nodes.ids.length > 1) ops.push(c.delete(keys.backup(sid.id)), c.delete(keys.backupValidity(sid.id)));
+      // An id that names no node may have copies of either kind anywhere (placed under earlier node lists): a
+      // destroyed session must not come back from one of them.
+      if (node === primary || sid.nodeId === undefined)
+        ops.push(c.delete(keys.session(sid.id)), c.delete(keys.validity(sid.id)));
+      if (node === primary && sid.nodeId !== undefined) continue;
+      if (nodes.ids.length > 1) ops.push(c.delete(keys.backup(sid.id)), c.delete(keys.backupValidity(sid.id)));
     }
     const rs = await Promise.all(ops);
     return rs.some((r) => r.ok);
