@@ -22,9 +22,13 @@ export type { Transcoder, TranscoderContext, StoredSession, StoredCookie } from 
 export { EncryptingTranscoder } from './transcoders/encrypting';
 export type { EncryptingTranscoderOptions, EncryptionKey } from './transcoders/encrypting';
 export { AvroTranscoder, TimestampMillisType, MAX_AVRO_LONG, MIN_AVRO_LONG } from './transcoders/avro';
-export type { AvroTranscoderOptions } from './transcoders/avro';
+export type { AvroTranscoderOptions, AvroSchema } from './transcoders/avro';
 export { TranscoderKind, HEADER_LENGTH, writeHeader, hasHeader } from './transcoders/transcoder';
-export type { Logger } from './core/logger';
+export type { Logger, LoggerOption } from './core/logger';
+export type { IndexBy } from './modes/user-index';
+export type { SessionOptionsGiven } from './express/option-parsers';
+export type { Callback } from './express/callbacks';
+export type { MemcachedNodeConfig } from './memcached/node-list';
 export { encodeValidity, decodeValidity } from './memcached/validity';
 export type { Validity } from './memcached/validity';
 export { memcachedSession } from './express/middleware';

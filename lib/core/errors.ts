@@ -60,8 +60,11 @@ export class SessionTooLargeError extends Error {
  * and the message is not shown to clients (it names nodes and addresses).
  */
 export class StorageUnavailableError extends Error {
+  /** HTTP status Express's final handler answers with. */
   readonly status = 503;
+  /** The same, under the name some frameworks read. */
   readonly statusCode = 503;
+  /** The message (it names nodes) is not shown to clients. */
   readonly expose = false;
 
   constructor(message: string, options?: ErrorOptions) {
@@ -75,8 +78,11 @@ export class StorageUnavailableError extends Error {
  * `Retry-After`); the message says nothing internal, so it may be shown.
  */
 export class LockTimeoutError extends Error {
+  /** HTTP status Express's final handler answers with. */
   readonly status = 503;
+  /** The same, under the name some frameworks read. */
   readonly statusCode = 503;
+  /** The message may be shown to the client. */
   readonly expose = true;
 
   constructor(message = 'Session is locked by another request') {

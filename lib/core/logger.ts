@@ -3,10 +3,15 @@
 // DEBUG=express-msm (which also lifts the rate limit). `logger: false` silences everything.
 import { inspect } from 'util';
 
+/** The `logger` option's shape (console, pino and winston loggers fit). Session ids arrive hashed. */
 export interface Logger {
+  /** Per-request detail: loads, saves, probes. */
   debug(msg: string, ...args: unknown[]): void;
+  /** Events worth a line: repairs done, discovery changes. */
   info(msg: string, ...args: unknown[]): void;
+  /** Failovers, relocations, lost backups, decode failures, lock timeouts. */
   warn(msg: string, ...args: unknown[]): void;
+  /** Requests that failed: no node could store or load a session. */
   error(msg: string, ...args: unknown[]): void;
 }
 

@@ -1,6 +1,7 @@
 // express-session's Store contract answers through callbacks; connect-redis's users expect promises. Both, here.
 import { isResponseHook, responseSocket } from './express-session';
 
+/** Node-style callback every Store method takes (each also returns a promise when given none). */
 export type Callback<T> = (err: any, value?: T) => void;
 
 /**

@@ -20,12 +20,15 @@ export const BLACKLISTED_PATTERNS_MAX = 50_000;
 
 export type { LockingStrategy } from './option-parsers';
 
+/** memcachedSession()'s locking settings, as resolved from its options (`mw.locking`). */
 export interface LockingConfig {
+  /** Which requests lock (from lockingMode). */
   strategy: LockingStrategy;
   /** s, TTL of the lock item. */
   lockExpiration: number;
   /** ms, the longest a request waits for the lock. */
   lockWaitTimeout: number;
+  /** What a request does when the lock was not had in time. */
   lockTimeoutAction: 'proceed' | 'reject';
   /** Full match against path + query; matching requests get no session. */
   requestUriIgnorePattern: RegExp | undefined;
@@ -168,8 +171,11 @@ export class SessionMutex {
  */
 export type LockOutcome = 'acquired' | 'timeout' | 'error';
 
+/** A lock held (or not) for one request. */
 export interface LockHandle {
+  /** Whether the lock was had, and how. */
   readonly outcome: LockOutcome;
+  /** The `lock:` item's key in memcached. */
   readonly key: string;
   /** ms spent waiting (in-process queue plus memcached retries). */
   readonly waitedMs: number;

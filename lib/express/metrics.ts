@@ -4,16 +4,21 @@ import type { MemcachedStore } from './store';
 import { ConfigError } from '../core/errors';
 
 /** The part of a prom-client Registry used here (structural, so prom-client's types are not needed by users). */
+/** What registerMetrics needs of a prom-client Registry. */
 export interface MetricsRegistry {
+  /** prom-client's Registry.registerMetric. */
   registerMetric(metric: unknown): void;
+  /** prom-client's Registry.removeSingleMetric. */
   removeSingleMetric(name: string): void;
 }
 
+/** Options of registerMetrics. */
 export interface RegisterMetricsOptions {
   /** Metric name prefix; change it to register two stores in one registry. Default `express_msm_`. */
-  prefix?: string;
+  prefix?: string | undefined;
 }
 
+/** What registerMetrics returns. */
 export interface RegisteredMetrics {
   /** Names of the metrics registered. */
   names: string[];

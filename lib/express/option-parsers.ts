@@ -153,11 +153,26 @@ export function parseRoute(value: unknown): string | undefined {
   return value;
 }
 
+/** lockingMode, parsed: which requests take the session's lock. */
 export type LockingStrategy =
-  | { kind: 'none' }
-  | { kind: 'all' }
-  | { kind: 'auto' }
-  | { kind: 'uriPattern'; pattern: RegExp };
+  | {
+      /** No request locks. */
+      kind: 'none';
+    }
+  | {
+      /** Every request with a session locks. */
+      kind: 'all';
+    }
+  | {
+      /** Requests of patterns seen to change the session lock (msm's auto). */
+      kind: 'auto';
+    }
+  | {
+      /** Requests whose URL fully matches `pattern` lock. */
+      kind: 'uriPattern';
+      /** Full match against path + query. */
+      pattern: RegExp;
+    };
 
 /** Parses `none` | `all` | `auto` | `uriPattern:<regex>`; the regex is compiled once, here. */
 export function parseLockingMode(value: unknown): LockingStrategy {

@@ -26,55 +26,70 @@ import {
   resolveAutoDiscovery,
 } from './option-parsers';
 
+/** msm's locking modes: `none`, `all`, `auto` (learned per request pattern), `uriPattern:<regex>`. */
 export type LockingModeName = 'none' | 'all' | 'auto' | `uriPattern:${string}`;
 
+/**
+ * Options of `new MemcachedStore()` (and of `memcachedSession()`, which takes these plus {@link MiddlewareOnlyOptions}).
+ * Every option may be left out or given as `undefined`; defaults are in the README's options table and {@link DEFAULTS}.
+ */
 export interface MemcachedStoreOptions {
-  /** msm syntax: `n1:host:11211,n2:host:11212` (commas or spaces), or a single `host:port` without node id. */
-  memcachedNodes?: string;
+  /**
+   * msm syntax: `n1:host:11211,n2:host:11212` (commas or spaces), or a single `host:port` without node id. Required
+   * unless `autoDiscovery` is given.
+   */
+  memcachedNodes?: string | undefined;
   /** Instead of memcachedNodes: the nodes from a configuration endpoint (`config get cluster`), polled. */
-  autoDiscovery?: AutoDiscoveryOptions;
-  /** Node ids used only when no other node is available (msm `failoverNodes`). */
-  failoverNodes?: string;
-  /** msm `sticky`: local primary + memcached backup (true) or memcached primary + backup node (false, default). */
-  sticky?: boolean;
-  /** This instance's name (Tomcat's jvmRoute); required when sticky. */
-  route?: string;
-  /** ms, deadline of one memcached operation (msm `operationTimeout`). */
-  operationTimeout?: number;
-  /** Backup writes after the response (true) or awaited up to sessionBackupTimeout (false). */
-  sessionBackupAsync?: boolean;
-  /** ms, how long a synchronous backup is awaited. */
-  sessionBackupTimeout?: number;
-  /** msm `storageKeyPrefix`: comma-separated `static:<x>`, `host`, `host.hash`. */
-  storageKeyPrefix?: string;
-  /** s, for sessions whose cookie has no maxAge/expires. */
-  defaultMaxInactiveInterval?: number;
-  /** SASL PLAIN credentials, passed to each node's client. */
-  username?: string;
-  password?: string;
+  autoDiscovery?: AutoDiscoveryOptions | undefined;
+  /** Node ids used only when no other node is available (msm `failoverNodes`). Default: none. */
+  failoverNodes?: string | undefined;
+  /**
+   * msm `sticky`: local primary + memcached backup (true) or memcached primary + backup node (false, the default).
+   */
+  sticky?: boolean | undefined;
+  /** This instance's name (Tomcat's jvmRoute), carried in its session ids; required when sticky. */
+  route?: string | undefined;
+  /** ms, deadline of one memcached operation (msm `operationTimeout`). Default 1000. */
+  operationTimeout?: number | undefined;
+  /** Backup writes after the response (true, the default) or awaited up to sessionBackupTimeout (false). */
+  sessionBackupAsync?: boolean | undefined;
+  /** ms, how long a synchronous backup is awaited. Default 100. */
+  sessionBackupTimeout?: number | undefined;
+  /** msm `storageKeyPrefix`: comma-separated `static:<x>`, `host`, `host.hash`. Default: none. */
+  storageKeyPrefix?: string | undefined;
+  /** s, lifetime of sessions whose cookie has no maxAge/expires. Default 1800. */
+  defaultMaxInactiveInterval?: number | undefined;
+  /** SASL PLAIN user, passed to each node's client (binary protocol); goes with `password`. */
+  username?: string | undefined;
+  /** SASL PLAIN password; goes with `username`. */
+  password?: string | undefined;
   /** TLS to every node: true (system CAs) or tls.connect options (ca, cert + key for mutual TLS, servername, ...). */
-  tls?: boolean | ConnectionOptions;
-  /** Session <-> bytes. JSON by default. */
-  transcoder?: Transcoder;
+  tls?: boolean | ConnectionOptions | undefined;
+  /** Session <-> bytes: JsonTranscoder (the default), AvroTranscoder, EncryptingTranscoder or your own. */
+  transcoder?: Transcoder | undefined;
   /** Regex over top-level attribute names; only matching attributes are stored (msm `sessionAttributeFilter`). */
-  sessionAttributeFilter?: string | RegExp;
-  /** ms, how long a node's availability is trusted before it is probed again (msm: 1000). */
-  nodeAvailabilityCacheTTL?: number;
-  /** Sticky: bounds of the local primary store. */
-  localMaxSessions?: number;
-  localMaxBytes?: number;
-  /** bytes, largest encoded session stored; larger ones fail at save (memcached's item size, `-I`, minus ~1 KiB). */
-  maxSessionBytes?: number;
+  sessionAttributeFilter?: string | RegExp | undefined;
+  /** ms, how long a node's availability is trusted before it is probed again (msm: 1000, the default). */
+  nodeAvailabilityCacheTTL?: number | undefined;
+  /** Sticky: most sessions the local primary store holds (least recently used go first). Default 100000. */
+  localMaxSessions?: number | undefined;
+  /** Sticky: most bytes (encoded sessions) the local primary store holds. Default 256 MiB. */
+  localMaxBytes?: number | undefined;
+  /**
+   * bytes, largest encoded session stored; larger ones fail at save with a SessionTooLargeError (memcached's item
+   * size, `-I`, minus ~1 KiB). Default 1 MiB - 1 KiB.
+   */
+  maxSessionBytes?: number | undefined;
   /**
    * Where failover, relocation and decode failures are reported. Default: warnings and errors on stderr, one line
    * each, rate-limited per kind; debug and info only with DEBUG=express-msm. false: nothing at all.
    */
-  logger?: LoggerOption;
+  logger?: LoggerOption | undefined;
   /**
    * Per-user index (non-sticky): the value a session belongs to, e.g. `(s) => s.userId`; strings and finite numbers
    * count. Enables store.idsOf(value) and store.destroyAllOf(value). See docs/user-index.md.
    */
-  indexBy?: IndexBy;
+  indexBy?: IndexBy | undefined;
 }
 
 /**
@@ -87,28 +102,34 @@ export interface StoreTestHooks {
   [ON_KEY]?: (key: string) => void;
 }
 
+/** The `autoDiscovery` option: where the node list comes from (an ElastiCache-style configuration endpoint). */
 export interface AutoDiscoveryOptions {
   /** `host:port` of the configuration endpoint. */
   endpoint: string;
   /** ms between polls (default 60 000, as ElastiCache's own clients). */
-  intervalMs?: number;
+  intervalMs?: number | undefined;
 }
 
 /** Options only memcachedSession() has: they need the request, which a Store never sees. */
 export interface MiddlewareOnlyOptions {
-  /** Locking (non-sticky only). */
-  lockingMode?: LockingModeName | string;
-  lockExpiration?: number;
-  /** ms: how long a request waits for its session's lock (in-process queue plus memcached retries). */
-  lockWaitTimeout?: number;
+  /** msm `lockingMode` (non-sticky only): `none` (the default), `all`, `auto` or `uriPattern:<regex>`. */
+  lockingMode?: LockingModeName | string | undefined;
+  /** s, TTL of the `lock:` item (msm `lockExpiration`). Default 5. */
+  lockExpiration?: number | undefined;
+  /** ms: how long a request waits for its session's lock (in-process queue plus memcached retries). Default 5000. */
+  lockWaitTimeout?: number | undefined;
   /** When the lock was not had within lockWaitTimeout: `reject` (503, the default) or `proceed` without it (msm). */
-  lockTimeoutAction?: 'proceed' | 'reject';
-  /** Requests whose path (plus query) fully matches get no session. */
-  requestUriIgnorePattern?: string | RegExp;
+  lockTimeoutAction?: 'proceed' | 'reject' | undefined;
+  /**
+   * Requests whose URL (path plus query string, as `req.originalUrl`) fully matches get no session, e.g.
+   * `.*\.(css|js|png)(\?.*)?` (a RegExp, or the same as a string) for static files with or without a cache-busting query.
+   */
+  requestUriIgnorePattern?: string | RegExp | undefined;
   /** express-session's options (`secret` required); `store` and `genid` are supplied by the middleware. */
   session: SessionOptionsGiven;
 }
 
+/** Options of `memcachedSession()`: the store's options and the middleware's own. */
 export interface MemcachedSessionOptions extends MemcachedStoreOptions, MiddlewareOnlyOptions {}
 
 export type OptionName = keyof MemcachedSessionOptions;

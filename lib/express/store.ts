@@ -17,17 +17,12 @@ import type { UserIndex } from '../modes/user-index';
 import type { StoredSession, Transcoder } from '../transcoders/transcoder';
 import { type Callback, answer, settle, withCallback } from './callbacks';
 import type { SessionService } from './session-service';
-import { assemble } from './wiring';
+import { type StoreStats, assemble } from './wiring';
 
 export { DEFAULT_MAX_SESSION_BYTES } from './option-parsers';
+export type { StoreStats } from './wiring';
 
-export interface StoreStats {
-  [counter: string]: unknown;
-  nodes: ReturnType<NodeSet['snapshot']>;
-  timings: ReturnType<Statistics['timingSnapshot']>;
-  pendingBackups: number;
-}
-
+/** The express-session Store: msm's sticky and non-sticky modes over memcached, callback or promise API. */
 export class MemcachedStore extends Store {
   /** @internal */
   declare readonly config: ResolvedConfig;
@@ -37,9 +32,11 @@ export class MemcachedStore extends Store {
   declare readonly keys: KeyFormat;
   /** @internal */
   declare readonly idFormat: SessionIdFormat;
+  /** The transcoder option's instance (JsonTranscoder by default). */
   declare readonly transcoder: Transcoder;
   /** @internal */
   declare readonly statistics: Statistics;
+  /** Where this store logs (the logger option, or the default stderr logger). */
   declare readonly logger: Logger;
   /** @internal */
   declare readonly backups: BackupRunner;
@@ -79,6 +76,7 @@ export class MemcachedStore extends Store {
   };
 
   // Callbacks are called once, outside promise chains (see settle); without a callback, a promise is returned.
+  /** The session, or null when there is none (missing, expired, undecodable); rejects when no node answers. */
   get(sid: string): Promise<SessionData | null>;
   get(sid: string, callback: Callback<SessionData | null>): void;
   get(sid: string, callback?: Callback<SessionData | null>): Promise<SessionData | null> | undefined {
@@ -100,18 +98,21 @@ export class MemcachedStore extends Store {
     settle(this.sessions.load(sid, r, started), callback);
   }
 
+  /** Stores the session (primary, then its backup); rejects with a StorageUnavailableError when nothing can. */
   set(sid: string, session: SessionData): Promise<void>;
   set(sid: string, session: SessionData, callback: Callback<void>): void;
   set(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> | void {
     return answer(this, this.saveSession, sid, session, callback);
   }
 
+  /** Refreshes an unchanged session's expiry (stores it when the cookie alone changed). */
   touch(sid: string, session: SessionData): Promise<void>;
   touch(sid: string, session: SessionData, callback: Callback<void>): void;
   touch(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> | void {
     return answer(this, this.refreshSession, sid, session, callback);
   }
 
+  /** Deletes every copy of the session (primary, backup, validity records). */
   destroy(sid: string): Promise<void>;
   destroy(sid: string, callback: Callback<void>): void;
   destroy(sid: string, callback?: Callback<void>): Promise<void> | void {

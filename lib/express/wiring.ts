@@ -19,6 +19,17 @@ import { type MemcachedStoreOptions, resolveConfig } from './config';
 import { ON_KEY, type StoreTestHooks } from './options';
 import { SessionService } from './session-service';
 
+/** What `store.stats()` returns: msm's counters by name, per-node state and operation counts, timings, backups in flight. */
+export interface StoreStats {
+  [counter: string]: unknown;
+  /** Per node: availability, address, operations sent. */
+  nodes: ReturnType<NodeSet['snapshot']>;
+  /** Durations of loads, saves and backups (count, mean, max). */
+  timings: ReturnType<Statistics['timingSnapshot']>;
+  /** Backup writes sent but not yet confirmed. */
+  pendingBackups: number;
+}
+
 export type StoreParts = ReturnType<typeof assemble>;
 
 /** `applyNodes`: what a discovered node list is handed to (the store applies it). */

@@ -1,9 +1,13 @@
 // The memcached node list: msm's memcachedNodes and failoverNodes syntax, and host:port as autoDiscovery answers it.
 import { ConfigError } from '../core/errors';
 
+/** One memcached node of the list. */
 export interface MemcachedNodeConfig {
+  /** Node id, as in session ids (`n1`). */
   id: string;
+  /** Host name or IP address. */
   host: string;
+  /** TCP port. */
   port: number;
 }
 
@@ -63,7 +67,12 @@ function entriesOf(option: string, value: string): string[] {
 const addressOf = (n: MemcachedNodeConfig) => `${n.host.includes(':') ? `[${n.host}]` : n.host}:${n.port}`;
 
 /** Parses msm's memcachedNodes: `id:host:port` entries separated by commas or spaces, or one `host:port`. */
-export function parseMemcachedNodes(value: unknown): { nodes: MemcachedNodeConfig[]; encodeNodeId: boolean } {
+export function parseMemcachedNodes(value: unknown): {
+  /** The nodes, in the order given. */
+  nodes: MemcachedNodeConfig[];
+  /** Whether session ids carry the node id (false for a single `host:port`). */
+  encodeNodeId: boolean;
+} {
   const option = 'memcachedNodes';
   if (typeof value !== 'string' || value.trim() === '') {
     throw new ConfigError(option, value, 'expected "n1:host:port,n2:host:port" or "host:port"');

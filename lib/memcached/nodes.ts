@@ -45,7 +45,15 @@ export interface StoreHealth {
   /** At least one node answers. */
   ok: boolean;
   /** Each current node: whether it answered the probe, and if not, why. */
-  nodes: Record<string, { available: boolean; error?: string }>;
+  nodes: Record<
+    string,
+    {
+      /** The node answered the probe. */
+      available: boolean;
+      /** Why it did not. */
+      error?: string | undefined;
+    }
+  >;
 }
 
 /** nextAvailable's default exclusion list: shared, not allocated per call (every save and refresh). */

@@ -3,6 +3,7 @@ export const VALIDITY_LENGTH = 20;
 /** Memcached reads any exptime above 30 days as an absolute Unix time. */
 export const MEMCACHED_RELATIVE_TTL_LIMIT = 60 * 60 * 24 * 30;
 
+/** msm's validity record (SessionValidityInfo): 20 bytes stored as `validity:<id>` beside each session. */
 export interface Validity {
   /** s; <= 0 means never expires (msm). */
   maxInactiveInterval: number;
@@ -12,6 +13,7 @@ export interface Validity {
   thisAccessedTime: number;
 }
 
+/** The validity record's 20 bytes, big-endian, exactly as Java msm writes them. */
 export function encodeValidity(v: Validity): Buffer {
   const b = Buffer.allocUnsafe(VALIDITY_LENGTH);
   b.writeInt32BE(v.maxInactiveInterval | 0, 0);
@@ -32,6 +34,7 @@ function readInt64(b: Buffer, at: number): number {
   return b.readInt32BE(at) * 2 ** 32 + b.readUInt32BE(at + 4);
 }
 
+/** Reads a validity record; null for anything that is not one. */
 export function decodeValidity(b: Buffer | null | undefined): Validity | null {
   if (!b || b.length !== VALIDITY_LENGTH) return null;
   const v = {

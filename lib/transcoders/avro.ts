@@ -20,16 +20,17 @@ import { ConfigError, TranscoderError } from '../core/errors';
 export type AvroSchema = avro.Schema | Record<string, unknown>;
 type LogicalTypeClass = new (schema: any, opts?: any) => avro.types.LogicalType;
 
+/** Options of `new AvroTranscoder()`. */
 export interface AvroTranscoderOptions {
   /** The app's session attributes: a named Avro record schema (or an avsc record Type). No field may be named `cookie`. */
   schema: AvroSchema;
   /** Schemas of earlier deploys: values they wrote are still read (resolved into `schema`). Order does not matter. */
-  previousSchemas?: AvroSchema[];
+  previousSchemas?: AvroSchema[] | undefined;
   /**
    * Extra avsc logical types by name, merged over the built-in `timestamp-millis` (long <-> Date).
    * Applied to `schema` and every previous schema.
    */
-  logicalTypes?: Record<string, LogicalTypeClass>;
+  logicalTypes?: Record<string, LogicalTypeClass> | undefined;
 }
 
 /** The fixed part: express-session's cookie (Cookie.toJSON's fields). Changing it requires a new FORMAT_VERSION. */
@@ -135,6 +136,10 @@ function longHook(schema: unknown): avro.Type | undefined {
   return undefined;
 }
 
+/**
+ * Sessions as Avro binary: the cookie in a fixed record, the app's attributes in the schema it gives. Smaller than
+ * JSON; earlier schemas stay readable (`previousSchemas`). See docs/transcoders.md.
+ */
 export class AvroTranscoder implements Transcoder {
   readonly name = 'avro';
   /** The current (reader and writer) attributes type. */

@@ -21,6 +21,7 @@ import {
 } from './transcoder';
 import { ConfigError, TranscoderError } from '../core/errors';
 
+/** One key of EncryptingTranscoder's `keys`. */
 export interface EncryptionKey {
   /** 1-64 of [A-Za-z0-9_.-]; stored with every value, so a reader knows which key wrote it. */
   id: string;
@@ -28,11 +29,12 @@ export interface EncryptionKey {
   key: Buffer | Uint8Array | string;
 }
 
+/** Options of `new EncryptingTranscoder()`. */
 export interface EncryptingTranscoderOptions {
   /** Writes with the first, reads with any. At least one; ids unique. */
   keys: EncryptionKey[];
   /** What is encrypted: the bytes of this transcoder. JSON by default. */
-  transcoder?: Transcoder;
+  transcoder?: Transcoder | undefined;
 }
 
 const KEY_ID = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -82,8 +84,13 @@ function additionalData(prefix: Buffer, context: TranscoderContext): Buffer {
   return Buffer.concat([prefix, Buffer.from(context.random, 'utf8')]);
 }
 
+/**
+ * Wraps a transcoder with AES-256-GCM: writes with the first key, reads with any listed; the bytes are bound to the
+ * session id's random part. See docs/encryption.md.
+ */
 export class EncryptingTranscoder implements Transcoder {
   readonly name: string;
+  /** The transcoder whose bytes are encrypted. */
   readonly inner: Transcoder;
   private readonly writer: DerivedKey;
   private readonly readers = new Map<string, DerivedKey>();

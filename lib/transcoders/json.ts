@@ -9,6 +9,7 @@ import {
   writeHeader,
 } from './transcoder';
 
+/** Sessions as JSON (the default transcoder): Dates and other values as JSON.stringify writes them. */
 export class JsonTranscoder implements Transcoder {
   readonly name = 'json';
 

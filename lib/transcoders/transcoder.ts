@@ -3,15 +3,24 @@
 
 /** The cookie part express-session needs back (Cookie.toJSON's fields). `expires` is kept by the store, see store.ts. */
 export interface StoredCookie {
+  /** ms the cookie was given to live, or null for a browser-session cookie. */
   originalMaxAge: number | null;
-  expires?: string | Date | null;
-  secure?: boolean;
-  httpOnly?: boolean;
-  domain?: string;
-  path?: string;
-  sameSite?: boolean | 'lax' | 'strict' | 'none' | string;
-  partitioned?: boolean;
-  priority?: 'low' | 'medium' | 'high' | string;
+  /** When the cookie expires. */
+  expires?: string | Date | null | undefined;
+  /** Cookie attribute `Secure`. */
+  secure?: boolean | undefined;
+  /** Cookie attribute `HttpOnly`. */
+  httpOnly?: boolean | undefined;
+  /** Cookie attribute `Domain`. */
+  domain?: string | undefined;
+  /** Cookie attribute `Path`. */
+  path?: string | undefined;
+  /** Cookie attribute `SameSite`. */
+  sameSite?: boolean | 'lax' | 'strict' | 'none' | string | undefined;
+  /** Cookie attribute `Partitioned`. */
+  partitioned?: boolean | undefined;
+  /** Cookie attribute `Priority`. */
+  priority?: 'low' | 'medium' | 'high' | string | undefined;
   [k: string]: unknown;
 }
 
@@ -31,7 +40,8 @@ export function maxInactiveOfCookie(cookie: StoredCookie | undefined, fallback: 
  * when the app stored a session without one (store.set): like MemoryStore, it comes back without one.
  */
 export interface StoredSession {
-  cookie?: StoredCookie;
+  /** express-session's cookie. */
+  cookie?: StoredCookie | undefined;
   [attribute: string]: unknown;
 }
 
@@ -48,6 +58,7 @@ export interface TranscoderContext {
   readonly random: string;
 }
 
+/** Session <-> bytes: the `transcoder` option. Implement it for a format of your own (docs/transcoders.md). */
 export interface Transcoder {
   /** Short name for logs and stats, e.g. 'json', 'avro'. */
   readonly name: string;
@@ -61,9 +72,18 @@ export interface Transcoder {
 export const MAGIC0 = 0x4d;
 export const MAGIC1 = 0x53;
 export const FORMAT_VERSION = 1;
+/** Bytes of the header every stored value starts with: `M`, `S`, format version, transcoder kind. */
 export const HEADER_LENGTH = 4;
 
-export const TranscoderKind = { json: 1, avro: 2, encrypted: 3 } as const;
+/** The header's transcoder kind byte of the built-in transcoders (a custom transcoder picks another). */
+export const TranscoderKind = {
+  /** JsonTranscoder */
+  json: 1,
+  /** AvroTranscoder */
+  avro: 2,
+  /** EncryptingTranscoder */
+  encrypted: 3,
+} as const;
 
 /** Not a session: `bak:<old id>` after a relocation, pointing at the new id (see non-sticky.ts). */
 const MOVED_KIND = 0xff;
@@ -109,6 +129,7 @@ export function movedTo(bytes: Buffer): string | undefined {
   return hasHeader(bytes, MOVED_KIND) ? bytes.toString('utf8', HEADER_LENGTH) : undefined;
 }
 
+/** Writes the 4-byte header (`MS`, format version, `kind`) at the start of `target`: for custom transcoders. */
 export function writeHeader(target: Buffer, kind: number): void {
   target[0] = MAGIC0;
   target[1] = MAGIC1;
@@ -116,6 +137,7 @@ export function writeHeader(target: Buffer, kind: number): void {
   target[3] = kind;
 }
 
+/** Whether `bytes` start with the header of transcoder `kind` (a custom transcoder's decode checks it first). */
 export function hasHeader(bytes: Buffer, kind: number): boolean {
   return (
     bytes.length >= HEADER_LENGTH
