@@ -44,6 +44,7 @@ function routes(app: express.Express) {
   app.get('/static/*path', probe);
   app.get('/pixel.gif', probe);
   app.get('/api/static/x', probe);
+  app.get(['/x.css', '/assets/app.js', '/favicon.ico', '/page', '/x.css/edit', '/probe'], probe);
 }
 
 async function instance(extra: Partial<MemcachedSessionOptions>): Promise<Served> {
@@ -189,6 +190,18 @@ describe('requestUriIgnorePattern', () => {
     const c = await instance({ requestUriIgnorePattern: /\/pixel\.gif/ });
     expect((await request(c.port, '/pixel.gif', { cookie })).json().session).toBe('undefined');
     expect((await request(c.port, '/pixel.gif?x', { cookie })).json().session).toBe('object');
+  });
+
+  it("README's pattern: static files with or without a cache-busting query, not a page whose query names one", async () => {
+    const a = await instance({ requestUriIgnorePattern: '[^?]*\\.(ico|png|gif|jpg|css|js)(\\?.*)?' });
+    const { cookie } = await newSession(a);
+    for (const path of ['/x.css?v=123', '/assets/app.js', '/favicon.ico?']) {
+      expect((await request(a.port, path, { cookie })).json().session).toBe('undefined');
+    }
+    for (const path of ['/page?file=x.css', '/x.css/edit', '/probe']) {
+      expect((await request(a.port, path, { cookie })).json().session).toBe('object');
+    }
+    expect(counter(a, 'requestsIgnored')).toBe(3);
   });
 });
 
