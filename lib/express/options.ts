@@ -250,7 +250,7 @@ export const OPTIONS = {
   storageKeyPrefix: {
     scope: 'store',
     msm: '`storageKeyPrefix`',
-    description: '`static:<name>`, `host`, `host.hash` (comma-separated); `-` and `.` are safe here (msm #350)',
+    description: '`static:<name>`, `host`, `host.hash` (comma-separated); `-` and `.` are safe here (unlike in Java msm)',
     check: (v) => parseStorageKeyPrefix(v, () => require('os').hostname()),
   },
   defaultMaxInactiveInterval: {
@@ -403,7 +403,7 @@ export const OPTIONS = {
       `\`{ endpoint: 'host:port', intervalMs: ${AUTO_DISCOVERY_INTERVAL_MS} }\` instead of `
       + '`memcachedNodes`: the nodes come from a configuration endpoint (`config get cluster`, as AWS ElastiCache '
       + 'serves it), polled '
-      + '([node lists that change](#node-lists-that-change))',
+      + `([node lists that change](${DOCS}/store.md#node-lists-that-change))`,
     check: (v) => (v === undefined ? undefined : resolveAutoDiscovery(v)),
   },
   lockingMode: {
