@@ -250,7 +250,8 @@ export const OPTIONS = {
   storageKeyPrefix: {
     scope: 'store',
     msm: '`storageKeyPrefix`',
-    description: '`static:<name>`, `host`, `host.hash` (comma-separated); `-` and `.` are safe here (unlike in Java msm)',
+    description:
+      '`static:<name>`, `host`, `host.hash` (comma-separated); `-` and `.` are safe here (unlike in Java msm)',
     check: (v) => parseStorageKeyPrefix(v, () => require('os').hostname()),
   },
   defaultMaxInactiveInterval: {

@@ -7,6 +7,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { freePort, type MemcachedProcess, killAll, nodesString, startMemcacheds } from '../helpers/memcached';
 import { RawClient } from '../helpers/raw-client';
+import { docFiles, tsSnippets } from '../helpers/docs';
 
 const root = path.resolve(__dirname, '../..');
 
@@ -274,7 +275,7 @@ app.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('listening')
     expect((await roundTrip(port)).express).toMatch(/^5\./);
   }, 60_000);
 
-  it('type-checks in a TypeScript project with @types/express-session and @types/node but no @types/express (skipLibCheck off)', () => {
+  it('type-checks in a strict TypeScript project (exactOptionalPropertyTypes, skipLibCheck off) with @types/express-session and @types/node but no @types/express', () => {
     // @types/express-session keeps its own @types/express (a link resolves from its real path, as in a pnpm or nested
     // layout); only express-msm's types and the consumer's code cannot see one.
     const dir = project('ts-consumer', {
@@ -288,6 +289,7 @@ app.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('listening')
       JSON.stringify({
         compilerOptions: {
           strict: true,
+          exactOptionalPropertyTypes: true,
           skipLibCheck: false,
           noEmit: true,
           target: 'ES2022',
@@ -302,9 +304,14 @@ app.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('listening')
       path.join(dir, 'consumer.ts'),
       `
 import session from 'express-session';
-import { MemcachedStore, type MemcachedStoreOptions } from 'express-msm';
+import { MemcachedStore, type MemcachedStoreOptions, memcachedSession } from 'express-msm';
 const options: MemcachedStoreOptions = { memcachedNodes: 'n1:127.0.0.1:11211', sessionBackupAsync: false };
 const store = new MemcachedStore(options);
+// Optional options accept undefined under exactOptionalPropertyTypes (a config object built from the environment).
+const fromEnv = { memcachedNodes: process.env.NODES, autoDiscovery: undefined, route: undefined, logger: undefined };
+export const other = new MemcachedStore(fromEnv);
+export const mw = memcachedSession({ ...fromEnv, lockingMode: undefined, session: { secret: 's' } });
+export const closing: Promise<void> = mw.store.close();
 store.get('id', (err, data) => console.log(err, data?.cookie.maxAge));
 export const handler = session({ store, secret: 's', resave: false, saveUninitialized: false });
 `,
@@ -318,4 +325,55 @@ export const handler = session({ store, secret: 's', resave: false, saveUninitia
     }
     expect(out).toBe('');
   }, 120_000);
+  it('compiles every TypeScript snippet of the README and docs/ against the package (strict, exactOptionalPropertyTypes)', () => {
+    const dir = project('doc-snippets', {
+      express: 'express',
+      '@types/express': '@types/express',
+      'express-session': 'express-session',
+      '@types/express-session': '@types/express-session',
+      '@types/node': '@types/node',
+      fastify: 'fastify',
+      '@fastify/cookie': '@fastify/cookie',
+      '@fastify/session': '@fastify/session',
+      'connect-redis': 'connect-redis',
+      redis: 'redis',
+      'prom-client': 'prom-client',
+    });
+    const files: Record<string, string> = {};
+    for (const doc of docFiles()) {
+      for (const s of tsSnippets(doc)) {
+        // ESM, so snippets may await at top level; `export {}` keeps one that imports nothing a module.
+        fs.writeFileSync(path.join(dir, `${s.name}.mts`), `${s.code}\nexport {};\n`);
+        files[`${s.name}.mts`] = `${doc}:${s.line}`;
+      }
+    }
+    expect(Object.keys(files).length).toBeGreaterThan(8);
+    fs.writeFileSync(
+      path.join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          strict: true,
+          exactOptionalPropertyTypes: true,
+          skipLibCheck: true,
+          noEmit: true,
+          target: 'ES2022',
+          module: 'nodenext',
+          moduleResolution: 'nodenext',
+          types: ['node'],
+        },
+        files: Object.keys(files),
+      }),
+    );
+    let out = '';
+    try {
+      execFileSync(process.execPath, [path.join(modules, 'typescript/bin/tsc'), '-p', dir], {
+        cwd: dir,
+        stdio: 'pipe',
+      });
+    } catch (e) {
+      out = String((e as { stdout?: Buffer }).stdout);
+    }
+    // Errors name the doc and the snippet's first line.
+    expect(out.replace(/^(\w+\.mts)/gm, (f) => files[f] ?? f)).toBe('');
+  }, 180_000);
 });
