@@ -65,6 +65,8 @@ export class Framing implements ConnectionHandler {
   /** Bytes of a response split across reads. */
   private partial: Buffer | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** Operations were re-sent after a lost connection: they sit behind newer ones, so deadlines are out of order. */
+  private resent = false;
   /** The last operation written in this turn, when it is a quiet one. */
   private lastQuiet: Pending | undefined;
   /** A quiet command someone waits for was written since the turn's last answered one. */
@@ -258,13 +260,14 @@ export class Framing implements ConnectionHandler {
     if (this.head === this.queue.length) {
       this.queue = [];
       this.head = 0;
+      this.resent = false;
     } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head);
       this.head = 0;
     }
   }
 
-  /** One timer per node, set for the oldest operation's deadline (all share one timeout, so the oldest is first). */
+  /** One timer per node, set for the earliest deadline (the head's, unless operations were re-sent). */
   private armTimer(ms: number): void {
     // Checked after this turn's I/O (setImmediate): when the process itself was stalled past a deadline, the timers
     // run before the answers already waiting on the socket are read; those must count as answered, not timed out.
@@ -276,18 +279,47 @@ export class Framing implements ConnectionHandler {
     this.timer = undefined;
     if (this.head >= this.queue.length) return;
     const now = Date.now();
-    const oldest = this.queue[this.head];
-    if (oldest.deadline > now) return this.armTimer(oldest.deadline - now);
     let timedOut = 0;
     while (this.head < this.queue.length && this.queue[this.head].deadline <= now) {
       const op = this.queue[this.head];
       this.shift();
       timedOut++;
-      op.answer(new TimeoutError(`timed out after ${this.operationTimeout} ms`), 0, null, null, op);
+      this.timeOut(op);
     }
-    this.ops.timeouts += timedOut;
-    this.conn.replaceStalled();
-    if (this.head < this.queue.length && !this.timer) this.armTimer(this.queue[this.head].deadline - now);
+    if (this.resent) timedOut += this.expireBehindHead(now);
+    if (timedOut) {
+      this.ops.timeouts += timedOut;
+      this.conn.replaceStalled();
+    }
+    if (this.head < this.queue.length && !this.timer) this.armTimer(this.nextDeadline() - now);
+  }
+
+  private timeOut(op: Pending): void {
+    op.answer(new TimeoutError(`timed out after ${this.operationTimeout} ms`), 0, null, null, op);
+  }
+
+  /**
+   * Re-sent operations keep their deadline: one that expires behind a newer head fails now, not when the head does.
+   * Removing it is safe: its answer, should it come, is older than the head's and is ignored (respond).
+   */
+  private expireBehindHead(now: number): number {
+    const kept: Pending[] = [];
+    const expired: Pending[] = [];
+    for (let i = this.head; i < this.queue.length; i++)
+      (this.queue[i].deadline <= now ? expired : kept).push(this.queue[i]);
+    if (!expired.length) return 0;
+    this.queue = kept;
+    this.head = 0;
+    if (!kept.length) this.resent = false;
+    for (const op of expired) this.timeOut(op);
+    return expired.length;
+  }
+
+  private nextDeadline(): number {
+    if (!this.resent) return this.queue[this.head].deadline;
+    let next = Number.POSITIVE_INFINITY;
+    for (let i = this.head; i < this.queue.length; i++) next = Math.min(next, this.queue[i].deadline);
+    return next;
   }
 
   /** A connection closed: what was queued on it is written again on a new one (once), or fails. */
@@ -304,10 +336,11 @@ export class Framing implements ConnectionHandler {
       if (this.conn.closed || op.tries >= MAX_TRIES || op.deadline <= now) op.answer(error, 0, null, null, op);
       else {
         this.queue.push(op);
+        this.resent = true;
         this.write(op);
       }
     }
-    if (this.head < this.queue.length && !this.timer) this.armTimer(this.queue[this.head].deadline - now);
+    if (this.head < this.queue.length && !this.timer) this.armTimer(this.nextDeadline() - now);
   }
 
   /** Fails everything queued with `error` (the client is closing). */

@@ -142,6 +142,28 @@ test('a stopped node times out; answers it sends after SIGCONT are not taken for
   }
 });
 
+test('a stopped node: an operation re-sent on a new socket after an earlier one timed out still fails at its own deadline', async () => {
+  const timeout = 2000;
+  const c = client(nodes[0], timeout);
+  try {
+    await nodes[0].stop();
+    const first = c.get('nc:first', true);
+    await new Promise((r) => setTimeout(r, timeout / 2));
+    const t0 = Date.now();
+    // Written on the stalled socket; when `first` times out that socket is replaced and this one is re-sent behind
+    // newer operations, keeping its deadline.
+    const second = c.get('nc:second');
+    expect((await first).ok).toBe(false);
+    c.get('nc:third', true); // a newer operation at the head of the queue, with a later deadline
+    const r = await second;
+    expect(r.ok).toBe(false);
+    // Its own deadline is t0 + timeout; waiting for the newer operation's would take timeout / 2 longer.
+    expect(Date.now() - t0).toBeLessThan(timeout * 1.3);
+  } finally {
+    nodes[0].cont();
+  }
+});
+
 test('an answer that arrived while this process was stalled past the deadline counts as answered', async () => {
   const c = client(nodes[0], 200);
   expect((await c.set('nc:lag', Buffer.from('v'), 60)).ok).toBe(true);
