@@ -132,7 +132,7 @@ export class NodeDrain {
         }
         // The rate limit: the nodes and the connections are shared with the requests being served.
         const due = started + (checked * 1000) / DRAIN_RATE - Date.now();
-        if (due > 0 && !this.stopped(left)) await new Promise((r) => setTimeout(r, due));
+        if (due > 0 && !this.stopped(left)) await new Promise((r) => setTimeout(r, due).unref());
       },
       { keep: (key) => held(key) !== undefined },
     );
@@ -140,15 +140,18 @@ export class NodeDrain {
   }
 
   /**
-   * One session found at `source`: its newest copy among `source` and the places it belongs on now goes to every one
-   * of those places that holds an older one or none (a relocation marker too: it outranks the copy it replaced).
+   * One session found at `source`: its newest copy among `source`, its listed primary and the places it belongs on
+   * now goes to every one of those places that holds an older one or none (a relocation marker too: it outranks the copy it replaced).
    * Returns the copies written.
    */
   private async drainOne(sid: SessionId, source: Place): Promise<number> {
     const { nodes, keys } = this.ctx;
     const places = this.placesOf(sid).filter((p) => p.node !== source.node && nodes.isAvailable(p.node));
     if (!places.length) return 0;
-    const candidates: Place[] = [source, ...places];
+    // A listed primary's own copy may be newer than the backup found here (a backup write that failed).
+    const primary = nodes.nodeOf(sid);
+    const own = sid.nodeId !== undefined && nodes.has(primary) && nodes.isAvailable(primary);
+    const candidates: Place[] = [source, ...places, ...(own ? [{ node: primary, role: 'primary' as const }] : [])];
     const versions = await Promise.all(
       candidates.map(async ({ node, role: r }) => {
         const v = await nodes

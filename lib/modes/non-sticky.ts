@@ -283,7 +283,7 @@ export class NonStickyMode implements SessionMode {
    * every instance computes the same id). A copy relocated there already (by another instance) wins over the
    * backups; otherwise the newest backup on any node. Tried once: no copy means "no session" at once (msm #404).
    */
-  private async relocate(sid: SessionId, primary: string): Promise<Found | null> {
+  private async relocate(sid: SessionId, primary: string, attempt = 0): Promise<Found | null> {
     const { nodes, keys, stats, idFormat, logger } = this.ctx;
     const to = relocationOf(this.ctx, sid, primary);
     if (!to) {
@@ -298,7 +298,8 @@ export class NonStickyMode implements SessionMode {
     ]);
     if (!n.ok || !nv.ok) {
       nodes.markFailed(target, firstFailure([n, nv])!.error);
-      return null;
+      // The target died unnoticed (the next node died right after a leave): not "no session", the node after it.
+      return attempt < nodes.ids.length ? this.relocate(sid, primary, attempt + 1) : null;
     }
     const relocatedValidity = n.value ? decodeValidity(nv.value) : null;
     if (n.value && relocatedValidity && isValid(relocatedValidity) && !newer(copy?.validity, relocatedValidity)) {
