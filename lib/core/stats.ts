@@ -22,6 +22,11 @@ export class Statistics {
   /** Proactive repairs run for a node that came back, and the copies they wrote. */
   nodeRepairs = 0;
   sessionsRepaired = 0;
+  /** Drains of a node that left the list: started, ended (done, stopped or failed); sessions checked, copies written. */
+  nodeDrains = 0;
+  nodeDrainsDone = 0;
+  drainChecked = 0;
+  drainCopied = 0;
   sessionsRewrittenAfterMiss = 0;
   localHits = 0;
   localMisses = 0;

@@ -97,8 +97,8 @@ export function rendezvous(key: string, nodes: readonly string[]): string | unde
 /**
  * Emits 'returned' (nodeId, reason) when a node is reachable again after being marked down ('reconnected'), or
  * answers without a probe marker in `ping-<nodeId>` while the key prefix is in use ('restarted': it lost its
- * items). Repair listens. Emits 'left' (nodeId) for each node update() took off the list: repair gives its sessions'
- * backups a second copy.
+ * items). Repair listens. Emits 'left' (nodeId) for each node update() took off the list: a drain (modes/drain.ts)
+ * holds it and copies its sessions onto the remaining nodes.
  */
 export class NodeSet extends EventEmitter {
   /** Current nodes in configured order; replaced (never mutated) by update(). */
@@ -119,6 +119,10 @@ export class NodeSet extends EventEmitter {
   /** Earlier primary lists, newest first: where ids that name no node were placed before (formerOwners). */
   private formerPrimaries: Array<readonly string[]> = [];
   private readonly closeTimers = new Set<NodeJS.Timeout>();
+  /** A removed node's pending close (update()): hold() cancels it for a drain. */
+  private readonly closeTimerOf = new Map<string, NodeJS.Timeout>();
+  /** Removed nodes held for a drain (drain.ts); reachable false once a read failed: no longer read. */
+  private readonly held = new Map<string, { reachable: boolean }>();
   private readonly state = new Map<string, Availability>();
   private refreshTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -154,10 +158,12 @@ export class NodeSet extends EventEmitter {
       this.removed.set(id, c);
       const t = setTimeout(() => {
         this.closeTimers.delete(t);
+        if (this.closeTimerOf.get(id) === t) this.closeTimerOf.delete(id);
         c.close();
       }, this.opts.operationTimeout + 100);
       t.unref?.();
       this.closeTimers.add(t);
+      this.closeTimerOf.set(id, t);
       removed.push(id);
       this.formerLists.set(id, this.ids);
     }
@@ -177,6 +183,8 @@ export class NodeSet extends EventEmitter {
         }),
       );
       this.configs.set(n.id, n);
+      // Listed again while draining: the drain stops (its walk fails with the old client), the node is a node again.
+      if (this.held.delete(n.id)) this.removed.get(n.id)?.close();
       this.removed.delete(n.id);
       // Unknown nodes start as available: the first operation or probe tells.
       this.state.set(n.id, { available: true, checkedAt: 0, probing: undefined, markerSeen: false });
@@ -223,7 +231,7 @@ export class NodeSet extends EventEmitter {
 
   markFailed(id: string, error?: Error): void {
     const s = this.state.get(id);
-    if (!s) return;
+    if (!s) return this.leavingFailed(id, error);
     if (s.available) {
       // After close() every operation in flight fails with "client is closed": the store closing, not the node.
       const log = this.closed ? this.opts.logger.debug : this.opts.logger.warn;
@@ -344,9 +352,54 @@ export class NodeSet extends EventEmitter {
     const out: string[] = [];
     for (const list of this.formerPrimaries) {
       const n = rendezvous(sid.random, list);
-      if (n && n !== now && !out.includes(n) && (this.clients.has(n) || this.removed.has(n))) out.push(n);
+      if (n && n !== now && !out.includes(n) && (this.clients.has(n) || this.readable(n))) out.push(n);
     }
     return out;
+  }
+
+  // --- Leaving nodes (modes/drain.ts). A removed node that a drain holds keeps its client: loads read it, nothing
+  // writes it, placement ignores it (it is in no list), until the drain releases it or it is listed again.
+
+  /** Keeps removed node `id`'s client open for a drain. False when `id` is not a removed node. */
+  hold(id: string): boolean {
+    const t = this.closeTimerOf.get(id);
+    // No pending close: not removed, listed again, or its client closed already.
+    if (!t || !this.removed.has(id) || this.clients.has(id) || this.closed) return false;
+    clearTimeout(t);
+    this.closeTimers.delete(t);
+    this.closeTimerOf.delete(id);
+    this.held.set(id, { reachable: true });
+    return true;
+  }
+
+  /** The drain of `id` is over: its client closes (unless `id` was listed again meanwhile) and it is not read again. */
+  release(id: string): void {
+    if (!this.held.delete(id) || this.clients.has(id)) return;
+    this.removed.get(id)?.close();
+  }
+
+  /** Leaving nodes that still answer: loads read them too. */
+  leavingIds(): string[] {
+    const out: string[] = [];
+    for (const [id, h] of this.held) if (h.reachable) out.push(id);
+    return out;
+  }
+
+  isLeaving(id: string): boolean {
+    return this.held.get(id)?.reachable === true;
+  }
+
+  /** A removed node whose client is open and worth reading: held by a drain and answering, or closing soon. */
+  private readable(id: string): boolean {
+    return this.removed.has(id) && this.held.get(id)?.reachable !== false;
+  }
+
+  /** A read of leaving node `id` failed: loads stop reading it (its drain ends with its walk). */
+  private leavingFailed(id: string, error?: Error): void {
+    const h = this.held.get(id);
+    if (!h?.reachable || this.closed) return;
+    h.reachable = false;
+    this.opts.logger.warn(`memcached node ${id} (leaving) unavailable: ${error?.message ?? 'operation failed'}`);
   }
 
   snapshot(): Record<string, { available: boolean; address: string; failover: boolean; ops: NodeClient['ops'] }> {

@@ -29,6 +29,7 @@ import {
 import { hashId } from '../core/logger';
 import type { NodeClient, OpResult } from '../memcached/node-client';
 import { NodeRepair } from './repair';
+import { NodeDrain } from './drain';
 import { LRUCache } from 'lru-cache';
 
 /** A copy found in memcached, not yet decoded: shared by concurrent loads of one id, decoded by each. */
@@ -67,9 +68,13 @@ export class NonStickyMode implements SessionMode {
    */
   private readonly refreshed = new LRUCache<string, { primary: number; backup: number }>({ max: 100_000 });
   readonly repair: NodeRepair;
+  readonly drain: NodeDrain;
 
   constructor(private readonly ctx: ModeContext) {
     this.repair = new NodeRepair(ctx);
+    this.drain = new NodeDrain(ctx, (sid, from, fromRole, to, toRole) =>
+      this.repair.copy(sid, from, fromRole, to, toRole),
+    );
   }
 
   newId(): string {
@@ -213,10 +218,18 @@ export class NonStickyMode implements SessionMode {
   ): Promise<{ node: string; bytes: Buffer; validity: Validity } | null> {
     const { nodes, keys } = this.ctx;
     const candidates = nodes.ids.filter((id) => !exclude.includes(id) && nodes.isAvailable(id));
+    // Drain: a node that left is read (never written) until drained: the session's backup there, or its own copy.
+    const own = this.primaryOf(sid);
+    const leaving = nodes.leavingIds().filter((id) => !exclude.includes(id) && id !== own);
+    if (nodes.isLeaving(own)) leaving.push(own);
     const copies = await Promise.all(
-      candidates.map(async (node) => {
+      [...candidates, ...leaving].map(async (node, i) => {
         const c = nodes.client(node);
-        const [b, bv] = await Promise.all([c.get(keys.backup(sid.id)), c.get(keys.backupValidity(sid.id))]);
+        const primary = i >= candidates.length && node === own;
+        const [b, bv] = await Promise.all([
+          c.get(primary ? keys.session(sid.id) : keys.backup(sid.id)),
+          c.get(primary ? keys.validity(sid.id) : keys.backupValidity(sid.id)),
+        ]);
         if (!b.ok || !bv.ok) {
           nodes.markFailed(node, firstFailure([b, bv])!.error);
           return null;
@@ -248,14 +261,16 @@ export class NonStickyMode implements SessionMode {
       const c = nodes.client(node);
       const [b, bv] = await Promise.all([c.get(item), c.get(validityKey)]);
       if (!b.ok || !bv.ok) {
-        if (nodes.has(node)) nodes.markFailed(node, firstFailure([b, bv])!.error);
+        nodes.markFailed(node, firstFailure([b, bv])!.error);
         return null;
       }
       const validity = decodeValidity(bv.value);
       return b.value && validity && isValid(validity) ? { node, bytes: b.value, validity, moved } : null;
     };
     const copies = await Promise.all([
-      ...current.map((n) => read(n, keys.backup(sid.id), keys.backupValidity(sid.id), false)),
+      ...[...current, ...nodes.leavingIds()].map((n) =>
+        read(n, keys.backup(sid.id), keys.backupValidity(sid.id), false),
+      ),
       ...owners.map((n) => read(n, keys.session(sid.id), keys.validity(sid.id), true)),
     ]);
     let best: { node: string; bytes: Buffer; validity: Validity; moved: boolean } | null = null;
@@ -268,7 +283,7 @@ export class NonStickyMode implements SessionMode {
    * every instance computes the same id). A copy relocated there already (by another instance) wins over the
    * backups; otherwise the newest backup on any node. Tried once: no copy means "no session" at once (msm #404).
    */
-  private async relocate(sid: SessionId, primary: string): Promise<Found | null> {
+  private async relocate(sid: SessionId, primary: string, attempt = 0): Promise<Found | null> {
     const { nodes, keys, stats, idFormat, logger } = this.ctx;
     const to = relocationOf(this.ctx, sid, primary);
     if (!to) {
@@ -283,7 +298,8 @@ export class NonStickyMode implements SessionMode {
     ]);
     if (!n.ok || !nv.ok) {
       nodes.markFailed(target, firstFailure([n, nv])!.error);
-      return null;
+      // The target died unnoticed (the next node died right after a leave): not "no session", the node after it.
+      return attempt < nodes.ids.length ? this.relocate(sid, primary, attempt + 1) : null;
     }
     const relocatedValidity = n.value ? decodeValidity(nv.value) : null;
     if (n.value && relocatedValidity && isValid(relocatedValidity) && !newer(copy?.validity, relocatedValidity)) {
@@ -517,6 +533,7 @@ export class NonStickyMode implements SessionMode {
   }
 
   async close(): Promise<void> {
+    this.drain.close();
     await this.repair.close();
   }
 
@@ -537,8 +554,8 @@ export class NonStickyMode implements SessionMode {
 
   /**
    * A node joined or left: the backups of sessions whose primary now has another next node are copied there now
-   * (a repair of that node), rather than on each session's next request. Sessions whose primary left keep their
-   * backups, which get a second copy on the node after (NodeRepair.copyBackupsOfLeft), and are relocated by their
+   * (a repair of that node), rather than on each session's next request. Sessions on a node that left are read there
+   * until it is drained (NodeDrain: their copies placed on the remaining nodes), and are relocated by their
    * next request.
    */
   nodesChanged(before: readonly string[]): void {
@@ -551,9 +568,9 @@ export class NonStickyMode implements SessionMode {
     for (const node of targets) void this.repair.schedule(node, 'node list changed');
   }
 
-  /** Resolves when no repair is running (tests, start-up). */
+  /** Resolves when no repair or drain is running (tests, start-up). */
   idle(): Promise<void> {
-    return this.repair.idle();
+    return Promise.all([this.repair.idle(), this.drain.idle()]).then(() => undefined);
   }
 
   private nextValidity(maxInactive: number, record: SessionRecord | undefined): Validity {

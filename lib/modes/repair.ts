@@ -6,8 +6,7 @@
 // Keys are listed with `lru_crawler metadump hash` (NodeClient.walkKeys: complete, streamed); a server without it
 // (SASL-only, older than 1.6.9) is skipped and logged, and its sessions are repaired by their next request
 // (read-repair in non-sticky.ts).
-// When a node leaves the list, its sessions live on only in their backups, on the node after it, until their next
-// request relocates them: those backups get a second copy on the node after that one (copyBackupsOfLeft).
+// A node that leaves the list is drained by NodeDrain (drain.ts), with this file's copy.
 import { itemOfKey } from '../memcached/keys';
 import { hashId } from '../core/logger';
 import { mapLimit } from '../core/parallel';
@@ -34,12 +33,9 @@ export class NodeRepair {
   private readonly running = new Map<string, Promise<void>>();
   private closed = false;
   private readonly onReturned = (id: string, reason: string) => this.schedule(id, reason);
-  private readonly onLeft = (id: string) =>
-    this.track(`left:${id}`, `copy of ${id}'s backups (left)`, () => this.copyBackupsOfLeft(id));
 
   constructor(private readonly ctx: ModeContext) {
     ctx.nodes.on('returned', this.onReturned); // node lists can grow at run time: run() checks there is another node
-    ctx.nodes.on('left', this.onLeft);
   }
 
   /** Starts a repair of `node` unless one runs already in this process. Resolves when it is done. */
@@ -47,7 +43,7 @@ export class NodeRepair {
     return this.track(node, `repair of ${node}`, () => this.run(node, reason));
   }
 
-  /** Runs `work` unless work under `key` (a node id, or `left:<node id>`) runs already in this process. */
+  /** Runs `work` unless work under `key` (a node id) runs already in this process. */
   private track(key: string, what: string, work: () => Promise<void>): Promise<void> {
     const running = this.running.get(key);
     if (running || this.closed) return running ?? Promise.resolve();
@@ -65,7 +61,6 @@ export class NodeRepair {
   async close(): Promise<void> {
     this.closed = true;
     this.ctx.nodes.off('returned', this.onReturned);
-    this.ctx.nodes.off('left', this.onLeft);
     await Promise.allSettled([...this.running.values()]);
   }
 
@@ -128,49 +123,12 @@ export class NodeRepair {
   }
 
   /**
-   * `left` is no longer listed: its sessions' one remaining copy is their backup on the node after it (looked up in
-   * the list it left, as relocation does), and that node's failure before their next request would lose them. The
-   * backups get a second copy on the node after that one; relocation reads every node's backups and takes the
-   * newest. Every instance copies after its own list change (no lock): saves it made until then are included.
-   */
-  private async copyBackupsOfLeft(left: string): Promise<void> {
-    const { nodes, keys, idFormat, stats, logger } = this.ctx;
-    const holder = nodes.nextAvailable(left);
-    const second = holder && nodes.nextAvailable(holder);
-    if (!holder || !second) return;
-    const item = itemOfKey(keys, nodes.ids);
-    const backupOfLeft = (key: string) => {
-      const found = item(key);
-      const sid = found?.kind === 'backup' ? idFormat.parse(found.id) : null;
-      return sid && nodes.nodeOf(sid) === left ? sid : undefined;
-    };
-    let checked = 0;
-    let copied = 0;
-    const walked = await nodes.client(holder).walkKeys(
-      async (batch) => {
-        const tasks: Array<() => Promise<boolean>> = [];
-        for (const key of batch) {
-          const sid = backupOfLeft(key);
-          if (sid) tasks.push(() => this.copy(sid, holder, 'backup', second, 'backup'));
-        }
-        checked += tasks.length;
-        const done = await mapLimit(tasks, CONCURRENCY, (task) => !this.closed && task());
-        for (const ok of done) if (ok) copied++;
-      },
-      { keep: (key) => backupOfLeft(key) !== undefined },
-    );
-    if (!walked.ok) logger.warn(`backups of ${left} (left): ${walked.error.message}; they stay on ${holder} alone`);
-    stats.sessionsRepaired += copied;
-    logger.info(`backups of ${left} (left) on ${holder}: ${checked} checked, ${copied} copied to ${second}`);
-  }
-
-  /**
    * Copies one session from `from` (as its primary or backup keys) to `to`, unless `to` holds the same or newer. A
    * request may write `to` between this read and this write: each key is written only if it is still as it was read
    * (CAS), or added where it was absent, so that write wins. The session first, its validity only once the session
-   * is in place: a validity record never vouches for bytes that were not written.
+   * is in place: a validity record never vouches for bytes that were not written. Also the drain's copy (drain.ts).
    */
-  private async copy(
+  async copy(
     sid: SessionId,
     from: string,
     fromRole: 'primary' | 'backup',
