@@ -202,9 +202,9 @@ export class MemcachedStore extends Store {
   /**
    * Replaces the memcached node list at run time (msm: through JMX), in the memcachedNodes/failoverNodes syntax.
    * Invalid input throws a ConfigError and changes nothing. A node id keeps naming the same node: a session id
-   * names its node. New nodes take new sessions; sessions on a removed node are served from their backups and
-   * relocated on their next request, as when a node dies (sticky: the session's memcached copy is rewritten on
-   * another node). Every instance must be given the same list.
+   * names its node. New nodes take new sessions; a removed node is drained (non-sticky): read, never written, until
+   * the sessions it held have their copies on the remaining nodes (sticky: the session's memcached copy is rewritten
+   * on another node by its next request). Every instance must be given the same list.
    */
   setMemcachedNodes(memcachedNodes: string, failoverNodes?: string): void {
     if (this.closed) throw new StoreClosedError('express-msm: setMemcachedNodes on a closed store');
