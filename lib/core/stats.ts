@@ -22,6 +22,9 @@ export class Statistics {
   /** Proactive repairs run for a node that came back, and the copies they wrote. */
   nodeRepairs = 0;
   sessionsRepaired = 0;
+  /** Re-replications run for a node that stayed down, and the copies they wrote. */
+  nodeReReplications = 0;
+  sessionsReReplicated = 0;
   sessionsRewrittenAfterMiss = 0;
   localHits = 0;
   localMisses = 0;

@@ -8,6 +8,7 @@ import type { LoggerOption } from '../core/logger';
 import type { IndexBy } from '../modes/user-index';
 import { ConfigError } from '../core/errors';
 import { type NodeList, resolveNodes } from '../memcached/node-list';
+import { type ZoneOf, type Zones, zoneResolver } from '../memcached/placement';
 import {
   AUTO_DISCOVERY_INTERVAL_MS,
   DEFAULT_MAX_SESSION_BYTES,
@@ -45,6 +46,10 @@ export interface MemcachedStoreOptions {
   sessionBackupAsync?: boolean;
   /** ms, how long a synchronous backup is awaited. */
   sessionBackupTimeout?: number;
+  /** Backup copies besides the primary (non-sticky), or copies in memcached (sticky). Default 1, msm's. */
+  backupCount?: number;
+  /** Each node's zone: `{ [nodeId]: zone }` or `(node) => zone`; a node not named is a zone of its own. */
+  zones?: Zones;
   /** msm `storageKeyPrefix`: comma-separated `static:<x>`, `host`, `host.hash`. */
   storageKeyPrefix?: string;
   /** s, for sessions whose cookie has no maxAge/expires. */
@@ -225,6 +230,32 @@ export const OPTIONS = {
     default: 100,
     description: 'how long a synchronous backup is awaited',
     check: number('sessionBackupTimeout'),
+  },
+  backupCount: {
+    scope: 'store',
+    unit: 'count',
+    default: 1,
+    description:
+      'non-sticky: backup copies besides the primary, each on another zone while zones last (`0`: none); sticky: '
+      + `copies in memcached (at least 1) ([docs/reliability.md](\${DOCS}/reliability.md))`,
+    check: (v, { resolved }) => {
+      const n = checkNumber('backupCount', v, { integer: true });
+      if (resolved.sticky && n < 1)
+        throw new ConfigError('backupCount', v, 'sticky mode needs at least 1 (the copy in memcached is its backup)');
+      const { nodes } = resolved.memcachedNodes as NodeList;
+      // Fewer nodes than copies would keep fewer copies than asked for, silently. One node with the default is fine.
+      if (n > 1 && nodes.length > 0 && nodes.length <= n)
+        throw new ConfigError('backupCount', v, `needs at least ${n + 1} nodes; memcachedNodes has ${nodes.length}`);
+      return n;
+    },
+  },
+  zones: {
+    scope: 'store',
+    defaultText: 'none: every node a zone of its own',
+    description:
+      "`{ n1: 'a', n2: 'a', n3: 'b' }` or `({ id, host, port }) => zone` (for discovered nodes): copies go to nodes "
+      + 'in zones that hold none yet, then to any node',
+    check: (v, { resolved }): ZoneOf | undefined => zoneResolver(v, (resolved.memcachedNodes as NodeList).nodes),
   },
   storageKeyPrefix: {
     scope: 'store',
