@@ -237,7 +237,7 @@ export const OPTIONS = {
     default: 1,
     description:
       'non-sticky: backup copies besides the primary, each on another zone while zones last (`0`: none); sticky: '
-      + `copies in memcached (at least 1) ([docs/reliability.md](\${DOCS}/reliability.md))`,
+      + `copies in memcached (at least 1) ([docs/reliability.md](${DOCS}/reliability.md))`,
     check: (v, { resolved }) => {
       const n = checkNumber('backupCount', v, { integer: true });
       if (resolved.sticky && n < 1)
