@@ -120,6 +120,10 @@ export class NodeRepair {
             if (found.kind === 'backup') {
               // A backup whose primary is the returned node: the primary copy may be gone or older.
               if (primary === node) tasks.push(() => this.copy(sid, other, 'backup', node, 'primary'));
+              // A backup that belongs on the returned node too (backupCount > 1, or copies re-placed while it was
+              // down): found here, whether or not its primary's walk comes first.
+              else if (nodes.backupNodesOf(primary, backupCount).includes(node))
+                tasks.push(() => this.copy(sid, other, 'backup', node, 'backup'));
             } else if (primary === other && nodes.backupNodesOf(other, backupCount).includes(node)) {
               // A primary on `other` whose backup belongs on the returned node.
               tasks.push(() => this.copy(sid, other, 'primary', node, 'backup'));

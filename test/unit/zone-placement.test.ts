@@ -109,9 +109,7 @@ describe('the zones and backupCount options', () => {
     expect(() => resolveConfig({ memcachedNodes: nodes, backupCount: 1.5 })).toThrow(/backupCount.*integer/);
     expect(() => resolveConfig({ memcachedNodes: nodes, backupCount: -1 })).toThrow(ConfigError);
     expect(() => resolveConfig({ memcachedNodes: nodes, backupCount: 3 })).toThrow(/at least 4 nodes/);
-    expect(() => resolveConfig({ memcachedNodes: nodes, sticky: true, route: 'r1', backupCount: 0 })).toThrow(
-      /sticky/,
-    );
+    expect(() => resolveConfig({ memcachedNodes: nodes, sticky: true, route: 'r1', backupCount: 0 })).toThrow(/sticky/);
   });
 
   it('a zones function names discovered nodes; one answering nothing leaves the node a zone of its own', () => {
