@@ -236,12 +236,17 @@ export const OPTIONS = {
     unit: 'count',
     default: 1,
     description:
-      'non-sticky: backup copies besides the primary, each on another zone while zones last (`0`: none); sticky: '
-      + `copies in memcached (at least 1) ([docs/reliability.md](${DOCS}/reliability.md))`,
+      'non-sticky: backup copies besides the primary, each in another zone while zones last (`0`: none); sticky '
+      + `keeps 1 ([docs/reliability.md](${DOCS}/reliability.md))`,
     check: (v, { resolved }) => {
       const n = checkNumber('backupCount', v, { integer: true });
-      if (resolved.sticky && n < 1)
-        throw new ConfigError('backupCount', v, 'sticky mode needs at least 1 (the copy in memcached is its backup)');
+      // Sticky: the local session's one copy in memcached (on the node in its id) is its backup.
+      if (resolved.sticky && n !== 1)
+        throw new ConfigError(
+          'backupCount',
+          v,
+          'sticky mode keeps exactly 1 copy in memcached; more need sticky: false',
+        );
       const { nodes } = resolved.memcachedNodes as NodeList;
       // Fewer nodes than copies would keep fewer copies than asked for, silently. One node with the default is fine.
       if (n > 1 && nodes.length > 0 && nodes.length <= n)

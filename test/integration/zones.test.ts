@@ -25,9 +25,19 @@ function routes(app: express.Express): void {
     req.session.save((err) => (err ? next(err) : res.json({ id: req.sessionID, n: s.n })));
   });
   app.get('/get', (req, res) => res.json({ id: req.sessionID, n: (req.session as any).n ?? null }));
+  // A change saved by memcachedSession() before the response (one save, as most applications do).
+  app.post('/bump', (req, res) => {
+    const s = req.session as any;
+    s.n = (s.n ?? 0) + 1;
+    res.json({ id: req.sessionID, n: s.n });
+  });
 }
 
-async function cluster(options: { backupCount: number; zones?: typeof ZONES }): Promise<Served[]> {
+async function cluster(options: {
+  backupCount: number;
+  zones?: typeof ZONES;
+  lockingMode?: 'none' | 'all';
+}): Promise<Served[]> {
   const opts = sessionOptions({
     memcachedNodes: nodesString(m.ps),
     lockingMode: 'all',
@@ -195,5 +205,51 @@ describe('zones: copies in other zones survive whole zones', () => {
     const apps = await cluster({ backupCount: 0, zones: ZONES });
     const w = await workload(apps, 6, 0);
     for (const s of w.all()) for (const raw of m.raw) expect(await raw.get(`bak:${s.id}`)).toBeNull();
+  });
+});
+
+describe('memcached operations per request, by backupCount', () => {
+  /** Operations of every node of both stores, by kind. */
+  const ops = (apps: Served[]) => {
+    const sum: Record<string, number> = {};
+    for (const a of apps)
+      for (const n of Object.values(a.mw.store.stats().nodes))
+        for (const k of ['get', 'set', 'add', 'delete', 'touch'] as const) sum[k] = (sum[k] ?? 0) + n.ops[k];
+    return sum;
+  };
+  const per = (after: Record<string, number>, before: Record<string, number>, requests: number) => {
+    const out: Record<string, number> = {};
+    for (const k of Object.keys(after)) out[k] = (after[k] - before[k]) / requests;
+    out.total = Object.values(out).reduce((a, b) => a + b, 0);
+    return out;
+  };
+
+  // Without locking (its add and delete are the same for every backupCount). Per backup: a read gets its validity
+  // record and refreshes it; a write gets its validity record and sets its copy and validity record.
+  it('a read costs a get and a set more per backup, a write a get and two sets', async () => {
+    const measured: Record<number, { read: Record<string, number>; write: Record<string, number> }> = {};
+    for (const backupCount of [0, 1, 2]) {
+      const apps = await cluster({ backupCount, zones: ZONES, lockingMode: 'none' });
+      const w = await workload(apps, 30, 0);
+      const sessions = w.all();
+      // both reads and writes after a first read of each session, as in a running application
+      for (const [i, s] of sessions.entries()) await request(apps[i % 2].port, '/get', { cookie: cookieFor(s.id) });
+      let before = ops(apps);
+      for (const [i, s] of sessions.entries()) await request(apps[i % 2].port, '/get', { cookie: cookieFor(s.id) });
+      const read = per(ops(apps), before, sessions.length);
+      before = ops(apps);
+      for (const [i, s] of sessions.entries())
+        await request(apps[i % 2].port, '/bump', { method: 'POST', cookie: cookieFor(s.id) });
+      const write = per(ops(apps), before, sessions.length);
+      measured[backupCount] = { read, write };
+      await Promise.all(servers.splice(0).map((s) => s.close()));
+    }
+    if (process.env.ZONES_OPS) console.log(JSON.stringify(measured));
+    expect(measured[0].read).toMatchObject({ get: 2, set: 1, total: 3 });
+    expect(measured[0].write).toMatchObject({ get: 2, set: 2, total: 4 });
+    for (const k of [1, 2]) {
+      expect(measured[k].read).toMatchObject({ get: 2 + k, set: 1 + k, total: 3 + 2 * k });
+      expect(measured[k].write).toMatchObject({ get: 2 + k, set: 2 + 2 * k, total: 4 + 3 * k });
+    }
   });
 });

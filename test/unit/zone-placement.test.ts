@@ -102,7 +102,7 @@ describe('the zones and backupCount options', () => {
     expect(() => resolveConfig({ memcachedNodes: nodes, zones: 'a,b' as never })).toThrow(/zones/);
   });
 
-  it('backupCount: an integer >= 0, fewer than the nodes, at least 1 when sticky', () => {
+  it('backupCount: an integer >= 0, fewer than the nodes, 1 when sticky', () => {
     expect(resolveConfig({ memcachedNodes: nodes }).backupCount).toBe(1);
     expect(resolveConfig({ memcachedNodes: nodes, backupCount: 2 }).backupCount).toBe(2);
     expect(resolveConfig({ memcachedNodes: nodes, backupCount: 0 }).backupCount).toBe(0);
