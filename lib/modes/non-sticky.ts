@@ -278,8 +278,9 @@ export class NonStickyMode implements SessionMode {
       this.newestBackup(sid, [primary]),
     ]);
     if (!n.ok || !nv.ok) {
+      // The target died too (a zone going down at once): marked down, the next relocation target is tried.
       nodes.markFailed(target, firstFailure([n, nv])!.error);
-      return null;
+      return this.relocate(sid, primary);
     }
     const relocatedValidity = n.value ? decodeValidity(nv.value) : null;
     if (n.value && relocatedValidity && isValid(relocatedValidity) && !newer(copy?.validity, relocatedValidity)) {

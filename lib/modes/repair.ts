@@ -21,8 +21,9 @@ import { type Validity, decodeValidity, encodeValidity, isValid, toMemcachedExpi
 const CONCURRENCY = 8;
 /** Only one instance repairs a node at a time (an `add` on the returned node). */
 const REPAIR_LOCK_TTL = 30;
-/** ms a node must stay down before its copies are re-replicated, at least (a blip costs no walk of every node). */
+/** ms a node must stay down before its copies are re-replicated: twice the availability TTL, within these bounds. */
 const MIN_DOWN_GRACE_MS = 1000;
+const MAX_DOWN_GRACE_MS = 10_000;
 
 /** s left for a validity record, and the session items that live one maxInactive longer. */
 function remainingTtls(v: Validity, now = Date.now()): { validity: number; session: number } {
@@ -36,12 +37,21 @@ function remainingTtls(v: Validity, now = Date.now()): { validity: number; sessi
 
 export class NodeRepair {
   private readonly running = new Map<string, Promise<void>>();
-  /** Ends the graces being waited out (close). */
-  private readonly wake = new Set<() => void>();
   private closed = false;
   private readonly onReturned = (id: string, reason: string) => this.schedule(id, reason);
-  private readonly onDown = (id: string) =>
-    this.track(`down:${id}`, `re-replication of ${id} (down)`, () => this.downLonger(id));
+  /** Graces being waited out, by node: not tracked, so idle() (and ready()) never waits for one. */
+  private readonly graces = new Map<string, NodeJS.Timeout>();
+  private readonly onDown = (id: string) => {
+    if (this.closed || this.graces.has(id)) return;
+    const { nodeAvailabilityCacheTTL } = this.ctx.cfg;
+    const grace = Math.min(MAX_DOWN_GRACE_MS, Math.max(MIN_DOWN_GRACE_MS, 2 * nodeAvailabilityCacheTTL));
+    const t = setTimeout(() => {
+      this.graces.delete(id);
+      void this.track(`down:${id}`, `re-replication of ${id} (down)`, () => this.stillDown(id));
+    }, grace);
+    t.unref?.();
+    this.graces.set(id, t);
+  };
   private readonly onLeft = (id: string) =>
     this.track(`left:${id}`, `copy of ${id}'s backups (left)`, () => this.copyBackupsOfLeft(id));
 
@@ -73,7 +83,8 @@ export class NodeRepair {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const wake of this.wake) wake();
+    for (const t of this.graces.values()) clearTimeout(t);
+    this.graces.clear();
     this.ctx.nodes.off('returned', this.onReturned);
     this.ctx.nodes.off('left', this.onLeft);
     this.ctx.nodes.off('down', this.onDown);
@@ -144,22 +155,11 @@ export class NodeRepair {
   }
 
   /**
-   * `node` was marked down: after a grace (it may be a blip, or back at once), if it is still down and listed, its
-   * copies are re-replicated. Tracked from the start, so idle() waits for the grace too.
+   * `node` was marked down a grace ago (it may have been a blip, or it is back already): if it is still down and
+   * listed, its copies are re-replicated.
    */
-  private async downLonger(node: string): Promise<void> {
+  private async stillDown(node: string): Promise<void> {
     const { nodes, cfg } = this.ctx;
-    const grace = Math.max(MIN_DOWN_GRACE_MS, 2 * cfg.nodeAvailabilityCacheTTL);
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(t);
-        this.wake.delete(done);
-        resolve();
-      };
-      const t = setTimeout(done, grace);
-      t.unref?.();
-      this.wake.add(done);
-    });
     if (this.closed || cfg.backupCount < 1 || nodes.ids.length < 2 || !nodes.has(node) || nodes.isAvailable(node))
       return;
     // One instance at a time: the lock lives on the first node that is up.
