@@ -126,6 +126,9 @@ async function settled(apps: Served[], nodes: { down?: number[]; up?: number[] }
   await Promise.all(apps.map((a) => a.mw.store.ready()));
 }
 
+/** Where copies land on a healthy cluster: no operation may time out on a busy machine and move a copy. */
+const HEALTHY = { operationTimeout: 5000 };
+
 const kill = (zone: Zone) => Promise.all(ZONE_NODES[zone].map((i) => m.ps[i].kill()));
 const start = (zone: Zone) => Promise.all(ZONE_NODES[zone].map((i) => m.ps[i].start()));
 const stop = (zone: Zone) => Promise.all(ZONE_NODES[zone].map((i) => m.ps[i].stop()));
@@ -179,7 +182,7 @@ describe('zones: copies in other zones survive whole zones', () => {
   });
 
   it('each copy lands on its zone: primary on the node in the id, backups on the next nodes of other zones', async () => {
-    const apps = await cluster({ backupCount: 2, zones: ZONES });
+    const apps = await cluster({ backupCount: 2, zones: ZONES, ...HEALTHY });
     const w = await workload(apps, 24, 0);
     // placement for a primary on each node: the next two nodes in list order whose zones hold no copy yet
     const expected: Record<string, string[]> = {
@@ -210,7 +213,7 @@ describe('zones: copies in other zones survive whole zones', () => {
   });
 
   it('without zones and with backupCount 1, the backup is on the next node, as msm puts it', async () => {
-    const apps = await cluster({ backupCount: 1 });
+    const apps = await cluster({ backupCount: 1, ...HEALTHY });
     const w = await workload(apps, 12, 0);
     for (const s of w.all()) {
       const node = Number(s.id.slice(s.id.lastIndexOf('-') + 2));
@@ -221,7 +224,7 @@ describe('zones: copies in other zones survive whole zones', () => {
   });
 
   it('backupCount 0: no backup anywhere', async () => {
-    const apps = await cluster({ backupCount: 0, zones: ZONES });
+    const apps = await cluster({ backupCount: 0, zones: ZONES, ...HEALTHY });
     const w = await workload(apps, 6, 0);
     for (const s of w.all()) for (const raw of m.raw) expect(await raw.get(`bak:${s.id}`)).toBeNull();
   });
@@ -249,7 +252,7 @@ describe('memcached operations per request, by backupCount', () => {
     const measured: Record<number, { read: Record<string, number>; write: Record<string, number> }> = {};
     for (const backupCount of [0, 1, 2]) {
       // No node may be taken for down on a busy machine: the counts are of the healthy path.
-      const apps = await cluster({ backupCount, zones: ZONES, lockingMode: 'none', operationTimeout: 5000 });
+      const apps = await cluster({ backupCount, zones: ZONES, lockingMode: 'none', ...HEALTHY });
       const w = await workload(apps, 30, 0);
       const sessions = w.all();
       // both reads and writes after a first read of each session, as in a running application
