@@ -1,6 +1,6 @@
 // One app instance for the chaos run (scripts/chaos.ts): a child process, so it can be killed -9 and restarted.
 // env: CHAOS_PORT, CHAOS_NODES (msm memcachedNodes) or CHAOS_DISCOVERY (host:port of a config endpoint),
-// CHAOS_LOCKING (default all).
+// CHAOS_LOCKING (default all), CHAOS_ZONES (JSON, the zones option), CHAOS_BACKUP_COUNT.
 import * as http from 'http';
 import express from 'express';
 import { memcachedSession } from '../lib/express/middleware';
@@ -22,6 +22,8 @@ const mw = memcachedSession({
   // Zero-loss needs the backup written before the response is acknowledged (msm: sessionBackupAsync=false).
   sessionBackupAsync: process.env.CHAOS_BACKUP_ASYNC === '1',
   sessionBackupTimeout: Number(process.env.CHAOS_BACKUP_TIMEOUT ?? 1000),
+  ...(process.env.CHAOS_ZONES ? { zones: JSON.parse(process.env.CHAOS_ZONES) as Record<string, string> } : {}),
+  ...(process.env.CHAOS_BACKUP_COUNT ? { backupCount: Number(process.env.CHAOS_BACKUP_COUNT) } : {}),
   session: { secret: 'chaos-secret', resave: false, saveUninitialized: false, cookie: { maxAge: 3_600_000 } },
 });
 const app = express();

@@ -1,7 +1,8 @@
 // Chaos run (issue 8): 3 memcached nodes, 2 app instances (non-sticky, lockingMode all), N sessions; requests
 // increment per-session counters while a schedule kills (-9), stops (SIGSTOP/SIGCONT) and restarts memcached nodes
 // one at a time, and kills/restarts one app instance. At the end every session must be present with
-// counter == increments acknowledged (2xx). `npm run chaos` (CHAOS_SECONDS, CHAOS_SESSIONS, CHAOS_CONCURRENCY).
+// counter == increments acknowledged (2xx). `npm run chaos` (CHAOS_SECONDS, CHAOS_SESSIONS, CHAOS_CONCURRENCY);
+// `npm run chaos -- --zones`: 6 nodes in 3 zones, a whole zone faulted at a time (CHAOS_BACKUP_COUNT).
 // The short version in the test suite is test/system/chaos.test.ts (runChaos with a small schedule).
 import { type ChildProcess, fork } from 'child_process';
 import * as http from 'http';
@@ -29,6 +30,11 @@ export interface ChaosOptions {
   /** Nodes from a configuration endpoint even without joins or leaves (CHAOS_DISCOVERY=1). */
   discovery?: boolean;
   operationTimeout?: number;
+  /** Memcached nodes started (at least 3). */
+  nodes?: number;
+  /** The apps' `zones` and `backupCount` options (`npm run chaos -- --zones`). */
+  zones?: Record<string, string>;
+  backupCount?: number;
   /** ms; a request slower than this counts as failed (timeout). */
   requestTimeoutMs?: number;
   log?: (line: string) => void;
@@ -76,6 +82,7 @@ class App {
     readonly port: number,
     private readonly nodes: string,
     private readonly opTimeout: number,
+    private readonly extraEnv: Record<string, string> = {},
   ) {}
 
   start(): Promise<void> {
@@ -86,6 +93,7 @@ class App {
           ...process.env,
           CHAOS_PORT: String(this.port),
           CHAOS_OP_TIMEOUT: String(this.opTimeout),
+          ...this.extraEnv,
           ...(this.nodes.startsWith('discovery:')
             ? { CHAOS_DISCOVERY: this.nodes.slice('discovery:'.length) }
             : { CHAOS_NODES: this.nodes }),
@@ -135,13 +143,19 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   // Joins and leaves need a node list that changes: the apps then read it from a configuration endpoint.
   const discovery = opts.discovery || opts.schedule.some((f) => f.kind === 'join' || f.kind === 'leave');
   const joining = new Set(opts.schedule.filter((f) => f.kind === 'join').map((f) => (f as { node: number }).node));
-  const nodes: MemcachedProcess[] = await startMemcacheds(Math.max(3, ...[...joining].map((n) => n + 1)));
+  const nodes: MemcachedProcess[] = await startMemcacheds(
+    Math.max(3, opts.nodes ?? 0, ...[...joining].map((n) => n + 1)),
+  );
   const listed = new Set(nodes.map((_, i) => i).filter((i) => !joining.has(i)));
   const endpoint = discovery ? await ConfigEndpoint.start() : undefined;
   const list = () => endpoint?.setNodes([...listed].sort().map((i) => nodes[i].port));
   list();
   const spec = endpoint ? `discovery:${endpoint.address}` : nodesString(nodes);
-  const apps = [new App(await freePort(), spec, opTimeout), new App(await freePort(), spec, opTimeout)];
+  const env: Record<string, string> = {
+    ...(opts.zones ? { CHAOS_ZONES: JSON.stringify(opts.zones) } : {}),
+    ...(opts.backupCount !== undefined ? { CHAOS_BACKUP_COUNT: String(opts.backupCount) } : {}),
+  };
+  const apps = [new App(await freePort(), spec, opTimeout, env), new App(await freePort(), spec, opTimeout, env)];
   const retiring: Array<Promise<void>> = [];
   const agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency * 2 });
   try {
@@ -185,7 +199,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       }),
     );
     log(
-      `created ${opts.sessions} sessions on 2 app instances, ${listed.size} memcached nodes (${[...listed].map((i) => nodes[i].port).join(', ')})`
+      `created ${opts.sessions} sessions on 2 app instances, ${listed.size} memcached nodes`
+        + (opts.zones ? ` in zones ${JSON.stringify(opts.zones)}, backupCount ${opts.backupCount ?? 1}` : '')
+        + ` (${[...listed].map((i) => nodes[i].port).join(', ')})`
         + (endpoint ? `, listed by a configuration endpoint (autoDiscovery) on ${endpoint.port}` : ''),
     );
 
@@ -423,6 +439,26 @@ if (require.main === module) {
     { at: s(0.89), kind: 'stop', node: 2 },
     { at: s(0.95), kind: 'cont', node: 2 },
   ];
+  // --zones: 6 nodes in 3 zones of 2 (n1 n2: a, n3 n4: b, n5 n6: c), a whole zone faulted at a time, once with a
+  // zone stopped while another is killed (CHAOS_BACKUP_COUNT, default 1).
+  const zoned = process.argv.includes('--zones');
+  if (zoned) {
+    const zone = (at: number, kind: 'kill' | 'restart' | 'stop' | 'cont', first: number): FaultAction[] => [
+      { at: s(at), kind, node: first },
+      { at: s(at), kind, node: first + 1 },
+    ];
+    schedule.length = 0;
+    schedule.push(
+      ...zone(0.05, 'kill', 0),
+      ...zone(0.2, 'restart', 0),
+      ...zone(0.32, 'stop', 2),
+      ...zone(0.45, 'kill', 4),
+      ...zone(0.58, 'cont', 2),
+      ...zone(0.62, 'restart', 4),
+      ...zone(0.75, 'kill', 2),
+      ...zone(0.88, 'restart', 2),
+    );
+  }
   // CHAOS_SCHEDULE overrides, e.g. "kill:1@0.2,restart:1@0.5,appKill:2@0.6,appRestart:2@0.7,join:4@0.8,leave:2@0.9"
   // (fractions of the run).
   if (process.env.CHAOS_SCHEDULE) {
@@ -445,6 +481,13 @@ if (require.main === module) {
     concurrency: Number(process.env.CHAOS_CONCURRENCY ?? 16),
     schedule,
     discovery: process.env.CHAOS_DISCOVERY === '1',
+    ...(zoned
+      ? {
+          nodes: 6,
+          zones: { n1: 'a', n2: 'a', n3: 'b', n4: 'b', n5: 'c', n6: 'c' },
+          backupCount: Number(process.env.CHAOS_BACKUP_COUNT ?? 1),
+        }
+      : {}),
   }).then(
     (r) => {
       printReport(r);

@@ -27,6 +27,9 @@ export class Statistics {
   nodeDrainsDone = 0;
   drainChecked = 0;
   drainCopied = 0;
+  /** Re-replications run for a node that stayed down, and the copies they wrote. */
+  nodeReReplications = 0;
+  sessionsReReplicated = 0;
   sessionsRewrittenAfterMiss = 0;
   localHits = 0;
   localMisses = 0;

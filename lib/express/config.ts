@@ -13,6 +13,7 @@ import {
   checkOptions,
 } from './options';
 import type { NodeList } from '../memcached/node-list';
+import type { ZoneOf } from '../memcached/placement';
 import type { SessionOptionsGiven } from './option-parsers';
 
 export { ConfigError };
@@ -35,6 +36,8 @@ export interface ResolvedConfig extends NodeList {
   operationTimeout: number;
   sessionBackupAsync: boolean;
   sessionBackupTimeout: number;
+  backupCount: number;
+  zones: ZoneOf | undefined;
   storageKeyPrefix: string;
   defaultMaxInactiveInterval: number;
   username: string | undefined;

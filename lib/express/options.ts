@@ -8,6 +8,7 @@ import type { LoggerOption } from '../core/logger';
 import type { IndexBy } from '../modes/user-index';
 import { ConfigError } from '../core/errors';
 import { type NodeList, resolveNodes } from '../memcached/node-list';
+import { type ZoneOf, type Zones, zoneResolver } from '../memcached/placement';
 import {
   AUTO_DISCOVERY_INTERVAL_MS,
   DEFAULT_MAX_SESSION_BYTES,
@@ -63,6 +64,16 @@ export interface MemcachedStoreOptions {
   username?: string | undefined;
   /** SASL PLAIN password; goes with `username`. */
   password?: string | undefined;
+  /**
+   * Backup copies besides the primary, each on its own node (non-sticky). Default 1, msm's: the backup on the next
+   * node. Sticky mode keeps one memcached copy and accepts only 1.
+   */
+  backupCount?: number | undefined;
+  /**
+   * Each node's zone: `{ [nodeId]: zone }` or `(node: { id, host, port }) => zone`; a node not named is a zone of its
+   * own. Copies go to zones that hold no copy yet first. Default: every node its own zone (msm's placement).
+   */
+  zones?: Zones | undefined;
   /** TLS to every node: true (system CAs) or tls.connect options (ca, cert + key for mutual TLS, servername, ...). */
   tls?: boolean | ConnectionOptions | undefined;
   /** Session <-> bytes: JsonTranscoder (the default), AvroTranscoder, EncryptingTranscoder or your own. */
@@ -246,6 +257,37 @@ export const OPTIONS = {
     default: 100,
     description: 'how long a synchronous backup is awaited',
     check: number('sessionBackupTimeout'),
+  },
+  backupCount: {
+    scope: 'store',
+    unit: 'count',
+    default: 1,
+    description:
+      'non-sticky: backup copies besides the primary, each in another zone while zones last (`0`: none); sticky '
+      + `keeps 1 ([docs/reliability.md](${DOCS}/reliability.md))`,
+    check: (v, { resolved }) => {
+      const n = checkNumber('backupCount', v, { integer: true });
+      // Sticky: the local session's one copy in memcached (on the node in its id) is its backup.
+      if (resolved.sticky && n !== 1)
+        throw new ConfigError(
+          'backupCount',
+          v,
+          'sticky mode keeps exactly 1 copy in memcached; more need sticky: false',
+        );
+      const { nodes } = resolved.memcachedNodes as NodeList;
+      // Fewer nodes than copies would keep fewer copies than asked for, silently. One node with the default is fine.
+      if (n > 1 && nodes.length > 0 && nodes.length <= n)
+        throw new ConfigError('backupCount', v, `needs at least ${n + 1} nodes; memcachedNodes has ${nodes.length}`);
+      return n;
+    },
+  },
+  zones: {
+    scope: 'store',
+    defaultText: 'none: every node a zone of its own',
+    description:
+      "`{ n1: 'a', n2: 'a', n3: 'b' }` or `({ id, host, port }) => zone` (for discovered nodes): copies go to nodes "
+      + 'in zones that hold none yet, then to any node',
+    check: (v, { resolved }): ZoneOf | undefined => zoneResolver(v, (resolved.memcachedNodes as NodeList).nodes),
   },
   storageKeyPrefix: {
     scope: 'store',

@@ -51,6 +51,7 @@ export function assemble(options: MemcachedStoreOptions, applyNodes: (nodes: Mem
     username,
     password,
     tls,
+    zones: config.zones,
     onKey: (options as StoreTestHooks)[ON_KEY],
   });
   // The node set's knownIds, live: ids naming a node removed at run time still parse as naming it.

@@ -10,6 +10,7 @@ import type { MemcachedNodeConfig } from './node-list';
 import type { KeyFormat } from './keys';
 import type { Logger } from '../core/logger';
 import type { SessionId } from './session-id';
+import { type PlacementView, type ZoneOf, placeBackups } from './placement';
 
 /** The probe marker: `msm:<the writing store's random instance id>`; earlier versions wrote `msm`. */
 const PING_MARKER = 'msm';
@@ -36,6 +37,8 @@ export interface NodeSetOptions {
   username?: string;
   password?: string;
   tls?: ConnectionOptions;
+  /** Each node's zone (the `zones` option); none: every node a zone of its own. */
+  zones?: ZoneOf;
   /** @internal Test hook: every key before it is sent. */
   onKey?: (key: string) => void;
 }
@@ -98,7 +101,8 @@ export function rendezvous(key: string, nodes: readonly string[]): string | unde
  * Emits 'returned' (nodeId, reason) when a node is reachable again after being marked down ('reconnected'), or
  * answers without a probe marker in `ping-<nodeId>` while the key prefix is in use ('restarted': it lost its
  * items). Repair listens. Emits 'left' (nodeId) for each node update() took off the list: a drain (modes/drain.ts)
- * holds it and copies its sessions onto the remaining nodes.
+ * holds it and copies its sessions onto the remaining nodes. Emits 'down' (nodeId) when a node is marked
+ * unavailable: repair re-replicates its copies if it stays down.
  */
 export class NodeSet extends EventEmitter {
   /** Current nodes in configured order; replaced (never mutated) by update(). */
@@ -112,6 +116,8 @@ export class NodeSet extends EventEmitter {
   readonly knownIds = new Set<string>();
   private readonly clients = new Map<string, NodeClient>();
   private readonly configs = new Map<string, MemcachedNodeConfig>();
+  /** Each node's zone, current and removed (a removed node's copies are still placed by its zone). */
+  private readonly zoneById = new Map<string, string>();
   /** Clients of removed nodes: operations in flight finish, later ones fail ("closed"), never throw. */
   private readonly removed = new Map<string, NodeClient>();
   /** The last list each removed node was part of: its next node is still found where it was (nextAvailable). */
@@ -185,6 +191,7 @@ export class NodeSet extends EventEmitter {
       this.configs.set(n.id, n);
       // Listed again while draining: the drain stops (its walk fails with the old client), the node is a node again.
       if (this.held.delete(n.id)) this.removed.get(n.id)?.close();
+      this.zoneById.set(n.id, this.opts.zones ? this.opts.zones(n) : `node:${n.id}`);
       this.removed.delete(n.id);
       // Unknown nodes start as available: the first operation or probe tells.
       this.state.set(n.id, { available: true, checkedAt: 0, probing: undefined, markerSeen: false });
@@ -237,9 +244,11 @@ export class NodeSet extends EventEmitter {
       const log = this.closed ? this.opts.logger.debug : this.opts.logger.warn;
       log.call(this.opts.logger, `memcached node ${id} unavailable: ${error?.message ?? 'operation failed'}`);
     }
+    const wasUp = s.available;
     s.available = false;
     s.checkedAt = Date.now();
     if (error) s.error = error;
+    if (wasUp && !this.closed) this.emit('down', id);
   }
 
   /** Whether any current node is available, as the cache has it (no probe). */
@@ -312,6 +321,31 @@ export class NodeSet extends EventEmitter {
     return (
       (former && this.nextIn(former, former.indexOf(id), id, exclude)) ?? this.nextIn(this.ids, start, id, exclude)
     );
+  }
+
+  /**
+   * The nodes for the backups of sessions whose primary is `primary` (placement.ts): up to `count`, available ones,
+   * in zones holding no copy yet while there are such. With no zones and count 1: [nextAvailable(primary)].
+   * `assumeUp`: a node taken for available whatever its state (where copies were before it went down).
+   */
+  backupNodesOf(primary: string, count: number, assumeUp?: string): string[] {
+    const start = this.ids.indexOf(primary);
+    const former = start < 0 ? this.formerLists.get(primary) : undefined;
+    const view = (list: readonly string[]): PlacementView => ({
+      list,
+      // A former list may name nodes removed since.
+      isUp: (id) => (list === this.ids || this.clients.has(id)) && (id === assumeUp || this.isAvailable(id)),
+      isFailover: (id) => this.failoverIds.includes(id),
+      zoneOf: (id) => this.zoneOf(id),
+    });
+    const fromFormer = former ? placeBackups(view(former), primary, count) : [];
+    if (fromFormer.length >= count) return fromFormer;
+    return [...fromFormer, ...placeBackups(view(this.ids), primary, count - fromFormer.length, fromFormer)];
+  }
+
+  /** A node's zone (`zone:<name>`), or `node:<id>` for a node the zones option does not name. */
+  zoneOf(id: string): string {
+    return this.zoneById.get(id) ?? `node:${id}`;
   }
 
   private nextIn(list: readonly string[], start: number, id: string, exclude: readonly string[]): string | undefined {

@@ -70,15 +70,16 @@ export function foreignItem(ctx: ModeContext, sid: SessionId, node: string): nul
 }
 
 /**
- * msm's relocation rule: a session whose node is down moves to the next available node, under its id with that
- * node (same random part and route, so every instance computes the same id). Null when no other node is available.
+ * msm's relocation rule: a session whose node is down moves to the node that holds its first backup (msm: the next
+ * available node; with zones, the next in another zone), under its id with that node (same random part and route,
+ * so every instance computes the same id). Null when no other node is available.
  */
 export function relocationOf(
   ctx: Pick<ModeContext, 'nodes' | 'idFormat'>,
   sid: SessionId,
   from: string,
 ): { node: string; id: string } | null {
-  const node = ctx.nodes.nextAvailable(from);
+  const node = ctx.nodes.backupNodesOf(from, 1)[0];
   return node ? { node, id: ctx.idFormat.withNode(sid, node) } : null;
 }
 

@@ -7,6 +7,7 @@
 import { itemOfKey } from '../memcached/keys';
 import { mapLimit } from '../core/parallel';
 import type { ModeContext } from './mode';
+import { relocationOf } from './copies';
 import type { SessionId } from '../memcached/session-id';
 import { decodeValidity, isValid } from '../memcached/validity';
 
@@ -14,8 +15,6 @@ import { decodeValidity, isValid } from '../memcached/validity';
 const DRAIN_CONCURRENCY = 4;
 const DRAIN_RATE = 1000;
 /** Backup copies per session (backupCount). */
-const BACKUP_COUNT = 1;
-
 type Role = 'primary' | 'backup';
 
 /** NodeRepair.copy: one session's copy from `from` to `to`, unless `to` holds the same or newer (CAS or add). */
@@ -174,32 +173,21 @@ export class NodeDrain {
   }
 
   /**
-   * Where a session's copies belong now that the node it was read from left, and where loads look for them. THE
-   * placement question of the drain: with zone-aware placement, `backupsOf` becomes NodeSet.backupNodesOf.
+   * Where a session's copies belong now that the node it was read from left, and where loads look for them:
    * - A session whose primary is listed: its backups' nodes (an id that names no node: its node now, by rendezvous,
    *   holds its primary copy too).
-   * - A session whose primary left (this node or an earlier leaver): a load relocates it to the node after its
-   *   primary in the list it left (relocationOf), reading backups from every node: backups there and after it.
+   * - A session whose primary left (this node or an earlier leaver): a load relocates it to its primary's first backup
+   *   node in the list it left (relocationOf), reading backups from every node: backups there and on its backup nodes.
    */
   private placesOf(sid: SessionId): Place[] {
-    const { nodes } = this.ctx;
-    const backupsOf = (primary: string): string[] => {
-      const out: string[] = [];
-      for (let at = primary; out.length < BACKUP_COUNT; ) {
-        const next = nodes.nextAvailable(at, [primary, ...out]);
-        if (!next) break;
-        out.push(next);
-        at = next;
-      }
-      return out;
-    };
+    const { nodes, cfg } = this.ctx;
     const primary = nodes.nodeOf(sid);
     const backup = (node: string): Place => ({ node, role: 'backup' });
     if (nodes.has(primary)) {
       const own: Place[] = sid.nodeId === undefined ? [{ node: primary, role: 'primary' }] : [];
-      return [...own, ...backupsOf(primary).map(backup)];
+      return [...own, ...nodes.backupNodesOf(primary, cfg.backupCount).map(backup)];
     }
-    const target = nodes.nextAvailable(primary);
-    return target ? [target, ...backupsOf(target)].map(backup) : [];
+    const target = relocationOf(this.ctx, sid, primary)?.node;
+    return target ? [target, ...nodes.backupNodesOf(target, cfg.backupCount)].map(backup) : [];
   }
 }

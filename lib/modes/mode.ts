@@ -25,6 +25,10 @@ export interface ModeConfig {
   encodeNodeId: boolean;
   /** s */
   defaultMaxInactiveInterval: number;
+  /** Non-sticky: backup copies besides the primary; sticky: copies in memcached. */
+  backupCount: number;
+  /** ms: a node marked down is re-replicated when it is still down a little after this (repair.ts). */
+  nodeAvailabilityCacheTTL: number;
 }
 
 export interface ModeContext {

@@ -30,6 +30,7 @@ import { hashId } from '../core/logger';
 import type { NodeClient, OpResult } from '../memcached/node-client';
 import { NodeRepair } from './repair';
 import { NodeDrain } from './drain';
+import { placeBackups } from '../memcached/placement';
 import { LRUCache } from 'lru-cache';
 
 /** A copy found in memcached, not yet decoded: shared by concurrent loads of one id, decoded by each. */
@@ -40,10 +41,10 @@ interface Found {
   bytes: Buffer;
   validity: Validity;
   newId?: string;
-  /** The backup node answered with an older copy or none: the next save or touch rewrites it. */
+  /** A backup node answered with an older copy or none: the next save or touch rewrites it. */
   backupStale?: boolean;
-  /** The node whose backup was found current (same version as the copy served). */
-  backupNode?: string;
+  /** The backup nodes whose copy was found current (same version as the copy served). */
+  backupNodes?: string[];
 }
 
 type Failed = { ok: false; error: Error };
@@ -86,9 +87,10 @@ export class NonStickyMode implements SessionMode {
     return this.ctx.nodes.nodeOf(sid);
   }
 
-  /** The node holding the backup of sessions whose primary is `primary`. */
-  private backupNodeOf(primary: string): string | undefined {
-    return this.ctx.nodes.ids.length < 2 ? undefined : this.ctx.nodes.nextAvailable(primary);
+  /** The nodes holding the backups of sessions whose primary is `primary` (backupCount of them, placement.ts). */
+  private backupNodesOf(primary: string): string[] {
+    const { nodes, cfg } = this.ctx;
+    return nodes.ids.length < 2 ? [] : nodes.backupNodesOf(primary, cfg.backupCount);
   }
 
   async load(sid: SessionId): Promise<LoadResult | null> {
@@ -108,7 +110,7 @@ export class NonStickyMode implements SessionMode {
     record.validity = found.validity;
     record.newId = found.newId;
     record.backupStale = found.backupStale;
-    record.backupNode = found.backupNode;
+    record.backupNodes = found.backupNodes;
     return { session, record };
   }
 
@@ -132,26 +134,30 @@ export class NonStickyMode implements SessionMode {
     const { nodes, keys, stats } = this.ctx;
     const primary = this.primaryOf(sid);
     if (!nodes.isAvailable(primary)) return this.relocate(sid, primary);
-    const backupNode = this.backupNodeOf(primary);
+    const backupNodes = this.backupNodesOf(primary);
     const pc = nodes.client(primary);
-    const [s, v, bv] = await Promise.all([
+    const [s, v, ...bvs] = await Promise.all([
       pc.get(keys.session(sid.id)),
       pc.get(keys.validity(sid.id)),
-      backupNode ? nodes.client(backupNode).get(keys.backupValidity(sid.id)) : undefined,
+      ...backupNodes.map((b) => nodes.client(b).get(keys.backupValidity(sid.id))),
     ]);
     if (!s.ok || !v.ok) {
       nodes.markFailed(primary, firstFailure([s, v])!.error);
       return this.relocate(sid, primary);
     }
     nodes.markOk(primary);
-    // undefined: unknown (no backup node, or it did not answer); null: the backup node has no valid record.
-    let backupValidity: Validity | null | undefined;
-    if (backupNode && bv) {
-      if (bv.ok) {
-        nodes.markOk(backupNode);
-        backupValidity = decodeValidity(bv.value);
-      } else nodes.markFailed(backupNode, bv.error);
-    }
+    // Per backup node: undefined: unknown (it did not answer); null: it has no valid record.
+    const versions = backupNodes.map((node, i): Validity | null | undefined => {
+      const bv = bvs[i];
+      if (!bv.ok) return void nodes.markFailed(node, bv.error);
+      nodes.markOk(node);
+      return decodeValidity(bv.value);
+    });
+    // The newest backup (the first of equals: the first backup node).
+    let newest = -1;
+    for (let i = 0; i < versions.length; i++) if (newer(versions[i], versions[newest])) newest = i;
+    const backupNode = backupNodes[newest] as string | undefined;
+    const backupValidity = versions[newest];
     const bytes = s.value;
     const validity = bytes ? decodeValidity(v.value) : null;
 
@@ -162,12 +168,7 @@ export class NonStickyMode implements SessionMode {
         void this.deleteEverywhere(sid, primary);
         return null;
       }
-      const backupStale =
-        backupValidity !== undefined
-        && (backupValidity === null || backupValidity.thisAccessedTime < validity.thisAccessedTime);
-      const current =
-        backupValidity && backupValidity.thisAccessedTime === validity.thisAccessedTime ? backupNode : undefined;
-      return { id: sid.id, node: primary, bytes, validity, backupStale, backupNode: current };
+      return { id: sid.id, node: primary, bytes, validity, ...backupState(backupNodes, versions, validity, false) };
     }
 
     if (bytes && validity && backupNode && backupValidity) {
@@ -179,7 +180,8 @@ export class NonStickyMode implements SessionMode {
           `session ${hashId(sid.id)}: primary ${primary} held an older copy; repaired from ${backupNode}`,
         );
         await this.writePrimary(sid, primary, b.value, backupValidity);
-        return { id: sid.id, node: primary, bytes: b.value, validity: backupValidity, backupNode };
+        const state = backupState(backupNodes, versions, backupValidity, false);
+        return { id: sid.id, node: primary, bytes: b.value, validity: backupValidity, ...state };
       }
       // Its bytes are gone (evicted) or did not come: the primary's copy is the best there is; rewrite the backup.
       if (isValid(validity)) return { id: sid.id, node: primary, bytes, validity, backupStale: true };
@@ -199,14 +201,8 @@ export class NonStickyMode implements SessionMode {
         this.ctx.logger.warn(`session ${hashId(sid.id)}: primary ${primary} had no copy; restored from ${copy.node}`);
       // Nothing there: add, so a request that wrote the session meanwhile wins; an item without validity: replace.
       await this.writePrimary(sid, primary, copy.bytes, copy.validity, bytes ? 'set' : 'add');
-      return {
-        id: sid.id,
-        node: primary,
-        bytes: copy.bytes,
-        validity: copy.validity,
-        backupStale: copy.node !== backupNode,
-        backupNode: copy.node === backupNode ? backupNode : undefined,
-      };
+      const state = backupState(backupNodes, versions, copy.validity, true);
+      return { id: sid.id, node: primary, bytes: copy.bytes, validity: copy.validity, ...state };
     }
     return null;
   }
@@ -297,8 +293,8 @@ export class NonStickyMode implements SessionMode {
       this.newestBackup(sid, [primary]),
     ]);
     if (!n.ok || !nv.ok) {
+      // The target died too (a zone going down at once): marked down, the next relocation target is tried.
       nodes.markFailed(target, firstFailure([n, nv])!.error);
-      // The target died unnoticed (the next node died right after a leave): not "no session", the node after it.
       return attempt < nodes.ids.length ? this.relocate(sid, primary, attempt + 1) : null;
     }
     const relocatedValidity = n.value ? decodeValidity(nv.value) : null;
@@ -395,28 +391,32 @@ export class NonStickyMode implements SessionMode {
 
   /**
    * The primary cannot be written. The id cannot change now (with a bare express-session the cookie is already on
-   * its way), so the backup keys on the next node are written, awaited: they are newer than anything on the
-   * primary, so the next load prefers them (repairing the primary) or relocates from them. No node: an error.
+   * its way), so the backup keys on the backup nodes are written, awaited: they are newer than anything on the
+   * primary, so the next load prefers them (repairing the primary) or relocates from them. No node took them: an
+   * error.
    */
   private async saveToBackupOnly(sid: SessionId, primary: string, bytes: Buffer, validity: Validity): Promise<void> {
-    const { stats, nodes } = this.ctx;
+    const { stats, nodes, cfg } = this.ctx;
     stats.primaryWriteFailures++;
-    const target = nodes.nextAvailable(primary);
-    if (!target)
+    // Even with backupCount 0: a copy for relocation beats failing the request.
+    const targets = nodes.backupNodesOf(primary, Math.max(1, cfg.backupCount));
+    if (!targets.length)
       throw new StorageUnavailableError(
         `express-msm: cannot store session: node ${primary} is down and no other node is available`,
         { cause: nodes.lastError(primary) },
       );
-    const r = await this.writeBackupKeys(sid, target, bytes, validity);
-    if (!r.ok) {
-      nodes.markFailed(target, r.error);
+    const rs = await Promise.all(targets.map((t) => this.writeBackupKeys(sid, t, bytes, validity)));
+    if (!rs.some((r) => r.ok)) {
+      const error = (rs[0] as Failed).error;
+      for (const [i, t] of targets.entries()) nodes.markFailed(t, (rs[i] as Failed).error);
       throw new StorageUnavailableError(
-        `express-msm: cannot store session: node ${primary} is down and backup node ${target} failed: ${r.error.message}`,
-        { cause: r.error },
+        `express-msm: cannot store session: node ${primary} is down and backup node ${targets.join(', ')} failed: ${error.message}`,
+        { cause: error },
       );
     }
+    for (const [i, t] of targets.entries()) this.afterBackup(sid, t, rs[i]);
     stats.requestsWithMemcachedFailover++;
-    this.ctx.logger.warn(`session ${hashId(sid.id)}: node ${primary} down, stored on ${target} for relocation`);
+    this.ctx.logger.warn(`session ${hashId(sid.id)}: node ${primary} down, stored on ${targets} for relocation`);
   }
 
   touch(
@@ -446,20 +446,20 @@ export class NonStickyMode implements SessionMode {
     if (!this.ctx.nodes.isAvailable(primary)) return this.saveToBackupOnly(sid, primary, bytes, validity);
     // Only a backup this request's load compared and found current may just be touched: bumping the version of any
     // other copy would let its (possibly older) bytes win a later comparison. Otherwise it is written whole.
-    const verified =
-      !!record
-      && !record.backupStale
-      && record.backupNode !== undefined
-      && record.backupNode === this.backupNodeOf(primary);
+    const verified = record?.backupNodes ?? [];
     const repairing = !!record?.backupStale;
     record?.refreshed(validity);
     const { backups } = this.ctx;
     const p = backups.run(() => this.refreshPrimary(sid, primary, bytes, validity));
-    const b = backups.run(() =>
-      verified
-        ? this.refreshBackup(sid, primary, bytes, validity)
-        : this.writeBackup(sid, primary, bytes, validity, repairing),
-    );
+    const b = backups.run(async () => {
+      await Promise.all(
+        this.backupTargets(primary).map((target) =>
+          verified.includes(target)
+            ? this.refreshBackup(sid, target, bytes, validity)
+            : this.writeBackupOn(sid, target, bytes, validity, repairing),
+        ),
+      );
+    });
     return p && b && Promise.all([p, b]).then(() => undefined);
   }
 
@@ -497,18 +497,23 @@ export class NonStickyMode implements SessionMode {
   async peek(sid: SessionId, node: string): Promise<{ bytes: Buffer; validity: Validity } | null> {
     if (this.primaryOf(sid) !== node) return null;
     const { nodes, keys } = this.ctx;
-    const backupNode = this.backupNodeOf(node);
+    const backupNodes = this.backupNodesOf(node);
     const pc = nodes.client(node);
-    const [s, v, bv] = await Promise.all([
+    const [s, v, ...bvs] = await Promise.all([
       pc.get(keys.session(sid.id), true),
       pc.get(keys.validity(sid.id), true),
-      backupNode ? nodes.client(backupNode).get(keys.backupValidity(sid.id), true) : undefined,
+      ...backupNodes.map((b) => nodes.client(b).get(keys.backupValidity(sid.id), true)),
     ]);
     if (!s.ok || !v.ok) throw firstFailure([s, v])!.error;
     const validity = decodeValidity(v.value);
     if (!s.value || !validity || !isValid(validity)) return null;
-    const backupValidity = bv?.ok ? decodeValidity(bv.value) : null;
-    if (backupNode && newer(backupValidity, validity)) {
+    let backupNode: string | undefined;
+    let backupValidity: Validity | null = null;
+    for (const [i, bv] of bvs.entries()) {
+      const bValidity = bv.ok ? decodeValidity(bv.value) : null;
+      if (newer(bValidity, backupValidity ?? validity)) [backupNode, backupValidity] = [backupNodes[i], bValidity];
+    }
+    if (backupNode) {
       // As locateCopy: a newer backup wins, and a newer relocation marker means the session lives under another id.
       const b = await nodes.client(backupNode).get(keys.backup(sid.id), true);
       if (b.ok && b.value) return movedTo(b.value) === undefined ? { bytes: b.value, validity: backupValidity! } : null;
@@ -523,7 +528,7 @@ export class NonStickyMode implements SessionMode {
    */
   async keepAlias(alias: SessionId, target: SessionId, maxInactive: number): Promise<void> {
     if (!this.touchDue(alias.id, 'backup', maxInactive)) return;
-    const node = this.backupNodeOf(this.primaryOf(alias));
+    const node = this.backupNodesOf(this.primaryOf(alias))[0];
     if (!node || maxInactive <= 0) return;
     const now = Date.now();
     const marker: Validity = { maxInactiveInterval: maxInactive, lastAccessedTime: now, thisAccessedTime: now };
@@ -559,12 +564,21 @@ export class NonStickyMode implements SessionMode {
    * next request.
    */
   nodesChanged(before: readonly string[]): void {
-    const now = this.ctx.nodes.ids;
+    const { nodes, cfg } = this.ctx;
+    const now = nodes.ids;
     if (now.length < 2) return;
-    const nextIn = (list: readonly string[], id: string) => list[(list.indexOf(id) + 1) % list.length];
-    const targets = new Set(
-      now.filter((id) => !before.includes(id) || nextIn(before, id) !== nextIn(now, id)).map((id) => nextIn(now, id)),
-    );
+    // Where each list places backups, whatever is up now (placement.ts).
+    const placed = (list: readonly string[], id: string) =>
+      placeBackups(
+        { list, isUp: () => true, isFailover: (n) => nodes.failoverIds.includes(n), zoneOf: (n) => nodes.zoneOf(n) },
+        id,
+        cfg.backupCount,
+      );
+    const targets = new Set<string>();
+    for (const id of now) {
+      const was = before.includes(id) ? placed(before, id) : [];
+      for (const t of placed(now, id)) if (!was.includes(t)) targets.add(t);
+    }
     for (const node of targets) void this.repair.schedule(node, 'node list changed');
   }
 
@@ -651,7 +665,7 @@ export class NonStickyMode implements SessionMode {
     return !s.ok ? s : v;
   }
 
-  /** Full backup write on the node after the primary. A failure is counted and logged, never thrown. */
+  /** Full backup write on every backup node of the primary. A failure is counted and logged, never thrown. */
   private async writeBackup(
     sid: SessionId,
     primary: string,
@@ -660,17 +674,26 @@ export class NonStickyMode implements SessionMode {
     repair = false,
     previous?: { bytes: Buffer; validity: Validity },
   ): Promise<void> {
-    const target = this.backupTarget(primary);
-    if (!target) return;
+    const targets = this.backupTargets(primary);
+    if (targets.length === 1) return this.writeBackupOn(sid, targets[0], bytes, validity, repair, previous);
+    await Promise.all(targets.map((t) => this.writeBackupOn(sid, t, bytes, validity, repair, previous)));
+  }
+
+  private async writeBackupOn(
+    sid: SessionId,
+    target: string,
+    bytes: Buffer,
+    validity: Validity,
+    repair = false,
+    previous?: { bytes: Buffer; validity: Validity },
+  ): Promise<void> {
     const r = await this.writeBackupKeys(sid, target, bytes, validity, previous);
     if (repair && r.ok) this.ctx.stats.backupsRewritten++;
     this.afterBackup(sid, target, r);
   }
 
   /** Unchanged session: new bak:validity, and `touch bak:` which also tells whether the copy is still there. */
-  private async refreshBackup(sid: SessionId, primary: string, bytes: Buffer, validity: Validity): Promise<void> {
-    const target = this.backupTarget(primary);
-    if (!target) return;
+  private async refreshBackup(sid: SessionId, target: string, bytes: Buffer, validity: Validity): Promise<void> {
     const client = this.ctx.nodes.client(target);
     const { v, t, due, ttl, item } = await this.refreshKeys(client, 'backup', sid, validity);
     if (due && t.ok && t.value) this.noteRefreshed(sid.id, 'backup');
@@ -704,14 +727,14 @@ export class NonStickyMode implements SessionMode {
     return { v, t, due, ttl, item };
   }
 
-  private backupTarget(primary: string): string | undefined {
-    if (this.ctx.nodes.ids.length < 2) return undefined;
-    const target = this.ctx.nodes.nextAvailable(primary);
-    if (!target) {
+  /** The backup nodes to write now; none available (while backups are due) is counted. */
+  private backupTargets(primary: string): string[] {
+    const targets = this.backupNodesOf(primary);
+    if (!targets.length && this.ctx.nodes.ids.length > 1 && this.ctx.cfg.backupCount > 0) {
       this.ctx.stats.backupsSkippedNoNode++;
       this.ctx.stats.requestsWithBackupFailure++;
     }
-    return target;
+    return targets;
   }
 
   private afterBackup(sid: SessionId, node: string, r: OpResult<unknown>): void {
@@ -755,6 +778,24 @@ async function putBack(
     client.set(itemKey, previous.bytes, toMemcachedExpiration(nonStickySessionTtl(max))),
     client.set(validityKey, encodeValidity(previous.validity), toMemcachedExpiration(max)),
   ]);
+}
+
+/**
+ * What a load learnt of the backups, against the copy it serves (`served`): the nodes whose copy is current (only
+ * those may just be touched later), and whether one is older or missing (rewritten, counted as such). A node that did
+ * not answer counts as stale only when `unknownIsStale`.
+ */
+function backupState(
+  nodes: readonly string[],
+  versions: ReadonlyArray<Validity | null | undefined>,
+  served: Validity,
+  unknownIsStale: boolean,
+): { backupStale: boolean; backupNodes: string[] | undefined } {
+  const current = nodes.filter((_, i) => versions[i]?.thisAccessedTime === served.thisAccessedTime);
+  const backupStale = versions.some((v) =>
+    v === undefined ? unknownIsStale : v === null || v.thisAccessedTime < served.thisAccessedTime,
+  );
+  return { backupStale, backupNodes: current.length ? current : undefined };
 }
 
 /** A `touch` not sent (not due): as if it found the item. */

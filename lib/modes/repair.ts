@@ -7,6 +7,8 @@
 // (SASL-only, older than 1.6.9) is skipped and logged, and its sessions are repaired by their next request
 // (read-repair in non-sticky.ts).
 // A node that leaves the list is drained by NodeDrain (drain.ts), with this file's copy.
+// When a node goes down and stays down past a short grace, the sessions that had a copy on it get a new copy on
+// the next node placement gives them now (reReplicate), so a second fault before it returns loses nothing.
 import { itemOfKey } from '../memcached/keys';
 import { hashId } from '../core/logger';
 import { mapLimit } from '../core/parallel';
@@ -18,6 +20,9 @@ import { type Validity, decodeValidity, encodeValidity, isValid, toMemcachedExpi
 const CONCURRENCY = 8;
 /** Only one instance repairs a node at a time (an `add` on the returned node). */
 const REPAIR_LOCK_TTL = 30;
+/** ms a node must stay down before its copies are re-replicated: twice the availability TTL, within these bounds. */
+const MIN_DOWN_GRACE_MS = 1000;
+const MAX_DOWN_GRACE_MS = 10_000;
 
 /** s left for a validity record, and the session items that live one maxInactive longer. */
 function remainingTtls(v: Validity, now = Date.now()): { validity: number; session: number } {
@@ -33,9 +38,23 @@ export class NodeRepair {
   private readonly running = new Map<string, Promise<void>>();
   private closed = false;
   private readonly onReturned = (id: string, reason: string) => this.schedule(id, reason);
+  /** Graces being waited out, by node: not tracked, so idle() (and ready()) never waits for one. */
+  private readonly graces = new Map<string, NodeJS.Timeout>();
+  private readonly onDown = (id: string) => {
+    if (this.closed || this.graces.has(id)) return;
+    const { nodeAvailabilityCacheTTL } = this.ctx.cfg;
+    const grace = Math.min(MAX_DOWN_GRACE_MS, Math.max(MIN_DOWN_GRACE_MS, 2 * nodeAvailabilityCacheTTL));
+    const t = setTimeout(() => {
+      this.graces.delete(id);
+      void this.track(`down:${id}`, `re-replication of ${id} (down)`, () => this.stillDown(id));
+    }, grace);
+    t.unref?.();
+    this.graces.set(id, t);
+  };
 
   constructor(private readonly ctx: ModeContext) {
     ctx.nodes.on('returned', this.onReturned); // node lists can grow at run time: run() checks there is another node
+    ctx.nodes.on('down', this.onDown);
   }
 
   /** Starts a repair of `node` unless one runs already in this process. Resolves when it is done. */
@@ -60,7 +79,10 @@ export class NodeRepair {
 
   async close(): Promise<void> {
     this.closed = true;
+    for (const t of this.graces.values()) clearTimeout(t);
+    this.graces.clear();
     this.ctx.nodes.off('returned', this.onReturned);
+    this.ctx.nodes.off('down', this.onDown);
     await Promise.allSettled([...this.running.values()]);
   }
 
@@ -80,6 +102,7 @@ export class NodeRepair {
 
   private async repairLocked(node: string, reason: string): Promise<void> {
     const { nodes, keys, idFormat, stats, logger } = this.ctx;
+    const { backupCount } = this.ctx.cfg;
     stats.nodeRepairs++;
     const item = itemOfKey(keys, nodes.ids);
     const sessionOrBackup = (key: string) => {
@@ -103,7 +126,11 @@ export class NodeRepair {
             if (found.kind === 'backup') {
               // A backup whose primary is the returned node: the primary copy may be gone or older.
               if (primary === node) tasks.push(() => this.copy(sid, other, 'backup', node, 'primary'));
-            } else if (primary === other && nodes.nextAvailable(other) === node) {
+              // A backup that belongs on the returned node too (backupCount > 1, or copies re-placed while it was
+              // down): found here, whether or not its primary's walk comes first.
+              else if (nodes.backupNodesOf(primary, backupCount).includes(node))
+                tasks.push(() => this.copy(sid, other, 'backup', node, 'backup'));
+            } else if (primary === other && nodes.backupNodesOf(other, backupCount).includes(node)) {
               // A primary on `other` whose backup belongs on the returned node.
               tasks.push(() => this.copy(sid, other, 'primary', node, 'backup'));
             }
@@ -120,6 +147,77 @@ export class NodeRepair {
     }
     stats.sessionsRepaired += copied;
     logger.info(`repair of ${node} (${reason}): ${checked} sessions checked, ${copied} copies written`);
+  }
+
+  /**
+   * `node` was marked down a grace ago (it may have been a blip, or it is back already): if it is still down and
+   * listed, its copies are re-replicated.
+   */
+  private async stillDown(node: string): Promise<void> {
+    const { nodes, cfg } = this.ctx;
+    if (this.closed || cfg.backupCount < 1 || nodes.ids.length < 2 || !nodes.has(node) || nodes.isAvailable(node))
+      return;
+    // One instance at a time: the lock lives on the first node that is up.
+    const holder = nodes.ids.find((id) => id !== node && nodes.isAvailable(id));
+    if (!holder) return;
+    const lockKey = this.ctx.keys.lock(`rereplicate-${node}`);
+    const lock = await nodes.client(holder).add(lockKey, Buffer.from('1'), REPAIR_LOCK_TTL, true);
+    if (!lock.ok || !lock.value) return;
+    try {
+      await this.reReplicate(node);
+    } finally {
+      void nodes.client(holder).delete(lockKey);
+    }
+  }
+
+  /**
+   * `down` is down: every surviving node's keys are walked. A primary that had a backup on `down` gets a copy on each
+   * of its backup nodes now; a backup of a session whose primary is `down` gets a copy on each node placement gives
+   * such a session now, one more than backupCount (its primary copy is out of reach). A copy never replaces a newer.
+   */
+  private async reReplicate(down: string): Promise<void> {
+    const { nodes, keys, idFormat, stats, logger } = this.ctx;
+    const { backupCount } = this.ctx.cfg;
+    const item = itemOfKey(keys, nodes.ids);
+    let checked = 0;
+    let copied = 0;
+    for (const other of nodes.ids) {
+      if (other === down || this.closed || !nodes.isAvailable(other)) continue;
+      // Which copies of a key found on `other` need a new home, and where.
+      const targets = (key: string): { sid: SessionId; role: 'primary' | 'backup'; to: string[] } | undefined => {
+        const found = item(key);
+        const sid = found && (found.kind === 'backup' || found.kind === 'session') ? idFormat.parse(found.id) : null;
+        if (!sid || !found) return undefined;
+        const primary = nodes.nodeOf(sid);
+        if (found.kind === 'session' && primary === other) {
+          if (!nodes.backupNodesOf(other, backupCount, down).includes(down)) return undefined;
+          return { sid, role: 'primary', to: nodes.backupNodesOf(other, backupCount) };
+        }
+        if (found.kind === 'backup' && primary === down) {
+          const to = nodes.backupNodesOf(down, backupCount + 1).filter((t) => t !== other);
+          return { sid, role: 'backup', to };
+        }
+        return undefined;
+      };
+      const walked = await nodes.client(other).walkKeys(
+        async (batch) => {
+          const tasks: Array<() => Promise<boolean>> = [];
+          for (const key of batch) {
+            const t = targets(key);
+            if (!t?.to.length) continue;
+            checked++;
+            for (const to of t.to) tasks.push(() => this.copy(t.sid, other, t.role, to, 'backup'));
+          }
+          const done = await mapLimit(tasks, CONCURRENCY, (task) => !this.closed && task());
+          for (const ok of done) if (ok) copied++;
+        },
+        { keep: (key) => targets(key) !== undefined },
+      );
+      if (!walked.ok) logger.warn(`re-replication of ${down}: ${walked.error.message}; ${other}'s copies skipped`);
+    }
+    stats.nodeReReplications++;
+    stats.sessionsReReplicated += copied;
+    logger.info(`re-replication of ${down} (down): ${checked} copies checked, ${copied} new copies written`);
   }
 
   /**

@@ -26,10 +26,10 @@ export class SessionRecord {
   accessedAt?: number;
   /** Set when the load moved the session to a new id (relocation, route takeover): the response must carry it. */
   newId?: string;
-  /** Non-sticky: the load found the backup older or missing; the next save or touch rewrites it. */
+  /** Non-sticky: the load found a backup older or missing; the next save or touch rewrites it. */
   backupStale?: boolean;
-  /** Non-sticky: the node whose backup the load found current. Only that copy may just be touched. */
-  backupNode?: string;
+  /** Non-sticky: the nodes whose backup the load found current. Only those copies may just be touched. */
+  backupNodes?: readonly string[];
   /** The cookie as loaded: a touch saves when it changed; originalMaxAge drift is undone against it. */
   cookie?: StoredCookie;
   /** The id the load was asked for, parsed once. */
@@ -74,7 +74,7 @@ export class SessionRecord {
   refreshed(validity: Validity): void {
     this.validity = validity;
     this.backupStale = false;
-    this.backupNode = undefined;
+    this.backupNodes = undefined;
   }
 }
 

@@ -49,6 +49,7 @@ describe('the options table', () => {
       operationTimeout: 1000,
       sessionBackupAsync: true,
       sessionBackupTimeout: 100,
+      backupCount: 1,
       defaultMaxInactiveInterval: 1800,
       nodeAvailabilityCacheTTL: 1000,
       localMaxSessions: 100_000,
@@ -76,7 +77,7 @@ describe('the options table', () => {
   it("an unknown name far from every option lists the valid ones, in the table's order", () => {
     expect(() => checkOptionNames({ hosts: 1 }, 'store')).toThrow(
       `express-msm: unknown option "hosts": valid options are ${
-        'memcachedNodes, failoverNodes, sticky, route, operationTimeout, sessionBackupAsync, sessionBackupTimeout, storageKeyPrefix, '
+        'memcachedNodes, failoverNodes, sticky, route, operationTimeout, sessionBackupAsync, sessionBackupTimeout, backupCount, zones, storageKeyPrefix, '
         + 'defaultMaxInactiveInterval, username, password, transcoder, sessionAttributeFilter, nodeAvailabilityCacheTTL, '
         + 'localMaxSessions, localMaxBytes, maxSessionBytes, logger, indexBy, tls, autoDiscovery'
       }`,
