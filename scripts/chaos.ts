@@ -1,4 +1,4 @@
-// Chaos run (issue 8): 3 memcached nodes, 2 app instances (non-sticky, lockingMode all), N sessions; requests
+// Chaos run: 3 memcached nodes, 2 app instances (non-sticky, lockingMode all), N sessions; requests
 // increment per-session counters while a schedule kills (-9), stops (SIGSTOP/SIGCONT) and restarts memcached nodes
 // one at a time, and kills/restarts one app instance. At the end every session must be present with
 // counter == increments acknowledged (2xx). `npm run chaos` (CHAOS_SECONDS, CHAOS_SESSIONS, CHAOS_CONCURRENCY);

@@ -1,4 +1,4 @@
-// Short chaos run (issue 8): 2 app instances (non-sticky, lockingMode all) over 3 memcached nodes; one node is
+// Short chaos run: 2 app instances (non-sticky, lockingMode all) over 3 memcached nodes; one node is
 // killed -9 and restarted, another is SIGSTOPped and continued, while counters are incremented. Zero loss:
 // every session present, every acknowledged increment kept, none applied twice. Latencies are not asserted.
 // The long version with the full schedule and the latency report: `npm run chaos`.
