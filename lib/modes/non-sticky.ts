@@ -129,9 +129,9 @@ export class NonStickyMode implements SessionMode {
     if (!nodes.isAvailable(primary)) return this.relocate(sid, primary);
     const backupNode = this.backupNodeOf(primary);
     const pc = nodes.client(primary);
-    const [s, v, bv] = await Promise.all([
-      pc.get(keys.session(sid.id)),
-      pc.get(keys.validity(sid.id)),
+    // Session and validity in one multi-get; the backup's validity from its node in the same turn.
+    const [[s, v], bv] = await Promise.all([
+      pc.getPair(keys.session(sid.id), keys.validity(sid.id)),
       backupNode ? nodes.client(backupNode).get(keys.backupValidity(sid.id)) : undefined,
     ]);
     if (!s.ok || !v.ok) {
