@@ -676,14 +676,13 @@ export class NonStickyMode implements SessionMode {
     const ttl = toMemcachedExpiration(nonStickySessionTtl(max));
     const due = this.touchDue(sid.id, which, max);
     const item = which === 'primary' ? keys.session(sid.id) : keys.backup(sid.id);
-    const [v, t] = await Promise.all([
-      client.set(
-        which === 'primary' ? keys.validity(sid.id) : keys.backupValidity(sid.id),
-        encodeValidity(validity),
-        toMemcachedExpiration(max),
-      ),
-      due ? client.touch(item, ttl) : TOUCHED,
-    ]);
+    const setting = client.set(
+      which === 'primary' ? keys.validity(sid.id) : keys.backupValidity(sid.id),
+      encodeValidity(validity),
+      toMemcachedExpiration(max),
+    );
+    // Mostly not due: the validity set alone, without a second promise to wait for.
+    const [v, t] = due ? await Promise.all([setting, client.touch(item, ttl)]) : [await setting, FOUND];
     return { v, t, due, ttl, item };
   }
 
@@ -741,7 +740,7 @@ async function putBack(
 }
 
 /** A `touch` not sent (not due): as if it found the item. */
-const TOUCHED: Promise<OpResult<boolean>> = Promise.resolve({ ok: true, value: true });
+const FOUND: OpResult<boolean> = Object.freeze({ ok: true, value: true });
 
 /** Memcached refused the item itself (bigger than its -I item size): the node is healthy. */
 function isItemTooLarge(e: Error): boolean {
