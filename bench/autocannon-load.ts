@@ -9,11 +9,13 @@ interface Args {
   connections: number;
   duration: number;
   cookies: string[];
+  /** Index of the first cookie (where the previous run on this list stopped). */
+  offset?: number;
 }
 
 async function main(): Promise<void> {
   const a = JSON.parse(process.argv[2]) as Args;
-  let next = 0;
+  let next = a.offset ?? 0;
   const result = await autocannon({
     url: a.url,
     method: a.method,

@@ -11,6 +11,8 @@
 //   --publish            5 rounds unless --rounds; writes bench/results.json and .svg (else a temporary folder)
 //   --rounds N           [BENCH_ROUNDS, default 3]      --duration S     [BENCH_DURATION, s per run, default 4]
 //   --connections N      [BENCH_CONNECTIONS, 16]        --sessions N     [BENCH_SESSIONS, 64]
+//   --many-sessions N    [BENCH_MANY_SESSIONS, default 10000; 0: off]: every route is measured again over N sessions
+//                         (each visited in turn, every N/(req/s) seconds: a few requests a minute, not sixty a second)
 //   --warmup S           [BENCH_WARMUP, 1]              --only a,b       [BENCH_ONLY: configurations; also
 //                                                        floor-sticky, floor-non-sticky: bench/floor.ts]
 //   --routes read,write  [BENCH_ROUTES]                 --out DIR        [BENCH_OUT]
@@ -62,7 +64,12 @@ export const LABELS: Record<string, string> = {
 /** memcachedSession() variants and the bare Store they are compared with (lockingMode none: the middleware's cost). */
 const BARE_OF: Record<string, string> = { 'msm-json-mw': 'msm-json', 'msm-sticky-mw': 'msm-sticky' };
 const ALL_ROUTES = ['read', 'write'] as const;
-type Route = (typeof ALL_ROUTES)[number];
+/** What one measurement runs: a route over the `--sessions` set (`read`), or over the many-sessions set (`read@many`). */
+type Route = string;
+/** Suffix of a route measured over the many-sessions set. */
+const MANY = '@many';
+/** The URL path (and method) of a measured route. */
+const pathOf = (route: Route) => (route.endsWith(MANY) ? route.slice(0, -MANY.length) : route);
 
 /** `--name value` or `--name=value` from argv, else the environment variable, else undefined. */
 function arg(name: string, envName?: string): string | undefined {
@@ -99,11 +106,17 @@ const settings = {
   rounds: Math.max(1, Math.round(num('rounds', 'BENCH_ROUNDS', publish ? 5 : 3))),
   connections: Math.max(1, Math.round(num('connections', 'BENCH_CONNECTIONS', 16))),
   sessions: Math.max(1, Math.round(num('sessions', 'BENCH_SESSIONS', 64))),
+  manySessions: Math.round(num('many-sessions', 'BENCH_MANY_SESSIONS', 10_000)),
   warmup: num('warmup', 'BENCH_WARMUP', 1),
 };
 const routeList = list('routes', 'BENCH_ROUTES');
 /** --routes read profiles one route alone. */
-const ROUTES: readonly Route[] = ALL_ROUTES.filter((r) => !routeList.length || routeList.includes(r));
+const BASE_ROUTES: readonly Route[] = ALL_ROUTES.filter((r) => !routeList.length || routeList.includes(r));
+/** Every measurement per configuration and round: the routes over the small set, then over the many-sessions set. */
+const ROUTES: readonly Route[] = [
+  ...BASE_ROUTES,
+  ...(settings.manySessions > 0 ? BASE_ROUTES.map((r) => r + MANY) : []),
+];
 const only = list('only', 'BENCH_ONLY');
 const profiled = new Set(list('profile', 'BENCH_PROFILE'));
 const outArg = arg('out', 'BENCH_OUT');
@@ -427,6 +440,10 @@ interface Server {
   proc: ChildProcess;
   port: number;
   cookies: string[];
+  /** The many-sessions set (--many-sessions), empty when off. */
+  manyCookies: string[];
+  /** Where the load generator starts in each set: where the last run stopped, so every session is visited in turn. */
+  cursor: Record<'few' | 'many', number>;
   /** memcached ports whose stats describe this configuration. */
   statPorts: number[];
   /** Backend (memcached, redis-server) process ids, for their CPU time. */
@@ -521,13 +538,19 @@ function request(
 
 /** The sessions the load rotates over, created through the app itself. */
 async function createSessions(port: number, n: number): Promise<string[]> {
-  const cookies: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const r = await request(port, 'GET', '/login');
-    const c = r.setCookie?.[0]?.split(';')[0];
-    if (r.status !== 200 || !c) throw new Error(`/login answered ${r.status} without a session cookie: ${r.body}`);
-    cookies.push(c);
-  }
+  const cookies: string[] = new Array(n);
+  let next = 0;
+  // 16 logins at a time: 10,000 sessions in seconds, not minutes.
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      const r = await request(port, 'GET', '/login');
+      const c = r.setCookie?.[0]?.split(';')[0];
+      if (r.status !== 200 || !c) throw new Error(`/login answered ${r.status} without a session cookie: ${r.body}`);
+      cookies[i] = c;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(16, n) }, worker));
   const check = await request(port, 'GET', '/read', cookies[0]);
   if (check.status !== 200) throw new Error(`/read with a fresh session answered ${check.status}: ${check.body}`);
   const w = await request(port, 'POST', '/write', cookies[0]);
@@ -623,15 +646,21 @@ interface Measured {
 
 /** One measurement: the load generator in its own process on its own core, the next session's cookie per request. */
 async function load(s: Server, route: Route, duration: number): Promise<Measured> {
-  const url = `http://127.0.0.1:${s.port}/${route}`;
-  const method = route === 'write' ? 'POST' : 'GET';
+  const url = `http://127.0.0.1:${s.port}/${pathOf(route)}`;
+  const method = pathOf(route) === 'write' ? 'POST' : 'GET';
+  const set = route.endsWith(MANY) ? 'many' : 'few';
+  const cookies = set === 'many' ? s.manyCookies : s.cookies;
+  // Each run starts where the last one on this set stopped: over 10,000 sessions a run of a few seconds visits only
+  // part of them, and every session should come round in turn (never the same few warmed ones).
+  const offset = s.cursor[set] % cookies.length;
   let cmd: string;
   let args: string[];
   const env = { ...process.env };
   if (wrk) {
     const cookieFile = path.join(os.tmpdir(), `msm-bench-cookies-${process.pid}-${s.name.replace(/[^\w.-]/g, '_')}`);
-    fs.writeFileSync(cookieFile, s.cookies.join('\n') + '\n');
+    fs.writeFileSync(cookieFile, cookies.join('\n') + '\n');
     env.BENCH_COOKIES = cookieFile;
+    env.BENCH_OFFSET = String(offset);
     env.BENCH_METHOD = method;
     // wrk takes whole seconds.
     [cmd, args] = pinned(place.loadCpu, wrk, [
@@ -644,7 +673,7 @@ async function load(s: Server, route: Route, duration: number): Promise<Measured
       url,
     ]);
   } else {
-    const payload = JSON.stringify({ url, method, connections: settings.connections, duration, cookies: s.cookies });
+    const payload = JSON.stringify({ url, method, connections: settings.connections, duration, cookies, offset });
     [cmd, args] = pinned(place.loadCpu, process.execPath, [
       '-r',
       path.join(ROOT, 'scripts', 'register.js'),
@@ -662,6 +691,7 @@ async function load(s: Server, route: Route, duration: number): Promise<Measured
   const line = /(?:WRK|AUTOCANNON)_RESULT (\{.*\})/.exec(out);
   if (!line) throw new Error(`${loader} printed no result: ${out}`);
   const r = JSON.parse(line[1]);
+  s.cursor[set] += r.requests;
   const seconds = r.durationUs / 1e6;
   return {
     rps: r.requests / seconds,
@@ -703,7 +733,7 @@ function payloadBytes(): Record<string, number> {
   return out;
 }
 
-/** Issue 14's targets (and issue 5's payload size), as far as this run measured them. */
+/** The targets (CPU per request, req/s, Avro's payload size), as far as this run measured them. */
 function targets(
   summary: Record<string, any>,
   payload: Record<string, number>,
@@ -720,6 +750,23 @@ function targets(
       });
     }
   };
+  // CPU per request first (steadier than req/s on a shared machine): at most `max` times the store it is judged by.
+  const cpu = (c: string, route: Route, max: number) => {
+    const x = summary[c]?.[route]?.cpuVsAgainst;
+    if (typeof x === 'number' && Number.isFinite(x)) {
+      out.push({
+        target: `${LABELS[c]} ${route} CPU/req <= ${max}x ${LABELS[CPU_AGAINST[c]]}`,
+        measured: `${x.toFixed(2)}x`,
+        met: x <= max,
+      });
+    }
+  };
+  for (const route of ALL_ROUTES) {
+    cpu('msm-json', route, 1.0);
+    cpu('msm-json-mw', route, 1.0);
+    cpu('msm-sticky', route, route === 'read' ? 1.05 : 1.15);
+    cpu('msm-sticky-mw', route, route === 'read' ? 1.05 : 1.15);
+  }
   for (const route of ALL_ROUTES) {
     ratio('msm-json', route, 'vsRedis', 1.0);
     ratio('msm-json-mw', route, 'vsRedis', 1.0);
@@ -758,14 +805,54 @@ function label(config: string): string {
   return (LABELS[c] ?? c) + (c === config ? '' : BASE_SUFFIX);
 }
 
-export function markdownTable(summary: any, configs: string[]): string {
+/**
+ * What each configuration's CPU per request is judged against: non-sticky (memcached round trips per request) against
+ * connect-redis, sticky (local primary) against MemoryStore.
+ */
+export const CPU_AGAINST: Record<string, string> = {
+  'connect-memcached': 'connect-redis',
+  'msm-json': 'connect-redis',
+  'msm-json-mw': 'connect-redis',
+  'msm-avro': 'connect-redis',
+  'msm-locking': 'connect-redis',
+  'msm-sticky': 'memory',
+  'msm-sticky-mw': 'memory',
+};
+
+/**
+ * The first table: the server's CPU per request (all threads, median over rounds), read and write, each with its
+ * ratio against CPU_AGAINST (paired per round), and the req/s ratios beside it. `suffix`: '' for the --sessions
+ * set, MANY for the many-sessions set.
+ */
+export function cpuTable(summary: any, configs: string[], suffix = ''): string {
+  const lines = [
+    '| configuration | read CPU µs/req | write CPU µs/req | against | read req/s | write req/s | req/s ratio read | req/s ratio write |',
+    '|---|--:|--:|---|--:|--:|--:|--:|',
+  ];
+  for (const c of configs) {
+    const r = summary[c]?.[`read${suffix}`];
+    const w = summary[c]?.[`write${suffix}`];
+    if (!r && !w) continue;
+    const against = CPU_AGAINST[isBase(c) ? c.slice(0, -BASE_SUFFIX.length) : c];
+    const cpu = (x: any) =>
+      !x ? '-' : `${x.cpuUsPerRequest.toFixed(0)}${against && x.cpuVsAgainst ? ` (${fmtRatio(x.cpuVsAgainst)})` : ''}`;
+    const rpsRatio = (x: any) => (!x || !against ? '-' : fmtRatio(against === 'memory' ? x.vsMemory : x.vsRedis));
+    const rps = (x: any) => (!x ? '-' : Math.round(x.rps).toLocaleString('en-US'));
+    lines.push(
+      `| ${label(c)} | ${cpu(r)} | ${cpu(w)} | ${against ? label(against) : ''} | ${rps(r)} | ${rps(w)} | ${rpsRatio(r)} | ${rpsRatio(w)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export function markdownTable(summary: any, configs: string[], suffix = ''): string {
   const lines = [
     '| configuration | read req/s | p50 ms | p99 ms | vs Memory | vs redis | vs bare | CPU µs/req app+backend | write req/s | p50 ms | p99 ms | vs Memory | vs redis | vs bare | CPU µs/req app+backend |',
     '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ];
   for (const c of configs) {
-    const r = summary[c]?.read;
-    const w = summary[c]?.write;
+    const r = summary[c]?.[`read${suffix}`];
+    const w = summary[c]?.[`write${suffix}`];
     if (!r && !w) continue;
     const cells = (x: any) =>
       !x
@@ -926,6 +1013,8 @@ async function main(): Promise<void> {
   process.once('SIGTERM', onSignal);
 
   const skipped: Record<string, string> = {};
+  /** Configuration and route of runs with non-2xx answers or errors. */
+  const invalid: string[] = [];
   const failed: Record<string, string> = {};
   const servers: Server[] = [];
   /** What each server process runs (GET /__runtime): script, lib/, node flags, whether TypeScript is loaded. */
@@ -939,8 +1028,11 @@ async function main(): Promise<void> {
     let redisProc: ChildProcess | undefined;
     if (needMsm || wanted.includes('connect-memcached')) memcachedBinary();
     if (needMsm) {
+      // Every msm configuration keeps its sessions on these two nodes (with --many-sessions, 10,000 each, copies
+      // included): memcached's default 64 MB would evict them and the runs would measure requests without a session.
+      const mb = String(Math.max(64, Math.ceil((wanted.length * (settings.sessions + settings.manySessions)) / 100)));
       for (let i = 0; i < 2; i++) {
-        const m = await new MemcachedProcess(await freePort()).start();
+        const m = await new MemcachedProcess(await freePort(), ['-m', mb]).start();
         msmNodes.push(m);
         cleanup.push(() => m.kill());
         pinProcess(m.proc?.pid, place.loadCpu);
@@ -1006,7 +1098,18 @@ async function main(): Promise<void> {
               ? [redisProc]
               : [];
         const backendPids = backends.map((p) => p?.pid).filter((p): p is number => typeof p === 'number');
-        servers.push({ name, proc, port, cookies, statPorts, backendPids, msm });
+        const manyCookies = settings.manySessions > 0 ? await createSessions(port, settings.manySessions) : [];
+        servers.push({
+          name,
+          proc,
+          port,
+          cookies,
+          manyCookies,
+          cursor: { few: 0, many: 0 },
+          statPorts,
+          backendPids,
+          msm,
+        });
         runtimes[name] = await serverRuntime(port);
       } catch (e) {
         failed[name] = (e as Error).message;
@@ -1132,6 +1235,9 @@ async function main(): Promise<void> {
     for (const c of Object.keys(summary)) {
       for (const route of ROUTES) {
         const x = summary[c][route];
+        // CPU per request against the store each configuration is judged by (CPU_AGAINST), paired per round.
+        const against = CPU_AGAINST[c.replace(BASE_SUFFIX, '')];
+        if (against && summary[against]) x.cpuVsAgainst = median(roundRatios(c, against, route, 'cpuUsPerRequest'));
         if (summary.memory) {
           x.vsMemory = pairedRatio(c, 'memory', route);
           x.vsMemoryOfMedians = x.rps / summary.memory[route].rps;
@@ -1192,6 +1298,10 @@ async function main(): Promise<void> {
         serverProcess: `one node process per configuration (bench/server.ts), Express 5 + express-session; servers run JavaScript transpiled before the run (bench/.work/js), no TypeScript compiler in their heap; node ${SERVER_V8_FLAGS.join(' ')}`,
         serverRuntimes: runtimes,
         sessions: `${settings.sessions} logged-in sessions, every request carries the next one's cookie`,
+        manySessions:
+          settings.manySessions > 0
+            ? `routes ending in ${MANY}: ${settings.manySessions} more sessions, visited in turn (each run starts where the last stopped)`
+            : 'off',
         ratios: "paired: each round's req/s over the baseline's in the same round, median over rounds",
         published: publish,
         source,
@@ -1221,11 +1331,21 @@ async function main(): Promise<void> {
         : {}),
     };
 
-    console.log('');
-    console.log(
-      `Medians of ${settings.rounds} round(s) x ${settings.duration} s (ratios: median of each round's ratio), ${settings.connections} connections, ${settings.sessions} sessions, ${loader}, ${place.pinned ? 'server and load generator pinned to separate cores' : 'not pinned'}`,
-    );
-    console.log(markdownTable(summary, configs));
+    const how = `medians of ${settings.rounds} round(s) x ${settings.duration} s (ratios: median of each round's ratio), ${settings.connections} connections, ${loader}, ${place.pinned ? 'server and load generator pinned to separate cores' : 'not pinned'}`;
+    const sets: [string, number][] = [['', settings.sessions]];
+    if (settings.manySessions > 0) sets.push([MANY, settings.manySessions]);
+    for (const [suffix, n] of sets) {
+      console.log('');
+      console.log(
+        `CPU per request, server (all threads), µs; ${n.toLocaleString('en-US')} sessions${suffix ? ` (each visited every ${(n / Math.max(1, summary[configs[0]]?.[`read${suffix}`]?.rps ?? 1)).toFixed(1)} s or so)` : ''}; ${how}:`,
+      );
+      console.log(cpuTable(summary, configs, suffix));
+    }
+    for (const [suffix, n] of sets) {
+      console.log('');
+      console.log(`Requests per second, ${n.toLocaleString('en-US')} sessions; ${how}:`);
+      console.log(markdownTable(summary, configs, suffix));
+    }
     console.log('');
     console.log('Memcached operations per request (memcached `stats` deltas; add counts in cmd_set):');
     console.log(opsTable(summary, configs));
@@ -1254,8 +1374,20 @@ async function main(): Promise<void> {
       }
     }
     if (results.targets.length) {
-      console.log('\nTargets (issue 14; ratios paired per round):');
+      console.log('\nTargets (ratios paired per round):');
       for (const t of results.targets) console.log(`  ${t.met ? 'met    ' : 'NOT met'}  ${t.target}: ${t.measured}`);
+    }
+    // A run with failed requests measured something else (e.g. requests without a session): said, and the exit code.
+    for (const c of configs) {
+      for (const route of ROUTES) {
+        const x = summary[c]?.[route];
+        if (x && x.non2xx + x.errors > 0) {
+          invalid.push(`${label(c)} ${route}`);
+          console.log(
+            `INVALID: ${label(c)} ${route}: ${x.non2xx} non-2xx responses, ${x.errors} errors of ${x.requests} requests`,
+          );
+        }
+      }
     }
     for (const [c, why] of Object.entries(skipped)) console.log(`skipped ${c}: ${why}`);
     for (const [c, why] of Object.entries(failed)) console.log(`FAILED ${c}: ${why}`);
@@ -1273,7 +1405,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  if (Object.keys(failed).length) process.exitCode = 1;
+  if (Object.keys(failed).length || invalid.length) process.exitCode = 1;
 }
 
 if (require.main === module) {

@@ -7,9 +7,12 @@ end
 local method = os.getenv("BENCH_METHOD") or "GET"
 local i = 0
 
+local start = tonumber(os.getenv("BENCH_OFFSET") or "")
+
 function setup(thread)
-  -- Threads start at different cookies so they do not walk the list in step.
-  thread:set("offset", math.random(#cookies))
+  -- BENCH_OFFSET: where the previous run on this list stopped (run.ts), so every session comes round in turn;
+  -- without it, threads start at different cookies so they do not walk the list in step.
+  thread:set("offset", start or math.random(#cookies))
 end
 
 request = function()

@@ -230,7 +230,10 @@ export class Framing implements ConnectionHandler {
         const start = at + 24 + buf[at + 4] + buf.readUInt16BE(at + 2);
         const end = at + 24 + bodyLength;
         // A copy: the read's buffer would otherwise stay alive as long as the value (sticky keeps values for long).
-        const value = opcode === OP.get && status === STATUS.ok ? Buffer.from(buf.subarray(start, end)) : null;
+        const value =
+          (opcode === OP.get || opcode === OP.getq) && status === STATUS.ok
+            ? Buffer.from(buf.subarray(start, end))
+            : null;
         this.respond(buf.readUInt32BE(at + 12), status, value, buf, at);
       }
       at += 24 + bodyLength;
@@ -363,7 +366,7 @@ function confirmQuiet(framing: Framing): void {
 /** A NOOP's answer: its only use is what it confirms. */
 function noAnswer(): void {}
 
-/** A quiet request not yet sent, turned into its answered variant (SETQ -> SET, DELETEQ -> DELETE). */
+/** A quiet request not yet sent, turned into its answered variant (GETQ -> GET, SETQ -> SET, DELETEQ -> DELETE). */
 function answered(op: Pending): void {
   op.request[1] = ANSWERED[op.request[1]];
   op.quiet = false;
@@ -375,6 +378,7 @@ export const OP = {
   set: 0x01,
   add: 0x02,
   delete: 0x04,
+  getq: 0x09,
   noop: 0x0a,
   setq: 0x11,
   deleteq: 0x14,
@@ -382,8 +386,9 @@ export const OP = {
   saslList: 0x20,
   saslAuth: 0x21,
 } as const;
-const QUIET = new Set<number>([OP.setq, OP.deleteq]);
-const ANSWERED: Record<number, number> = { [OP.setq]: OP.set, [OP.deleteq]: OP.delete };
+// GETQ answers only a hit (or an error): a miss is known when a later answer on the connection passes it.
+const QUIET = new Set<number>([OP.getq, OP.setq, OP.deleteq]);
+const ANSWERED: Record<number, number> = { [OP.getq]: OP.get, [OP.setq]: OP.set, [OP.deleteq]: OP.delete };
 export const STATUS = { ok: 0x00, notFound: 0x01, exists: 0x02, authError: 0x20 } as const;
 const STATUS_NAMES: Record<number, string> = {
   0x01: 'key not found',

@@ -74,6 +74,28 @@ export class NodeClient {
   }
 
   /**
+   * Two keys of one node in one request (GETQ `a`, GET `b`: a multi-get), answered together: memcached answers `a`
+   * only when it holds it, and the answer to `b` closes the request. msm's session and its validity record are read
+   * this way: one request, one promise, no answer for a missing session.
+   */
+  getPair(a: string, b: string): Promise<[OpResult<Buffer | null>, OpResult<Buffer | null>]> {
+    return new Promise((resolve) => {
+      let first: OpResult<Buffer | null> | undefined;
+      let second: OpResult<Buffer | null> | undefined;
+      // Answers come in request order, so `first` is known by the time `second` is; both checked all the same.
+      const settle = () => first && second && resolve([first, second]);
+      this.requestThen('get', OP.getq, a, undefined, undefined, undefined, valueOrMiss, (r) => {
+        first = r;
+        settle();
+      });
+      this.requestThen('get', OP.get, b, undefined, undefined, undefined, valueOrNull, (r) => {
+        second = r;
+        settle();
+      });
+    });
+  }
+
+  /**
    * SETQ: memcached answers a quiet command only when it fails; success is known from the next answer on the
    * connection (a turn's last request becomes an answered one, or a NOOP follows: see endOfTurn). Same result,
    * fewer answers.
@@ -266,6 +288,11 @@ export class NodeClient {
 // Status -> result, per operation; undefined: the status is an error.
 function valueOrNull(status: number, value: Buffer | null): Buffer | null | undefined {
   return status === STATUS.ok ? (value ?? Buffer.alloc(0)) : status === STATUS.notFound ? null : undefined;
+}
+
+/** GETQ: no value with an OK status is a miss (a later answer passed it; or GET's not-found once it was answered). */
+function valueOrMiss(status: number, value: Buffer | null): Buffer | null | undefined {
+  return status === STATUS.ok || status === STATUS.notFound ? value : undefined;
 }
 
 function stored(status: number): boolean | undefined {

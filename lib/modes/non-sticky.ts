@@ -136,9 +136,9 @@ export class NonStickyMode implements SessionMode {
     if (!nodes.isAvailable(primary)) return this.relocate(sid, primary);
     const backupNodes = this.backupNodesOf(primary);
     const pc = nodes.client(primary);
-    const [s, v, ...bvs] = await Promise.all([
-      pc.get(keys.session(sid.id)),
-      pc.get(keys.validity(sid.id)),
+    // Session and validity in one multi-get; each backup's validity from its node in the same turn.
+    const [[s, v], ...bvs] = await Promise.all([
+      pc.getPair(keys.session(sid.id), keys.validity(sid.id)),
       ...backupNodes.map((b) => nodes.client(b).get(keys.backupValidity(sid.id))),
     ]);
     if (!s.ok || !v.ok) {
@@ -716,14 +716,13 @@ export class NonStickyMode implements SessionMode {
     const ttl = toMemcachedExpiration(nonStickySessionTtl(max));
     const due = this.touchDue(sid.id, which, max);
     const item = which === 'primary' ? keys.session(sid.id) : keys.backup(sid.id);
-    const [v, t] = await Promise.all([
-      client.set(
-        which === 'primary' ? keys.validity(sid.id) : keys.backupValidity(sid.id),
-        encodeValidity(validity),
-        toMemcachedExpiration(max),
-      ),
-      due ? client.touch(item, ttl) : TOUCHED,
-    ]);
+    const setting = client.set(
+      which === 'primary' ? keys.validity(sid.id) : keys.backupValidity(sid.id),
+      encodeValidity(validity),
+      toMemcachedExpiration(max),
+    );
+    // Mostly not due: the validity set alone, without a second promise to wait for.
+    const [v, t] = due ? await Promise.all([setting, client.touch(item, ttl)]) : [await setting, FOUND];
     return { v, t, due, ttl, item };
   }
 
@@ -799,7 +798,7 @@ function backupState(
 }
 
 /** A `touch` not sent (not due): as if it found the item. */
-const TOUCHED: Promise<OpResult<boolean>> = Promise.resolve({ ok: true, value: true });
+const FOUND: OpResult<boolean> = Object.freeze({ ok: true, value: true });
 
 /** Memcached refused the item itself (bigger than its -I item size): the node is healthy. */
 function isItemTooLarge(e: Error): boolean {

@@ -184,3 +184,61 @@ test('a closed client fails at once', async () => {
   const r = await c.get('nc:any');
   expect(!r.ok && r.error.message).toMatch(/client is closed/); // refused, not left to time out
 });
+
+test('getPair reads two keys in one request: hits, misses, empty values, and a quiet get left last', async () => {
+  const c = client(nodes[0]);
+  const raw = new RawClient(nodes[0].port);
+  try {
+    await raw.set('nc:pa', 'alpha', 60);
+    await raw.set('nc:pb', 'beta', 60);
+    await raw.set('nc:pe', '', 60);
+    const statsBefore = await raw.stats();
+    const [both, firstMissing, secondMissing, none, empty] = await Promise.all([
+      c.getPair('nc:pa', 'nc:pb'),
+      c.getPair('nc:px', 'nc:pb'),
+      c.getPair('nc:pa', 'nc:py'),
+      c.getPair('nc:px', 'nc:py'),
+      c.getPair('nc:pe', 'nc:pe'),
+    ]);
+    expect(both).toEqual([
+      { ok: true, value: Buffer.from('alpha') },
+      { ok: true, value: Buffer.from('beta') },
+    ]);
+    expect(firstMissing).toEqual([
+      { ok: true, value: null },
+      { ok: true, value: Buffer.from('beta') },
+    ]);
+    expect(secondMissing).toEqual([
+      { ok: true, value: Buffer.from('alpha') },
+      { ok: true, value: null },
+    ]);
+    expect(none).toEqual([
+      { ok: true, value: null },
+      { ok: true, value: null },
+    ]);
+    // An empty value is a hit, not a miss.
+    expect(empty).toEqual([
+      { ok: true, value: Buffer.alloc(0) },
+      { ok: true, value: Buffer.alloc(0) },
+    ]);
+    // Each key is one get on the server (a multi-get), answers matched in order with the plain gets around them.
+    const statsAfter = await raw.stats();
+    expect(Number(statsAfter.cmd_get) - Number(statsBefore.cmd_get)).toBe(10);
+    const [g1, [p1, p2], g2] = await Promise.all([c.get('nc:pb'), c.getPair('nc:px', 'nc:pa'), c.get('nc:py')]);
+    expect([g1, p1, p2, g2]).toEqual([
+      { ok: true, value: Buffer.from('beta') },
+      { ok: true, value: null },
+      { ok: true, value: Buffer.from('alpha') },
+      { ok: true, value: null },
+    ]);
+    // The second key refused (invalid): the quiet get is the last request of the turn and is sent answered.
+    const [q, invalid] = await c.getPair('nc:px', 'bad key');
+    expect(q).toEqual({ ok: true, value: null });
+    expect(invalid.ok).toBe(false);
+    const [q2] = await c.getPair('nc:pa', 'bad key');
+    expect(q2).toEqual({ ok: true, value: Buffer.from('alpha') });
+    expect(c.ops.errors).toBe(0);
+  } finally {
+    raw.close();
+  }
+});

@@ -28,6 +28,7 @@ async function shortRun(
           BENCH_WARMUP: '0',
           BENCH_CONNECTIONS: '4',
           BENCH_SESSIONS: '8',
+          BENCH_MANY_SESSIONS: '0',
           BENCH_LOADER: 'autocannon',
           BENCH_OUT: out,
           ...env,
@@ -88,6 +89,36 @@ test('bench runs one short round and writes results.json and results.svg', async
     expect(kernel.readSyscalls).toBeGreaterThanOrEqual(1);
     expect(kernel.mainThreadUs).toBeGreaterThan(0);
     expect(fs.readFileSync(path.join(out, 'results.svg'), 'utf8')).toMatch(/^<svg[\s\S]*<\/svg>\n$/);
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+}, 120_000);
+
+// CPU per request comes first, judged against the store each mode is compared with; every route runs again over
+// the many-sessions set.
+test('the CPU table comes first, with ratios; the many-sessions set is measured beside the small one', async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'msm-bench-'));
+  try {
+    const { stdout, results } = await shortRun('memory,msm-sticky', out, { BENCH_MANY_SESSIONS: '40' });
+    expect(results.settings).toMatchObject({ sessions: 8, manySessions: 40 });
+    expect(results.runs).toHaveLength(8);
+    for (const route of ['read', 'write', 'read@many', 'write@many']) {
+      for (const c of ['memory', 'msm-sticky']) {
+        expect(results.summary[c][route].requests).toBeGreaterThan(0);
+        expect(results.summary[c][route].non2xx).toBe(0);
+      }
+      const x = results.summary['msm-sticky'][route];
+      expect(x.cpuVsAgainst).toBeCloseTo(x.cpuUsPerRequest / results.summary.memory[route].cpuUsPerRequest, 6);
+    }
+    const cpuAt = stdout.indexOf('CPU per request, server (all threads), µs; 8 sessions');
+    const manyAt = stdout.indexOf('CPU per request, server (all threads), µs; 40 sessions');
+    expect(cpuAt).toBeGreaterThanOrEqual(0);
+    expect(manyAt).toBeGreaterThan(cpuAt);
+    expect(stdout.indexOf('Requests per second, 8 sessions')).toBeGreaterThan(manyAt);
+    expect(stdout).toMatch(/\| msm sticky JSON \| \d+ \(\d+\.\d\dx\) \| \d+ \(\d+\.\d\dx\) \| MemoryStore \|/);
+    expect(results.targets.map((t: { target: string }) => t.target)).toContain(
+      'msm sticky JSON write CPU/req <= 1.15x MemoryStore',
+    );
   } finally {
     fs.rmSync(out, { recursive: true, force: true });
   }
