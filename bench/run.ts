@@ -716,7 +716,7 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** Bytes of the bench session with each transcoder (issue 5: Avro <= 50% of JSON). */
+/** Bytes of the bench session with each transcoder (the target: Avro at most 50% of JSON). */
 function payloadBytes(): Record<string, number> {
   const out: Record<string, number> = {};
   try {
