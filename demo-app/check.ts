@@ -11,10 +11,10 @@
 //   DEMO_URL (default: the state file's url, else http://127.0.0.1:8080/)   DEMO_STATE_FILE (demo-app/.run/state.json)
 import { execSync } from 'child_process';
 import * as fs from 'fs';
-import * as net from 'net';
 import * as path from 'path';
 import type { PageInfo } from './app';
 import type { DemoState } from './run-local';
+import { canConnect } from '../test/helpers/memcached';
 
 export const DEFAULT_STATE_FILE = path.resolve(__dirname, '.run', 'state.json');
 
@@ -97,25 +97,6 @@ export interface CheckResult {
   pages: PageInfo[];
 }
 
-function canConnect(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port });
-    const t = setTimeout(() => {
-      s.destroy();
-      resolve(false);
-    }, 1000);
-    s.once('connect', () => {
-      clearTimeout(t);
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => {
-      clearTimeout(t);
-      resolve(false);
-    });
-  });
-}
-
 /** kill -9 a pid from the state file, then wait until its port refuses connections. */
 async function killPid(what: string, pid: number, port: number): Promise<void> {
   try {
@@ -125,7 +106,7 @@ async function killPid(what: string, pid: number, port: number): Promise<void> {
   }
   const until = Date.now() + 20_000;
   while (Date.now() < until) {
-    if (!(await canConnect('127.0.0.1', port))) return;
+    if (!(await canConnect(port, '127.0.0.1', 1000))) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`${what} (pid ${pid}) still accepts connections on ${port} after kill -9`);

@@ -17,6 +17,7 @@ import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { type NodeBalancer, type Upstream, nginxConfig, startNodeBalancer } from './balancer';
+import { canConnect } from '../test/helpers/memcached';
 import { makeCerts } from '../test/helpers/tls';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -98,25 +99,6 @@ function portFree(port: number): Promise<boolean> {
     const s = net.createServer();
     s.once('error', () => resolve(false));
     s.listen(port, HOST, () => s.close(() => resolve(true)));
-  });
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: HOST, port });
-    const t = setTimeout(() => {
-      s.destroy();
-      resolve(false);
-    }, 500);
-    s.once('connect', () => {
-      clearTimeout(t);
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => {
-      clearTimeout(t);
-      resolve(false);
-    });
   });
 }
 
@@ -263,7 +245,7 @@ async function main(): Promise<void> {
       if (certs) args.push('-Z', '-o', `ssl_chain_cert=${certs.serverCert},ssl_key=${certs.serverKey}`);
       if (process.getuid?.() === 0) args.push('-u', 'root');
       const proc = spawnChild(id, memcachedBin, args);
-      await waitFor(`memcached ${id} (port ${ports[id]})`, () => canConnect(ports[id]), proc, 15_000);
+      await waitFor(`memcached ${id} (port ${ports[id]})`, () => canConnect(ports[id], HOST, 500), proc, 15_000);
     }
     const memcachedNodes = `n1:${HOST}:${ports.n1},n2:${HOST}:${ports.n2}`;
     const secret = process.env.SESSION_SECRET || randomBytes(24).toString('base64url');
@@ -319,7 +301,7 @@ async function main(): Promise<void> {
         'daemon off;',
       ]);
       try {
-        await waitFor(`nginx (port ${ports.balancer})`, () => canConnect(ports.balancer), proc, 15_000);
+        await waitFor(`nginx (port ${ports.balancer})`, () => canConnect(ports.balancer, HOST, 500), proc, 15_000);
         balancer = { kind: 'nginx', pid: proc.pid!, port: ports.balancer };
       } catch (e) {
         let errors = '';

@@ -75,13 +75,14 @@ function canBind(port: number): Promise<boolean> {
   });
 }
 
-export function canConnect(port: number): Promise<boolean> {
+/** Whether a TCP connection to host:port opens within `timeoutMs` (a server is listening and accepting). */
+export function canConnect(port: number, host = '127.0.0.1', timeoutMs = 200): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port });
+    const s = net.connect({ host, port });
     const t = setTimeout(() => {
       s.destroy();
       resolve(false);
-    }, 200);
+    }, timeoutMs);
     s.once('connect', () => {
       clearTimeout(t);
       s.destroy();

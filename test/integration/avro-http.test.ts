@@ -22,26 +22,28 @@ const nodes = ports
   .join(',');
 const PREFIX = 'static:avro';
 
+/** The field both deploys share. */
+const USER = {
+  name: 'user',
+  type: [
+    'null',
+    {
+      type: 'record',
+      name: 'User',
+      fields: [
+        { name: 'id', type: 'long' },
+        { name: 'name', type: 'string' },
+      ],
+    },
+  ],
+  default: null,
+};
 const v1 = {
   type: 'record',
   name: 'Shop',
   namespace: 'app',
   fields: [
-    {
-      name: 'user',
-      type: [
-        'null',
-        {
-          type: 'record',
-          name: 'User',
-          fields: [
-            { name: 'id', type: 'long' },
-            { name: 'name', type: 'string' },
-          ],
-        },
-      ],
-      default: null,
-    },
+    USER,
     { name: 'visits', type: 'int', default: 0 },
     { name: 'lastSeen', type: ['null', { type: 'long', logicalType: 'timestamp-millis' }], default: null },
     { name: 'legacyBanner', type: 'boolean', default: false },
@@ -53,21 +55,7 @@ const v2 = {
   name: 'Shop',
   namespace: 'app',
   fields: [
-    {
-      name: 'user',
-      type: [
-        'null',
-        {
-          type: 'record',
-          name: 'User',
-          fields: [
-            { name: 'id', type: 'long' },
-            { name: 'name', type: 'string' },
-          ],
-        },
-      ],
-      default: null,
-    },
+    USER,
     { name: 'visits', type: 'int', default: 0 },
     { name: 'lastSeen', type: ['null', { type: 'long', logicalType: 'timestamp-millis' }], default: null },
     { name: 'theme', type: 'string', default: 'light' },

@@ -4,7 +4,6 @@
 import { type ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as http from 'http';
-import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import {
@@ -17,24 +16,13 @@ import {
 import { CookieJar, runCheck, type CheckResult } from '../../demo-app/check';
 import { colorFor } from '../../demo-app/config';
 import { type RunningDemo, isAlive, startDemo } from '../helpers/demo';
-import { freePort } from '../helpers/memcached';
+import { canConnect, freePort } from '../helpers/memcached';
 
 jest.setTimeout(240_000);
 
 const nginxBin = ['/usr/sbin/nginx', '/usr/bin/nginx', '/usr/local/sbin/nginx'].find((p) => fs.existsSync(p));
 const nginxInstalled = !!nginxBin;
 const BROWSER_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8';
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 /** A browser's reloads without the browser: the page, then its logo, `n` times, with a cookie jar. Instances in order. */
 async function pageLoads(url: string, n: number): Promise<{ pages: string[]; html: string[] }> {
