@@ -331,6 +331,8 @@ export class NodeSet extends EventEmitter {
   backupNodesOf(primary: string, count: number, assumeUp?: string): string[] {
     const start = this.ids.indexOf(primary);
     const former = start < 0 ? this.formerLists.get(primary) : undefined;
+    // Every request asks this for a listed primary: the current list's view is built once, not per call.
+    if (!former && assumeUp === undefined) return placeBackups(this.currentView, primary, count);
     const view = (list: readonly string[]): PlacementView => ({
       list,
       // A former list may name nodes removed since.
@@ -342,6 +344,19 @@ export class NodeSet extends EventEmitter {
     if (fromFormer.length >= count) return fromFormer;
     return [...fromFormer, ...placeBackups(view(this.ids), primary, count - fromFormer.length, fromFormer)];
   }
+
+  /** The current list as placement sees it (`list` follows update()). */
+  private readonly currentView: PlacementView = (() => {
+    const self = this;
+    return {
+      get list() {
+        return self.ids;
+      },
+      isUp: (id: string) => this.isAvailable(id),
+      isFailover: (id: string) => this.failoverIds.includes(id),
+      zoneOf: (id: string) => this.zoneOf(id),
+    };
+  })();
 
   /** A node's zone (`zone:<name>`), or `node:<id>` for a node the zones option does not name. */
   zoneOf(id: string): string {
