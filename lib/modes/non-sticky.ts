@@ -451,14 +451,14 @@ export class NonStickyMode implements SessionMode {
     record?.refreshed(validity);
     const { backups } = this.ctx;
     const p = backups.run(() => this.refreshPrimary(sid, primary, bytes, validity));
-    const b = backups.run(async () => {
-      await Promise.all(
-        this.backupTargets(primary).map((target) =>
-          verified.includes(target)
-            ? this.refreshBackup(sid, target, bytes, validity)
-            : this.writeBackupOn(sid, target, bytes, validity, repairing),
-        ),
-      );
+    const b = backups.run(() => {
+      const one = (target: string) =>
+        verified.includes(target)
+          ? this.refreshBackup(sid, target, bytes, validity)
+          : this.writeBackupOn(sid, target, bytes, validity, repairing);
+      const targets = this.backupTargets(primary);
+      // One backup node, as by default: no Promise.all on every read.
+      return targets.length === 1 ? one(targets[0]) : Promise.all(targets.map(one)).then(() => undefined);
     });
     return p && b && Promise.all([p, b]).then(() => undefined);
   }
