@@ -335,8 +335,6 @@ async function main(): Promise<void> {
         apps.map((a) => [a.name, { pid: a.proc.pid!, port: a.port, route: sticky ? a.name : null }]),
       ),
     };
-    fs.mkdirSync(path.dirname(stateFile), { recursive: true });
-    fs.writeFileSync(stateFile, JSON.stringify(state, null, 2) + '\n');
 
     process.stdout.write(`
 express-msm demo (${sticky ? "sticky: routes a/b, the balancer follows the cookie's .route suffix" : 'non-sticky: sessions live in memcached'}${tls ? '; TLS to memcached' : ''})
@@ -358,6 +356,9 @@ Try:
   Or let it run by itself:  npm run demo:check      (it kills n1 and app a: restart the demo afterwards)
   Metrics: ${url}metrics      Ctrl-C stops everything.
 `);
+    // Written after the banner: the state file says the demo is ready, with everything it printed.
+    fs.mkdirSync(path.dirname(stateFile), { recursive: true });
+    fs.writeFileSync(stateFile, JSON.stringify(state, null, 2) + '\n');
   } catch (e) {
     console.error(`[demo] ${(e as Error).message}`);
     await stop(1);

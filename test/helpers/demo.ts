@@ -46,7 +46,8 @@ export async function startDemo(env: Record<string, string> = {}, timeoutMs = 12
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
     if (proc.exitCode !== null) throw new Error(`the demo exited with ${proc.exitCode} while starting:\n${out}`);
-    if (fs.existsSync(stateFile)) {
+    // The banner is printed before the state file is written; its last lines may still be on their way in the pipe.
+    if (fs.existsSync(stateFile) && out.includes('Ctrl-C stops everything')) {
       try {
         const state = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as DemoState;
         return { state, stateFile, proc, output: () => out, stop };
